@@ -1,0 +1,5 @@
+//! files commands.
+
+use super::CommandSpec;
+
+pub const COMMANDS: &[CommandSpec] = &[];

@@ -1,0 +1,5 @@
+//! net commands.
+
+use super::CommandSpec;
+
+pub const COMMANDS: &[CommandSpec] = &[];

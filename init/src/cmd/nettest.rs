@@ -1,0 +1,5 @@
+//! nettest commands.
+
+use super::CommandSpec;
+
+pub const COMMANDS: &[CommandSpec] = &[];

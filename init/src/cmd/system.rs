@@ -1,0 +1,5 @@
+//! system commands.
+
+use super::CommandSpec;
+
+pub const COMMANDS: &[CommandSpec] = &[];

@@ -1,0 +1,309 @@
+//! Loading the embedded eBPF object: kernel facts it needs (tracepoint field
+//! offsets from tracefs) are read here at run time and handed to the
+//! programs as globals; aya-log lines reach the console only after `log on`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+use aya::maps::{PerCpuArray, RingBuf};
+use aya::programs::TracePoint;
+use aya::{Ebpf, EbpfLoader};
+use myinit_common::DropEvent;
+
+/// The object built from `ebpf-programs` by init/build.rs.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/myinit"));
+
+/// Whether eBPF log lines are printed (`log on|off`). Off by default.
+pub static EBPF_LOG: AtomicBool = AtomicBool::new(false);
+
+/// Prints aya-log records from the programs while `EBPF_LOG` is on.
+struct ConsoleLog;
+
+impl log::Log for ConsoleLog {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        EBPF_LOG.load(Ordering::Relaxed)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!("ebpf: {}: {}", record.level(), record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Where tracefs is, mounting it when needed (the VM boots without it).
+pub fn tracefs_dir() -> anyhow::Result<PathBuf> {
+    tracefs_dir_in(Path::new("/sys/kernel"))
+}
+
+/// `tracefs_dir` below another root (tests point it at missing paths).
+pub fn tracefs_dir_in(sys_kernel: &Path) -> anyhow::Result<PathBuf> {
+    let tracing = sys_kernel.join("tracing");
+    if tracing.join("events").is_dir() {
+        return Ok(tracing);
+    }
+    let mounted = nix::mount::mount(
+        Some("tracefs"),
+        &tracing,
+        Some("tracefs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    );
+    if mounted.is_ok() && tracing.join("events").is_dir() {
+        return Ok(tracing);
+    }
+    // Older kernels: tracefs inside debugfs.
+    let debug = sys_kernel.join("debug");
+    let _ = nix::mount::mount(
+        Some("debugfs"),
+        &debug,
+        Some("debugfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    );
+    let legacy = debug.join("tracing");
+    if legacy.join("events").is_dir() {
+        return Ok(legacy);
+    }
+    bail!(
+        "no tracefs at {} (kernel without CONFIG_FTRACE?)",
+        tracing.display()
+    )
+}
+
+/// One field of a tracepoint record, from its `format` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceField {
+    pub name: String,
+    pub offset: u32,
+    pub size: u32,
+}
+
+/// Parses a tracepoint `format` file's field lines, e.g.
+/// `field:void * location;	offset:16;	size:8;	signed:0;`.
+pub fn parse_format(text: &str) -> Vec<TraceField> {
+    let mut fields = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        let Some(rest) = line.strip_prefix("field:") else {
+            continue;
+        };
+        let mut decl = "";
+        let mut offset = None;
+        let mut size = None;
+        for (i, part) in rest.split(';').enumerate() {
+            let part = part.trim();
+            if i == 0 {
+                decl = part;
+            } else if let Some(v) = part.strip_prefix("offset:") {
+                offset = v.parse().ok();
+            } else if let Some(v) = part.strip_prefix("size:") {
+                size = v.parse().ok();
+            }
+        }
+        // The name is the declaration's last word, without any array suffix.
+        let name = decl
+            .rsplit([' ', '*'])
+            .next()
+            .unwrap_or("")
+            .split('[')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        if let (Some(offset), Some(size)) = (offset, size) {
+            fields.push(TraceField { name, offset, size });
+        }
+    }
+    fields
+}
+
+/// Reads a tracepoint's fields from tracefs.
+pub fn tracepoint_fields(tracefs: &Path, category: &str, name: &str) -> anyhow::Result<Vec<TraceField>> {
+    let path = tracefs.join("events").join(category).join(name).join("format");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: no {category}:{name} tracepoint", path.display()))?;
+    Ok(parse_format(&text))
+}
+
+/// The loaded drop tracer (classic `skb:kfree_skb` tracepoint).
+pub struct DropTracer {
+    pub ebpf: Ebpf,
+    pub events: RingBuf<aya::maps::MapData>,
+    pub lost: PerCpuArray<aya::maps::MapData, u64>,
+    _logger: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl DropTracer {
+    /// Loads and attaches the classic tracepoint program with the running
+    /// kernel's field offsets. Must run inside the tokio runtime (log task).
+    pub fn attach(tracefs: &Path) -> anyhow::Result<Self> {
+        let fields = tracepoint_fields(tracefs, "skb", "kfree_skb")?;
+        let offset = |name: &str| {
+            fields
+                .iter()
+                .find(|f| f.name == name)
+                .map_or(u32::MAX, |f| f.offset)
+        };
+        let (skbaddr, location, protocol, reason) = (
+            offset("skbaddr"),
+            offset("location"),
+            offset("protocol"),
+            offset("reason"),
+        );
+        if location == u32::MAX {
+            bail!("skb:kfree_skb has no 'location' field in its format file");
+        }
+        let log_level: u8 = if EBPF_LOG.load(Ordering::Relaxed) { 0xff } else { 0 };
+        let mut ebpf = EbpfLoader::new()
+            .override_global("KFREE_SKB_OFF_SKBADDR", &skbaddr, true)
+            .override_global("KFREE_SKB_OFF_LOCATION", &location, true)
+            .override_global("KFREE_SKB_OFF_PROTOCOL", &protocol, true)
+            .override_global("KFREE_SKB_OFF_REASON", &reason, true)
+            .override_global("AYA_LOG_LEVEL", &log_level, false)
+            .load(EBPF_OBJECT)
+            .context("loading the eBPF object")?;
+        let logger = spawn_logger(&mut ebpf);
+        let program: &mut TracePoint = ebpf
+            .program_mut("kfree_skb")
+            .ok_or_else(|| anyhow!("program kfree_skb missing from the object"))?
+            .try_into()?;
+        program.load().context("loading kfree_skb")?;
+        program
+            .attach("skb", "kfree_skb")
+            .context("attaching to skb:kfree_skb")?;
+        let events = RingBuf::try_from(
+            ebpf.take_map("DROP_EVENTS")
+                .ok_or_else(|| anyhow!("map DROP_EVENTS missing"))?,
+        )?;
+        let lost = PerCpuArray::try_from(
+            ebpf.take_map("DROP_LOST")
+                .ok_or_else(|| anyhow!("map DROP_LOST missing"))?,
+        )?;
+        Ok(DropTracer {
+            ebpf,
+            events,
+            lost,
+            _logger: logger,
+        })
+    }
+
+    /// Takes every queued event.
+    pub fn drain(&mut self) -> Vec<DropEvent> {
+        let mut out = Vec::new();
+        while let Some(item) = self.events.next() {
+            if item.len() >= std::mem::size_of::<DropEvent>() {
+                // SAFETY: the program writes whole DropEvents (repr(C), Pod).
+                out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<DropEvent>()) });
+            }
+        }
+        out
+    }
+
+    /// Events the ring buffer could not take, summed over CPUs.
+    pub fn lost(&self) -> u64 {
+        self.lost
+            .get(&0, 0)
+            .map(|per_cpu| per_cpu.iter().sum())
+            .unwrap_or(0)
+    }
+}
+
+/// Forwards aya-log records to `ConsoleLog` while the programs run.
+fn spawn_logger(ebpf: &mut Ebpf) -> Option<tokio::task::JoinHandle<()>> {
+    static LOGGER: ConsoleLog = ConsoleLog;
+    let logger = aya_log::EbpfLogger::init_with_logger(ebpf, &LOGGER as &dyn log::Log).ok()?;
+    let handle = tokio::runtime::Handle::try_current().ok()?;
+    Some(handle.spawn(async move {
+        let Ok(mut fd) = tokio::io::unix::AsyncFd::with_interest(logger, tokio::io::Interest::READABLE)
+        else {
+            return;
+        };
+        loop {
+            let Ok(mut guard) = fd.readable_mut().await else {
+                return;
+            };
+            guard.get_inner_mut().flush();
+            guard.clear_ready();
+        }
+    }))
+}
+
+/// Loads and attaches the drop tracer, makes a drop on purpose (UDP to a
+/// closed port on loopback) and reports what the program saw. Used by
+/// `kconfig bpf` to show that eBPF really works on this kernel.
+pub async fn self_test() -> anyhow::Result<String> {
+    let tracefs = tracefs_dir()?;
+    let mut tracer = DropTracer::attach(&tracefs)?;
+    let ours = std::process::id();
+    // A closed port on loopback: the kernel frees the skb as a drop.
+    let _ = crate::net::ioctl::set_up("lo");
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let closed = {
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        probe.local_addr()?.port()
+    };
+    for _ in 0..3 {
+        let _ = socket.send_to(b"myinit self-test", ("127.0.0.1", closed));
+    }
+    let mut seen = 0usize;
+    let mut ours_seen = 0usize;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for event in tracer.drain() {
+            seen += 1;
+            if event.pid == ours {
+                ours_seen += 1;
+            }
+        }
+        if ours_seen > 0 {
+            break;
+        }
+    }
+    Ok(format!(
+        "eBPF: loaded and attached kfree_skb to skb:kfree_skb; {seen} drop event(s) seen, \
+         {ours_seen} from the self-test's packets, {} lost",
+        tracer.lost()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_kfree_skb_format_of_both_kernels() {
+        let v618 = "name: kfree_skb\nID: 1\nformat:\n\
+\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\
+\tfield:void * skbaddr;\toffset:8;\tsize:8;\tsigned:0;\n\
+\tfield:void * location;\toffset:16;\tsize:8;\tsigned:0;\n\
+\tfield:void * rx_sk;\toffset:24;\tsize:8;\tsigned:0;\n\
+\tfield:unsigned short protocol;\toffset:32;\tsize:2;\tsigned:0;\n\
+\tfield:enum skb_drop_reason reason;\toffset:36;\tsize:4;\tsigned:0;\n";
+        let fields = parse_format(v618);
+        let off = |n: &str| fields.iter().find(|f| f.name == n).map(|f| f.offset);
+        assert_eq!(off("location"), Some(16));
+        assert_eq!(off("rx_sk"), Some(24));
+        assert_eq!(off("protocol"), Some(32));
+        assert_eq!(off("reason"), Some(36));
+        let v61 = "\tfield:void * location;\toffset:16;\tsize:8;\tsigned:0;\n\
+\tfield:unsigned short protocol;\toffset:24;\tsize:2;\tsigned:0;\n\
+\tfield:enum skb_drop_reason reason;\toffset:28;\tsize:4;\tsigned:0;\n\
+\tfield:char comm[16];\toffset:40;\tsize:16;\tsigned:0;\n";
+        let fields = parse_format(v61);
+        let off = |n: &str| fields.iter().find(|f| f.name == n).map(|f| f.offset);
+        assert_eq!(off("protocol"), Some(24));
+        assert_eq!(off("reason"), Some(28));
+        assert_eq!(off("comm"), Some(40));
+        assert_eq!(off("rx_sk"), None);
+    }
+
+    #[test]
+    fn missing_tracefs_is_a_clear_error() {
+        let err = tracefs_dir_in(Path::new("/nonexistent-myinit-test")).unwrap_err();
+        assert!(err.to_string().contains("no tracefs"), "{err}");
+    }
+}

@@ -1,0 +1,104 @@
+//! myinit: the `/init` of small network test VMs. As PID 1 it boots the VM
+//! (boot.rs); otherwise it runs the same shell engine on a normal machine:
+//! `myinit -c 'CMD; CMD'`, `myinit SCRIPT`, `myinit shell`.
+
+mod boot;
+mod cmd;
+mod ebpf;
+mod jobs;
+mod net;
+mod proc;
+mod shell;
+mod state;
+mod util;
+mod vmexit;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Parser;
+
+use shell::{Flow, Output, Shell};
+
+/// eBPF-assisted networking init for network test VMs.
+#[derive(Parser, Debug)]
+#[command(name = "myinit", version, about)]
+struct Args {
+    /// Run these commands (separated by `;` or newlines) and exit with the last status.
+    #[arg(short = 'c', value_name = "COMMANDS", conflicts_with = "script")]
+    commands: Option<String>,
+    /// A script file to run, or `shell` for the interactive shell.
+    script: Option<PathBuf>,
+}
+
+fn main() {
+    let boot_started = Instant::now();
+    let is_pid1 = std::process::id() == 1;
+    if is_pid1 {
+        boot::mount_base();
+        boot::setup_console();
+    }
+    // Keep the default hook's message but make it one line: a panicking
+    // command is reported by the shell and the shell goes on.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("myinit: panic{location}");
+    }));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("myinit: cannot start the runtime: {e}");
+            if is_pid1 {
+                boot::power_off(1);
+            }
+            std::process::exit(1);
+        }
+    };
+    let state = state::State::start(&runtime, is_pid1);
+    let mut shell = Shell::new(state.clone());
+    if is_pid1 {
+        boot::run(&mut shell, boot_started);
+    }
+
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
+    let mut out = Output::stdout();
+    let status = match (&args.commands, &args.script) {
+        (Some(commands), _) => {
+            let flow = shell.run_source(commands.as_bytes(), "-c", &mut out);
+            flow_status(flow, &shell)
+        }
+        (None, Some(script)) if script.as_os_str() == "shell" => {
+            shell::editor::interactive(&mut shell)
+        }
+        (None, Some(script)) => match shell.run_file(script, &mut out) {
+            Ok(flow) => flow_status(flow, &shell),
+            Err(e) => {
+                eprintln!("myinit: {e:#}");
+                127
+            }
+        },
+        (None, None) => shell::editor::interactive(&mut shell),
+    };
+    drop(out);
+    for report in state.jobs.stop_all() {
+        println!("{report}");
+    }
+    std::process::exit(status);
+}
+
+fn flow_status(flow: Flow, shell: &Shell) -> i32 {
+    match flow {
+        Flow::Exit(status) => status,
+        Flow::Continue | Flow::Stop => shell.last_status,
+    }
+}

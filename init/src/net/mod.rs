@@ -1,0 +1,4 @@
+//! Network plumbing: TAP devices, netlink (links, addresses, routes, neighbours).
+
+pub mod ioctl;
+pub mod tap;

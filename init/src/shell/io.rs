@@ -1,0 +1,180 @@
+//! Where a command's output goes and where its input comes from. Commands
+//! write to the `Output` handed to them and never to fd 1 directly, so a
+//! background job's message cannot land in someone's redirect file.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+enum Sink {
+    Stdout,
+    File(File),
+    Memory(Vec<u8>),
+}
+
+/// A command's standard output. It hands complete lines to the kernel, each
+/// batch of lines in one `write(2)`, so `echo add x > /proc/…/control`
+/// reaches the file as the single write that proc control files expect;
+/// what is left without a newline is written at `flush` (command end).
+pub struct Output {
+    sink: Sink,
+    pending: Vec<u8>,
+}
+
+impl Output {
+    pub fn stdout() -> Self {
+        Self {
+            sink: Sink::Stdout,
+            pending: Vec::new(),
+        }
+    }
+
+    pub fn file(file: File) -> Self {
+        Self {
+            sink: Sink::File(file),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Collects output in memory (for tests and `$(…)`-like uses).
+    pub fn memory() -> Self {
+        Self {
+            sink: Sink::Memory(Vec::new()),
+            pending: Vec::new(),
+        }
+    }
+
+    /// What a memory output collected.
+    pub fn contents(&self) -> &[u8] {
+        match &self.sink {
+            Sink::Memory(v) => v,
+            _ => &[],
+        }
+    }
+
+    /// The file descriptor a child process should inherit as its stdout.
+    pub fn child_stdio(&mut self) -> io::Result<std::process::Stdio> {
+        self.flush()?;
+        Ok(match &self.sink {
+            Sink::Stdout => std::process::Stdio::inherit(),
+            Sink::File(f) => f.try_clone()?.into(),
+            Sink::Memory(_) => std::process::Stdio::piped(),
+        })
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.sink, Sink::Stdout) && nix::unistd::isatty(io::stdout()).unwrap_or(false)
+    }
+
+    fn write_out(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match &mut self.sink {
+            Sink::Stdout => write_all_fd(io::stdout().as_fd(), bytes),
+            Sink::File(f) => f.write_all(bytes),
+            Sink::Memory(v) => {
+                v.extend_from_slice(bytes);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Writes straight to a descriptor, bypassing std's stdout buffer so output
+/// order with child processes and the line editor stays as written.
+fn write_all_fd(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match nix::unistd::write(fd, bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        if let Some(last_newline) = self.pending.iter().rposition(|&b| b == b'\n') {
+            let rest = self.pending.split_off(last_newline + 1);
+            let lines = std::mem::replace(&mut self.pending, rest);
+            self.write_out(&lines)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            let bytes = std::mem::take(&mut self.pending);
+            self.write_out(&bytes)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+/// A command's standard input: the console, or the file of `< FILE`.
+pub enum Input {
+    Console,
+    File(File),
+}
+
+impl Input {
+    /// A readable handle of its own (a dup of fd 0 for the console).
+    pub fn open(&self) -> io::Result<File> {
+        match self {
+            Input::Console => Ok(File::from(io::stdin().as_fd().try_clone_to_owned()?)),
+            Input::File(f) => f.try_clone(),
+        }
+    }
+
+    pub fn child_stdio(&self) -> io::Result<std::process::Stdio> {
+        Ok(match self {
+            Input::Console => std::process::Stdio::inherit(),
+            Input::File(f) => f.try_clone()?.into(),
+        })
+    }
+
+    pub fn is_console(&self) -> bool {
+        matches!(self, Input::Console)
+    }
+
+    pub fn raw_fd(&self) -> i32 {
+        match self {
+            Input::Console => io::stdin().as_raw_fd(),
+            Input::File(f) => f.as_raw_fd(),
+        }
+    }
+}
+
+impl Read for Input {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Input::Console => io::stdin().read(buf),
+            Input::File(f) => f.read(buf),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_hands_over_whole_lines_only() {
+        let mut out = Output::memory();
+        write!(out, "add").unwrap();
+        write!(out, " nat46dev").unwrap();
+        assert!(out.contents().is_empty());
+        writeln!(out).unwrap();
+        assert_eq!(out.contents(), b"add nat46dev\n");
+        write!(out, "tail").unwrap();
+        out.flush().unwrap();
+        assert_eq!(out.contents(), b"add nat46dev\ntail");
+    }
+}

@@ -1,0 +1,504 @@
+//! The one tokenizer and parser of myinit's command language, shared by
+//! scripts, the interactive shell and `run`. A line parses into commands
+//! (separated by `;`); variables stay unexpanded in the tree so that
+//! `A=1; echo $A` sees the assignment made earlier on the same line.
+
+use thiserror::Error;
+
+/// The longest line accepted; longer ones are refused whole, not truncated.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SyntaxError {
+    #[error("unterminated {0} quote")]
+    UnterminatedQuote(&'static str),
+    #[error("missing file name after '{0}'")]
+    MissingRedirectTarget(&'static str),
+    #[error("unterminated '${{'")]
+    UnterminatedBrace,
+    #[error("bad variable name in '${{{0}}}'")]
+    BadVariableName(String),
+    #[error("line ends with a backslash")]
+    TrailingBackslash,
+    #[error("line too long ({0} bytes, at most {MAX_LINE_BYTES})")]
+    LineTooLong(usize),
+    #[error("line is not valid UTF-8 (byte {0:#04x} at offset {1})")]
+    NotUtf8(u8, usize),
+}
+
+/// One piece of a word, before variable expansion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// Unquoted text (may hold `=` that makes the word an assignment).
+    Bare(String),
+    /// Text from quotes or a backslash escape: never split, never special.
+    Quoted(String),
+    /// `$NAME` / `${NAME}` / `$?`; `quoted` ones are not split on blanks.
+    Var { name: String, quoted: bool },
+}
+
+/// A word: parts that are glued together after expansion.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Word(pub Vec<Part>);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedirectKind {
+    /// `< FILE`
+    Input,
+    /// `> FILE`
+    Truncate,
+    /// `>> FILE`
+    Append,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    pub kind: RedirectKind,
+    pub target: Word,
+}
+
+/// One command: its words and redirections, in source order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SimpleCommand {
+    pub words: Vec<Word>,
+    pub redirects: Vec<Redirect>,
+}
+
+impl Word {
+    fn push_char(&mut self, c: char, quoted: bool) {
+        match (self.0.last_mut(), quoted) {
+            (Some(Part::Bare(s)), false) | (Some(Part::Quoted(s)), true) => s.push(c),
+            _ => self.0.push(if quoted {
+                Part::Quoted(c.to_string())
+            } else {
+                Part::Bare(c.to_string())
+            }),
+        }
+    }
+
+    /// `NAME=value` when the word starts with a bare `NAME=`: (name, rest of the word).
+    pub fn as_assignment(&self) -> Option<(String, Word)> {
+        let Some(Part::Bare(first)) = self.0.first() else {
+            return None;
+        };
+        let (name, value) = first.split_once('=')?;
+        if !is_valid_name(name) {
+            return None;
+        }
+        let mut rest = Word::default();
+        if !value.is_empty() {
+            rest.0.push(Part::Bare(value.to_string()));
+        }
+        rest.0.extend(self.0[1..].iter().cloned());
+        Some((name.to_string(), rest))
+    }
+
+    /// Expands variables with `lookup`. Bare variable text is split on
+    /// blanks (as sh does), so one word may give zero or several fields.
+    pub fn expand(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+        let mut fields: Vec<String> = Vec::new();
+        let mut current = String::new();
+        // Whether `current` is a field even if empty (quotes make `""` a field).
+        let mut has_field = false;
+        for part in &self.0 {
+            match part {
+                Part::Bare(s) | Part::Quoted(s) => {
+                    current.push_str(s);
+                    has_field = has_field || matches!(part, Part::Quoted(_)) || !s.is_empty();
+                }
+                Part::Var { name, quoted: true } => {
+                    current.push_str(&lookup(name).unwrap_or_default());
+                    has_field = true;
+                }
+                Part::Var {
+                    name,
+                    quoted: false,
+                } => {
+                    let value = lookup(name).unwrap_or_default();
+                    let mut pieces = value.split([' ', '\t', '\n']).peekable();
+                    let starts_blank = value.starts_with([' ', '\t', '\n']);
+                    if starts_blank && has_field {
+                        fields.push(std::mem::take(&mut current));
+                        has_field = false;
+                    }
+                    while let Some(piece) = pieces.next() {
+                        if !piece.is_empty() {
+                            current.push_str(piece);
+                            has_field = true;
+                        }
+                        if pieces.peek().is_some() && has_field {
+                            fields.push(std::mem::take(&mut current));
+                            has_field = false;
+                        }
+                    }
+                }
+            }
+        }
+        if has_field {
+            fields.push(current);
+        }
+        fields
+    }
+
+    /// The word's text with variables expanded but no splitting (redirect targets).
+    pub fn expand_joined(&self, lookup: &dyn Fn(&str) -> Option<String>) -> String {
+        self.0
+            .iter()
+            .map(|part| match part {
+                Part::Bare(s) | Part::Quoted(s) => s.clone(),
+                Part::Var { name, .. } => lookup(name).unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
+/// Letters, digits and `_`, not starting with a digit.
+pub fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+/// Checks a raw line before parsing: size and UTF-8.
+pub fn decode_line(bytes: &[u8]) -> Result<&str, SyntaxError> {
+    if bytes.len() > MAX_LINE_BYTES {
+        return Err(SyntaxError::LineTooLong(bytes.len()));
+    }
+    std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        SyntaxError::NotUtf8(bytes[at], at)
+    })
+}
+
+fn is_blank(c: char) -> bool {
+    c == ' ' || c == '\t' || c == '\r' || c == '\n'
+}
+
+/// Parses one line into its commands. Empty and comment-only lines give none.
+pub fn parse_line(line: &str) -> Result<Vec<SimpleCommand>, SyntaxError> {
+    if line.len() > MAX_LINE_BYTES {
+        return Err(SyntaxError::LineTooLong(line.len()));
+    }
+    let mut commands = Vec::new();
+    let mut command = SimpleCommand::default();
+    let mut word: Option<Word> = None;
+    // The redirection waiting for its target word.
+    let mut pending: Option<RedirectKind> = None;
+    let mut chars = line.chars().peekable();
+
+    // Ends the word being read, giving it to a pending redirection or the command.
+    let finish_word = |word: &mut Option<Word>,
+                       pending: &mut Option<RedirectKind>,
+                       command: &mut SimpleCommand| {
+        if let Some(w) = word.take() {
+            match pending.take() {
+                Some(kind) => command.redirects.push(Redirect { kind, target: w }),
+                None => command.words.push(w),
+            }
+        }
+    };
+    let op_name = |kind: RedirectKind| match kind {
+        RedirectKind::Input => "<",
+        RedirectKind::Truncate => ">",
+        RedirectKind::Append => ">>",
+    };
+
+    while let Some(c) = chars.next() {
+        match c {
+            c if is_blank(c) => finish_word(&mut word, &mut pending, &mut command),
+            '#' if word.is_none() => break,
+            ';' => {
+                finish_word(&mut word, &mut pending, &mut command);
+                if let Some(kind) = pending {
+                    return Err(SyntaxError::MissingRedirectTarget(op_name(kind)));
+                }
+                if !command.words.is_empty() || !command.redirects.is_empty() {
+                    commands.push(std::mem::take(&mut command));
+                }
+            }
+            '<' | '>' => {
+                finish_word(&mut word, &mut pending, &mut command);
+                if let Some(kind) = pending {
+                    return Err(SyntaxError::MissingRedirectTarget(op_name(kind)));
+                }
+                pending = Some(if c == '<' {
+                    RedirectKind::Input
+                } else if chars.peek() == Some(&'>') {
+                    chars.next();
+                    RedirectKind::Append
+                } else {
+                    RedirectKind::Truncate
+                });
+            }
+            '\\' => {
+                let escaped = chars.next().ok_or(SyntaxError::TrailingBackslash)?;
+                word.get_or_insert_with(Word::default)
+                    .push_char(escaped, true);
+            }
+            '\'' => {
+                let w = word.get_or_insert_with(Word::default);
+                // An empty '' still makes a (quoted, empty) part.
+                w.0.push(Part::Quoted(String::new()));
+                loop {
+                    match chars.next() {
+                        None => return Err(SyntaxError::UnterminatedQuote("single")),
+                        Some('\'') => break,
+                        Some(c) => w.push_char(c, true),
+                    }
+                }
+            }
+            '"' => {
+                let w = word.get_or_insert_with(Word::default);
+                w.0.push(Part::Quoted(String::new()));
+                loop {
+                    match chars.next() {
+                        None => return Err(SyntaxError::UnterminatedQuote("double")),
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(e @ ('"' | '\\' | '$' | '`')) => w.push_char(e, true),
+                            Some(other) => {
+                                w.push_char('\\', true);
+                                w.push_char(other, true);
+                            }
+                            None => return Err(SyntaxError::UnterminatedQuote("double")),
+                        },
+                        Some('$') => match read_var(&mut chars)? {
+                            Some(name) => w.0.push(Part::Var { name, quoted: true }),
+                            None => w.push_char('$', true),
+                        },
+                        Some(c) => w.push_char(c, true),
+                    }
+                }
+            }
+            '$' => {
+                let w = word.get_or_insert_with(Word::default);
+                match read_var(&mut chars)? {
+                    Some(name) => w.0.push(Part::Var {
+                        name,
+                        quoted: false,
+                    }),
+                    None => w.push_char('$', false),
+                }
+            }
+            c => word.get_or_insert_with(Word::default).push_char(c, false),
+        }
+    }
+    finish_word(&mut word, &mut pending, &mut command);
+    if let Some(kind) = pending {
+        return Err(SyntaxError::MissingRedirectTarget(op_name(kind)));
+    }
+    if !command.words.is_empty() || !command.redirects.is_empty() {
+        commands.push(command);
+    }
+    Ok(commands)
+}
+
+/// Reads a variable reference after `$`: `NAME`, `{NAME}` or `?`.
+/// `None` when `$` is not followed by a name (then it is a literal `$`).
+fn read_var(
+    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+) -> Result<Option<String>, SyntaxError> {
+    match chars.peek() {
+        Some('?') => {
+            chars.next();
+            Ok(Some("?".into()))
+        }
+        Some('{') => {
+            chars.next();
+            let mut name = String::new();
+            loop {
+                match chars.next() {
+                    None => return Err(SyntaxError::UnterminatedBrace),
+                    Some('}') => break,
+                    Some(c) => name.push(c),
+                }
+            }
+            if name == "?" || is_valid_name(&name) {
+                Ok(Some(name))
+            } else {
+                Err(SyntaxError::BadVariableName(name))
+            }
+        }
+        Some(&c) if c == '_' || c.is_ascii_alphabetic() => {
+            let mut name = String::new();
+            while let Some(&c) = chars.peek() {
+                if c == '_' || c.is_ascii_alphanumeric() {
+                    name.push(c);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            Ok(Some(name))
+        }
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn vars() -> HashMap<String, String> {
+        [
+            ("A", "one"),
+            ("SPACED", "x y  z"),
+            ("EMPTY", ""),
+            ("?", "3"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    /// Parses and expands each command's words with the test variables.
+    fn words(line: &str) -> Vec<Vec<String>> {
+        let v = vars();
+        parse_line(line)
+            .unwrap()
+            .iter()
+            .map(|c| {
+                c.words
+                    .iter()
+                    .flat_map(|w| w.expand(&|n| v.get(n).cloned()))
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn splits_words_on_blanks() {
+        assert_eq!(words("echo  a\tb "), vec![vec!["echo", "a", "b"]]);
+    }
+
+    #[test]
+    fn double_quotes_keep_text_without_quotes() {
+        assert_eq!(
+            words(r#"echo "Running automated tests...""#),
+            vec![vec!["echo", "Running automated tests..."]]
+        );
+    }
+
+    #[test]
+    fn single_quotes_do_not_expand() {
+        assert_eq!(words("echo '$A' \"$A\""), vec![vec!["echo", "$A", "one"]]);
+    }
+
+    #[test]
+    fn backslash_escapes_specials() {
+        assert_eq!(
+            words(r"echo a\ b \; \# \$A \>"),
+            vec![vec!["echo", "a b", ";", "#", "$A", ">"]]
+        );
+        assert_eq!(
+            words(r#"echo "q\"x\\y\n""#),
+            vec![vec!["echo", "q\"x\\y\\n"]]
+        );
+    }
+
+    #[test]
+    fn comments_whole_line_and_trailing() {
+        assert!(parse_line("# a comment").unwrap().is_empty());
+        assert!(parse_line("   # indented").unwrap().is_empty());
+        assert_eq!(words("echo hi # trailing"), vec![vec!["echo", "hi"]]);
+        // `#` inside a word is text, as in sh.
+        assert_eq!(words("echo a#b"), vec![vec!["echo", "a#b"]]);
+    }
+
+    #[test]
+    fn semicolons_separate_commands() {
+        assert_eq!(
+            words("echo a; echo b;;echo c;"),
+            vec![vec!["echo", "a"], vec!["echo", "b"], vec!["echo", "c"]]
+        );
+    }
+
+    #[test]
+    fn variables_expand_in_both_forms() {
+        assert_eq!(words("echo $A ${A}x $?"), vec![vec!["echo", "one", "onex", "3"]]);
+        assert_eq!(words("echo $UNSET end"), vec![vec!["echo", "end"]]);
+        assert_eq!(words("echo \"$EMPTY\""), vec![vec!["echo", ""]]);
+        assert_eq!(words("echo $ a$"), vec![vec!["echo", "$", "a$"]]);
+    }
+
+    #[test]
+    fn unquoted_variables_split_quoted_do_not() {
+        assert_eq!(
+            words("echo $SPACED \"$SPACED\""),
+            vec![vec!["echo", "x", "y", "z", "x y  z"]]
+        );
+    }
+
+    #[test]
+    fn redirections_attached_or_separate() {
+        let cmds = parse_line("echo add nat46dev > /proc/net/nat46/control").unwrap();
+        assert_eq!(cmds[0].words.len(), 3);
+        assert_eq!(cmds[0].redirects[0].kind, RedirectKind::Truncate);
+        let cmds = parse_line("cat<in>>out").unwrap();
+        assert_eq!(cmds[0].words.len(), 1);
+        assert_eq!(cmds[0].redirects[0].kind, RedirectKind::Input);
+        assert_eq!(cmds[0].redirects[1].kind, RedirectKind::Append);
+        assert_eq!(
+            cmds[0].redirects[1].target.expand_joined(&|_| None),
+            "out"
+        );
+    }
+
+    #[test]
+    fn assignment_is_detected_only_when_bare() {
+        let cmds = parse_line("NAME=va'l ue'").unwrap();
+        let (name, value) = cmds[0].words[0].as_assignment().unwrap();
+        assert_eq!(name, "NAME");
+        assert_eq!(value.expand_joined(&|_| None), "val ue");
+        assert!(parse_line("'A=1'").unwrap()[0].words[0]
+            .as_assignment()
+            .is_none());
+        assert!(parse_line("1A=1").unwrap()[0].words[0]
+            .as_assignment()
+            .is_none());
+    }
+
+    #[test]
+    fn bad_input_is_a_clear_error() {
+        assert_eq!(
+            parse_line("echo 'abc"),
+            Err(SyntaxError::UnterminatedQuote("single"))
+        );
+        assert_eq!(
+            parse_line("echo \"abc"),
+            Err(SyntaxError::UnterminatedQuote("double"))
+        );
+        assert_eq!(
+            parse_line("echo hi >"),
+            Err(SyntaxError::MissingRedirectTarget(">"))
+        );
+        assert_eq!(
+            parse_line("echo hi > ; ls"),
+            Err(SyntaxError::MissingRedirectTarget(">"))
+        );
+        assert_eq!(
+            parse_line("cat < > x"),
+            Err(SyntaxError::MissingRedirectTarget("<"))
+        );
+        assert_eq!(parse_line("echo ${A"), Err(SyntaxError::UnterminatedBrace));
+        assert_eq!(
+            parse_line("echo ${1x}"),
+            Err(SyntaxError::BadVariableName("1x".into()))
+        );
+        assert_eq!(parse_line("echo a\\"), Err(SyntaxError::TrailingBackslash));
+        let long = "x".repeat(1 << 20);
+        assert_eq!(
+            parse_line(&long),
+            Err(SyntaxError::LineTooLong(1 << 20))
+        );
+        assert_eq!(
+            decode_line(b"echo \xff"),
+            Err(SyntaxError::NotUtf8(0xff, 5))
+        );
+        assert_eq!(
+            SyntaxError::MissingRedirectTarget(">").to_string(),
+            "missing file name after '>'"
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! Hands `poweroff STATUS` to the host through qemu's `isa-debug-exit`
+//! device (`-device isa-debug-exit,iobase=0xf4,iosize=0x04`): qemu then
+//! exits with `(STATUS << 1) | 1`, which `cargo xtask vm` maps back. Only
+//! done when the kernel command line has `myinit.debug_exit`, so real
+//! hardware's I/O ports are never touched.
+
+/// The I/O port qemu's isa-debug-exit device listens on (xtask passes the same).
+pub const DEBUG_EXIT_PORT: u16 = 0xf4;
+
+pub fn report_status(status: i32) {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if !cmdline.split_whitespace().any(|w| w == "myinit.debug_exit") {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: ioperm grants this process access to the one port; `out`
+    // to qemu's debug-exit device ends the VM.
+    unsafe {
+        if libc::ioperm(DEBUG_EXIT_PORT as libc::c_ulong, 4, 1) == 0 {
+            let value = (status & 0xff) as u32;
+            core::arch::asm!("out dx, eax", in("dx") DEBUG_EXIT_PORT, in("eax") value);
+        }
+    }
+}
