@@ -11,6 +11,7 @@ use crate::shell::Ctx;
 
 pub mod builtin;
 pub mod files;
+pub mod modules;
 pub mod net;
 pub mod nettest;
 pub mod system;
@@ -61,6 +62,7 @@ pub fn all() -> &'static [&'static CommandSpec] {
         let mut list: Vec<&'static CommandSpec> = [
             builtin::COMMANDS,
             files::COMMANDS,
+            modules::COMMANDS,
             net::COMMANDS,
             nettest::COMMANDS,
             system::COMMANDS,

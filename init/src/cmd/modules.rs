@@ -1,0 +1,5 @@
+//! Kernel module commands (modprobe).
+
+use super::CommandSpec;
+
+pub const COMMANDS: &[CommandSpec] = &[];
