@@ -17,6 +17,7 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "tmux",
     "qemu-system-x86",
     "python3",
+    "procps",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -1,0 +1,216 @@
+//! The command language as users meet it through `myinit -c` and scripts:
+//! quoting, variables, redirections, statuses, errors with file and line.
+
+mod common;
+
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use common::{myinit, myinit_bin, run};
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(common::unique(tag));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn echo_prints_quoted_text_without_quotes() {
+    let r = myinit(r#"echo "Running automated tests..."; echo 'a  b' c\ d"#);
+    r.assert_ok();
+    assert_eq!(r.stdout, "Running automated tests...\na  b c d\n");
+}
+
+#[test]
+fn variables_expand_and_are_listed_by_env() {
+    let r = myinit("NAME=world; GREETING=\"hello $NAME\"; echo $GREETING ${NAME}s '$NAME'; env");
+    r.assert_ok();
+    let mut lines = r.stdout.lines();
+    assert_eq!(lines.next(), Some("hello world worlds $NAME"));
+    let env: Vec<&str> = lines.collect();
+    assert_eq!(env, vec!["GREETING=hello world", "NAME=world"]);
+}
+
+#[test]
+fn status_of_last_command_is_in_question_mark_and_exit_code() {
+    let r = myinit("no-such-command-xyz; echo status=$?; echo ok; echo status=$?");
+    assert_eq!(r.stdout, "status=127\nok\nstatus=0\n");
+    assert_eq!(r.status, 0);
+    assert!(r.stderr.contains("no-such-command-xyz: command not found"));
+    let r = myinit("echo first; sh -c 'exit 7'");
+    assert_eq!(r.status, 7);
+}
+
+#[test]
+fn scripts_go_on_after_failure_unless_set_e() {
+    let dir = temp_dir("lang");
+    let script = dir.join("t.run");
+    std::fs::write(&script, "echo one\nbogus-cmd\necho two\nset -e\nbogus-cmd2\necho three\n").unwrap();
+    let r = common::MyinitRun::from(run(myinit_bin(), &[script.to_str().unwrap()]));
+    assert_eq!(r.stdout, "one\ntwo\n");
+    assert_eq!(r.status, 127);
+    // The error names the file and the line.
+    let expected = format!("{}:5: bogus-cmd2: command not found", script.display());
+    assert!(r.stderr.contains(&expected), "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("{}:2: bogus-cmd", script.display())));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn nested_run_shares_variables_and_redirects_its_output() {
+    let dir = temp_dir("lang");
+    let inner = dir.join("inner.run");
+    let out = dir.join("out.txt");
+    std::fs::write(&inner, "echo inner sees $OUTER\nINNER=set-inside\n").unwrap();
+    let r = myinit(&format!(
+        "OUTER=outer; run {} > {}; echo outer sees $INNER",
+        inner.display(),
+        out.display()
+    ));
+    r.assert_ok();
+    assert_eq!(r.stdout, "outer sees set-inside\n");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "inner sees outer\n");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn redirections_truncate_append_and_feed_stdin() {
+    let dir = temp_dir("lang");
+    let f = dir.join("f.txt");
+    let r = myinit(&format!(
+        "echo one > {f}; echo two >> {f}; echo -n three >>{f}; sh -c 'cat; echo' < {f}",
+        f = f.display()
+    ));
+    r.assert_ok();
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "one\ntwo\nthree");
+    assert_eq!(r.stdout, "one\ntwo\nthree\n");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn echo_into_a_file_is_a_single_write() {
+    let dir = temp_dir("lang");
+    let fifo = dir.join("control");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut f = std::fs::File::open(&fifo).unwrap();
+            // One read: a split write would deliver only part of the line here.
+            let mut buf = [0u8; 256];
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let n = f.read(&mut buf).unwrap();
+            buf[..n].to_vec()
+        })
+    };
+    let r = myinit(&format!("echo add nat46dev > {}", fifo.display()));
+    r.assert_ok();
+    assert_eq!(reader.join().unwrap(), b"add nat46dev\n");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn bad_input_gives_one_error_line_and_changes_nothing() {
+    let dir = temp_dir("lang");
+    let never = dir.join("never.txt");
+    for (line, message) in [
+        (format!("echo 'open > {}", never.display()), "unterminated single quote"),
+        (format!("echo \"open > {}", never.display()), "unterminated double quote"),
+        ("echo hi >".to_string(), "missing file name after '>'"),
+        ("echo ${UNCLOSED".to_string(), "unterminated '${'"),
+    ] {
+        let r = myinit(&format!("{line}\necho after"));
+        assert_eq!(r.stderr.lines().count(), 1, "{line}: {}", r.stderr);
+        assert!(r.stderr.contains(message), "{line}: {}", r.stderr);
+        // The next line still runs.
+        assert_eq!(r.stdout, "after\n");
+    }
+    assert!(!never.exists());
+    let r = myinit(&format!("cat < {}", dir.join("missing").display()));
+    assert_eq!(r.status, 1);
+    assert!(r.stderr.contains("No such file or directory"), "{}", r.stderr);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn non_utf8_and_huge_lines_in_scripts_are_refused_whole() {
+    let dir = temp_dir("lang");
+    let script = dir.join("bad.run");
+    let mut text = b"echo start\necho \xff\xfe bad\n".to_vec();
+    text.extend_from_slice(b"echo ");
+    text.extend(std::iter::repeat_n(b'x', 1 << 20));
+    text.extend_from_slice(b"\necho end\n");
+    std::fs::write(&script, &text).unwrap();
+    let r = common::MyinitRun::from(run(myinit_bin(), &[script.to_str().unwrap()]));
+    assert_eq!(r.stdout, "start\nend\n");
+    let errors: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].contains(":2: syntax error: line is not valid UTF-8"));
+    assert!(errors[1].contains(":3: syntax error: line too long"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn executables_run_with_redirections_and_status() {
+    let dir = temp_dir("lang");
+    let tool = dir.join("tool.sh");
+    std::fs::write(&tool, "#!/bin/sh\necho \"args: $*\"\nread line\necho \"read: $line\"\nexit 3\n").unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let input = dir.join("in.txt");
+    std::fs::write(&input, "from-file\n").unwrap();
+    let out = dir.join("out.txt");
+    let r = myinit(&format!(
+        "{} a 'b c' < {} > {}; echo status $?",
+        tool.display(),
+        input.display(),
+        out.display()
+    ));
+    assert_eq!(r.stdout, "status 3\n");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "args: a b c\nread: from-file\n"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn help_lists_every_command_with_usage() {
+    let r = myinit("help");
+    r.assert_ok();
+    for name in [
+        "cat", "cp", "echo", "ls", "mkdir", "mknod", "mount", "umount", "insmod", "dmesg", "ps",
+        "kconfig", "sleep", "run", "help", "poweroff", "reboot", "ifconfig", "tap", "ip", "ping",
+        "netcat", "env", "set", "log",
+    ] {
+        assert!(
+            r.stdout.lines().any(|l| l.trim_start().starts_with(&format!("{name} "))),
+            "help does not list {name}"
+        );
+    }
+    let r = myinit("help echo");
+    assert!(r.stdout.contains("usage: echo [-n] [WORD...]"));
+    let r = myinit("sleep");
+    assert_eq!(r.status, 2);
+    assert!(r.stderr.contains("usage: sleep SECONDS"), "{}", r.stderr);
+}
+
+#[test]
+fn poweroff_outside_pid1_exits_with_its_status() {
+    let r = myinit("echo before; poweroff 5; echo after");
+    assert_eq!(r.status, 5);
+    assert_eq!(r.stdout, "before\n");
+}
+
+#[test]
+fn orphans_are_reaped() {
+    // The child exits at once; its own child (an orphan) comes to myinit,
+    // which is a subreaper outside PID 1 just as PID 1 is inside the VM.
+    let r = myinit("sh -c 'sleep 0.3 & exit 0'; sleep 1.5; sh -c 'ps -o stat=,ppid=,comm= --ppid $PPID'");
+    r.assert_ok();
+    assert!(
+        !r.stdout.lines().any(|l| l.trim_start().starts_with('Z')),
+        "zombie left: {}",
+        r.stdout
+    );
+}
