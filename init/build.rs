@@ -7,7 +7,10 @@ fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("init/ has no parent directory"))?;
     let ebpf_dir = workspace.join("ebpf-programs");
     // The shared types change the object too.
-    println!("cargo:rerun-if-changed={}", workspace.join("common").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace.join("common").display()
+    );
     aya_build::build_ebpf(
         [aya_build::Package {
             name: "myinit-ebpf",

@@ -15,21 +15,32 @@ const MOUNTS: &[(&str, &str, &str, &str)] = &[
     ("proc", "/proc", "proc", ""),
     ("sysfs", "/sys", "sysfs", ""),
     ("devtmpfs", "/dev", "devtmpfs", "mode=0755"),
-    ("devpts", "/dev/pts", "devpts", "gid=5,mode=620,ptmxmode=666"),
+    (
+        "devpts",
+        "/dev/pts",
+        "devpts",
+        "gid=5,mode=620,ptmxmode=666",
+    ),
     ("tmpfs", "/tmp", "tmpfs", "mode=1777"),
     ("tmpfs", "/run", "tmpfs", "mode=0755"),
 ];
 
-/// Stage 1, as the original ran it. On kernels where these modules have
-/// dependencies or are built in, the failing lines print one line each and
-/// the boot goes on.
+/// Stage 1: the original's lines, with what Debian's kernel needs around
+/// them (there `virtio_pci` is a module and brings `virtio` and
+/// `virtio_ring`, which `9pnet_virtio` needs; `9p` needs `fscache`). `modprobe -q` is silent where a
+/// module is built in or the initrd has no modules.dep; the initrd links
+/// `/netfs.ko` etc. to its modules, so the `insmod` lines load them. Last,
+/// the NIC and the modules myinit's commands use.
 pub const STAGE1: &str = "\
 mount proc
+modprobe -q virtio_pci
 insmod /netfs.ko
 insmod /9pnet.ko
 insmod /9pnet_virtio.ko
+modprobe -q fscache
 insmod /9p.ko
 mount 9p
+modprobe -q -a virtio_net tun veth sch_ingress cls_bpf nf_defrag_ipv6
 ";
 
 /// Stage-2 scripts, first found wins (the original's code and its docs disagreed).
@@ -90,7 +101,9 @@ impl BootOptions {
             match (name, value) {
                 ("startup", Some(path)) => opts.startup = Some(path.into()),
                 ("autoexec", Some(path)) => opts.autoexec = Some(path.into()),
-                ("countdown", v) if seconds(v).is_some() => opts.countdown = seconds(v).unwrap_or(5),
+                ("countdown", v) if seconds(v).is_some() => {
+                    opts.countdown = seconds(v).unwrap_or(5)
+                }
                 ("poweroff_countdown", v) if seconds(v).is_some() => {
                     opts.poweroff_countdown = seconds(v).unwrap_or(10)
                 }
@@ -139,7 +152,12 @@ pub enum Countdown {
 }
 
 /// Counts down on one updating line; any key ends it early.
-pub fn countdown(seconds: u64, what: &str, keys: &mut dyn KeySource, out: &mut dyn Write) -> Countdown {
+pub fn countdown(
+    seconds: u64,
+    what: &str,
+    keys: &mut dyn KeySource,
+    out: &mut dyn Write,
+) -> Countdown {
     for left in (1..=seconds).rev() {
         let _ = write!(out, "\r{what} in {left} s - press any key for the shell ");
         let _ = out.flush();
@@ -164,10 +182,14 @@ impl KeySource for ConsoleKeys {
         if let Some(saved) = &saved {
             let mut raw = saved.clone();
             // Not canonical: a single key is enough, no Enter needed.
-            raw.local_flags.remove(LocalFlags::ICANON | LocalFlags::ECHO);
+            raw.local_flags
+                .remove(LocalFlags::ICANON | LocalFlags::ECHO);
             let _ = termios::tcsetattr(&stdin, SetArg::TCSANOW, &raw);
         }
-        let mut fds = [PollFd::new(std::os::fd::AsFd::as_fd(&stdin), PollFlags::POLLIN)];
+        let mut fds = [PollFd::new(
+            std::os::fd::AsFd::as_fd(&stdin),
+            PollFlags::POLLIN,
+        )];
         let millis = PollTimeout::try_from(timeout.as_millis().min(60_000) as i32)
             .unwrap_or(PollTimeout::NONE);
         let pressed = matches!(poll(&mut fds, millis), Ok(n) if n > 0);
@@ -188,7 +210,13 @@ pub fn mount_base() {
     for (source, target, fstype, options) in MOUNTS {
         let _ = std::fs::create_dir_all(target);
         let data = (!options.is_empty()).then_some(*options);
-        if let Err(e) = mount(Some(*source), *target, Some(*fstype), MsFlags::empty(), data) {
+        if let Err(e) = mount(
+            Some(*source),
+            *target,
+            Some(*fstype),
+            MsFlags::empty(),
+            data,
+        ) {
             // EBUSY: already mounted (the kernel may mount devtmpfs itself).
             if e != nix::errno::Errno::EBUSY {
                 eprintln!("myinit: mount {fstype} on {target}: {}", e.desc());
@@ -222,7 +250,12 @@ pub fn setup_console() {
         .read(true)
         .write(true)
         .open(&device)
-        .or_else(|_| std::fs::OpenOptions::new().read(true).write(true).open("/dev/console"));
+        .or_else(|_| {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/console")
+        });
     let Ok(file) = file else {
         return;
     };
@@ -283,7 +316,10 @@ pub fn run(shell: &mut Shell, boot_started: Instant) -> ! {
 
     let stage1 = Instant::now();
     shell.run_source(STAGE1.as_bytes(), "stage1", &mut out);
-    println!("myinit: stage 1 done in {} ms", stage1.elapsed().as_millis());
+    println!(
+        "myinit: stage 1 done in {} ms",
+        stage1.elapsed().as_millis()
+    );
 
     match first_existing(&opts.startup_candidates(), Path::exists) {
         Some(path) => run_stage_file(shell, &mut out, "stage 2", &path),
@@ -344,8 +380,14 @@ mod tests {
         assert_eq!(opts.autoexec, Some(PathBuf::from("/mnt/host/t.run")));
         assert_eq!(opts.countdown, 2);
         assert!(opts.shell);
-        assert_eq!(opts.autoexec_candidates()[0], PathBuf::from("/mnt/host/t.run"));
-        assert_eq!(opts.autoexec_candidates()[1], PathBuf::from(AUTOEXEC_CANDIDATES[0]));
+        assert_eq!(
+            opts.autoexec_candidates()[0],
+            PathBuf::from("/mnt/host/t.run")
+        );
+        assert_eq!(
+            opts.autoexec_candidates()[1],
+            PathBuf::from(AUTOEXEC_CANDIDATES[0])
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
 use aya::maps::{PerCpuArray, RingBuf};
-use aya::programs::TracePoint;
+use aya::programs::{BtfTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use myinit_common::DropEvent;
 
@@ -84,7 +84,7 @@ pub struct TraceField {
 }
 
 /// Parses a tracepoint `format` file's field lines, e.g.
-/// `field:void * location;	offset:16;	size:8;	signed:0;`.
+/// `field:void * location; offset:16; size:8; signed:0;` (tab-separated).
 pub fn parse_format(text: &str) -> Vec<TraceField> {
     let mut fields = Vec::new();
     for line in text.lines() {
@@ -122,59 +122,171 @@ pub fn parse_format(text: &str) -> Vec<TraceField> {
 }
 
 /// Reads a tracepoint's fields from tracefs.
-pub fn tracepoint_fields(tracefs: &Path, category: &str, name: &str) -> anyhow::Result<Vec<TraceField>> {
-    let path = tracefs.join("events").join(category).join(name).join("format");
+pub fn tracepoint_fields(
+    tracefs: &Path,
+    category: &str,
+    name: &str,
+) -> anyhow::Result<Vec<TraceField>> {
+    let path = tracefs
+        .join("events")
+        .join(category)
+        .join(name)
+        .join("format");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("{}: no {category}:{name} tracepoint", path.display()))?;
     Ok(parse_format(&text))
 }
 
-/// The loaded drop tracer (classic `skb:kfree_skb` tracepoint).
+/// Which kernel hook the eBPF drop tracer uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropHook {
+    /// `tp_btf/kfree_skb`: arguments by position, needs kernel BTF (5.5+).
+    BtfTracepoint,
+    /// Classic `skb:kfree_skb`: field offsets from the tracefs format file.
+    Tracepoint,
+}
+
+impl DropHook {
+    pub fn describe(self) -> &'static str {
+        match self {
+            DropHook::BtfTracepoint => "tp_btf/kfree_skb",
+            DropHook::Tracepoint => "tracepoint skb:kfree_skb",
+        }
+    }
+}
+
+/// Member offsets (bytes) of `struct sk_buff` and `struct net_device` in
+/// the running kernel, from its BTF; handed to the program as globals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SkbOffsets {
+    pub head: u32,
+    pub network_header: u32,
+    pub transport_header: u32,
+    pub dev: u32,
+    pub len: u32,
+    pub protocol: u32,
+    pub ifindex: u32,
+    pub name: u32,
+}
+
+/// What `DropTracer::attach` needs to know about the kernel.
+pub struct DropTracerConfig<'a> {
+    pub hook: DropHook,
+    /// tracefs, for the classic tracepoint's format file.
+    pub tracefs: Option<&'a Path>,
+    /// The kernel BTF file (default /sys/kernel/btf/vmlinux), for tp_btf.
+    pub btf_path: Option<&'a Path>,
+    /// Without them events carry no device or packet summary.
+    pub offsets: Option<SkbOffsets>,
+}
+
+/// The loaded drop tracer.
 pub struct DropTracer {
     pub ebpf: Ebpf,
     pub events: RingBuf<aya::maps::MapData>,
     pub lost: PerCpuArray<aya::maps::MapData, u64>,
+    pub hook: DropHook,
     _logger: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl DropTracer {
-    /// Loads and attaches the classic tracepoint program with the running
-    /// kernel's field offsets. Must run inside the tokio runtime (log task).
-    pub fn attach(tracefs: &Path) -> anyhow::Result<Self> {
-        let fields = tracepoint_fields(tracefs, "skb", "kfree_skb")?;
-        let offset = |name: &str| {
-            fields
-                .iter()
-                .find(|f| f.name == name)
-                .map_or(u32::MAX, |f| f.offset)
+    /// Loads and attaches one of the kfree_skb programs with the running
+    /// kernel's offsets. Must run inside the tokio runtime (log task).
+    pub fn attach(config: &DropTracerConfig<'_>) -> anyhow::Result<Self> {
+        let mut loader = EbpfLoader::new();
+        let tp_offsets = match config.hook {
+            DropHook::Tracepoint => {
+                let tracefs = config
+                    .tracefs
+                    .ok_or_else(|| anyhow!("the classic tracepoint needs tracefs"))?;
+                let fields = tracepoint_fields(tracefs, "skb", "kfree_skb")?;
+                let offset = |name: &str| {
+                    fields
+                        .iter()
+                        .find(|f| f.name == name)
+                        .map_or(u32::MAX, |f| f.offset)
+                };
+                let offsets = [
+                    offset("skbaddr"),
+                    offset("location"),
+                    offset("protocol"),
+                    offset("reason"),
+                ];
+                if offsets[1] == u32::MAX {
+                    bail!("skb:kfree_skb has no 'location' field in its format file");
+                }
+                offsets
+            }
+            DropHook::BtfTracepoint => [u32::MAX; 4],
         };
-        let (skbaddr, location, protocol, reason) = (
-            offset("skbaddr"),
-            offset("location"),
-            offset("protocol"),
-            offset("reason"),
-        );
-        if location == u32::MAX {
-            bail!("skb:kfree_skb has no 'location' field in its format file");
-        }
-        let log_level: u8 = if EBPF_LOG.load(Ordering::Relaxed) { 0xff } else { 0 };
-        let mut ebpf = EbpfLoader::new()
-            .override_global("KFREE_SKB_OFF_SKBADDR", &skbaddr, true)
-            .override_global("KFREE_SKB_OFF_LOCATION", &location, true)
-            .override_global("KFREE_SKB_OFF_PROTOCOL", &protocol, true)
-            .override_global("KFREE_SKB_OFF_REASON", &reason, true)
-            .override_global("AYA_LOG_LEVEL", &log_level, false)
+        let skb = config.offsets.map_or([u32::MAX; 8], |o| {
+            [
+                o.head,
+                o.network_header,
+                o.transport_header,
+                o.dev,
+                o.len,
+                o.protocol,
+                o.ifindex,
+                o.name,
+            ]
+        });
+        let log_level: u8 = if EBPF_LOG.load(Ordering::Relaxed) {
+            0xff
+        } else {
+            0
+        };
+        let aya_btf = match config.btf_path {
+            Some(path) => Some(
+                aya::Btf::parse_file(path, aya::Endianness::default())
+                    .with_context(|| format!("{}: cannot parse BTF", path.display()))?,
+            ),
+            None => aya::Btf::from_sys_fs().ok(),
+        };
+        loader
+            .btf(aya_btf.as_ref())
+            .override_global("KFREE_SKB_OFF_SKBADDR", &tp_offsets[0], true)
+            .override_global("KFREE_SKB_OFF_LOCATION", &tp_offsets[1], true)
+            .override_global("KFREE_SKB_OFF_PROTOCOL", &tp_offsets[2], true)
+            .override_global("KFREE_SKB_OFF_REASON", &tp_offsets[3], true)
+            .override_global("SKB_OFF_HEAD", &skb[0], true)
+            .override_global("SKB_OFF_NETWORK_HEADER", &skb[1], true)
+            .override_global("SKB_OFF_TRANSPORT_HEADER", &skb[2], true)
+            .override_global("SKB_OFF_DEV", &skb[3], true)
+            .override_global("SKB_OFF_LEN", &skb[4], true)
+            .override_global("SKB_OFF_PROTOCOL", &skb[5], true)
+            .override_global("NETDEV_OFF_IFINDEX", &skb[6], true)
+            .override_global("NETDEV_OFF_NAME", &skb[7], true)
+            .override_global("AYA_LOG_LEVEL", &log_level, false);
+        let mut ebpf = loader
             .load(EBPF_OBJECT)
             .context("loading the eBPF object")?;
         let logger = spawn_logger(&mut ebpf);
-        let program: &mut TracePoint = ebpf
-            .program_mut("kfree_skb")
-            .ok_or_else(|| anyhow!("program kfree_skb missing from the object"))?
-            .try_into()?;
-        program.load().context("loading kfree_skb")?;
-        program
-            .attach("skb", "kfree_skb")
-            .context("attaching to skb:kfree_skb")?;
+        match config.hook {
+            DropHook::Tracepoint => {
+                let program: &mut TracePoint = ebpf
+                    .program_mut("kfree_skb")
+                    .ok_or_else(|| anyhow!("program kfree_skb missing from the object"))?
+                    .try_into()?;
+                program.load().context("loading kfree_skb")?;
+                program
+                    .attach("skb", "kfree_skb")
+                    .context("attaching to skb:kfree_skb")?;
+            }
+            DropHook::BtfTracepoint => {
+                let btf = aya_btf
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("tp_btf needs the kernel's BTF"))?;
+                let program: &mut BtfTracePoint = ebpf
+                    .program_mut("kfree_skb_btf")
+                    .ok_or_else(|| anyhow!("program kfree_skb_btf missing from the object"))?
+                    .try_into()?;
+                program
+                    .load("kfree_skb", btf)
+                    .context("loading tp_btf/kfree_skb")?;
+                program.attach().context("attaching tp_btf/kfree_skb")?;
+            }
+        }
         let events = RingBuf::try_from(
             ebpf.take_map("DROP_EVENTS")
                 .ok_or_else(|| anyhow!("map DROP_EVENTS missing"))?,
@@ -187,19 +299,49 @@ impl DropTracer {
             ebpf,
             events,
             lost,
+            hook: config.hook,
             _logger: logger,
         })
+    }
+
+    /// Detaches the program: no new events; queued ones stay readable.
+    pub fn detach(&mut self) {
+        let name = match self.hook {
+            DropHook::Tracepoint => "kfree_skb",
+            DropHook::BtfTracepoint => "kfree_skb_btf",
+        };
+        if let Some(program) = self.ebpf.program_mut(name) {
+            let _ = match self.hook {
+                DropHook::Tracepoint => <&mut TracePoint>::try_from(program).map(|p| p.unload()),
+                DropHook::BtfTracepoint => {
+                    <&mut BtfTracePoint>::try_from(program).map(|p| p.unload())
+                }
+            };
+        }
+    }
+
+    /// Takes up to `max` queued events, handing each to `f`; returns how
+    /// many it took (bounded so a flood cannot starve other tasks).
+    pub fn drain_batch(&mut self, max: usize, mut f: impl FnMut(&DropEvent)) -> usize {
+        let mut taken = 0;
+        while taken < max {
+            let Some(item) = self.events.next() else {
+                break;
+            };
+            taken += 1;
+            if item.len() >= std::mem::size_of::<DropEvent>() {
+                // SAFETY: the program writes whole DropEvents (repr(C), Pod).
+                let event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<DropEvent>()) };
+                f(&event);
+            }
+        }
+        taken
     }
 
     /// Takes every queued event.
     pub fn drain(&mut self) -> Vec<DropEvent> {
         let mut out = Vec::new();
-        while let Some(item) = self.events.next() {
-            if item.len() >= std::mem::size_of::<DropEvent>() {
-                // SAFETY: the program writes whole DropEvents (repr(C), Pod).
-                out.push(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<DropEvent>()) });
-            }
-        }
+        self.drain_batch(usize::MAX, |e| out.push(*e));
         out
     }
 
@@ -218,8 +360,12 @@ fn spawn_logger(ebpf: &mut Ebpf) -> Option<tokio::task::JoinHandle<()>> {
     let logger = aya_log::EbpfLogger::init_with_logger(ebpf, &LOGGER as &dyn log::Log).ok()?;
     let handle = tokio::runtime::Handle::try_current().ok()?;
     Some(handle.spawn(async move {
-        let Ok(mut fd) = tokio::io::unix::AsyncFd::with_interest(logger, tokio::io::Interest::READABLE)
-        else {
+        // SAFETY: the logger owns the ring buffer's fd and moves into the
+        // AsyncFd, so the fd stays open for as long as it is registered.
+        let registered = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE)
+        };
+        let Ok(mut fd) = registered else {
             return;
         };
         loop {
@@ -232,12 +378,12 @@ fn spawn_logger(ebpf: &mut Ebpf) -> Option<tokio::task::JoinHandle<()>> {
     }))
 }
 
-/// Loads and attaches the drop tracer, makes a drop on purpose (UDP to a
-/// closed port on loopback) and reports what the program saw. Used by
-/// `kconfig bpf` to show that eBPF really works on this kernel.
+/// Loads and attaches the drop tracer the way `droptrace start --backend
+/// ebpf` would, makes a drop on purpose (UDP to a closed port on loopback)
+/// and reports what the program saw. Used by `kconfig bpf` to show that
+/// eBPF really works on this kernel.
 pub async fn self_test() -> anyhow::Result<String> {
-    let tracefs = tracefs_dir()?;
-    let mut tracer = DropTracer::attach(&tracefs)?;
+    let (mut tracer, kernel) = crate::droptrace::attach_ebpf()?;
     let ours = std::process::id();
     // A closed port on loopback: the kernel frees the skb as a drop.
     let _ = crate::net::ioctl::set_up("lo");
@@ -250,22 +396,29 @@ pub async fn self_test() -> anyhow::Result<String> {
         let _ = socket.send_to(b"myinit self-test", ("127.0.0.1", closed));
     }
     let mut seen = 0usize;
-    let mut ours_seen = 0usize;
+    let mut ours_seen = Vec::new();
+    let mut ours_count = 0usize;
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(50)).await;
         for event in tracer.drain() {
             seen += 1;
             if event.pid == ours {
-                ours_seen += 1;
+                ours_count += 1;
+                ours_seen.push(kernel.reasons.name(event.reason));
             }
         }
-        if ours_seen > 0 {
+        if !ours_seen.is_empty() {
             break;
         }
     }
+    ours_seen.dedup();
     Ok(format!(
-        "eBPF: loaded and attached kfree_skb to skb:kfree_skb; {seen} drop event(s) seen, \
-         {ours_seen} from the self-test's packets, {} lost",
+        "{}\neBPF: loaded and attached kfree_skb ({}); {seen} drop event(s) seen, {} from the self-test's \
+         packets (reason {}), {} lost",
+        crate::droptrace::capabilities(),
+        tracer.hook.describe(),
+        ours_count,
+        if ours_seen.is_empty() { "-".to_string() } else { ours_seen.join(",") },
         tracer.lost()
     ))
 }

@@ -19,7 +19,10 @@ pub struct JobRegistry {
 
 impl JobRegistry {
     pub fn add(&self, job: Box<dyn Job>) {
-        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).push(job);
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(job);
     }
 
     pub fn describe_all(&self) -> Vec<String> {

@@ -4,6 +4,7 @@
 
 mod boot;
 mod cmd;
+mod droptrace;
 mod ebpf;
 mod jobs;
 mod net;

@@ -44,11 +44,8 @@ impl State {
                     reaper.reap();
                     // A periodic pass as well: signals coalesce, and a child
                     // may exit between a reap and the next wait.
-                    let _ = tokio::time::timeout(
-                        std::time::Duration::from_secs(1),
-                        sigchld.recv(),
-                    )
-                    .await;
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), sigchld.recv())
+                        .await;
                 }
             });
         });

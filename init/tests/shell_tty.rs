@@ -20,7 +20,17 @@ impl Tmux {
         let command = format!("ip netns exec {} {} shell", ns.name, common::myinit_bin());
         run_ok(
             "tmux",
-            &["new-session", "-d", "-s", &session, "-x", "100", "-y", "40", &command],
+            &[
+                "new-session",
+                "-d",
+                "-s",
+                &session,
+                "-x",
+                "100",
+                "-y",
+                "40",
+                &command,
+            ],
         );
         let tmux = Tmux { session, _ns: ns };
         tmux.wait_for("myinit# ");
@@ -63,7 +73,10 @@ impl Tmux {
 
     /// Lines of the screen that are exactly `text` (command output lines).
     fn count_lines(&self, text: &str) -> usize {
-        self.screen().lines().filter(|l| l.trim_end() == text).count()
+        self.screen()
+            .lines()
+            .filter(|l| l.trim_end() == text)
+            .count()
     }
 }
 
@@ -87,7 +100,9 @@ fn line_editing_keys_work() {
     t.keys(&["C-u"]);
     t.type_text("echo after-ctrl-u");
     t.keys(&["Enter"]);
-    t.wait_until("after-ctrl-u", |s| s.lines().any(|l| l.trim_end() == "after-ctrl-u"));
+    t.wait_until("after-ctrl-u", |s| {
+        s.lines().any(|l| l.trim_end() == "after-ctrl-u")
+    });
     // Ctrl-A / Ctrl-E / Home / End / Ctrl-K / Ctrl-W / Backspace / Delete.
     t.type_text("cho middle");
     t.keys(&["C-a"]);
@@ -98,13 +113,17 @@ fn line_editing_keys_work() {
     t.keys(&["BSpace"]); // removes the space before it
     t.keys(&["Home", "Right", "Right", "Right", "Right", "Right"]);
     t.type_text("X");
-    t.keys(&["BSpace", "End", "C-a", "C-e", "Left", "Left", "Left", "Left"]);
+    t.keys(&[
+        "BSpace", "End", "C-a", "C-e", "Left", "Left", "Left", "Left",
+    ]);
     t.keys(&["C-k"]); // "echo middle " left
     t.type_text("ok");
     t.keys(&["Home", "DC"]); // Delete removes "e"
     t.type_text("e");
     t.keys(&["Enter"]);
-    t.wait_until("middle ok", |s| s.lines().any(|l| l.trim_end() == "middle ok"));
+    t.wait_until("middle ok", |s| {
+        s.lines().any(|l| l.trim_end() == "middle ok")
+    });
 }
 
 #[test]
@@ -115,11 +134,15 @@ fn history_recalls_previous_lines() {
     t.wait_until("first output", |_| t.count_lines("first-entry") == 1);
     t.type_text("echo second-entry");
     t.keys(&["Enter"]);
-    t.wait_until("second output", |s| s.lines().any(|l| l.trim_end() == "second-entry"));
+    t.wait_until("second output", |s| {
+        s.lines().any(|l| l.trim_end() == "second-entry")
+    });
     t.keys(&["Up", "Up", "Enter"]);
     t.wait_until("first-entry twice", |_| t.count_lines("first-entry") == 2);
     t.keys(&["Up", "Down", "Up", "Enter"]);
-    t.wait_until("first-entry three times", |_| t.count_lines("first-entry") == 3);
+    t.wait_until("first-entry three times", |_| {
+        t.count_lines("first-entry") == 3
+    });
 }
 
 #[test]
@@ -153,6 +176,8 @@ fn ctrl_c_stops_ping_but_not_the_shell() {
     t.keys(&["C-c"]);
     t.type_text("echo still-alive");
     t.keys(&["Enter"]);
-    let screen = t.wait_until("still-alive", |s| s.lines().any(|l| l.trim_end() == "still-alive"));
+    let screen = t.wait_until("still-alive", |s| {
+        s.lines().any(|l| l.trim_end() == "still-alive")
+    });
     assert!(!screen.lines().any(|l| l.trim_end() == "dropped"));
 }

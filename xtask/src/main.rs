@@ -1,6 +1,12 @@
 //! Developer and VM tooling: `cargo xtask setup|test|…`.
 
+mod bench;
+mod initrd;
+mod kernel;
 mod setup;
+mod vm;
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +27,14 @@ enum Task {
         #[arg(trailing_var_arg = true)]
         cargo_args: Vec<String>,
     },
+    /// Fetch Debian's current kernel into target/vm-cache (or check --kernel) and print its version.
+    Kernel(kernel::KernelArgs),
+    /// Build the gzip'd cpio initrd: static myinit as /init, modules, initrd/ files.
+    Initrd(initrd::InitrdArgs),
+    /// Boot the initrd under qemu; exits with the guest's `poweroff STATUS`.
+    Vm(Box<vm::VmArgs>),
+    /// Flood drops over veth: no tracer vs droptrace eBPF vs ftrace, side by side (root).
+    Bench(bench::BenchArgs),
 }
 
 fn main() {
@@ -28,11 +42,31 @@ fn main() {
     let result = match cli.task {
         Task::Setup => setup::run(),
         Task::Test { cargo_args } => test(&cargo_args),
+        Task::Kernel(args) => kernel::run(&args),
+        Task::Initrd(args) => initrd::run(&args),
+        Task::Bench(args) => bench::run(&args),
+        Task::Vm(args) => match vm::run(&args) {
+            Ok(status) => std::process::exit(status),
+            Err(e) => Err(e),
+        },
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// Cargo's target directory: builds and the VM cache (kernel, initrd) live there.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// Runs a command inheriting stdio; fails with its exit status.
@@ -41,7 +75,11 @@ pub fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
         .args(args)
         .status()
         .map_err(|e| anyhow::anyhow!("cannot run {program}: {e}"))?;
-    anyhow::ensure!(status.success(), "{program} {} failed: {status}", args.join(" "));
+    anyhow::ensure!(
+        status.success(),
+        "{program} {} failed: {status}",
+        args.join(" ")
+    );
     Ok(())
 }
 
@@ -51,7 +89,10 @@ fn test(cargo_args: &[String]) -> anyhow::Result<()> {
     eprintln!("xtask: cargo fmt --check");
     run(&cargo, &["fmt", "--all", "--check"])?;
     eprintln!("xtask: cargo clippy");
-    run(&cargo, &["clippy", "--all-targets", "--quiet", "--", "-D", "warnings"])?;
+    run(
+        &cargo,
+        &["clippy", "--all-targets", "--quiet", "--", "-D", "warnings"],
+    )?;
     eprintln!("xtask: cargo test");
     let mut args = vec!["test"];
     args.extend(cargo_args.iter().map(String::as_str));

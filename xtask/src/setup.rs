@@ -67,13 +67,22 @@ fn rust_components() -> anyhow::Result<()> {
     let toolchains = output("rustup", &["toolchain", "list"]).unwrap_or_default();
     if !toolchains.lines().any(|l| l.starts_with("nightly")) {
         eprintln!("setup: installing the nightly toolchain");
-        run_cmd("rustup", &["toolchain", "install", "nightly", "--profile", "minimal"])?;
+        run_cmd(
+            "rustup",
+            &["toolchain", "install", "nightly", "--profile", "minimal"],
+        )?;
     }
-    let nightly = output("rustup", &["component", "list", "--toolchain", "nightly", "--installed"])
-        .unwrap_or_default();
+    let nightly = output(
+        "rustup",
+        &["component", "list", "--toolchain", "nightly", "--installed"],
+    )
+    .unwrap_or_default();
     if !nightly.lines().any(|l| l.starts_with("rust-src")) {
         eprintln!("setup: adding rust-src to nightly");
-        run_cmd("rustup", &["component", "add", "rust-src", "--toolchain", "nightly"])?;
+        run_cmd(
+            "rustup",
+            &["component", "add", "rust-src", "--toolchain", "nightly"],
+        )?;
     }
     let targets = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
     if !targets.lines().any(|l| l == "x86_64-unknown-linux-musl") {
@@ -93,13 +102,15 @@ fn rust_components() -> anyhow::Result<()> {
 fn cargo_home() -> PathBuf {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo")
+        })
 }
 
 fn bpf_linker() -> anyhow::Result<()> {
     // Under `rustup run nightly`, as aya-build runs it: libLLVM is found there.
-    let installed = output("rustup", &["run", "nightly", "bpf-linker", "--version"])
-        .unwrap_or_default();
+    let installed =
+        output("rustup", &["run", "nightly", "bpf-linker", "--version"]).unwrap_or_default();
     if installed.contains(BPF_LINKER_VERSION) {
         return Ok(());
     }
@@ -135,7 +146,9 @@ fn bpf_linker() -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&libllvm, &link)?;
     }
-    eprintln!("setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM {llvm_major} (a few minutes)");
+    eprintln!(
+        "setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM {llvm_major} (a few minutes)"
+    );
     let status = Command::new("cargo")
         .args([
             "install",

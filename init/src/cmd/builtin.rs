@@ -36,7 +36,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         usage: "run SCRIPT",
         summary: "run a script file with the same variables",
         help: "",
-        run: run,
+        run,
     },
     CommandSpec {
         name: "help",
@@ -181,7 +181,7 @@ pub fn parse_seconds(text: &str) -> anyhow::Result<Duration> {
     let secs: f64 = text
         .parse()
         .map_err(|_| usage(format!("not a number of seconds: {text}")))?;
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
         return Err(usage(format!("not a number of seconds: {text}")));
     }
     Ok(Duration::from_secs_f64(secs))
@@ -192,7 +192,8 @@ fn sleep(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         return Err(usage("expected SECONDS"));
     };
     let duration = parse_seconds(secs)?;
-    ctx.block_on(tokio::time::sleep(duration))?;
+    // Created inside the runtime: tokio's timer needs its context.
+    ctx.block_on(async move { tokio::time::sleep(duration).await })?;
     Ok(0)
 }
 
@@ -276,7 +277,11 @@ fn log(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         [off] if off == "off" => flag.store(false, Ordering::Relaxed),
         _ => return Err(usage("expected on or off")),
     }
-    let state = if flag.load(Ordering::Relaxed) { "on" } else { "off" };
+    let state = if flag.load(Ordering::Relaxed) {
+        "on"
+    } else {
+        "off"
+    };
     writeln!(ctx.out, "eBPF log: {state}")?;
     Ok(0)
 }

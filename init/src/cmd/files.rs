@@ -143,7 +143,8 @@ fn cp(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         };
         target.push(base);
     }
-    fs::copy(src_path, &target).map_err(|e| anyhow!("{src} -> {}: {}", target.display(), io_error(&e)))?;
+    fs::copy(src_path, &target)
+        .map_err(|e| anyhow!("{src} -> {}: {}", target.display(), io_error(&e)))?;
     Ok(0)
 }
 
@@ -231,7 +232,11 @@ fn entry_line(path: &Path, name: &str, meta: &Metadata, long: bool) -> String {
     let ft = meta.file_type();
     let size = if ft.is_char_device() || ft.is_block_device() {
         let rdev = meta.rdev();
-        format!("{}, {}", nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev))
+        format!(
+            "{}, {}",
+            nix::sys::stat::major(rdev),
+            nix::sys::stat::minor(rdev)
+        )
     } else {
         meta.len().to_string()
     };
@@ -264,7 +269,11 @@ pub fn mode_string(mode: u32) -> String {
     };
     let mut s = String::with_capacity(10);
     s.push(kind);
-    let special = [(libc::S_ISUID, 's'), (libc::S_ISGID, 's'), (libc::S_ISVTX, 't')];
+    let special = [
+        (libc::S_ISUID, 's'),
+        (libc::S_ISGID, 's'),
+        (libc::S_ISVTX, 't'),
+    ];
     for (i, (bit, letter)) in special.iter().enumerate() {
         let shift = 6 - 3 * i as u32;
         let rwx = (mode >> shift) & 7;

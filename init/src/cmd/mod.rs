@@ -10,6 +10,7 @@ use thiserror::Error;
 use crate::shell::Ctx;
 
 pub mod builtin;
+pub mod droptrace;
 pub mod files;
 pub mod modules;
 pub mod net;
@@ -61,6 +62,7 @@ pub fn all() -> &'static [&'static CommandSpec] {
     ALL.get_or_init(|| {
         let mut list: Vec<&'static CommandSpec> = [
             builtin::COMMANDS,
+            droptrace::COMMANDS,
             files::COMMANDS,
             modules::COMMANDS,
             net::COMMANDS,

@@ -1,5 +1,756 @@
-//! system commands.
+//! System commands: mount, umount, insmod, dmesg, ps, kconfig.
 
-use super::CommandSpec;
+use std::collections::{HashMap, VecDeque};
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 
-pub const COMMANDS: &[CommandSpec] = &[];
+use anyhow::{anyhow, bail};
+use nix::errno::Errno;
+use nix::kmod::{finit_module, ModuleInitFlags};
+use nix::mount::{mount as mount_fs, umount2, MntFlags, MsFlags};
+
+use super::{usage, CommandSpec};
+use crate::shell::Ctx;
+use crate::util::io_error;
+
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec {
+        name: "mount",
+        usage: "mount\nmount proc\nmount 9p [TAG [DIR]]\nmount -t TYPE SRC TGT [-o OPTS]",
+        summary: "list mounts, or mount proc, the 9p host share or any file system",
+        help: concat!(
+            "Without arguments: the mount table, as SRC on TGT type T (OPTS).\n",
+            "mount proc     proc on /proc (nothing to do if it is mounted already)\n",
+            "mount 9p       the host share: tag host-code on /mnt/host (created),\n",
+            "               trans=virtio,version=9p2000.L\n",
+            "-o OPTS        ro, rw, nosuid, nodev, noexec, sync, noatime, relatime,\n",
+            "               remount, bind, rbind, private, shared, slave become mount\n",
+            "               flags; other options go to the file system (size=16m).\n",
+            "Example: mount -t tmpfs tmpfs /mnt/tmp -o size=16m,noexec",
+        ),
+        run: mount,
+    },
+    CommandSpec {
+        name: "umount",
+        usage: "umount [-l] TGT",
+        summary: "unmount a file system",
+        help: "  -l   lazy: detach now, clean up when it is no longer busy",
+        run: umount,
+    },
+    CommandSpec {
+        name: "insmod",
+        usage: "insmod PATH [PARAM=VALUE...]",
+        summary: "load a kernel module (tries PATH, PATH.ko, PATH.ko.zst)",
+        help: "A module that is loaded already or built into the kernel is reported\n\
+in one line; the next command runs as usual. Compressed modules (.zst)\n\
+need a kernel that decompresses them itself.",
+        run: insmod,
+    },
+    CommandSpec {
+        name: "dmesg",
+        usage: "dmesg [LINES]",
+        summary: "print the kernel log, or its newest LINES lines",
+        help: "Reads /dev/kmsg without waiting for new messages.\nFormat: [   12.345678] message",
+        run: dmesg,
+    },
+    CommandSpec {
+        name: "ps",
+        usage: "ps",
+        summary: "list processes: PID, PPID, STATE, RSS and VSZ (KiB), COMMAND",
+        help: "COMMAND is the command line, or [name] for kernel threads.\n\
+STATE is the kernel's letter: R running, S sleeping, D disk wait,\n\
+Z zombie, T stopped, I idle. The last line counts the orphaned\n\
+processes myinit has reaped.",
+        run: ps,
+    },
+    CommandSpec {
+        name: "kconfig",
+        usage: "kconfig tracing|bpf|net|all [CONFIG_FILE]",
+        summary: "check the kernel options myinit's commands need",
+        help: "Reads /proc/config.gz (or CONFIG_FILE, gzip or plain text) and shows\n\
+each option of the group as y, m (module) or missing, with the\n\
+commands that need a missing one. Status 1 when a needed option is\n\
+missing. `kconfig bpf` also loads and attaches the embedded eBPF drop\n\
+tracer and makes a drop on loopback, to prove eBPF works here.",
+        run: kconfig,
+    },
+];
+
+// ---------------------------------------------------------------- mount
+
+/// One line of /proc/self/mounts.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MountEntry {
+    pub source: String,
+    pub target: String,
+    pub fstype: String,
+    pub options: String,
+}
+
+/// Undoes the octal escapes (`\040` for a space) of /proc/self/mounts.
+fn unescape_mount_field(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
+            let digits = &bytes[i + 1..i + 4];
+            if digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
+                let value = digits
+                    .iter()
+                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+                if let Ok(v) = u8::try_from(value) {
+                    out.push(v);
+                    i += 4;
+                    continue;
+                }
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn parse_mounts(text: &str) -> Vec<MountEntry> {
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            Some(MountEntry {
+                source: unescape_mount_field(f.next()?),
+                target: unescape_mount_field(f.next()?),
+                fstype: unescape_mount_field(f.next()?),
+                options: unescape_mount_field(f.next()?),
+            })
+        })
+        .collect()
+}
+
+fn read_mounts() -> anyhow::Result<Vec<MountEntry>> {
+    let text = std::fs::read_to_string("/proc/self/mounts")
+        .map_err(|e| anyhow!("/proc/self/mounts: {} (mount proc first)", io_error(&e)))?;
+    Ok(parse_mounts(&text))
+}
+
+/// Whether `target` already has a file system of type `fstype` on it.
+fn is_mounted(target: &str, fstype: &str) -> bool {
+    read_mounts()
+        .map(|m| m.iter().any(|e| e.target == target && e.fstype == fstype))
+        .unwrap_or(false)
+}
+
+/// Splits `-o` options into mount flags and the file system's own data.
+pub fn parse_mount_options(options: &str) -> (MsFlags, String) {
+    let mut flags = MsFlags::empty();
+    let mut data = Vec::new();
+    for opt in options.split(',').filter(|o| !o.is_empty()) {
+        match opt {
+            "defaults" => {}
+            "ro" => flags.insert(MsFlags::MS_RDONLY),
+            "rw" => flags.remove(MsFlags::MS_RDONLY),
+            "nosuid" => flags.insert(MsFlags::MS_NOSUID),
+            "suid" => flags.remove(MsFlags::MS_NOSUID),
+            "nodev" => flags.insert(MsFlags::MS_NODEV),
+            "dev" => flags.remove(MsFlags::MS_NODEV),
+            "noexec" => flags.insert(MsFlags::MS_NOEXEC),
+            "exec" => flags.remove(MsFlags::MS_NOEXEC),
+            "sync" => flags.insert(MsFlags::MS_SYNCHRONOUS),
+            "async" => flags.remove(MsFlags::MS_SYNCHRONOUS),
+            "noatime" => flags.insert(MsFlags::MS_NOATIME),
+            "nodiratime" => flags.insert(MsFlags::MS_NODIRATIME),
+            "relatime" => flags.insert(MsFlags::MS_RELATIME),
+            "strictatime" => flags.insert(MsFlags::MS_STRICTATIME),
+            "remount" => flags.insert(MsFlags::MS_REMOUNT),
+            "bind" => flags.insert(MsFlags::MS_BIND),
+            "rbind" => flags.insert(MsFlags::MS_BIND | MsFlags::MS_REC),
+            "private" => flags.insert(MsFlags::MS_PRIVATE),
+            "rprivate" => flags.insert(MsFlags::MS_PRIVATE | MsFlags::MS_REC),
+            "shared" => flags.insert(MsFlags::MS_SHARED),
+            "rshared" => flags.insert(MsFlags::MS_SHARED | MsFlags::MS_REC),
+            "slave" => flags.insert(MsFlags::MS_SLAVE),
+            "rslave" => flags.insert(MsFlags::MS_SLAVE | MsFlags::MS_REC),
+            other => data.push(other),
+        }
+    }
+    (flags, data.join(","))
+}
+
+/// A mount error with a hint for the usual causes.
+fn mount_error(what: &str, e: Errno) -> anyhow::Error {
+    let hint = match e {
+        Errno::ENODEV => " (file system type not in this kernel: insmod its module?)",
+        Errno::ENOENT => " (missing mount point or source)",
+        Errno::EBUSY => " (already mounted or in use)",
+        _ => "",
+    };
+    anyhow!("{what}: {}{hint}", e.desc())
+}
+
+fn mount(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
+    if args.is_empty() {
+        let mut text = String::new();
+        for m in read_mounts()? {
+            text.push_str(&format!(
+                "{} on {} type {} ({})\n",
+                m.source, m.target, m.fstype, m.options
+            ));
+        }
+        ctx.out.write_all(text.as_bytes())?;
+        return Ok(0);
+    }
+    let mut fstype = None;
+    let mut options = Vec::new();
+    let mut positional = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        match arg.as_str() {
+            "-t" => fstype = Some(iter.next().ok_or_else(|| usage("-t needs a TYPE"))?.clone()),
+            "-o" => options.push(iter.next().ok_or_else(|| usage("-o needs OPTS"))?.clone()),
+            "--bind" => options.push("bind".into()),
+            s if s.starts_with('-') => return Err(usage(format!("unknown option {s}"))),
+            _ => positional.push(arg.clone()),
+        }
+    }
+    let options = options.join(",");
+    let shortcut = fstype.is_none() && options.is_empty();
+    match positional.as_slice() {
+        [word] if shortcut && word == "proc" => mount_proc(),
+        [word, rest @ ..] if shortcut && word == "9p" && rest.len() <= 2 => {
+            let tag = rest.first().map_or("host-code", String::as_str);
+            let dir = rest.get(1).map_or("/mnt/host", String::as_str);
+            mount_9p(tag, dir)
+        }
+        [source, target] => mount_generic(Some(source), target, fstype.as_deref(), &options),
+        // `mount -o remount,ro /` names only the target.
+        [target] if options.split(',').any(|o| o == "remount") => {
+            mount_generic(None, target, fstype.as_deref(), &options)
+        }
+        _ => Err(usage("expected proc, 9p, or SRC and TGT")),
+    }
+}
+
+fn mount_proc() -> anyhow::Result<i32> {
+    if is_mounted("/proc", "proc") {
+        return Ok(0);
+    }
+    std::fs::create_dir_all("/proc").map_err(|e| anyhow!("/proc: {}", io_error(&e)))?;
+    mount_fs(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| mount_error("proc on /proc", e))?;
+    Ok(0)
+}
+
+fn mount_9p(tag: &str, dir: &str) -> anyhow::Result<i32> {
+    if is_mounted(dir, "9p") {
+        return Ok(0);
+    }
+    std::fs::create_dir_all(dir).map_err(|e| anyhow!("{dir}: {}", io_error(&e)))?;
+    mount_fs(
+        Some(tag),
+        dir,
+        Some("9p"),
+        MsFlags::empty(),
+        Some("trans=virtio,version=9p2000.L"),
+    )
+    .map_err(|e| match e {
+        Errno::ENODEV => anyhow!("9p {tag} on {dir}: 9p not in this kernel (insmod 9p.ko first?)"),
+        Errno::ENOENT => anyhow!("9p {tag} on {dir}: no virtio-9p device with tag {tag}"),
+        e => mount_error(&format!("9p {tag} on {dir}"), e),
+    })?;
+    Ok(0)
+}
+
+fn mount_generic(
+    source: Option<&String>,
+    target: &str,
+    fstype: Option<&str>,
+    options: &str,
+) -> anyhow::Result<i32> {
+    let (flags, data) = parse_mount_options(options);
+    let needs_no_type = MsFlags::MS_BIND
+        | MsFlags::MS_REMOUNT
+        | MsFlags::MS_PRIVATE
+        | MsFlags::MS_SHARED
+        | MsFlags::MS_SLAVE;
+    if fstype.is_none() && !flags.intersects(needs_no_type) {
+        return Err(usage("missing -t TYPE"));
+    }
+    let data = (!data.is_empty()).then_some(data.as_str());
+    mount_fs(source.map(String::as_str), target, fstype, flags, data).map_err(|e| {
+        let what = format!("{} on {target}", source.map_or("", String::as_str));
+        mount_error(what.trim_start(), e)
+    })?;
+    Ok(0)
+}
+
+fn umount(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
+    let (flags, target) = match args {
+        [target] => (MntFlags::empty(), target),
+        [flag, target] if flag == "-l" => (MntFlags::MNT_DETACH, target),
+        _ => return Err(usage("expected TGT")),
+    };
+    umount2(target.as_str(), flags).map_err(|e| match e {
+        Errno::EINVAL => anyhow!("{target}: not mounted"),
+        Errno::EBUSY => anyhow!("{target}: busy (try umount -l)"),
+        e => anyhow!("{target}: {}", e.desc()),
+    })?;
+    Ok(0)
+}
+
+// ---------------------------------------------------------------- insmod
+
+/// finit_module's MODULE_INIT_COMPRESSED_FILE (Linux 6.4+): the kernel
+/// decompresses the module itself; nix does not name it.
+const MODULE_INIT_COMPRESSED_FILE: u32 = 4;
+
+fn insmod(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
+    let Some((path, params)) = args.split_first() else {
+        return Err(usage("expected PATH"));
+    };
+    let params = CString::new(params.join(" "))
+        .map_err(|_| usage("parameters must not contain NUL bytes"))?;
+    let candidates = [path.clone(), format!("{path}.ko"), format!("{path}.ko.zst")];
+    let mut found = None;
+    for candidate in &candidates {
+        match File::open(candidate) {
+            Ok(file) => {
+                found = Some((candidate, file));
+                break;
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => continue,
+            Err(e) => bail!("{candidate}: {}", io_error(&e)),
+        }
+    }
+    let Some((used, file)) = found else {
+        bail!("{path}: no such file");
+    };
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        bail!("{used}: is a directory");
+    }
+    let flags = if used.ends_with(".zst") || used.ends_with(".xz") || used.ends_with(".gz") {
+        ModuleInitFlags::from_bits_retain(MODULE_INIT_COMPRESSED_FILE)
+    } else {
+        ModuleInitFlags::empty()
+    };
+    finit_module(&file, &params, flags).map_err(|e| match e {
+        Errno::EEXIST => anyhow!("{path}: already loaded or built in"),
+        Errno::ENOEXEC => anyhow!("{used}: not a module for this kernel"),
+        Errno::ENOENT => {
+            anyhow!("{used}: unknown symbol (load the modules it needs first; see dmesg)")
+        }
+        Errno::EPERM => anyhow!("{used}: not permitted (root, and module loading not disabled)"),
+        e => anyhow!("{used}: {} (see dmesg)", e.desc()),
+    })?;
+    Ok(0)
+}
+
+// ---------------------------------------------------------------- dmesg
+
+/// Formats one /dev/kmsg record ("PRIO,SEQ,USEC,FLAGS;message\n KEY=v…")
+/// as dmesg does: `[    1.234567] message`.
+pub fn format_kmsg_record(record: &str) -> Option<String> {
+    let first = record.lines().next()?;
+    let (header, message) = first.split_once(';')?;
+    let usec: u64 = header.split(',').nth(2)?.parse().ok()?;
+    Some(format!(
+        "[{:5}.{:06}] {message}",
+        usec / 1_000_000,
+        usec % 1_000_000
+    ))
+}
+
+/// Reads every record now in the kernel log, keeping the newest `keep`.
+/// Non-blocking, so it ends at the last message instead of waiting.
+fn read_kmsg(keep: usize) -> anyhow::Result<VecDeque<String>> {
+    let mut kmsg = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+        .map_err(|e| anyhow!("/dev/kmsg: {}", io_error(&e)))?;
+    let mut lines = VecDeque::new();
+    // A record is at most about 8 KiB; a smaller buffer gives EINVAL.
+    let mut buf = vec![0u8; 16 * 1024];
+    // A kernel logging in a loop must not keep us here forever.
+    for _ in 0..1_000_000 {
+        match kmsg.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let record = String::from_utf8_lossy(&buf[..n]);
+                if let Some(line) = format_kmsg_record(&record) {
+                    if lines.len() == keep {
+                        lines.pop_front();
+                    }
+                    if keep > 0 {
+                        lines.push_back(line);
+                    }
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            // EPIPE: the record we were at was overwritten; go on with the next.
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => bail!("/dev/kmsg: {}", io_error(&e)),
+        }
+    }
+    Ok(lines)
+}
+
+fn dmesg(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
+    let keep = match args {
+        [] => usize::MAX,
+        [n] => n
+            .parse::<usize>()
+            .map_err(|_| usage(format!("not a number of lines: {n}")))?,
+        _ => return Err(usage("expected at most one LINES")),
+    };
+    let lines = read_kmsg(keep)?;
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    ctx.out.write_all(text.as_bytes())?;
+    Ok(0)
+}
+
+// ---------------------------------------------------------------- ps
+
+/// The fields of /proc/PID/stat that `ps` shows.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ProcStat {
+    pub pid: i32,
+    pub comm: String,
+    pub state: char,
+    pub ppid: i32,
+    pub vsize_bytes: u64,
+    pub rss_pages: u64,
+}
+
+/// Parses /proc/PID/stat. The name is between the first '(' and the last
+/// ')', since it may itself contain spaces and parentheses.
+pub fn parse_stat(text: &str) -> Option<ProcStat> {
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let pid = text[..open].trim().parse().ok()?;
+    let comm = text.get(open + 1..close)?.to_string();
+    let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    // rest[0] is field 3 (state) of proc(5); vsize is field 23, rss 24.
+    Some(ProcStat {
+        pid,
+        comm,
+        state: rest.first()?.chars().next()?,
+        ppid: rest.get(1)?.parse().ok()?,
+        vsize_bytes: rest.get(20)?.parse().ok()?,
+        rss_pages: rest.get(21)?.parse().ok()?,
+    })
+}
+
+fn ps(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
+    if !args.is_empty() {
+        return Err(usage("takes no arguments"));
+    }
+    let dir = std::fs::read_dir("/proc")
+        .map_err(|e| anyhow!("/proc: {} (mount proc first)", io_error(&e)))?;
+    let mut pids: Vec<i32> = dir
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    pids.sort_unstable();
+    let page_kib = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map_or(4, |bytes| (bytes / 1024) as u64);
+    let mut text = format!(
+        "{:>7} {:>7} {:<5} {:>8} {:>9} COMMAND\n",
+        "PID", "PPID", "STATE", "RSS", "VSZ"
+    );
+    for pid in pids {
+        // A process may exit while we look: skip it.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(stat) = parse_stat(&stat) else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let command = if cmdline.is_empty() {
+            format!("[{}]", stat.comm)
+        } else {
+            let joined: Vec<String> = cmdline
+                .split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            joined.join(" ")
+        };
+        text.push_str(&format!(
+            "{:>7} {:>7} {:<5} {:>8} {:>9} {command}\n",
+            stat.pid,
+            stat.ppid,
+            stat.state,
+            stat.rss_pages * page_kib,
+            stat.vsize_bytes / 1024,
+        ));
+    }
+    text.push_str(&format!(
+        "orphans reaped by myinit: {}\n",
+        ctx.shell.state.reaper.orphans_reaped()
+    ));
+    ctx.out.write_all(text.as_bytes())?;
+    Ok(0)
+}
+
+// ---------------------------------------------------------------- kconfig
+
+/// A kernel option a myinit feature relies on.
+struct KernelOption {
+    name: &'static str,
+    /// What does not work without it.
+    needed_by: &'static str,
+    /// Missing only costs speed or convenience.
+    optional: bool,
+}
+
+const fn opt(name: &'static str, needed_by: &'static str) -> KernelOption {
+    KernelOption {
+        name,
+        needed_by,
+        optional: false,
+    }
+}
+
+const EBPF_BACKENDS: &str = "droptrace, capture, fakehost (eBPF backends)";
+
+const GROUPS: &[(&str, &[KernelOption])] = &[
+    (
+        "tracing",
+        &[
+            opt("CONFIG_FTRACE", "droptrace"),
+            opt("CONFIG_EVENT_TRACING", "droptrace"),
+            opt("CONFIG_DEBUG_INFO_BTF", "droptrace (drop reasons, offsets)"),
+        ],
+    ),
+    (
+        "bpf",
+        &[
+            opt("CONFIG_BPF", EBPF_BACKENDS),
+            opt("CONFIG_BPF_SYSCALL", EBPF_BACKENDS),
+            KernelOption {
+                name: "CONFIG_BPF_JIT",
+                needed_by: "speed only (programs run interpreted)",
+                optional: true,
+            },
+            opt("CONFIG_BPF_EVENTS", "droptrace (eBPF backend)"),
+            opt("CONFIG_DEBUG_INFO_BTF", EBPF_BACKENDS),
+            opt("CONFIG_NET_CLS_BPF", "capture, fakehost (eBPF backends)"),
+            opt("CONFIG_NET_SCH_INGRESS", "capture, fakehost (clsact qdisc)"),
+        ],
+    ),
+    (
+        "net",
+        &[
+            opt("CONFIG_TUN", "tap"),
+            opt("CONFIG_VETH", "veth pairs"),
+            opt("CONFIG_PACKET", "capture, inject, fakehost (AF_PACKET)"),
+            opt("CONFIG_NET_9P", "mount 9p"),
+            opt("CONFIG_NET_9P_VIRTIO", "mount 9p"),
+            opt("CONFIG_9P_FS", "mount 9p"),
+            opt("CONFIG_IPV6", "IPv6: ping6, ip -6, fakehost on IPv6"),
+        ],
+    ),
+];
+
+/// `CONFIG_X=value` lines; `# CONFIG_X is not set` and absent options
+/// are simply not in the map.
+pub fn parse_kconfig(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter(|l| l.starts_with("CONFIG_"))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+        .filter(|(_, v)| v != "n")
+        .collect()
+}
+
+/// The report of one group; the bool says whether a needed option is missing.
+fn kconfig_report(
+    group: &str,
+    options: &[KernelOption],
+    config: &HashMap<String, String>,
+) -> (String, bool) {
+    let mut text = format!("{group}:\n");
+    let mut missing = false;
+    for o in options {
+        let state = match config.get(o.name).map(String::as_str) {
+            Some("y") => "y".to_string(),
+            Some("m") => "m (module: insmod it first)".to_string(),
+            Some(other) => other.to_string(),
+            None if o.optional => format!("missing (optional: {})", o.needed_by),
+            None => {
+                missing = true;
+                format!("missing: needed by {}", o.needed_by)
+            }
+        };
+        text.push_str(&format!("  {:<24} {state}\n", o.name));
+    }
+    (text, missing)
+}
+
+fn read_kconfig(path: &str) -> anyhow::Result<HashMap<String, String>> {
+    let raw = std::fs::read(path).map_err(|e| {
+        let hint = if path == "/proc/config.gz" {
+            " (kernel without CONFIG_IKCONFIG_PROC; give a config FILE instead)"
+        } else {
+            ""
+        };
+        anyhow!("{path}: {}{hint}", io_error(&e))
+    })?;
+    let text = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(raw.as_slice())
+            .read_to_string(&mut text)
+            .map_err(|e| anyhow!("{path}: bad gzip data: {e}"))?;
+        text
+    } else {
+        String::from_utf8_lossy(&raw).into_owned()
+    };
+    Ok(parse_kconfig(&text))
+}
+
+fn kconfig(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
+    let (group, path) = match args {
+        [g] => (g.as_str(), "/proc/config.gz"),
+        [g, p] => (g.as_str(), p.as_str()),
+        _ => return Err(usage("expected a group: tracing, bpf, net or all")),
+    };
+    let groups: Vec<_> = match group {
+        "all" => GROUPS.iter().collect(),
+        g => match GROUPS.iter().find(|(name, _)| *name == g) {
+            Some(found) => vec![found],
+            None => return Err(usage(format!("unknown group {g}"))),
+        },
+    };
+    let config = read_kconfig(path);
+    let mut status = 0;
+    if let Ok(config) = &config {
+        for (name, options) in groups {
+            let (text, missing) = kconfig_report(name, options, config);
+            ctx.out.write_all(text.as_bytes())?;
+            if missing {
+                status = 1;
+            }
+        }
+    }
+    if group == "bpf" {
+        // The real proof: the configuration can say y and loading still fail.
+        let report = ctx.block_on(crate::ebpf::self_test())?;
+        match report {
+            Ok(line) => writeln!(ctx.out, "{line}")?,
+            Err(e) => {
+                config?;
+                bail!("eBPF self-test failed: {e:#}");
+            }
+        }
+    }
+    config?;
+    Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_options_split_into_flags_and_data() {
+        let (flags, data) = parse_mount_options("ro,nosuid,size=16m,nodev,noexec,mode=755");
+        assert_eq!(
+            flags,
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC
+        );
+        assert_eq!(data, "size=16m,mode=755");
+        let (flags, data) = parse_mount_options("remount,bind");
+        assert_eq!(flags, MsFlags::MS_REMOUNT | MsFlags::MS_BIND);
+        assert_eq!(data, "");
+        assert_eq!(parse_mount_options("ro,rw").0, MsFlags::empty());
+    }
+
+    #[test]
+    fn mount_table_lines_are_unescaped() {
+        let m = parse_mounts("tmpfs /mnt/a\\040b tmpfs rw,size=1k 0 0\nproc /proc proc rw 0 0\n");
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].target, "/mnt/a b");
+        assert_eq!(m[0].options, "rw,size=1k");
+        assert_eq!(m[1].fstype, "proc");
+        assert_eq!(unescape_mount_field("a\\134b\\011"), "a\\b\t");
+        assert_eq!(unescape_mount_field("end\\04"), "end\\04");
+    }
+
+    #[test]
+    fn kmsg_records_format_like_dmesg() {
+        assert_eq!(
+            format_kmsg_record("6,339,5140900,-;NET: Registered family 10\n SUBSYSTEM=net\n"),
+            Some("[    5.140900] NET: Registered family 10".into())
+        );
+        assert_eq!(
+            format_kmsg_record("4,1,123456789012,-,caller=T1;late"),
+            Some("[123456.789012] late".into())
+        );
+        assert_eq!(format_kmsg_record("garbage"), None);
+    }
+
+    #[test]
+    fn stat_names_with_spaces_and_parens_parse() {
+        let line = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 100 10485760 256 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0";
+        let s = parse_stat(line).unwrap();
+        assert_eq!(s.pid, 1234);
+        assert_eq!(s.comm, "my (odd) name");
+        assert_eq!(s.state, 'S');
+        assert_eq!(s.ppid, 1);
+        assert_eq!(s.vsize_bytes, 10_485_760);
+        assert_eq!(s.rss_pages, 256);
+        assert!(parse_stat("12 (trunc) S").is_none());
+    }
+
+    #[test]
+    fn kconfig_reports_y_m_and_missing_with_the_command() {
+        let config = parse_kconfig(
+            "CONFIG_TUN=m\n# CONFIG_VETH is not set\nCONFIG_PACKET=y\nCONFIG_IPV6=n\n",
+        );
+        let (_, net) = GROUPS.iter().find(|(n, _)| *n == "net").unwrap();
+        let (text, missing) = kconfig_report("net", net, &config);
+        assert!(missing);
+        assert!(text.contains("CONFIG_TUN"));
+        assert!(text
+            .lines()
+            .any(|l| l.contains("CONFIG_TUN") && l.contains("m (module")));
+        assert!(text
+            .lines()
+            .any(|l| l.contains("CONFIG_PACKET") && l.trim_end().ends_with(" y")));
+        assert!(text
+            .lines()
+            .any(|l| l.contains("CONFIG_VETH") && l.contains("missing")));
+        assert!(text
+            .lines()
+            .any(|l| l.contains("CONFIG_9P_FS") && l.contains("mount 9p")));
+        assert!(text
+            .lines()
+            .any(|l| l.contains("CONFIG_IPV6") && l.contains("missing")));
+    }
+
+    #[test]
+    fn a_missing_optional_option_is_not_a_failure() {
+        let config = parse_kconfig(
+            "CONFIG_BPF=y\nCONFIG_BPF_SYSCALL=y\nCONFIG_BPF_EVENTS=y\nCONFIG_DEBUG_INFO_BTF=y\nCONFIG_NET_CLS_BPF=y\nCONFIG_NET_SCH_INGRESS=y\n",
+        );
+        let (_, bpf) = GROUPS.iter().find(|(n, _)| *n == "bpf").unwrap();
+        let (text, missing) = kconfig_report("bpf", bpf, &config);
+        assert!(!missing, "{text}");
+        assert!(text.contains("CONFIG_BPF_JIT"));
+    }
+}

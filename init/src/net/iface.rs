@@ -87,7 +87,6 @@ pub const IFA_F_NODAD: u32 = 0x02;
 pub const IFA_F_DADFAILED: u32 = 0x08;
 pub const IFA_F_DEPRECATED: u32 = 0x20;
 pub const IFA_F_TENTATIVE: u32 = 0x40;
-pub const IFA_F_PERMANENT: u32 = 0x80;
 
 /// One route (RTM_NEWROUTE).
 #[derive(Clone, Debug)]
@@ -167,11 +166,6 @@ pub fn prefix_to_mask(prefix: u8) -> Ipv4Addr {
     Ipv4Addr::from(u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0))
 }
 
-/// The IPv4 broadcast address of ADDR/PREFIX (none for /31 and /32).
-pub fn broadcast_of(addr: Ipv4Addr, prefix: u8) -> Option<Ipv4Addr> {
-    (prefix < 31).then(|| Ipv4Addr::from(u32::from(addr) | !u32::from(prefix_to_mask(prefix))))
-}
-
 /// Parses `ADDR[/LEN]`; a missing LEN takes the family's default.
 pub fn parse_prefix(text: &str, default_v4: u8, default_v6: u8) -> Result<(IpAddr, u8), String> {
     let (addr, len) = match text.split_once('/') {
@@ -201,7 +195,9 @@ pub fn parse_prefix(text: &str, default_v4: u8, default_v6: u8) -> Result<(IpAdd
 /// Zeroes the host bits, for route destinations (10.1.2.3/24 → 10.1.2.0).
 pub fn network_of(addr: IpAddr, prefix: u8) -> IpAddr {
     match addr {
-        IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & u32::from(prefix_to_mask(prefix)))),
+        IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(
+            u32::from(a) & u32::from(prefix_to_mask(prefix)),
+        )),
         IpAddr::V6(a) => {
             let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
             IpAddr::V6((u128::from(a) & mask).into())
@@ -231,7 +227,12 @@ pub fn ip_flag_names(flags: u32) -> String {
     if flags & IFF_UP != 0 && flags & IFF_RUNNING == 0 {
         names.push("NO-CARRIER");
     }
-    names.extend(NAMES.iter().filter(|(bit, _)| flags & bit != 0).map(|(_, n)| *n));
+    names.extend(
+        NAMES
+            .iter()
+            .filter(|(bit, _)| flags & bit != 0)
+            .map(|(_, n)| *n),
+    );
     format!("<{}>", names.join(","))
 }
 
@@ -349,13 +350,19 @@ mod tests {
 
     #[test]
     fn macs_parse_in_either_case_and_format_lower() {
-        assert_eq!(parse_mac("02:00:00:AB:cd:0f"), Some([2, 0, 0, 0xab, 0xcd, 0x0f]));
+        assert_eq!(
+            parse_mac("02:00:00:AB:cd:0f"),
+            Some([2, 0, 0, 0xab, 0xcd, 0x0f])
+        );
         assert_eq!(parse_mac("2-0-0-0-0-1"), Some([2, 0, 0, 0, 0, 1]));
         assert_eq!(parse_mac("02:00:00:00:00"), None);
         assert_eq!(parse_mac("02:00:00:00:00:00:00"), None);
         assert_eq!(parse_mac("02:00:00:00:00:xyz"), None);
         assert_eq!(parse_mac("02::00:00:00:00"), None);
-        assert_eq!(format_mac(&[2, 0, 0, 0xab, 0xcd, 0x0f]), "02:00:00:ab:cd:0f");
+        assert_eq!(
+            format_mac(&[2, 0, 0, 0xab, 0xcd, 0x0f]),
+            "02:00:00:ab:cd:0f"
+        );
     }
 
     #[test]
@@ -364,19 +371,20 @@ mod tests {
         assert_eq!(mask_to_prefix("255.255.255.255".parse().unwrap()), Some(32));
         assert_eq!(mask_to_prefix("0.0.0.0".parse().unwrap()), Some(0));
         assert_eq!(mask_to_prefix("255.0.255.0".parse().unwrap()), None);
-        assert_eq!(prefix_to_mask(20), "255.255.240.0".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(
+            prefix_to_mask(20),
+            "255.255.240.0".parse::<Ipv4Addr>().unwrap()
+        );
         assert_eq!(prefix_to_mask(0), Ipv4Addr::UNSPECIFIED);
         assert_eq!(prefix_to_mask(32), Ipv4Addr::BROADCAST);
-        assert_eq!(
-            broadcast_of("10.1.2.3".parse().unwrap(), 16),
-            Some("10.1.255.255".parse().unwrap())
-        );
-        assert_eq!(broadcast_of("10.1.2.3".parse().unwrap(), 32), None);
     }
 
     #[test]
     fn prefixes_parse_with_family_defaults() {
-        assert_eq!(parse_prefix("10.0.0.1", 24, 64).unwrap(), ("10.0.0.1".parse().unwrap(), 24));
+        assert_eq!(
+            parse_prefix("10.0.0.1", 24, 64).unwrap(),
+            ("10.0.0.1".parse().unwrap(), 24)
+        );
         assert_eq!(parse_prefix("2001:db8::1", 24, 64).unwrap().1, 64);
         assert_eq!(parse_prefix("2001:db8::1/120", 24, 64).unwrap().1, 120);
         assert!(parse_prefix("10.0.0.1/33", 24, 64).is_err());
@@ -391,15 +399,27 @@ mod tests {
             network_of("2001:db8::1".parse().unwrap(), 64),
             "2001:db8::".parse::<IpAddr>().unwrap()
         );
-        assert_eq!(network_of("10.1.2.3".parse().unwrap(), 0), "0.0.0.0".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            network_of("10.1.2.3".parse().unwrap(), 0),
+            "0.0.0.0".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]
     fn flags_print_like_the_originals() {
         let flags = IFF_UP | IFF_BROADCAST | IFF_RUNNING | IFF_MULTICAST;
-        assert_eq!(ifconfig_flag_names(flags), "flags=4163<UP,BROADCAST,RUNNING,MULTICAST>");
-        assert_eq!(ip_flag_names(flags | IFF_LOWER_UP), "<BROADCAST,MULTICAST,UP,LOWER_UP>");
-        assert_eq!(ip_flag_names(IFF_UP | IFF_BROADCAST), "<NO-CARRIER,BROADCAST,UP>");
+        assert_eq!(
+            ifconfig_flag_names(flags),
+            "flags=4163<UP,BROADCAST,RUNNING,MULTICAST>"
+        );
+        assert_eq!(
+            ip_flag_names(flags | IFF_LOWER_UP),
+            "<BROADCAST,MULTICAST,UP,LOWER_UP>"
+        );
+        assert_eq!(
+            ip_flag_names(IFF_UP | IFF_BROADCAST),
+            "<NO-CARRIER,BROADCAST,UP>"
+        );
         assert_eq!(nud_names(NUD_PERMANENT), "PERMANENT");
         assert_eq!(nud_names(0), "NONE");
     }

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 
 enum Sink {
     Stdout,
@@ -36,7 +36,8 @@ impl Output {
         }
     }
 
-    /// Collects output in memory (for tests and `$(…)`-like uses).
+    /// Collects output in memory (also a placeholder while a command
+    /// lends its real output to a task).
     pub fn memory() -> Self {
         Self {
             sink: Sink::Memory(Vec::new()),
@@ -45,6 +46,7 @@ impl Output {
     }
 
     /// What a memory output collected.
+    #[cfg(test)]
     pub fn contents(&self) -> &[u8] {
         match &self.sink {
             Sink::Memory(v) => v,
@@ -60,10 +62,6 @@ impl Output {
             Sink::File(f) => f.try_clone()?.into(),
             Sink::Memory(_) => std::process::Stdio::piped(),
         })
-    }
-
-    pub fn is_terminal(&self) -> bool {
-        matches!(self.sink, Sink::Stdout) && nix::unistd::isatty(io::stdout()).unwrap_or(false)
     }
 
     fn write_out(&mut self, bytes: &[u8]) -> io::Result<()> {
@@ -142,13 +140,6 @@ impl Input {
 
     pub fn is_console(&self) -> bool {
         matches!(self, Input::Console)
-    }
-
-    pub fn raw_fd(&self) -> i32 {
-        match self {
-            Input::Console => io::stdin().as_raw_fd(),
-            Input::File(f) => f.as_raw_fd(),
-        }
     }
 }
 

@@ -132,7 +132,11 @@ impl Shell {
             Err(e) => {
                 eprintln!("{}syntax error: {e}", origin.prefix());
                 self.last_status = 2;
-                return if self.errexit { Flow::Stop } else { Flow::Continue };
+                return if self.errexit {
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                };
             }
         };
         for command in &commands {
@@ -196,10 +200,14 @@ impl Shell {
             }
         }
         if flow == Flow::Continue && !pending.is_empty() {
-            flow = self.run_line(&pending, out, &Origin::Script {
-                name: name.to_string(),
-                line: start_line,
-            });
+            flow = self.run_line(
+                &pending,
+                out,
+                &Origin::Script {
+                    name: name.to_string(),
+                    line: start_line,
+                },
+            );
         }
         self.errexit = saved_errexit;
         flow
@@ -266,7 +274,11 @@ impl Shell {
         };
         let status = self.dispatch(name, args, out, &mut input, origin);
         if let Err(e) = out.flush() {
-            eprintln!("{}{name}: write: {}", origin.prefix(), crate::util::io_error(&e));
+            eprintln!(
+                "{}{name}: write: {}",
+                origin.prefix(),
+                crate::util::io_error(&e)
+            );
             return if status == 0 { 1 } else { status };
         }
         status
@@ -291,8 +303,7 @@ impl Shell {
                 input,
                 shell: self,
             };
-            let result =
-                std::panic::catch_unwind(AssertUnwindSafe(|| (spec.run)(&mut ctx, args)));
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| (spec.run)(&mut ctx, args)));
             return match result {
                 Ok(Ok(status)) => status,
                 Ok(Err(e)) if e.is::<UsageError>() => {
@@ -321,7 +332,9 @@ impl Shell {
                 }
             };
         }
-        let path_var = self.var("PATH").unwrap_or_else(|| proc::DEFAULT_PATH.into());
+        let path_var = self
+            .var("PATH")
+            .unwrap_or_else(|| proc::DEFAULT_PATH.into());
         match proc::find_executable(name, &path_var) {
             Some(path) => match self.run_external(&path, args, out, input) {
                 Ok(status) => status,
@@ -363,9 +376,7 @@ impl Shell {
 }
 
 /// Opens `<`, `>` and `>>` targets; the last of each kind wins, as in sh.
-fn open_redirects(
-    redirects: &[(RedirectKind, String)],
-) -> anyhow::Result<(Input, Option<File>)> {
+fn open_redirects(redirects: &[(RedirectKind, String)]) -> anyhow::Result<(Input, Option<File>)> {
     let mut input = Input::Console;
     let mut output = None;
     for (kind, target) in redirects {

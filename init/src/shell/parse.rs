@@ -416,7 +416,10 @@ mod tests {
 
     #[test]
     fn variables_expand_in_both_forms() {
-        assert_eq!(words("echo $A ${A}x $?"), vec![vec!["echo", "one", "onex", "3"]]);
+        assert_eq!(
+            words("echo $A ${A}x $?"),
+            vec![vec!["echo", "one", "onex", "3"]]
+        );
         assert_eq!(words("echo $UNSET end"), vec![vec!["echo", "end"]]);
         assert_eq!(words("echo \"$EMPTY\""), vec![vec!["echo", ""]]);
         assert_eq!(words("echo $ a$"), vec![vec!["echo", "$", "a$"]]);
@@ -439,10 +442,7 @@ mod tests {
         assert_eq!(cmds[0].words.len(), 1);
         assert_eq!(cmds[0].redirects[0].kind, RedirectKind::Input);
         assert_eq!(cmds[0].redirects[1].kind, RedirectKind::Append);
-        assert_eq!(
-            cmds[0].redirects[1].target.expand_joined(&|_| None),
-            "out"
-        );
+        assert_eq!(cmds[0].redirects[1].target.expand_joined(&|_| None), "out");
     }
 
     #[test]
@@ -488,10 +488,7 @@ mod tests {
         );
         assert_eq!(parse_line("echo a\\"), Err(SyntaxError::TrailingBackslash));
         let long = "x".repeat(1 << 20);
-        assert_eq!(
-            parse_line(&long),
-            Err(SyntaxError::LineTooLong(1 << 20))
-        );
+        assert_eq!(parse_line(&long), Err(SyntaxError::LineTooLong(1 << 20)));
         assert_eq!(
             decode_line(b"echo \xff"),
             Err(SyntaxError::NotUtf8(0xff, 5))

@@ -1,0 +1,390 @@
+//! droptrace: the kfree_skb drop tracer command (see src/droptrace/).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _};
+use clap::{Args, Parser, Subcommand};
+
+use super::{parse_args, usage, CommandSpec};
+use crate::droptrace::event::{DropFilter, DropRecord};
+use crate::droptrace::job::{self, Backend, StartOptions};
+use crate::droptrace::store::{self, DEFAULT_KEEP};
+use crate::shell::Ctx;
+
+pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
+    name: "droptrace",
+    usage: "droptrace start [COUNT] [--backend auto|ebpf|ftrace] [--keep N] [FILTER...]\n\
+            droptrace stop\n\
+            droptrace show [FILTER...]\n\
+            droptrace clear\n\
+            droptrace summary [FILTER...]\n\
+            droptrace watch [COUNT] [--seconds S] [--backend auto|ebpf|ftrace] [FILTER...]\n\
+            droptrace save FILE [FILTER...]",
+    summary: "trace where and why the kernel drops packets (kfree_skb)",
+    help: "FILTER: --reason NAME (e.g. NO_SOCKET), --dev IFACE, --proto tcp|udp|icmp|icmpv6|ipv4|ipv6|arp|NUM.\n\
+           \n\
+           start    trace in the background; stops by itself after COUNT matching drops.\n\
+           \x20        --backend auto (default) tries eBPF first and says why it falls back\n\
+           \x20        to ftrace; --keep N keeps the last N drops (default 1000).\n\
+           stop     stop tracing; queued events are read first.\n\
+           show     the kept drops: COMM PID CPU LOCATION REASON DEV PACKET, and how many\n\
+           \x20        were captured, matched and lost.\n\
+           clear    forget the kept drops and counts.\n\
+           summary  counts by reason and by location, most frequent first.\n\
+           watch    print drops as they happen until a key, Ctrl-C, COUNT or --seconds;\n\
+           \x20        starts (and then stops) a tracer if none runs.\n\
+           save     write the kept drops to FILE as JSONL, one drop per line.\n\
+           \n\
+           Reasons come from the kernel's BTF (enum skb_drop_reason) or the tracepoint's\n\
+           format file; the device and packet are read from the sk_buff by the eBPF\n\
+           backend using offsets from BTF (the ftrace backend shows `?`).",
+    run: droptrace,
+}];
+
+#[derive(Parser, Debug)]
+struct Cli {
+    #[command(subcommand)]
+    command: Sub,
+}
+
+#[derive(Args, Debug, Default, Clone)]
+struct FilterArgs {
+    /// Only drops with this reason.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only drops on this device.
+    #[arg(long)]
+    dev: Option<String>,
+    /// Only drops of this protocol.
+    #[arg(long)]
+    proto: Option<String>,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> anyhow::Result<DropFilter> {
+        DropFilter::new(self.reason.clone(), self.dev.clone(), self.proto.clone()).map_err(usage)
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Sub {
+    Start {
+        count: Option<u64>,
+        #[arg(long, value_enum, default_value = "auto")]
+        backend: Backend,
+        #[arg(long, default_value_t = DEFAULT_KEEP)]
+        keep: usize,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    Stop,
+    Show {
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    Clear,
+    Summary {
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    Watch {
+        count: Option<u64>,
+        #[arg(long)]
+        seconds: Option<f64>,
+        #[arg(long, value_enum, default_value = "auto")]
+        backend: Backend,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    Save {
+        file: String,
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+}
+
+fn droptrace(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
+    let cli: Cli = parse_args("droptrace", args)?;
+    match cli.command {
+        Sub::Start {
+            count,
+            backend,
+            keep,
+            filter,
+        } => {
+            if keep == 0 {
+                return Err(usage("--keep must be at least 1"));
+            }
+            let opts = StartOptions {
+                backend,
+                limit: count,
+                keep,
+                filter: filter.filter()?,
+            };
+            for line in job::start(&ctx.state(), opts)? {
+                writeln!(ctx.out, "{line}")?;
+            }
+            Ok(0)
+        }
+        Sub::Stop => {
+            let reports = ctx.state().jobs.stop_matching(job::is_droptrace);
+            if reports.is_empty() {
+                return Err(anyhow!("not running (droptrace start first)"));
+            }
+            for r in reports {
+                writeln!(ctx.out, "{r}")?;
+            }
+            Ok(0)
+        }
+        Sub::Show { filter } => show(ctx, &filter.filter()?),
+        Sub::Clear => {
+            store::store().clear();
+            Ok(0)
+        }
+        Sub::Summary { filter } => summary(ctx, &filter.filter()?),
+        Sub::Watch {
+            count,
+            seconds,
+            backend,
+            filter,
+        } => watch(ctx, count, seconds, backend, filter.filter()?),
+        Sub::Save { file, filter } => save(ctx, &file, &filter.filter()?),
+    }
+}
+
+/// The kept drops that pass a view filter.
+fn selected(filter: &DropFilter) -> (Vec<Arc<DropRecord>>, String) {
+    let s = store::store();
+    let events: Vec<_> = s
+        .events
+        .iter()
+        .filter(|r| filter.matches(r))
+        .cloned()
+        .collect();
+    let footer = s.footer(events.len());
+    (events, footer)
+}
+
+fn row(r: &DropRecord) -> String {
+    format!(
+        "{:<16} {:<7} {:<3} {:<36} {:<20} {:<10} {}",
+        r.comm,
+        r.pid,
+        r.cpu,
+        r.location,
+        r.reason,
+        r.dev.as_deref().unwrap_or("?"),
+        r.packet_text()
+    )
+}
+
+fn header() -> String {
+    format!(
+        "{:<16} {:<7} {:<3} {:<36} {:<20} {:<10} {}",
+        "COMM", "PID", "CPU", "LOCATION", "REASON", "DEV", "PACKET"
+    )
+}
+
+fn show(ctx: &mut Ctx<'_>, filter: &DropFilter) -> anyhow::Result<i32> {
+    let (events, footer) = selected(filter);
+    let mut text = header();
+    text.push('\n');
+    for r in &events {
+        text.push_str(&row(r));
+        text.push('\n');
+    }
+    text.push_str(&footer);
+    text.push('\n');
+    ctx.out.write_all(text.as_bytes())?;
+    Ok(0)
+}
+
+fn sorted_counts(counts: impl IntoIterator<Item = (String, u64)>) -> Vec<(String, u64)> {
+    let mut v: Vec<_> = counts.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
+}
+
+fn summary(ctx: &mut Ctx<'_>, filter: &DropFilter) -> anyhow::Result<i32> {
+    let (by_reason, by_location, footer) = if filter.is_empty() {
+        // The whole run, including drops no longer kept.
+        let s = store::store();
+        (
+            sorted_counts(s.by_reason.clone()),
+            sorted_counts(s.by_location.clone()),
+            s.footer(s.events.len()),
+        )
+    } else {
+        let (events, footer) = selected(filter);
+        let mut reasons = std::collections::HashMap::new();
+        let mut locations = std::collections::HashMap::new();
+        for r in &events {
+            *reasons.entry(r.reason.clone()).or_insert(0u64) += 1;
+            *locations.entry(r.location.clone()).or_insert(0u64) += 1;
+        }
+        (sorted_counts(reasons), sorted_counts(locations), footer)
+    };
+    let mut text = format!("{:>8}  REASON\n", "COUNT");
+    for (reason, n) in &by_reason {
+        text.push_str(&format!("{n:>8}  {reason}\n"));
+    }
+    text.push_str(&format!("{:>8}  LOCATION\n", "COUNT"));
+    for (location, n) in &by_location {
+        text.push_str(&format!("{n:>8}  {location}\n"));
+    }
+    text.push_str(&footer);
+    text.push('\n');
+    ctx.out.write_all(text.as_bytes())?;
+    Ok(0)
+}
+
+fn save(ctx: &mut Ctx<'_>, file: &str, filter: &DropFilter) -> anyhow::Result<i32> {
+    let (events, _) = selected(filter);
+    let mut text = String::new();
+    for r in &events {
+        text.push_str(&serde_json::to_string(r.as_ref())?);
+        text.push('\n');
+    }
+    std::fs::write(file, text).with_context(|| format!("{file}: cannot write"))?;
+    writeln!(ctx.out, "droptrace: saved {} drops to {file}", events.len())?;
+    Ok(0)
+}
+
+/// Non-canonical console input while watching, restored on drop, so that a
+/// single key (no Enter) ends `watch`.
+struct KeyWatch {
+    saved: Option<nix::sys::termios::Termios>,
+}
+
+impl KeyWatch {
+    fn new(console: bool) -> Self {
+        use nix::sys::termios::{self, LocalFlags, SetArg};
+        let stdin = std::io::stdin();
+        if !console || !nix::unistd::isatty(&stdin).unwrap_or(false) {
+            return KeyWatch { saved: None };
+        }
+        let saved = termios::tcgetattr(&stdin).ok();
+        if let Some(saved) = &saved {
+            let mut raw = saved.clone();
+            raw.local_flags
+                .remove(LocalFlags::ICANON | LocalFlags::ECHO);
+            let _ = termios::tcsetattr(&stdin, SetArg::TCSANOW, &raw);
+        }
+        KeyWatch { saved }
+    }
+
+    /// A key arrived (and is consumed).
+    fn pressed(&self) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        if self.saved.is_none() {
+            return false;
+        }
+        let stdin = std::io::stdin();
+        let mut fds = [PollFd::new(
+            std::os::fd::AsFd::as_fd(&stdin),
+            PollFlags::POLLIN,
+        )];
+        let pressed = matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0);
+        if pressed {
+            let mut buf = [0u8; 64];
+            let _ = nix::unistd::read(&stdin, &mut buf);
+        }
+        pressed
+    }
+}
+
+impl Drop for KeyWatch {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.saved {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                saved,
+            );
+        }
+    }
+}
+
+fn watch(
+    ctx: &mut Ctx<'_>,
+    count: Option<u64>,
+    seconds: Option<f64>,
+    backend: Backend,
+    filter: DropFilter,
+) -> anyhow::Result<i32> {
+    let deadline = match seconds {
+        Some(s) if s.is_finite() && s >= 0.0 => Some(Instant::now() + Duration::from_secs_f64(s)),
+        Some(_) => return Err(usage("--seconds must be a positive number")),
+        None => None,
+    };
+    let state = ctx.state();
+    // Subscribe before starting, so the first drops are not missed.
+    let mut rx = store::watchers().subscribe();
+    let started_here = !store::store().running;
+    if started_here {
+        let opts = StartOptions {
+            backend,
+            limit: None,
+            keep: store::store().keep,
+            filter: filter.clone(),
+        };
+        for line in job::start(&state, opts)? {
+            writeln!(ctx.out, "{line}")?;
+        }
+    }
+    let keys = KeyWatch::new(ctx.input.is_console());
+    if keys.saved.is_some() {
+        writeln!(ctx.out, "droptrace: watching; press any key to stop")?;
+    }
+    writeln!(ctx.out, "{}", header())?;
+    ctx.out.flush()?;
+    let mut interrupts = ctx.interrupts();
+    let out = &mut *ctx.out;
+    let mut shown = 0u64;
+    let mut missed = 0u64;
+    let result: anyhow::Result<()> = state.rt.block_on(async {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            if count.is_some_and(|c| shown >= c) {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = interrupts.changed() => return Ok(()),
+                _ = tick.tick() => {
+                    if keys.pressed() || deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Ok(());
+                    }
+                    if !store::store().running {
+                        return Ok(());
+                    }
+                }
+                event = rx.recv() => match event {
+                    Ok(r) => {
+                        if filter.matches(&r) {
+                            shown += 1;
+                            writeln!(out, "{}", row(&r))?;
+                            out.flush()?;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => missed += n,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+            }
+        }
+    });
+    drop(keys);
+    if started_here {
+        for report in state.jobs.stop_matching(job::is_droptrace) {
+            writeln!(ctx.out, "{report}")?;
+        }
+    }
+    let lost = store::store().lost;
+    writeln!(
+        ctx.out,
+        "droptrace: {shown} drops watched, {missed} too fast for the screen (kept for show), {lost} lost"
+    )?;
+    result?;
+    Ok(0)
+}

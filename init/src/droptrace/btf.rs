@@ -1,0 +1,335 @@
+//! A small reader of the kernel's BTF (`/sys/kernel/btf/vmlinux`): enum
+//! values (drop-reason names), struct member offsets (what the eBPF program
+//! reads from an `sk_buff`) and tracepoint prototypes (capability checks).
+//! aya's own `Btf` does not expose enum values or member lookups, and the
+//! format is simple (see the kernel's Documentation/bpf/btf.rst).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{bail, Context as _};
+
+const MAGIC: u16 = 0xeb9f;
+
+const KIND_INT: u32 = 1;
+const KIND_PTR: u32 = 2;
+const KIND_ARRAY: u32 = 3;
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+const KIND_ENUM: u32 = 6;
+const KIND_TYPEDEF: u32 = 8;
+const KIND_VOLATILE: u32 = 9;
+const KIND_CONST: u32 = 10;
+const KIND_RESTRICT: u32 = 11;
+const KIND_FUNC_PROTO: u32 = 13;
+const KIND_VAR: u32 = 14;
+const KIND_DATASEC: u32 = 15;
+const KIND_DECL_TAG: u32 = 17;
+const KIND_TYPE_TAG: u32 = 18;
+const KIND_ENUM64: u32 = 19;
+
+/// One type record: its kind, name and where its trailing data starts.
+#[derive(Clone, Copy, Debug)]
+struct TypeRec {
+    kind: u32,
+    kind_flag: bool,
+    vlen: u32,
+    name_off: u32,
+    /// `size` or `type`, depending on the kind.
+    size_type: u32,
+    /// Offset of the kind-specific data in `Btf::types`.
+    extra: usize,
+}
+
+/// A parsed BTF blob (little-endian, as on x86_64 and arm64).
+pub struct Btf {
+    types: Vec<u8>,
+    strings: Vec<u8>,
+    /// Index = type id; id 0 is `void`.
+    recs: Vec<TypeRec>,
+    by_name: HashMap<String, Vec<u32>>,
+}
+
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+
+impl Btf {
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let data = std::fs::read(path).with_context(|| {
+            format!(
+                "{}: cannot read BTF (kernel without CONFIG_DEBUG_INFO_BTF?)",
+                path.display()
+            )
+        })?;
+        Self::parse(&data).with_context(|| format!("{}: bad BTF", path.display()))
+    }
+
+    pub fn parse(data: &[u8]) -> anyhow::Result<Self> {
+        let magic = data.get(0..2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+        if magic != Some(MAGIC) {
+            bail!("no BTF magic (big-endian BTF is not supported)");
+        }
+        let field = |i: usize| u32_at(data, 4 + 4 * i).context("truncated header");
+        let hdr_len = field(0)? as usize;
+        let (type_off, type_len, str_off, str_len) = (
+            field(1)? as usize,
+            field(2)? as usize,
+            field(3)? as usize,
+            field(4)? as usize,
+        );
+        let types = data
+            .get(hdr_len + type_off..hdr_len + type_off + type_len)
+            .context("type section out of bounds")?
+            .to_vec();
+        let strings = data
+            .get(hdr_len + str_off..hdr_len + str_off + str_len)
+            .context("string section out of bounds")?
+            .to_vec();
+        let mut recs = vec![TypeRec {
+            kind: 0,
+            kind_flag: false,
+            vlen: 0,
+            name_off: 0,
+            size_type: 0,
+            extra: 0,
+        }];
+        let mut off = 0;
+        while off < types.len() {
+            let name_off = u32_at(&types, off).context("truncated type")?;
+            let info = u32_at(&types, off + 4).context("truncated type")?;
+            let size_type = u32_at(&types, off + 8).context("truncated type")?;
+            let kind = (info >> 24) & 0x1f;
+            let vlen = info & 0xffff;
+            let extra = off + 12;
+            let extra_len = match kind {
+                KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
+                KIND_ARRAY => 12,
+                KIND_STRUCT | KIND_UNION | KIND_DATASEC | KIND_ENUM64 => 12 * vlen as usize,
+                KIND_ENUM | KIND_FUNC_PROTO => 8 * vlen as usize,
+                0..=19 => 0,
+                _ => bail!("unknown BTF kind {kind} at byte {off}"),
+            };
+            recs.push(TypeRec {
+                kind,
+                kind_flag: info >> 31 == 1,
+                vlen,
+                name_off,
+                size_type,
+                extra,
+            });
+            off = extra + extra_len;
+        }
+        let mut btf = Btf {
+            types,
+            strings,
+            recs,
+            by_name: HashMap::new(),
+        };
+        for id in 1..btf.recs.len() {
+            let name = btf.str_at(btf.recs[id].name_off);
+            if !name.is_empty() {
+                let name = name.to_string();
+                btf.by_name.entry(name).or_default().push(id as u32);
+            }
+        }
+        Ok(btf)
+    }
+
+    fn str_at(&self, off: u32) -> &str {
+        let rest = self.strings.get(off as usize..).unwrap_or(&[]);
+        let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+        std::str::from_utf8(&rest[..end]).unwrap_or("")
+    }
+
+    fn find(&self, name: &str, kinds: &[u32]) -> Option<&TypeRec> {
+        self.by_name
+            .get(name)?
+            .iter()
+            .map(|&id| &self.recs[id as usize])
+            .find(|r| kinds.contains(&r.kind))
+    }
+
+    /// The named enum's values (ENUM or ENUM64), in declaration order.
+    pub fn enum_values(&self, name: &str) -> Option<Vec<(String, i64)>> {
+        let rec = self.find(name, &[KIND_ENUM, KIND_ENUM64])?;
+        let mut values = Vec::with_capacity(rec.vlen as usize);
+        for i in 0..rec.vlen as usize {
+            let (entry, value) = if rec.kind == KIND_ENUM {
+                let e = rec.extra + 8 * i;
+                let raw = u32_at(&self.types, e + 4)?;
+                // kind_flag set: signed values.
+                let v = if rec.kind_flag {
+                    i64::from(raw as i32)
+                } else {
+                    i64::from(raw)
+                };
+                (e, v)
+            } else {
+                let e = rec.extra + 12 * i;
+                let lo = u64::from(u32_at(&self.types, e + 4)?);
+                let hi = u64::from(u32_at(&self.types, e + 8)?);
+                (e, ((hi << 32) | lo) as i64)
+            };
+            values.push((self.str_at(u32_at(&self.types, entry)?).to_string(), value));
+        }
+        Some(values)
+    }
+
+    /// Byte offset of `member` in struct `name`, looking inside anonymous
+    /// structs and unions (where `sk_buff` keeps `dev` and the headers).
+    pub fn member_offset(&self, name: &str, member: &str) -> Option<u32> {
+        let rec = self.find(name, &[KIND_STRUCT, KIND_UNION])?;
+        self.member_in(rec, member).map(|bits| bits / 8)
+    }
+
+    fn member_in(&self, rec: &TypeRec, member: &str) -> Option<u32> {
+        for i in 0..rec.vlen as usize {
+            let m = rec.extra + 12 * i;
+            let name = self.str_at(u32_at(&self.types, m)?);
+            let type_id = u32_at(&self.types, m + 4)?;
+            let raw = u32_at(&self.types, m + 8)?;
+            // kind_flag: the high 8 bits hold a bitfield size.
+            let bits = if rec.kind_flag {
+                raw & 0x00ff_ffff
+            } else {
+                raw
+            };
+            if name == member {
+                return Some(bits);
+            }
+            if name.is_empty() {
+                let inner = self.resolve(type_id)?;
+                if matches!(inner.kind, KIND_STRUCT | KIND_UNION) {
+                    if let Some(found) = self.member_in(inner, member) {
+                        return Some(bits + found);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Follows typedefs and qualifiers.
+    fn resolve(&self, mut id: u32) -> Option<&TypeRec> {
+        for _ in 0..32 {
+            let rec = self.recs.get(id as usize)?;
+            match rec.kind {
+                KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
+                    id = rec.size_type
+                }
+                _ => return Some(rec),
+            }
+        }
+        None
+    }
+
+    /// Number of arguments of a BTF tracepoint (`btf_trace_NAME`), without
+    /// the leading context pointer; None when this kernel has no such
+    /// tracepoint in its BTF.
+    pub fn tracepoint_args(&self, tracepoint: &str) -> Option<usize> {
+        let typedef = self.find(&format!("btf_trace_{tracepoint}"), &[KIND_TYPEDEF])?;
+        let ptr = self.recs.get(typedef.size_type as usize)?;
+        if ptr.kind != KIND_PTR {
+            return None;
+        }
+        let proto = self.recs.get(ptr.size_type as usize)?;
+        if proto.kind != KIND_FUNC_PROTO {
+            return None;
+        }
+        Some((proto.vlen as usize).saturating_sub(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Builds a tiny BTF blob: strings, then types as (name, info, size_type, extra words).
+    fn blob(strings: &[&str], types: &[(u32, u32, u32, Vec<u32>)]) -> (Vec<u8>, Vec<u32>) {
+        let mut strs = vec![0u8];
+        let mut offs = Vec::new();
+        for s in strings {
+            offs.push(strs.len() as u32);
+            strs.extend_from_slice(s.as_bytes());
+            strs.push(0);
+        }
+        let mut ty = Vec::new();
+        for (name, info, st, extra) in types {
+            for w in [*name, *info, *st].iter().chain(extra.iter()) {
+                ty.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+        let mut out = Vec::new();
+        out.extend_from_slice(&MAGIC.to_le_bytes());
+        out.extend_from_slice(&[1, 0]);
+        for w in [
+            24u32,
+            0,
+            ty.len() as u32,
+            ty.len() as u32,
+            strs.len() as u32,
+        ] {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out.extend_from_slice(&ty);
+        out.extend_from_slice(&strs);
+        (out, offs)
+    }
+
+    #[test]
+    fn reads_enums_nested_members_and_tracepoint_arity() {
+        let names = [
+            "reason",
+            "A_ONE",
+            "A_TWO",
+            "outer",
+            "dev",
+            "head",
+            "inner",
+            "btf_trace_x",
+            "u64",
+        ];
+        let s = |i: usize| 1 + names[..i].iter().map(|n| n.len() as u32 + 1).sum::<u32>();
+        let (data, _) = blob(
+            &names,
+            &[
+                // 1: enum reason { A_ONE = 1, A_TWO = 7 }
+                (s(0), (KIND_ENUM << 24) | 2, 4, vec![s(1), 1, s(2), 7]),
+                // 2: u64
+                (s(8), KIND_INT << 24, 8, vec![64]),
+                // 3: union { u64 dev; } (anonymous)
+                (0, (KIND_UNION << 24) | 1, 8, vec![s(4), 2, 0]),
+                // 4: struct outer { u64 head @0; union anon @64 bits; }
+                (
+                    s(3),
+                    (KIND_STRUCT << 24) | 2,
+                    16,
+                    vec![s(5), 2, 0, 0, 3, 64],
+                ),
+                // 5: func proto (void *ctx, u64, u64)
+                (0, (KIND_FUNC_PROTO << 24) | 3, 0, vec![0, 2, 0, 2, 0, 2]),
+                // 6: ptr -> 5
+                (0, KIND_PTR << 24, 5, vec![]),
+                // 7: typedef btf_trace_x -> 6
+                (s(7), KIND_TYPEDEF << 24, 6, vec![]),
+            ],
+        );
+        let btf = Btf::parse(&data).unwrap();
+        assert_eq!(
+            btf.enum_values("reason").unwrap(),
+            vec![("A_ONE".to_string(), 1), ("A_TWO".to_string(), 7)]
+        );
+        assert_eq!(btf.member_offset("outer", "head"), Some(0));
+        assert_eq!(btf.member_offset("outer", "dev"), Some(8));
+        assert_eq!(btf.member_offset("outer", "nothing"), None);
+        assert_eq!(btf.tracepoint_args("x"), Some(2));
+        assert_eq!(btf.tracepoint_args("y"), None);
+    }
+
+    #[test]
+    fn rejects_what_is_not_btf() {
+        assert!(Btf::parse(b"not btf at all, not even close").is_err());
+        assert!(Btf::parse(&[]).is_err());
+    }
+}

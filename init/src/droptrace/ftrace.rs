@@ -1,0 +1,254 @@
+//! The ftrace backend: `skb:kfree_skb` events as `trace_pipe` text, in a
+//! tracefs instance of our own so that other tracers (and other droptrace
+//! runs) keep their buffers. Lost events are the ring's own count
+//! (`per_cpu/cpuN/stats`: overrun + dropped events).
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use anyhow::{bail, Context as _};
+
+use super::event::{DropRecord, ReasonNames};
+use super::kallsyms::Kallsyms;
+
+/// Per-CPU ring size of our instance: a flood fills it in well under a
+/// second, so the reader's speed decides what is lost.
+const BUFFER_KB: &str = "4096";
+
+/// A tracefs instance with `skb:kfree_skb` enabled; removed on drop.
+pub struct FtraceSession {
+    instance: PathBuf,
+    /// Closed before the instance is removed (an open file keeps it busy).
+    pipe: Option<File>,
+    pending: Vec<u8>,
+}
+
+impl FtraceSession {
+    /// Creates the instance and enables the event. The tracepoint must exist
+    /// (`events/skb/kfree_skb/format` under `tracefs`).
+    pub fn open(tracefs: &Path) -> anyhow::Result<Self> {
+        let format = tracefs.join("events/skb/kfree_skb/format");
+        if !format.exists() {
+            bail!(
+                "{}: no skb:kfree_skb tracepoint (kernel without CONFIG_TRACEPOINTS or too old)",
+                format.display()
+            );
+        }
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "myinit-droptrace-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let instance = tracefs.join("instances").join(name);
+        std::fs::create_dir(&instance)
+            .with_context(|| format!("{}: cannot create a tracefs instance", instance.display()))?;
+        // From here on, Drop removes the instance even when a step fails.
+        let pipe = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(instance.join("trace_pipe"));
+        let pipe = match pipe {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = std::fs::remove_dir(&instance);
+                return Err(e)
+                    .with_context(|| format!("{}: cannot open trace_pipe", instance.display()));
+            }
+        };
+        let session = FtraceSession {
+            instance,
+            pipe: Some(pipe),
+            pending: Vec::new(),
+        };
+        // Best effort: real pointers (6.1 prints `location` with %p, which is
+        // hashed by default) and the same clock as bpf_ktime_get_ns.
+        let _ = std::fs::write(session.instance.join("options/hash-ptr"), "0");
+        let _ = std::fs::write(session.instance.join("trace_clock"), "mono");
+        let _ = std::fs::write(session.instance.join("buffer_size_kb"), BUFFER_KB);
+        std::fs::write(session.instance.join("events/skb/kfree_skb/enable"), "1").with_context(
+            || {
+                format!(
+                    "{}: cannot enable skb:kfree_skb",
+                    session.instance.display()
+                )
+            },
+        )?;
+        Ok(session)
+    }
+
+    /// Stops new events; what is buffered stays readable.
+    pub fn disable(&self) {
+        let _ = std::fs::write(self.instance.join("events/skb/kfree_skb/enable"), "0");
+    }
+
+    /// Reads what `trace_pipe` has now, up to about `max_bytes`, handing
+    /// each complete line to `f`. Returns the bytes read (0: nothing queued).
+    pub fn read_batch(
+        &mut self,
+        max_bytes: usize,
+        mut f: impl FnMut(&str),
+    ) -> std::io::Result<usize> {
+        let mut total = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        while total < max_bytes {
+            let Some(pipe) = self.pipe.as_mut() else {
+                break;
+            };
+            let n = match pipe.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            total += n;
+            self.pending.extend_from_slice(&buf[..n]);
+            let Some(last_newline) = self.pending.iter().rposition(|&b| b == b'\n') else {
+                continue;
+            };
+            let rest = self.pending.split_off(last_newline + 1);
+            let complete = std::mem::replace(&mut self.pending, rest);
+            for line in String::from_utf8_lossy(&complete).lines() {
+                f(line);
+            }
+        }
+        Ok(total)
+    }
+
+    /// Events the kernel's ring overwrote or dropped before we read them.
+    pub fn lost(&self) -> u64 {
+        let Ok(cpus) = std::fs::read_dir(self.instance.join("per_cpu")) else {
+            return 0;
+        };
+        cpus.filter_map(|cpu| std::fs::read_to_string(cpu.ok()?.path().join("stats")).ok())
+            .map(|stats| parse_lost(&stats))
+            .sum()
+    }
+}
+
+impl Drop for FtraceSession {
+    fn drop(&mut self) {
+        self.disable();
+        self.pipe = None;
+        let _ = std::fs::remove_dir(&self.instance);
+    }
+}
+
+/// `overrun:` + `dropped events:` of a per-CPU `stats` file.
+pub fn parse_lost(stats: &str) -> u64 {
+    stats
+        .lines()
+        .filter_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            matches!(key.trim(), "overrun" | "dropped events")
+                .then(|| value.trim().parse::<u64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+/// Parses one `trace_pipe` line of the kfree_skb event, e.g.
+/// `python3-17261 [000] ..s1. 711.155897: kfree_skb: skbaddr=… rx_sk=…
+/// protocol=2048 location=__udp4_lib_rcv+0x4bc/0xd00 reason: NO_SOCKET`.
+pub fn parse_line(line: &str, reasons: &ReasonNames, kallsyms: &Kallsyms) -> Option<DropRecord> {
+    let (head, body) = line.split_once(" kfree_skb: ")?;
+    // From the right: timestamp, optional flags, [cpu]; the rest is comm-pid
+    // (a comm may contain spaces and dashes, so never split it from the left).
+    let words: Vec<&str> = head.split_whitespace().collect();
+    let ts_word = words.last()?.trim_end_matches(':');
+    let cpu_index = words
+        .iter()
+        .rposition(|w| w.starts_with('[') && w.ends_with(']'))?;
+    let cpu = words[cpu_index].trim_matches(['[', ']']).parse().ok()?;
+    let cpu_pos = head.find(words[cpu_index])?;
+    let task = head[..cpu_pos].trim();
+    let (comm, pid) = task.rsplit_once('-')?;
+    let (secs, frac) = ts_word.split_once('.').unwrap_or((ts_word, "0"));
+    let frac_ns = format!("{frac:0<9}");
+    let time_ns =
+        secs.parse::<u64>().ok()? * 1_000_000_000 + frac_ns.get(..9)?.parse::<u64>().ok()?;
+
+    let (fields, reason) = match body.split_once(" reason: ") {
+        Some((f, r)) => (f, Some(r.trim())),
+        None => (body, None),
+    };
+    let mut skb = String::new();
+    let mut protocol = 0;
+    let mut location = String::new();
+    for pair in fields.split_whitespace() {
+        let Some((key, value)) = pair.split_once('=') else {
+            continue;
+        };
+        match key {
+            "skbaddr" => skb = value.to_string(),
+            "protocol" => protocol = value.parse().unwrap_or(0),
+            // 6.2+: `%pS` gives func+off/size already; 6.1: `%p`, a raw
+            // address once hash-ptr is off.
+            "location" => {
+                location = match u64::from_str_radix(value.trim_start_matches("0x"), 16) {
+                    Ok(addr) if !value.contains('+') => kallsyms.symbolize(addr),
+                    _ => value.to_string(),
+                }
+            }
+            _ => {}
+        }
+    }
+    let reason = reason.unwrap_or("NOT_SPECIFIED").to_string();
+    Some(DropRecord {
+        time_ns,
+        cpu,
+        pid: pid.parse().ok()?,
+        comm: comm.to_string(),
+        location,
+        reason_code: reasons.value(&reason),
+        reason,
+        protocol,
+        dev: None,
+        ifindex: None,
+        len: None,
+        packet: None,
+        skb: format!("0x{}", skb.trim_start_matches("0x")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_trace_pipe_lines_of_both_kernels() {
+        let reasons = ReasonNames::from_format(
+            r#"__print_symbolic(REC->reason, { 3, "NO_SOCKET" }, { 16, "OTHERHOST" })"#,
+        );
+        let kallsyms =
+            Kallsyms::parse("ffffffff81000100 T ip_rcv_core\nffffffff81000440 T ip_rcv_finish\n");
+        let line618 = "   my worker-x-17261   [001] ..s1.   711.155897: kfree_skb: skbaddr=00000000a27870e6 rx_sk=0000000000000000 protocol=2048 location=__udp4_lib_rcv+0x4bc/0xd00 reason: NO_SOCKET";
+        let r = parse_line(line618, &reasons, &kallsyms).unwrap();
+        assert_eq!(r.comm, "my worker-x");
+        assert_eq!(r.pid, 17261);
+        assert_eq!(r.cpu, 1);
+        assert_eq!(r.time_ns, 711_155_897_000);
+        assert_eq!(r.protocol, 2048);
+        assert_eq!(r.location, "__udp4_lib_rcv+0x4bc/0xd00");
+        assert_eq!(r.reason, "NO_SOCKET");
+        assert_eq!(r.reason_code, Some(3));
+        assert_eq!(r.function(), "__udp4_lib_rcv");
+        let line61 = "<idle>-0 [000] ..s. 12.5: kfree_skb: skbaddr=ffff888004a2c000 protocol=2048 location=ffffffff810002d0 reason: OTHERHOST";
+        let r = parse_line(line61, &reasons, &kallsyms).unwrap();
+        assert_eq!(r.comm, "<idle>");
+        assert_eq!(r.location, "ip_rcv_core+0x1d0/0x340");
+        assert_eq!(r.reason_code, Some(16));
+        assert_eq!(r.time_ns, 12_500_000_000);
+        assert!(parse_line("garbage", &reasons, &kallsyms).is_none());
+    }
+
+    #[test]
+    fn lost_counts_overruns_and_dropped_events() {
+        let stats = "entries: 10\noverrun: 7\ncommit overrun: 0\nbytes: 1\ndropped events: 2\nread events: 5\n";
+        assert_eq!(parse_lost(stats), 9);
+    }
+}

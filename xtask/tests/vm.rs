@@ -1,0 +1,412 @@
+//! End-to-end: boot Debian's kernel under qemu with the initrd through
+//! `xtask vm` and check what comes back (exit status, files on the share,
+//! the console). Each boot takes ~10-20 s under TCG, so these are few and
+//! each checks several things.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+fn xtask() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// A directory removed when dropped, even when the test fails.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("xtask-vm-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.0.join(name))
+            .unwrap_or_else(|e| panic!("the guest did not write {name}: {e}"))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `XTASK_VM_INIT=FILE` boots that static binary as /init instead of
+/// building myinit (e.g. one built elsewhere).
+fn build_initrd(output: &Path) {
+    let mut cmd = xtask();
+    cmd.args(["initrd", "--output"]).arg(output);
+    if let Some(init) = std::env::var_os("XTASK_VM_INIT") {
+        cmd.arg("--init").arg(init);
+    }
+    let out = cmd.stdin(Stdio::null()).output().expect("run xtask initrd");
+    assert!(
+        out.status.success(),
+        "xtask initrd failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The initrd all boots use, built once per test run.
+fn initrd() -> &'static Path {
+    static INITRD: OnceLock<PathBuf> = OnceLock::new();
+    INITRD.get_or_init(|| {
+        let path = target_dir().join("vm").join("test-initrd.img");
+        build_initrd(&path);
+        path
+    })
+}
+
+struct Run {
+    status: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// Console lines, without the carriage returns of the serial line.
+    fn console_has_line(&self, wanted: &str) -> bool {
+        self.stdout
+            .lines()
+            .any(|l| l.trim_end_matches('\r').trim() == wanted)
+    }
+}
+
+/// `xtask vm --initrd … ARGS`, stdin closed.
+fn vm(args: &[&str]) -> Run {
+    let out = xtask()
+        .arg("vm")
+        .arg("--initrd")
+        .arg(initrd())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run xtask vm");
+    let run = Run {
+        status: out.status.code().expect("xtask vm killed by a signal"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    eprintln!("--- console\n{}\n--- xtask\n{}", run.stdout, run.stderr);
+    run
+}
+
+const SHORT: &str = "myinit.countdown=1 myinit.poweroff_countdown=1";
+
+#[test]
+fn the_demo_boots_and_powers_off_with_status_0() {
+    let run = vm(&["--append", "myinit.countdown=1", "--timeout", "150"]);
+    assert_eq!(run.status, 0);
+    assert!(run
+        .stdout
+        .contains("myinit: stage 3: running /autoexec.run"));
+    assert!(run.console_has_line("== demo done: powering off with status 0"));
+    // The initrd's own startup.run ran (no share scripts) and set eth0 up.
+    assert!(run.stdout.contains("myinit: stage 2: running /startup.run"));
+    assert!(
+        run.stderr.contains("xtask vm: boot timing"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("stage 1 done") && run.stderr.contains(", autoexec "),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn share_scripts_run_and_their_results_reach_the_host() {
+    let share = TempDir::new("share");
+    share.write(
+        "startup.run",
+        "echo from-share > /mnt/host/startup.txt\nifconfig lo up\n",
+    );
+    share.write(
+        "autoexec.run",
+        "set -e\n\
+         ifconfig > /mnt/host/if.txt\n\
+         echo 1 > /proc/sys/net/ipv4/ip_forward\n\
+         cat /proc/sys/net/ipv4/ip_forward > /mnt/host/forward.txt\n\
+         tap add tap7\n\
+         ifconfig tap7 10.77.0.1/24 up\n\
+         ping -c 1 10.77.0.1 > /mnt/host/ping.txt\n\
+         modprobe -v 9p > /mnt/host/modprobe-again.txt\n\
+         cat /proc/modules > /mnt/host/modules.txt\n",
+    );
+    let run = vm(&[
+        "--share",
+        &share.0.to_string_lossy(),
+        "--append",
+        SHORT,
+        "--timeout",
+        "150",
+    ]);
+    // No `poweroff` in the script: the power-off countdown ends the VM
+    // with the script's status.
+    assert_eq!(run.status, 0);
+    assert!(run.stdout.contains("power off now"));
+    // Stage 1 mounted the share; stage 2 took the share's startup.run
+    // over the initrd's /startup.run.
+    assert_eq!(share.read("startup.txt"), "from-share\n");
+    assert!(run
+        .stdout
+        .contains("myinit: stage 2: running /mnt/host/startup.run"));
+    assert!(!run.stdout.contains("running /startup.run"));
+    assert!(run
+        .stdout
+        .contains("myinit: stage 3: running /mnt/host/autoexec.run"));
+
+    let ifconfig = share.read("if.txt");
+    assert!(
+        ifconfig.contains("lo") && ifconfig.contains("eth0"),
+        "{ifconfig}"
+    );
+    assert_eq!(share.read("forward.txt").trim(), "1");
+    let ping = share.read("ping.txt");
+    assert!(ping.contains("1 packets transmitted, 1 received"), "{ping}");
+    // Already loaded: modprobe loads nothing and says nothing.
+    assert_eq!(share.read("modprobe-again.txt"), "");
+    // Stage 1 resolved the dependency chains: 9p -> fscache -> netfs and
+    // virtio_net -> net_failover -> failover; tun for `tap add`.
+    let modules = share.read("modules.txt");
+    let loaded: Vec<&str> = modules
+        .lines()
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    for m in [
+        "9p",
+        "fscache",
+        "netfs",
+        "9pnet_virtio",
+        "virtio_net",
+        "net_failover",
+        "failover",
+        "tun",
+        "veth",
+    ] {
+        assert!(loaded.contains(&m), "{m} not loaded: {loaded:?}");
+    }
+}
+
+/// A child's stdout collected as it comes, to wait for text on it.
+struct Console {
+    text: Arc<Mutex<String>>,
+    changed: mpsc::Receiver<()>,
+}
+
+impl Console {
+    fn wait_for(&self, wanted: &str, timeout: Duration) {
+        let until = Instant::now() + timeout;
+        loop {
+            if self.text.lock().unwrap().contains(wanted) {
+                return;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero() && self.changed.recv_timeout(left).is_ok(),
+                "no {wanted:?} on the console; it shows:\n{}",
+                self.text.lock().unwrap()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_key_in_the_countdown_gives_the_shell_and_poweroff_status_comes_back() {
+    let mut child = xtask()
+        .arg("vm")
+        .arg("--initrd")
+        .arg(initrd())
+        .args(["--append", "myinit.countdown=30", "--timeout", "150"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run xtask vm");
+    let mut stdout = child.stdout.take().unwrap();
+    let text = Arc::new(Mutex::new(String::new()));
+    let (tx, changed) = mpsc::channel();
+    let writer = text.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            writer
+                .lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+            let _ = tx.send(());
+        }
+    });
+    let console = Console { text, changed };
+    let mut keys = child.stdin.take().unwrap();
+    console.wait_for("autoexec in ", Duration::from_secs(120));
+    keys.write_all(b"x").unwrap();
+    console.wait_for("myinit: shell ready", Duration::from_secs(20));
+    // Let the line editor take the terminal before typing.
+    std::thread::sleep(Duration::from_millis(500));
+    keys.write_all(b"echo typed-into-the-shell\r").unwrap();
+    console.wait_for("typed-into-the-shell\r\n", Duration::from_secs(20));
+    keys.write_all(b"poweroff 3\r").unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let text = console.text.lock().unwrap().clone();
+    eprintln!("--- console\n{text}\n--- xtask\n{stderr}");
+    assert_eq!(status.code(), Some(3));
+    assert!(
+        stderr.contains("the guest powered off with status 3"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("shell ready"), "{stderr}");
+    // The key stopped stage 3.
+    assert!(!text.contains("stage 3: running"));
+}
+
+#[test]
+fn a_failing_script_fails_the_run() {
+    let dir = TempDir::new("fail");
+    let script = dir.write(
+        "fail.run",
+        "set -e\necho before-the-failure\ncat /no/such/file\necho after-the-failure\n",
+    );
+    let run = vm(&[
+        "--autoexec",
+        &script.to_string_lossy(),
+        "--append",
+        SHORT,
+        "--timeout",
+        "150",
+    ]);
+    assert_ne!(run.status, 0);
+    assert!(
+        run.status < 124,
+        "a guest status, not a harness failure: {}",
+        run.status
+    );
+    assert!(run.console_has_line("before-the-failure"));
+    assert!(!run.console_has_line("after-the-failure"));
+    assert!(
+        run.stdout.contains("cat: "),
+        "cat's error is on the console"
+    );
+}
+
+#[test]
+fn a_hung_guest_is_killed_at_the_timeout() {
+    let dir = TempDir::new("hang");
+    let script = dir.write("hang.run", "echo hanging-now\nsleep 1000\n");
+    let started = Instant::now();
+    let run = vm(&[
+        "--autoexec",
+        &script.to_string_lossy(),
+        "--append",
+        SHORT,
+        "--timeout",
+        "60",
+    ]);
+    assert_eq!(run.status, 124);
+    assert!(started.elapsed() < Duration::from_secs(100));
+    assert!(
+        run.stderr
+            .contains("timeout: the guest did not power off within 60 s"),
+        "{}",
+        run.stderr
+    );
+    // The last console lines are part of the report.
+    assert!(run.stderr.contains("  | hanging-now"), "{}", run.stderr);
+}
+
+#[test]
+fn the_initrd_is_reproducible_and_complete() {
+    let first = initrd();
+    let again = target_dir()
+        .join("vm")
+        .join(format!("test-initrd-again-{}.img", std::process::id()));
+    build_initrd(&again);
+    let a = std::fs::read(first).unwrap();
+    let b = std::fs::read(&again).unwrap();
+    let _ = std::fs::remove_file(&again);
+    assert!(
+        a == b,
+        "two builds differ ({} and {} bytes)",
+        a.len(),
+        b.len()
+    );
+
+    let mut cpio = Vec::new();
+    flate2::read::GzDecoder::new(a.as_slice())
+        .read_to_end(&mut cpio)
+        .unwrap();
+    let mut names = Vec::new();
+    let mut at = 0;
+    while at + 110 <= cpio.len() {
+        let field = |i: usize| {
+            let f = &cpio[at + 6 + i * 8..at + 14 + i * 8];
+            usize::from_str_radix(std::str::from_utf8(f).unwrap(), 16).unwrap()
+        };
+        let (size, namesize) = (field(6), field(11));
+        let name = String::from_utf8_lossy(&cpio[at + 110..at + 110 + namesize - 1]).into_owned();
+        at = ((at + 110 + namesize).div_ceil(4) * 4 + size).div_ceil(4) * 4;
+        if name == "TRAILER!!!" {
+            break;
+        }
+        names.push(name);
+    }
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "entries are sorted");
+    for wanted in [
+        "init",
+        "dev/console",
+        "autoexec.run",
+        "startup.run",
+        "9p.ko",
+        "mnt/host",
+    ] {
+        assert!(
+            names.iter().any(|n| n == wanted),
+            "no {wanted} in {names:?}"
+        );
+    }
+    for suffix in [
+        "/modules.dep",
+        "/9pnet_virtio.ko",
+        "/fscache.ko",
+        "/virtio_pci.ko",
+        "/cls_bpf.ko",
+    ] {
+        assert!(
+            names.iter().any(|n| n.ends_with(suffix)),
+            "no *{suffix} in {names:?}"
+        );
+    }
+}
