@@ -241,6 +241,30 @@ fn ping_interface_option() {
     p.a.myinit("ping -c 1 -I 10.0.0.1 10.0.0.2").assert_ok();
 }
 
+#[test]
+fn ping_without_raw_sockets_uses_icmp_datagram_sockets() {
+    let p = pair();
+    let unprivileged = |commands: &str| {
+        MyinitRun::from(p.a.exec(
+            "setpriv",
+            &["--bounding-set", "-net_raw", myinit_bin(), "-c", commands],
+        ))
+    };
+    // Without CAP_NET_RAW and outside ping_group_range: a clear error.
+    let r = unprivileged("ping -c 1 10.0.0.2");
+    assert_eq!(r.status, 1, "{r:?}");
+    assert!(r.stderr.contains("ping_group_range"), "{}", r.stderr);
+    // The sysctl is per namespace: allow root's group here only.
+    p.a.exec("sysctl", &["-qw", "net.ipv4.ping_group_range=0 0"]);
+    let r = unprivileged("ping -c 2 -i 0.2 10.0.0.2");
+    assert_eq!(r.status, 0, "{r:?}");
+    assert_eq!(reply_seqs(&r.stdout, 64, "10.0.0.2"), vec![1, 2]);
+    assert_eq!(check_summary(&r.stdout, "10.0.0.2"), (2, 2));
+    let r = unprivileged("ping -c 2 -i 0.2 fd00::2");
+    assert_eq!(r.status, 0, "{r:?}");
+    assert_eq!(reply_seqs(&r.stdout, 64, "fd00::2"), vec![1, 2]);
+}
+
 /// A child process killed (and reaped) when dropped, so a failing test
 /// leaves nothing running.
 struct ChildGuard(Option<Child>);

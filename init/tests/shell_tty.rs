@@ -33,14 +33,17 @@ impl Tmux {
             ],
         );
         let tmux = Tmux { session, _ns: ns };
-        tmux.wait_for("myinit# ");
+        tmux.wait_for("myinit#");
         tmux
     }
 
+    /// Presses keys one at a time, as a person does: rustyline can miss
+    /// an escape sequence that arrives in the same read as the one before.
     fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", &self.session];
-        args.extend_from_slice(keys);
-        run_ok("tmux", &args);
+        for key in keys {
+            run_ok("tmux", &["send-keys", "-t", &self.session, key]);
+            std::thread::sleep(Duration::from_millis(30));
+        }
     }
 
     /// Types text literally (no key-name interpretation).
@@ -91,6 +94,8 @@ fn line_editing_keys_work() {
     let t = Tmux::start();
     // Left arrow and insert: "echo wrld" -> "echo world".
     t.type_text("echo wrld");
+    // Typed in one burst (as a paste): the whole text shows at once.
+    t.wait_for("myinit# echo wrld");
     t.keys(&["Left", "Left", "Left"]);
     t.type_text("o");
     t.keys(&["Enter"]);

@@ -292,46 +292,10 @@ impl Shell {
         input: &mut Input,
         origin: &Origin,
     ) -> i32 {
-        let prefix = origin.prefix();
         if let Some(spec) = cmd::find(name) {
-            if args.len() == 1 && (args[0] == "--help" || args[0] == "-h") && name != "ping" {
-                let _ = out.write_all(spec.help_text().as_bytes());
-                return 0;
-            }
-            let mut ctx = Ctx {
-                out,
-                input,
-                shell: self,
-            };
-            let result = std::panic::catch_unwind(AssertUnwindSafe(|| (spec.run)(&mut ctx, args)));
-            return match result {
-                Ok(Ok(status)) => status,
-                Ok(Err(e)) if e.is::<UsageError>() => {
-                    let _ = out.flush();
-                    eprint!("{prefix}{name}: {e}\n{}", spec.usage_text());
-                    2
-                }
-                Ok(Err(e)) if e.is::<Interrupted>() => {
-                    let _ = out.flush();
-                    eprintln!("{prefix}{name}: interrupted");
-                    130
-                }
-                Ok(Err(e)) => {
-                    let _ = out.flush();
-                    eprintln!("{prefix}{name}: {e:#}");
-                    1
-                }
-                Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<String>()
-                        .map(String::as_str)
-                        .or_else(|| panic.downcast_ref::<&str>().copied())
-                        .unwrap_or("unknown panic");
-                    eprintln!("{prefix}{name}: internal error: {what}");
-                    70
-                }
-            };
+            return self.run_builtin(spec, args, out, input, origin);
         }
+        let prefix = origin.prefix();
         let path_var = self
             .var("PATH")
             .unwrap_or_else(|| proc::DEFAULT_PATH.into());
@@ -346,6 +310,57 @@ impl Shell {
             None => {
                 eprintln!("{prefix}{name}: command not found (try 'help')");
                 127
+            }
+        }
+    }
+
+    /// Runs a built-in command: a panic or an error becomes a status and
+    /// one line on stderr, never the end of the shell (PID 1 must live).
+    fn run_builtin(
+        &mut self,
+        spec: &cmd::CommandSpec,
+        args: &[String],
+        out: &mut Output,
+        input: &mut Input,
+        origin: &Origin,
+    ) -> i32 {
+        let prefix = origin.prefix();
+        let name = spec.name;
+        if args.len() == 1 && (args[0] == "--help" || args[0] == "-h") && name != "ping" {
+            let _ = out.write_all(spec.help_text().as_bytes());
+            return 0;
+        }
+        let mut ctx = Ctx {
+            out,
+            input,
+            shell: self,
+        };
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| (spec.run)(&mut ctx, args)));
+        match result {
+            Ok(Ok(status)) => status,
+            Ok(Err(e)) if e.is::<UsageError>() => {
+                let _ = out.flush();
+                eprint!("{prefix}{name}: {e}\n{}", spec.usage_text());
+                2
+            }
+            Ok(Err(e)) if e.is::<Interrupted>() => {
+                let _ = out.flush();
+                eprintln!("{prefix}{name}: interrupted");
+                130
+            }
+            Ok(Err(e)) => {
+                let _ = out.flush();
+                eprintln!("{prefix}{name}: {e:#}");
+                1
+            }
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("unknown panic");
+                eprintln!("{prefix}{name}: internal error: {what}");
+                70
             }
         }
     }
@@ -393,4 +408,42 @@ fn open_redirects(redirects: &[(RedirectKind, String)]) -> anyhow::Result<(Input
         opened.map_err(|e| anyhow::anyhow!("{target}: {}", crate::util::io_error(&e)))?;
     }
     Ok((input, output))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn panics(_: &mut Ctx<'_>, _: &[String]) -> anyhow::Result<i32> {
+        panic!("deliberate test panic")
+    }
+
+    fn fails(_: &mut Ctx<'_>, _: &[String]) -> anyhow::Result<i32> {
+        Err(cmd::usage("bad word"))
+    }
+
+    #[test]
+    fn a_panicking_or_failing_command_becomes_a_status_and_the_shell_goes_on() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let state = State::start(&rt, false);
+        let mut shell = Shell::new(state);
+        let mut out = Output::memory();
+        let mut input = Input::Console;
+        let spec = |name, run| cmd::CommandSpec {
+            name,
+            usage: "x",
+            summary: "x",
+            help: "",
+            run,
+        };
+        let origin = Origin::Interactive;
+        let status = shell.run_builtin(&spec("boom", panics), &[], &mut out, &mut input, &origin);
+        assert_eq!(status, 70);
+        let status = shell.run_builtin(&spec("bad", fails), &[], &mut out, &mut input, &origin);
+        assert_eq!(status, 2);
+        // The shell still runs lines afterwards.
+        assert_eq!(shell.run_line("echo alive", &mut out, &origin), Flow::Continue);
+        assert_eq!(shell.last_status, 0);
+        assert_eq!(out.contents(), b"alive\n");
+    }
 }
