@@ -170,38 +170,12 @@ pub fn countdown(
     Countdown::TimedOut
 }
 
-/// The console in raw mode for one key, restored afterwards.
+/// The console, switched for one key at a time (see tui.rs).
 pub struct ConsoleKeys;
 
 impl KeySource for ConsoleKeys {
     fn wait_key(&mut self, timeout: Duration) -> bool {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        use nix::sys::termios::{self, LocalFlags, SetArg};
-        let stdin = std::io::stdin();
-        let saved = termios::tcgetattr(&stdin).ok();
-        if let Some(saved) = &saved {
-            let mut raw = saved.clone();
-            // Not canonical: a single key is enough, no Enter needed.
-            raw.local_flags
-                .remove(LocalFlags::ICANON | LocalFlags::ECHO);
-            let _ = termios::tcsetattr(&stdin, SetArg::TCSANOW, &raw);
-        }
-        let mut fds = [PollFd::new(
-            std::os::fd::AsFd::as_fd(&stdin),
-            PollFlags::POLLIN,
-        )];
-        let millis = PollTimeout::try_from(timeout.as_millis().min(60_000) as i32)
-            .unwrap_or(PollTimeout::NONE);
-        let pressed = matches!(poll(&mut fds, millis), Ok(n) if n > 0);
-        if pressed {
-            // Consume the key (and the rest of an escape sequence).
-            let mut buf = [0u8; 64];
-            let _ = nix::unistd::read(&stdin, &mut buf);
-        }
-        if let Some(saved) = &saved {
-            let _ = termios::tcsetattr(&stdin, SetArg::TCSANOW, saved);
-        }
-        pressed
+        crate::tui::RawConsole::new().key_pressed(timeout)
     }
 }
 

@@ -11,6 +11,7 @@ mod net;
 mod proc;
 mod shell;
 mod state;
+mod tui;
 mod util;
 mod vmexit;
 

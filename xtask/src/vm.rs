@@ -31,6 +31,12 @@ const DEBUG_EXIT_PORT: &str = "0xf4";
 /// Console lines kept for the failure report.
 const KEPT_LINES: usize = 25;
 
+/// Between keys handed to qemu: qemu 7.2's 16550 emulation stalls the
+/// guest's input for good when it gets a burst (a paste, a test writing a
+/// line at once; 1 ms apart already fails), so xtask relays the terminal
+/// to qemu itself at a typist's pace.
+const KEY_PACE: Duration = Duration::from_millis(10);
+
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KvmMode {
     /// KVM if a short probe boots with it, else TCG.
@@ -227,13 +233,18 @@ fn boot(
         share.display()
     );
     let started = Instant::now();
+    // Raw like qemu would make it, so keys (Ctrl-C, Ctrl-A x) go to the VM.
+    let raw = RawTerminal::enable();
     let mut child = qemu_command(kernel, initrd, share, cmdline, kvm, args.mem)
-        .stdin(Stdio::inherit())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .context("cannot run qemu-system-x86_64 (cargo xtask setup installs it)")?;
     let console = Arc::new(Mutex::new(Console::new(started)));
+    let keys = child.stdin.take().context("qemu stdin")?;
+    // Never joined: it blocks reading our stdin until the process ends.
+    std::thread::spawn(move || relay_keys(keys));
     let mut stdout = child.stdout.take().context("qemu stdout")?;
     let reader = {
         let console = console.clone();
@@ -265,6 +276,7 @@ fn boot(
         std::thread::sleep(Duration::from_millis(50));
     };
     let _ = reader.join();
+    drop(raw);
     let console = console.lock().unwrap_or_else(|e| e.into_inner());
     // The console may have ended mid-line (a countdown, a prompt).
     println!();
@@ -307,7 +319,62 @@ fn boot(
     }
 }
 
-/// SIGTERM (qemu restores the terminal), then SIGKILL if it lingers.
+/// Copies our stdin to qemu one key at a time (see KEY_PACE).
+fn relay_keys(mut keys: std::process::ChildStdin) {
+    let mut stdin = std::io::stdin().lock();
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = stdin.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        for (i, byte) in buf[..n].iter().enumerate() {
+            if i > 0 {
+                std::thread::sleep(KEY_PACE);
+            }
+            if keys
+                .write_all(&[*byte])
+                .and_then(|()| keys.flush())
+                .is_err()
+            {
+                return;
+            }
+        }
+        std::thread::sleep(KEY_PACE);
+    }
+}
+
+/// The terminal in raw mode while the VM runs, restored on drop.
+struct RawTerminal(Option<libc::termios>);
+
+impl RawTerminal {
+    fn enable() -> Self {
+        // SAFETY: termios calls on fd 0 with a struct we own.
+        unsafe {
+            if libc::isatty(0) != 1 {
+                return RawTerminal(None);
+            }
+            let mut saved: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut saved) != 0 {
+                return RawTerminal(None);
+            }
+            let mut raw = saved;
+            libc::cfmakeraw(&mut raw);
+            libc::tcsetattr(0, libc::TCSANOW, &raw);
+            RawTerminal(Some(saved))
+        }
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.0 {
+            // SAFETY: restoring the attributes read in enable().
+            unsafe { libc::tcsetattr(0, libc::TCSANOW, saved) };
+        }
+    }
+}
+
+/// SIGTERM, then SIGKILL if it lingers.
 fn stop(child: &mut Child) {
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };

@@ -252,61 +252,6 @@ fn save(ctx: &mut Ctx<'_>, file: &str, filter: &DropFilter) -> anyhow::Result<i3
     Ok(0)
 }
 
-/// Non-canonical console input while watching, restored on drop, so that a
-/// single key (no Enter) ends `watch`.
-struct KeyWatch {
-    saved: Option<nix::sys::termios::Termios>,
-}
-
-impl KeyWatch {
-    fn new(console: bool) -> Self {
-        use nix::sys::termios::{self, LocalFlags, SetArg};
-        let stdin = std::io::stdin();
-        if !console || !nix::unistd::isatty(&stdin).unwrap_or(false) {
-            return KeyWatch { saved: None };
-        }
-        let saved = termios::tcgetattr(&stdin).ok();
-        if let Some(saved) = &saved {
-            let mut raw = saved.clone();
-            raw.local_flags
-                .remove(LocalFlags::ICANON | LocalFlags::ECHO);
-            let _ = termios::tcsetattr(&stdin, SetArg::TCSANOW, &raw);
-        }
-        KeyWatch { saved }
-    }
-
-    /// A key arrived (and is consumed).
-    fn pressed(&self) -> bool {
-        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-        if self.saved.is_none() {
-            return false;
-        }
-        let stdin = std::io::stdin();
-        let mut fds = [PollFd::new(
-            std::os::fd::AsFd::as_fd(&stdin),
-            PollFlags::POLLIN,
-        )];
-        let pressed = matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0);
-        if pressed {
-            let mut buf = [0u8; 64];
-            let _ = nix::unistd::read(&stdin, &mut buf);
-        }
-        pressed
-    }
-}
-
-impl Drop for KeyWatch {
-    fn drop(&mut self) {
-        if let Some(saved) = &self.saved {
-            let _ = nix::sys::termios::tcsetattr(
-                std::io::stdin(),
-                nix::sys::termios::SetArg::TCSANOW,
-                saved,
-            );
-        }
-    }
-}
-
 fn watch(
     ctx: &mut Ctx<'_>,
     count: Option<u64>,
@@ -334,8 +279,13 @@ fn watch(
             writeln!(ctx.out, "{line}")?;
         }
     }
-    let keys = KeyWatch::new(ctx.input.is_console());
-    if keys.saved.is_some() {
+    // A single key ends `watch`, only when input is the console itself.
+    let keys = ctx
+        .input
+        .is_console()
+        .then(crate::tui::RawConsole::new)
+        .filter(|k| k.is_active());
+    if keys.is_some() {
         writeln!(ctx.out, "droptrace: watching; press any key to stop")?;
     }
     writeln!(ctx.out, "{}", header())?;
@@ -353,7 +303,7 @@ fn watch(
             tokio::select! {
                 _ = interrupts.changed() => return Ok(()),
                 _ = tick.tick() => {
-                    if keys.pressed() || deadline.is_some_and(|d| Instant::now() >= d) {
+                    if keys.as_ref().is_some_and(|k| k.key_pressed(Duration::ZERO)) || deadline.is_some_and(|d| Instant::now() >= d) {
                         return Ok(());
                     }
                     if !store::store().running {

@@ -442,7 +442,10 @@ mod tests {
         let status = shell.run_builtin(&spec("bad", fails), &[], &mut out, &mut input, &origin);
         assert_eq!(status, 2);
         // The shell still runs lines afterwards.
-        assert_eq!(shell.run_line("echo alive", &mut out, &origin), Flow::Continue);
+        assert_eq!(
+            shell.run_line("echo alive", &mut out, &origin),
+            Flow::Continue
+        );
         assert_eq!(shell.last_status, 0);
         assert_eq!(out.contents(), b"alive\n");
     }

@@ -1,0 +1,76 @@
+//! `modprobe` against a fake module tree (`-d ROOT`) on the real kernel:
+//! built-in modules are skipped, dependencies are tried first, unknown
+//! names fail (or not, with -q). The fake modules are not ELF, so the
+//! kernel refuses them and nothing is loaded into the host.
+
+mod common;
+
+use std::path::PathBuf;
+
+struct Root(PathBuf);
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn fake_root() -> Root {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let root = std::env::temp_dir().join(common::unique("modp"));
+    let dir = root.join("lib/modules").join(release.trim());
+    std::fs::create_dir_all(dir.join("kernel/fake")).unwrap();
+    std::fs::write(
+        dir.join("modules.dep"),
+        "kernel/fake/xtop.ko: kernel/fake/xmid.ko kernel/fake/xbase.ko\n\
+         kernel/fake/xmid.ko: kernel/fake/xbase.ko\n\
+         kernel/fake/xbase.ko:\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("modules.builtin"), "kernel/drivers/net/tun.ko\n").unwrap();
+    for m in ["xtop", "xmid", "xbase"] {
+        std::fs::write(dir.join(format!("kernel/fake/{m}.ko")), b"not a module").unwrap();
+    }
+    Root(root)
+}
+
+#[test]
+fn builtin_modules_are_skipped_quietly() {
+    let root = fake_root();
+    let run = common::myinit(&format!("modprobe -v -d {} tun", root.0.display()));
+    run.assert_ok();
+    assert_eq!(run.stdout, "");
+    assert_eq!(run.stderr, "");
+}
+
+#[test]
+fn dependencies_are_loaded_first() {
+    let root = fake_root();
+    let run = common::myinit(&format!("modprobe -v -d {} xtop", root.0.display()));
+    assert_ne!(run.status, 0);
+    // The deepest dependency is tried first; the kernel refuses it and
+    // modprobe stops there.
+    assert!(
+        run.stdout.trim_end().ends_with("/kernel/fake/xbase.ko"),
+        "{run:?}"
+    );
+    assert_eq!(run.stdout.lines().count(), 1, "{run:?}");
+    assert!(run.stderr.contains("modprobe: xbase: loading"), "{run:?}");
+}
+
+#[test]
+fn unknown_modules_fail_unless_quiet() {
+    let root = fake_root();
+    let run = common::myinit(&format!("modprobe -d {} nosuch-mod", root.0.display()));
+    assert_ne!(run.status, 0);
+    assert!(
+        run.stderr.contains("nosuch_mod: no such module in"),
+        "{run:?}"
+    );
+    let quiet = common::myinit(&format!(
+        "modprobe -q -d {} nosuch; echo status $?",
+        root.0.display()
+    ));
+    assert_eq!(quiet.stdout, "status 1\n", "{quiet:?}");
+    assert_eq!(quiet.stderr, "");
+}
