@@ -31,12 +31,6 @@ const DEBUG_EXIT_PORT: &str = "0xf4";
 /// Console lines kept for the failure report.
 const KEPT_LINES: usize = 25;
 
-/// Between keys handed to qemu: qemu 7.2's 16550 emulation stalls the
-/// guest's input for good when it gets a burst (a paste, a test writing a
-/// line at once; 1 ms apart already fails), so xtask relays the terminal
-/// to qemu itself at a typist's pace.
-const KEY_PACE: Duration = Duration::from_millis(10);
-
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KvmMode {
     /// KVM if a short probe boots with it, else TCG.
@@ -47,6 +41,11 @@ pub enum KvmMode {
 }
 
 #[derive(clap::Args, Debug, Clone)]
+#[command(
+    after_help = "Exit status: the guest's `poweroff STATUS` (0-123 exact), 124 when \
+--timeout killed the guest, 125 when it stopped without a status (panic, reboot) or qemu failed.\n\
+Console: the serial line on this terminal; Ctrl-A x quits qemu."
+)]
 pub struct VmArgs {
     #[command(flatten)]
     pub kernel: KernelArgs,
@@ -319,27 +318,19 @@ fn boot(
     }
 }
 
-/// Copies our stdin to qemu one key at a time (see KEY_PACE).
+/// Copies our stdin to qemu as it comes.
 fn relay_keys(mut keys: std::process::ChildStdin) {
     let mut stdin = std::io::stdin().lock();
     let mut buf = [0u8; 1024];
     while let Ok(n) = stdin.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        for (i, byte) in buf[..n].iter().enumerate() {
-            if i > 0 {
-                std::thread::sleep(KEY_PACE);
-            }
-            if keys
-                .write_all(&[*byte])
+        if n == 0
+            || keys
+                .write_all(&buf[..n])
                 .and_then(|()| keys.flush())
                 .is_err()
-            {
-                return;
-            }
+        {
+            return;
         }
-        std::thread::sleep(KEY_PACE);
     }
 }
 
