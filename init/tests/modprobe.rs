@@ -55,7 +55,10 @@ fn dependencies_are_loaded_first() {
         "{run:?}"
     );
     assert_eq!(run.stdout.lines().count(), 1, "{run:?}");
-    assert!(run.stderr.contains("modprobe: xbase: loading"), "{run:?}");
+    assert!(
+        run.stderr.contains("modprobe: xbase: ") && run.stderr.contains("xbase.ko: "),
+        "{run:?}"
+    );
 }
 
 #[test]

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
@@ -206,42 +205,12 @@ fn is_loaded(name: &str) -> bool {
         .exists()
 }
 
-/// finit_module(2); EEXIST (loaded meanwhile) is success.
+/// Loads one module file; EEXIST (loaded meanwhile) is success.
 fn load(file: &Path, params: &str) -> anyhow::Result<()> {
-    let f = std::fs::File::open(file)
-        .map_err(|e| anyhow!("{}: {}", file.display(), crate::util::io_error(&e)))?;
-    let compressed = file
-        .extension()
-        .is_some_and(|e| e == "xz" || e == "zst" || e == "gz");
-    // MODULE_INIT_COMPRESSED_FILE: the kernel decompresses it (5.17+).
-    let flags: libc::c_int = if compressed { 4 } else { 0 };
-    let params =
-        std::ffi::CString::new(params).map_err(|_| anyhow!("parameters contain a NUL byte"))?;
-    // SAFETY: a valid fd and NUL-terminated string for the duration of the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_finit_module,
-            f.as_raw_fd(),
-            params.as_ptr(),
-            flags,
-        )
-    };
-    if rc == 0 {
-        return Ok(());
+    match crate::kmod::load(file, params) {
+        Ok(()) | Err(crate::kmod::LoadError::AlreadyLoaded(_)) => Ok(()),
+        Err(e) => Err(e.into()),
     }
-    let errno = nix::errno::Errno::last();
-    let hint = match errno {
-        nix::errno::Errno::EEXIST => return Ok(()),
-        nix::errno::Errno::ENOENT => " (unknown symbol: a dependency is missing, see dmesg)",
-        nix::errno::Errno::ENOEXEC => " (not a module for this kernel)",
-        nix::errno::Errno::EPERM => " (not allowed: root needed, or module loading is disabled)",
-        _ => "",
-    };
-    Err(anyhow!(
-        "loading {}: {}{hint}",
-        file.display(),
-        errno.desc()
-    ))
 }
 
 #[cfg(test)]

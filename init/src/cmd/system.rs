@@ -1,14 +1,12 @@
 //! System commands: mount, umount, insmod, dmesg, ps, kconfig.
 
 use std::collections::{HashMap, VecDeque};
-use std::ffi::CString;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 
 use anyhow::{anyhow, bail};
 use nix::errno::Errno;
-use nix::kmod::{finit_module, ModuleInitFlags};
 use nix::mount::{mount as mount_fs, umount2, MntFlags, MsFlags};
 
 use super::{usage, CommandSpec};
@@ -306,49 +304,25 @@ fn umount(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
 
 // ---------------------------------------------------------------- insmod
 
-/// finit_module's MODULE_INIT_COMPRESSED_FILE (Linux 6.4+): the kernel
-/// decompresses the module itself; nix does not name it.
-const MODULE_INIT_COMPRESSED_FILE: u32 = 4;
-
 fn insmod(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     let Some((path, params)) = args.split_first() else {
         return Err(usage("expected PATH"));
     };
-    let params = CString::new(params.join(" "))
-        .map_err(|_| usage("parameters must not contain NUL bytes"))?;
+    // The original also tried PATH.ko and PATH.ko.zst.
     let candidates = [path.clone(), format!("{path}.ko"), format!("{path}.ko.zst")];
-    let mut found = None;
-    for candidate in &candidates {
-        match File::open(candidate) {
-            Ok(file) => {
-                found = Some((candidate, file));
-                break;
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => continue,
-            Err(e) => bail!("{candidate}: {}", io_error(&e)),
-        }
-    }
-    let Some((used, file)) = found else {
+    let Some(found) = candidates.iter().find(|c| std::path::Path::new(c).exists()) else {
         bail!("{path}: no such file");
     };
-    if file.metadata().is_ok_and(|m| m.is_dir()) {
-        bail!("{used}: is a directory");
-    }
-    let flags = if used.ends_with(".zst") || used.ends_with(".xz") || used.ends_with(".gz") {
-        ModuleInitFlags::from_bits_retain(MODULE_INIT_COMPRESSED_FILE)
-    } else {
-        ModuleInitFlags::empty()
-    };
-    finit_module(&file, &params, flags).map_err(|e| match e {
-        Errno::EEXIST => anyhow!("{path}: already loaded or built in"),
-        Errno::ENOEXEC => anyhow!("{used}: not a module for this kernel"),
-        Errno::ENOENT => {
-            anyhow!("{used}: unknown symbol (load the modules it needs first; see dmesg)")
+    match crate::kmod::load(std::path::Path::new(found), &params.join(" ")) {
+        Ok(()) => Ok(0),
+        Err(crate::kmod::LoadError::BadParams) => {
+            Err(usage("parameters must not contain NUL bytes"))
         }
-        Errno::EPERM => anyhow!("{used}: not permitted (root, and module loading not disabled)"),
-        e => anyhow!("{used}: {} (see dmesg)", e.desc()),
-    })?;
-    Ok(0)
+        Err(crate::kmod::LoadError::AlreadyLoaded(_)) => {
+            bail!("{path}: already loaded or built in")
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 // ---------------------------------------------------------------- dmesg

@@ -1,0 +1,59 @@
+//! Loading one kernel module file with finit_module(2), shared by `insmod`
+//! and `modprobe` so both report failures the same way.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::kmod::{finit_module, ModuleInitFlags};
+use thiserror::Error;
+
+/// finit_module's MODULE_INIT_COMPRESSED_FILE (Linux 6.4+): the kernel
+/// decompresses the module itself.
+const MODULE_INIT_COMPRESSED_FILE: u32 = 4;
+
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("{0}: {1}")]
+    Open(String, String),
+    #[error("parameters must not contain NUL bytes")]
+    BadParams,
+    /// EEXIST: loaded already, or built into the kernel.
+    #[error("{0}: already loaded or built in")]
+    AlreadyLoaded(String),
+    #[error("{0}: {1}")]
+    Kernel(String, &'static str),
+}
+
+/// Loads the module in `path` with `params` ("name=value name2=value").
+pub fn load(path: &Path, params: &str) -> Result<(), LoadError> {
+    let shown = path.display().to_string();
+    let file =
+        File::open(path).map_err(|e| LoadError::Open(shown.clone(), crate::util::io_error(&e)))?;
+    if file.metadata().is_ok_and(|m| m.is_dir()) {
+        return Err(LoadError::Open(shown, "is a directory".into()));
+    }
+    let params = CString::new(params).map_err(|_| LoadError::BadParams)?;
+    let compressed = path
+        .extension()
+        .is_some_and(|e| e == "zst" || e == "xz" || e == "gz");
+    let flags = if compressed {
+        ModuleInitFlags::from_bits_retain(MODULE_INIT_COMPRESSED_FILE)
+    } else {
+        ModuleInitFlags::empty()
+    };
+    finit_module(&file, &params, flags).map_err(|e| match e {
+        Errno::EEXIST => LoadError::AlreadyLoaded(shown),
+        Errno::ENOEXEC => LoadError::Kernel(shown, "not a module for this kernel"),
+        Errno::ENOENT => LoadError::Kernel(
+            shown,
+            "unknown symbol (load the modules it needs first; see dmesg)",
+        ),
+        Errno::EPERM => LoadError::Kernel(
+            shown,
+            "not permitted (root, and module loading not disabled)",
+        ),
+        e => LoadError::Kernel(shown, e.desc()),
+    })
+}
