@@ -128,6 +128,7 @@ fn finish(failures: Vec<String>) -> anyhow::Result<i32> {
 }
 
 fn cp(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
+    let (_, args) = super::take_options(args, &[])?;
     let [src, dst] = args else {
         return Err(usage("expected SRC and DST"));
     };
@@ -312,10 +313,8 @@ pub fn format_utc(secs: i64) -> String {
 }
 
 fn mkdir(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
-    let (parents, dirs) = match args.split_first() {
-        Some((flag, rest)) if flag == "-p" => (true, rest),
-        _ => (false, args),
-    };
+    let (options, dirs) = super::take_options(args, &["-p"])?;
+    let parents = !options.is_empty();
     if dirs.is_empty() {
         return Err(usage("expected DIR"));
     }
@@ -334,6 +333,7 @@ fn mkdir(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
 }
 
 fn mknod(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
+    let (_, args) = super::take_options(args, &[])?;
     let (path, kind, numbers) = match args {
         [path, kind, rest @ ..] => (path, kind.as_str(), rest),
         _ => return Err(usage("expected PATH and TYPE")),

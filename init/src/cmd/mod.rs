@@ -91,6 +91,28 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
     UsageError(message.into()).into()
 }
 
+/// Splits leading options off `args`, accepting only those in `known`;
+/// `--` ends the options, so `mkdir -- -odd-name` still works.
+pub fn take_options<'a>(
+    args: &'a [String],
+    known: &[&str],
+) -> anyhow::Result<(Vec<&'a str>, &'a [String])> {
+    let mut options = Vec::new();
+    for (i, arg) in args.iter().enumerate() {
+        if arg == "--" {
+            return Ok((options, &args[i + 1..]));
+        }
+        if !arg.starts_with('-') || arg == "-" {
+            return Ok((options, &args[i..]));
+        }
+        if !known.contains(&arg.as_str()) {
+            return Err(usage(format!("unknown option {arg}")));
+        }
+        options.push(arg.as_str());
+    }
+    Ok((options, &[]))
+}
+
 /// The foreground command was stopped by Ctrl-C (status 130).
 #[derive(Debug, Error)]
 #[error("interrupted")]
