@@ -223,3 +223,22 @@ fn poweroff_outside_pid1_exits_with_its_status() {
     assert_eq!(r.status, 5);
     assert_eq!(r.stdout, "before\n");
 }
+
+#[test]
+fn readme_documents_every_command_as_help_shows_it() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let help = myinit("help");
+    let mut missing = Vec::new();
+    for line in help.stdout.lines().skip(1).take_while(|l| !l.is_empty()) {
+        let form = line.trim();
+        let is_usage = line.starts_with("    ");
+        if is_usage && !readme.lines().any(|l| l == form) {
+            missing.push(form.to_string());
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "README lacks these usage lines: {missing:#?}"
+    );
+}

@@ -39,6 +39,14 @@ enum Task {
 
 fn main() {
     let cli = Cli::parse();
+    // Every task but `kernel` builds or runs something that needs the
+    // toolchain pieces and packages; setup is quick when all is there.
+    if !matches!(cli.task, Task::Setup | Task::Test { .. } | Task::Kernel(_)) {
+        if let Err(e) = setup::run() {
+            eprintln!("xtask: setup: {e:#}");
+            std::process::exit(1);
+        }
+    }
     let result = match cli.task {
         Task::Setup => setup::run(),
         Task::Test { cargo_args } => test(&cargo_args),
