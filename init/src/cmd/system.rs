@@ -67,7 +67,7 @@ processes myinit has reaped.",
         name: "kconfig",
         usage: "kconfig tracing|bpf|net|all [CONFIG_FILE]",
         summary: "check the kernel options myinit's commands need",
-        help: "Reads /proc/config.gz (or CONFIG_FILE, gzip or plain text) and shows\n\
+        help: "Reads /proc/config.gz, else /boot/config-RELEASE or /boot/config (or\nCONFIG_FILE; gzip or plain text) and shows\n\
 each option of the group as y, m (module) or missing, with the\n\
 commands that need a missing one. Status 1 when a needed option is\n\
 missing. `kconfig bpf` also loads and attaches the embedded eBPF drop\n\
@@ -576,6 +576,22 @@ fn kconfig_report(
     (text, missing)
 }
 
+/// /proc/config.gz, else the config file beside the kernel in /boot (the
+/// VM's initrd ships Debian's there: that kernel has no /proc/config.gz).
+fn default_kconfig_path() -> String {
+    let release = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    [
+        "/proc/config.gz".to_string(),
+        format!("/boot/config-{release}"),
+        "/boot/config".to_string(),
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .unwrap_or_else(|| "/proc/config.gz".to_string())
+}
+
 fn read_kconfig(path: &str) -> anyhow::Result<HashMap<String, String>> {
     let raw = std::fs::read(path).map_err(|e| {
         let hint = if path == "/proc/config.gz" {
@@ -598,8 +614,12 @@ fn read_kconfig(path: &str) -> anyhow::Result<HashMap<String, String>> {
 }
 
 fn kconfig(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
+    let default_path;
     let (group, path) = match args {
-        [g] => (g.as_str(), "/proc/config.gz"),
+        [g] => {
+            default_path = default_kconfig_path();
+            (g.as_str(), default_path.as_str())
+        }
         [g, p] => (g.as_str(), p.as_str()),
         _ => return Err(usage("expected a group: tracing, bpf, net or all")),
     };
