@@ -261,7 +261,6 @@ impl DropTracer {
         let mut ebpf = loader
             .load(EBPF_OBJECT)
             .context("loading the eBPF object")?;
-        let logger = spawn_logger(&mut ebpf);
         match config.hook {
             DropHook::Tracepoint => {
                 let program: &mut TracePoint = ebpf
@@ -287,6 +286,9 @@ impl DropTracer {
                 program.attach().context("attaching tp_btf/kfree_skb")?;
             }
         }
+        // After loading: the logger takes the log map out of `ebpf`, and
+        // without a runtime (e.g. `kconfig tracing`) drops it at once.
+        let logger = spawn_logger(&mut ebpf);
         let events = RingBuf::try_from(
             ebpf.take_map("DROP_EVENTS")
                 .ok_or_else(|| anyhow!("map DROP_EVENTS missing"))?,
@@ -383,7 +385,7 @@ fn spawn_logger(ebpf: &mut Ebpf) -> Option<tokio::task::JoinHandle<()>> {
 /// and reports what the program saw. Used by `kconfig bpf` to show that
 /// eBPF really works on this kernel.
 pub async fn self_test() -> anyhow::Result<String> {
-    let (mut tracer, kernel) = crate::droptrace::attach_ebpf()?;
+    let (mut tracer, kernel) = crate::droptrace::attach_ebpf(crate::droptrace::job::Hook::Auto)?;
     let ours = std::process::id();
     // A closed port on loopback: the kernel frees the skb as a drop.
     let _ = crate::net::ioctl::set_up("lo");

@@ -186,3 +186,20 @@ fn ctrl_c_stops_ping_but_not_the_shell() {
     });
     assert!(!screen.lines().any(|l| l.trim_end() == "dropped"));
 }
+
+#[test]
+fn lines_typed_ahead_or_pasted_together_all_run() {
+    let t = Tmux::start();
+    // Two lines in one burst, as a paste delivers them.
+    t.type_text("echo pasted-one\recho pasted-two\r");
+    t.wait_until("both pasted lines ran", |_| {
+        t.count_lines("pasted-one") == 1 && t.count_lines("pasted-two") == 1
+    });
+    // Typed while a command still runs: kept for the prompt that follows.
+    t.type_text("sleep 1\r");
+    std::thread::sleep(Duration::from_millis(300));
+    t.type_text("echo ahead-one\recho ahead-two\r");
+    t.wait_until("both typed-ahead lines ran", |_| {
+        t.count_lines("ahead-one") == 1 && t.count_lines("ahead-two") == 1
+    });
+}

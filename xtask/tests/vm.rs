@@ -4,112 +4,13 @@
 //! each checks several things.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::process::Stdio;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn xtask() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-}
+mod common;
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
-}
-
-/// A directory removed when dropped, even when the test fails.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("xtask-vm-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    fn read(&self, name: &str) -> String {
-        std::fs::read_to_string(self.0.join(name))
-            .unwrap_or_else(|e| panic!("the guest did not write {name}: {e}"))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// `XTASK_VM_INIT=FILE` boots that static binary as /init instead of
-/// building myinit (e.g. one built elsewhere).
-fn build_initrd(output: &Path) {
-    let mut cmd = xtask();
-    cmd.args(["initrd", "--output"]).arg(output);
-    if let Some(init) = std::env::var_os("XTASK_VM_INIT") {
-        cmd.arg("--init").arg(init);
-    }
-    let out = cmd.stdin(Stdio::null()).output().expect("run xtask initrd");
-    assert!(
-        out.status.success(),
-        "xtask initrd failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The initrd all boots use, built once per test run.
-fn initrd() -> &'static Path {
-    static INITRD: OnceLock<PathBuf> = OnceLock::new();
-    INITRD.get_or_init(|| {
-        let path = target_dir().join("vm").join("test-initrd.img");
-        build_initrd(&path);
-        path
-    })
-}
-
-struct Run {
-    status: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// Console lines, without the carriage returns of the serial line.
-    fn console_has_line(&self, wanted: &str) -> bool {
-        self.stdout
-            .lines()
-            .any(|l| l.trim_end_matches('\r').trim() == wanted)
-    }
-}
-
-/// `xtask vm --initrd … ARGS`, stdin closed.
-fn vm(args: &[&str]) -> Run {
-    let out = xtask()
-        .arg("vm")
-        .arg("--initrd")
-        .arg(initrd())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run xtask vm");
-    let run = Run {
-        status: out.status.code().expect("xtask vm killed by a signal"),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    eprintln!("--- console\n{}\n--- xtask\n{}", run.stdout, run.stderr);
-    run
-}
+use common::{initrd, target_dir, vm, xtask, TempDir};
 
 const SHORT: &str = "myinit.countdown=1 myinit.poweroff_countdown=1";
 
@@ -121,6 +22,9 @@ fn the_demo_boots_and_powers_off_with_status_0() {
         .stdout
         .contains("myinit: stage 3: running /autoexec.run"));
     assert!(run.console_has_line("== demo done: powering off with status 0"));
+    // The drop-tracing part of the demo saw the drops it made on purpose.
+    assert!(run.stdout.contains("NO_SOCKET"), "{}", run.stdout);
+    assert!(run.stdout.contains("NEIGH_FAILED"), "{}", run.stdout);
     // The initrd's own startup.run ran (no share scripts) and set eth0 up.
     assert!(run.stdout.contains("myinit: stage 2: running /startup.run"));
     assert!(
@@ -270,6 +174,14 @@ fn a_key_in_the_countdown_gives_the_shell_and_poweroff_status_comes_back() {
     std::thread::sleep(Duration::from_millis(500));
     keys.write_all(b"echo typed-into-the-shell\r").unwrap();
     console.wait_for("typed-into-the-shell\r\n", Duration::from_secs(20));
+    // Ctrl-C on the serial console stops the foreground command (the
+    // console is PID 1's controlling terminal), not the shell.
+    keys.write_all(b"ping -c 1000 127.0.0.1\r").unwrap();
+    console.wait_for("icmp_seq=2 ", Duration::from_secs(20));
+    keys.write_all(b"\x03").unwrap();
+    console.wait_for("packets transmitted", Duration::from_secs(20));
+    keys.write_all(b"echo still-here-after-ctrl-c\r").unwrap();
+    console.wait_for("still-here-after-ctrl-c\r\n", Duration::from_secs(20));
     keys.write_all(b"poweroff 3\r").unwrap();
     let status = child.wait().unwrap();
     let mut stderr = String::new();
@@ -282,6 +194,7 @@ fn a_key_in_the_countdown_gives_the_shell_and_poweroff_status_comes_back() {
     let text = console.text.lock().unwrap().clone();
     eprintln!("--- console\n{text}\n--- xtask\n{stderr}");
     assert_eq!(status.code(), Some(3));
+    assert!(!text.contains("1000 packets transmitted"), "{text}");
     assert!(
         stderr.contains("the guest powered off with status 3"),
         "{stderr}"
@@ -351,7 +264,7 @@ fn the_initrd_is_reproducible_and_complete() {
     let again = target_dir()
         .join("vm")
         .join(format!("test-initrd-again-{}.img", std::process::id()));
-    build_initrd(&again);
+    common::build_initrd(&again);
     let a = std::fs::read(first).unwrap();
     let b = std::fs::read(&again).unwrap();
     let _ = std::fs::remove_file(&again);

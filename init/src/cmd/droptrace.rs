@@ -9,13 +9,13 @@ use clap::{Args, Parser, Subcommand};
 
 use super::{parse_args, usage, CommandSpec};
 use crate::droptrace::event::{DropFilter, DropRecord};
-use crate::droptrace::job::{self, Backend, StartOptions};
+use crate::droptrace::job::{self, Backend, Hook, StartOptions};
 use crate::droptrace::store::{self, DEFAULT_KEEP};
 use crate::shell::Ctx;
 
 pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
     name: "droptrace",
-    usage: "droptrace start [COUNT] [--backend auto|ebpf|ftrace] [--keep N] [FILTER...]\n\
+    usage: "droptrace start [COUNT] [--backend auto|ebpf|ftrace] [--hook auto|tp-btf|tracepoint] [--keep N] [FILTER...]\n\
             droptrace stop\n\
             droptrace show [FILTER...]\n\
             droptrace clear\n\
@@ -28,6 +28,8 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
            start    trace in the background; stops by itself after COUNT matching drops.\n\
            \x20        --backend auto (default) tries eBPF first and says why it falls back\n\
            \x20        to ftrace; --keep N keeps the last N drops (default 1000).\n\
+           \x20        --hook picks the eBPF hook: tp-btf (BTF tracepoint) or tracepoint\n\
+           \x20        (classic skb:kfree_skb, offsets from its format file); auto: tp-btf if any.\n\
            stop     stop tracing; queued events are read first.\n\
            show     the kept drops: COMM PID CPU LOCATION REASON DEV PACKET, and how many\n\
            \x20        were captured, matched and lost.\n\
@@ -74,6 +76,8 @@ enum Sub {
         count: Option<u64>,
         #[arg(long, value_enum, default_value = "auto")]
         backend: Backend,
+        #[arg(long, value_enum, default_value = "auto")]
+        hook: Hook,
         #[arg(long, default_value_t = DEFAULT_KEEP)]
         keep: usize,
         #[command(flatten)]
@@ -111,14 +115,19 @@ fn droptrace(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         Sub::Start {
             count,
             backend,
+            hook,
             keep,
             filter,
         } => {
             if keep == 0 {
                 return Err(usage("--keep must be at least 1"));
             }
+            if hook != Hook::Auto && backend == Backend::Ftrace {
+                return Err(usage("--hook is for the eBPF backend"));
+            }
             let opts = StartOptions {
                 backend,
+                hook,
                 limit: count,
                 keep,
                 filter: filter.filter()?,
@@ -271,6 +280,7 @@ fn watch(
     if started_here {
         let opts = StartOptions {
             backend,
+            hook: Hook::Auto,
             limit: None,
             keep: store::store().keep,
             filter: filter.clone(),

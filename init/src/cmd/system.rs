@@ -641,6 +641,10 @@ fn kconfig(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
             }
         }
     }
+    if group == "tracing" {
+        // Which droptrace backend this kernel runs, and why not the other.
+        writeln!(ctx.out, "{}", crate::droptrace::capabilities())?;
+    }
     if group == "bpf" {
         // The real proof: the configuration can say y and loading still fail.
         let report = ctx.block_on(crate::ebpf::self_test())?;

@@ -2,9 +2,15 @@
 //! tracefs instance of our own so that other tracers (and other droptrace
 //! runs) keep their buffers. Lost events are the ring's own count
 //! (`per_cpu/cpuN/stats`: overrun + dropped events).
+//!
+//! Kernels before 6.2 print `location` with `%p`: hashed unless the
+//! `hash-ptr` option is off, and on Debian's 6.1 turning it off empties
+//! every `%s`, so the reason name vanishes. There an event probe over
+//! `skb.kfree_skb` prints the raw fields as numbers instead (location in
+//! hex, reason as its value), named from the format file's table.
 
 use std::fs::{File, OpenOptions};
-use std::io::Read;
+use std::io::{Read, Write as _};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -18,71 +24,129 @@ use super::kallsyms::Kallsyms;
 /// second, so the reader's speed decides what is lost.
 const BUFFER_KB: &str = "4096";
 
-/// A tracefs instance with `skb:kfree_skb` enabled; removed on drop.
+/// Group of our event probes in tracefs (`events/myinit/...`).
+const EPROBE_GROUP: &str = "myinit";
+
+/// A tracefs instance with `skb:kfree_skb` (or an event probe on it)
+/// enabled; removed on drop, the probe with it.
 pub struct FtraceSession {
     instance: PathBuf,
+    tracefs: PathBuf,
     /// Closed before the instance is removed (an open file keeps it busy).
     pipe: Option<File>,
     pending: Vec<u8>,
+    /// `group/event` whose enable file is ours (`skb/kfree_skb` or the probe).
+    event_dir: String,
+    /// The event name as trace_pipe lines carry it.
+    pub event: String,
+    /// Our event probe's `group/name`, removed on drop.
+    eprobe: Option<String>,
+    /// What this kernel's text cannot give, for the start line.
+    pub note: Option<String>,
+}
+
+/// Whether the format file prints `location` as a bare `%p` (pre-6.2).
+pub fn location_is_plain_pointer(format: &str) -> bool {
+    format.contains("location=%p ") || format.contains("location=%p\"")
+}
+
+/// Appends one definition to `dynamic_events` (never truncating it: that
+/// would remove everyone's probes).
+fn dynamic_event(tracefs: &Path, line: &str) -> std::io::Result<()> {
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(tracefs.join("dynamic_events"))?;
+    f.write_all(format!("{line}\n").as_bytes())
 }
 
 impl FtraceSession {
     /// Creates the instance and enables the event. The tracepoint must exist
     /// (`events/skb/kfree_skb/format` under `tracefs`).
     pub fn open(tracefs: &Path) -> anyhow::Result<Self> {
-        let format = tracefs.join("events/skb/kfree_skb/format");
-        if !format.exists() {
+        let format_path = tracefs.join("events/skb/kfree_skb/format");
+        let Ok(format) = std::fs::read_to_string(&format_path) else {
             bail!(
                 "{}: no skb:kfree_skb tracepoint (kernel without CONFIG_TRACEPOINTS or too old)",
-                format.display()
+                format_path.display()
             );
-        }
+        };
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "myinit-droptrace-{}-{}",
+        let unique = format!(
+            "{}_{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let instance = tracefs.join("instances").join(name);
+        let instance = tracefs
+            .join("instances")
+            .join(format!("myinit-droptrace-{unique}"));
         std::fs::create_dir(&instance)
             .with_context(|| format!("{}: cannot create a tracefs instance", instance.display()))?;
-        // From here on, Drop removes the instance even when a step fails.
+        // From here on, Drop removes the instance (and probe) even when a step fails.
+        let mut session = FtraceSession {
+            instance,
+            tracefs: tracefs.to_path_buf(),
+            pipe: None,
+            pending: Vec::new(),
+            event_dir: "skb/kfree_skb".into(),
+            event: "kfree_skb".into(),
+            eprobe: None,
+            note: None,
+        };
         let pipe = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
-            .open(instance.join("trace_pipe"));
-        let pipe = match pipe {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = std::fs::remove_dir(&instance);
-                return Err(e)
-                    .with_context(|| format!("{}: cannot open trace_pipe", instance.display()));
-            }
-        };
-        let session = FtraceSession {
-            instance,
-            pipe: Some(pipe),
-            pending: Vec::new(),
-        };
-        // Best effort: real pointers (6.1 prints `location` with %p, which is
-        // hashed by default) and the same clock as bpf_ktime_get_ns.
-        let _ = std::fs::write(session.instance.join("options/hash-ptr"), "0");
+            .open(session.instance.join("trace_pipe"))
+            .with_context(|| format!("{}: cannot open trace_pipe", session.instance.display()))?;
+        session.pipe = Some(pipe);
+        // Same clock as bpf_ktime_get_ns; big enough per-CPU rings.
         let _ = std::fs::write(session.instance.join("trace_clock"), "mono");
         let _ = std::fs::write(session.instance.join("buffer_size_kb"), BUFFER_KB);
-        std::fs::write(session.instance.join("events/skb/kfree_skb/enable"), "1").with_context(
-            || {
-                format!(
-                    "{}: cannot enable skb:kfree_skb",
-                    session.instance.display()
-                )
-            },
-        )?;
+        if location_is_plain_pointer(&format) {
+            let name = format!("kfree_skb_{unique}");
+            let probe = format!("{EPROBE_GROUP}/{name}");
+            let defined = dynamic_event(
+                tracefs,
+                &format!(
+                    "e:{probe} skb.kfree_skb skbaddr=$skbaddr:x64 location=$location:x64 \
+                     protocol=$protocol:u16 reason=$reason:u32"
+                ),
+            );
+            match defined {
+                Ok(()) => {
+                    session.eprobe = Some(probe.clone());
+                    session.event_dir = probe;
+                    session.event = name;
+                }
+                Err(e) => {
+                    // Reason names matter more than locations: keep hashing on.
+                    session.note = Some(format!(
+                        "this kernel prints locations as hashed pointers and no event probe \
+                         could be made ({e}): locations unknown"
+                    ));
+                }
+            }
+        } else {
+            // Real pointers where the format still has a bare %p (skbaddr).
+            let _ = std::fs::write(session.instance.join("options/hash-ptr"), "0");
+        }
+        let enable = session
+            .instance
+            .join("events")
+            .join(&session.event_dir)
+            .join("enable");
+        std::fs::write(&enable, "1")
+            .with_context(|| format!("{}: cannot enable the event", enable.display()))?;
         Ok(session)
     }
 
     /// Stops new events; what is buffered stays readable.
     pub fn disable(&self) {
-        let _ = std::fs::write(self.instance.join("events/skb/kfree_skb/enable"), "0");
+        let enable = self
+            .instance
+            .join("events")
+            .join(&self.event_dir)
+            .join("enable");
+        let _ = std::fs::write(enable, "0");
     }
 
     /// Reads what `trace_pipe` has now, up to about `max_bytes`, handing
@@ -135,6 +199,9 @@ impl Drop for FtraceSession {
         self.disable();
         self.pipe = None;
         let _ = std::fs::remove_dir(&self.instance);
+        if let Some(probe) = self.eprobe.take() {
+            let _ = dynamic_event(&self.tracefs, &format!("-:{probe}"));
+        }
     }
 }
 
@@ -153,9 +220,17 @@ pub fn parse_lost(stats: &str) -> u64 {
 
 /// Parses one `trace_pipe` line of the kfree_skb event, e.g.
 /// `python3-17261 [000] ..s1. 711.155897: kfree_skb: skbaddr=… rx_sk=…
-/// protocol=2048 location=__udp4_lib_rcv+0x4bc/0xd00 reason: NO_SOCKET`.
-pub fn parse_line(line: &str, reasons: &ReasonNames, kallsyms: &Kallsyms) -> Option<DropRecord> {
-    let (head, body) = line.split_once(" kfree_skb: ")?;
+/// protocol=2048 location=__udp4_lib_rcv+0x4bc/0xd00 reason: NO_SOCKET`,
+/// or of our event probe (`event` is its name), e.g. `init-1 [000] .Ns1.
+/// 4.7: kfree_skb_1_0: (skb.kfree_skb) skbaddr=0xffff… location=0xffffffff…
+/// protocol=2048 reason=2`.
+pub fn parse_line(
+    line: &str,
+    event: &str,
+    reasons: &ReasonNames,
+    kallsyms: &Kallsyms,
+) -> Option<DropRecord> {
+    let (head, body) = line.split_once(&format!(" {event}: "))?;
     // From the right: timestamp, optional flags, [cpu]; the rest is comm-pid
     // (a comm may contain spaces and dashes, so never split it from the left).
     let words: Vec<&str> = head.split_whitespace().collect();
@@ -172,13 +247,14 @@ pub fn parse_line(line: &str, reasons: &ReasonNames, kallsyms: &Kallsyms) -> Opt
     let time_ns =
         secs.parse::<u64>().ok()? * 1_000_000_000 + frac_ns.get(..9)?.parse::<u64>().ok()?;
 
-    let (fields, reason) = match body.split_once(" reason: ") {
+    let (fields, reason_text) = match body.split_once(" reason: ") {
         Some((f, r)) => (f, Some(r.trim())),
         None => (body, None),
     };
     let mut skb = String::new();
     let mut protocol = 0;
     let mut location = String::new();
+    let mut reason_value = None;
     for pair in fields.split_whitespace() {
         let Some((key, value)) = pair.split_once('=') else {
             continue;
@@ -186,25 +262,31 @@ pub fn parse_line(line: &str, reasons: &ReasonNames, kallsyms: &Kallsyms) -> Opt
         match key {
             "skbaddr" => skb = value.to_string(),
             "protocol" => protocol = value.parse().unwrap_or(0),
-            // 6.2+: `%pS` gives func+off/size already; 6.1: `%p`, a raw
-            // address once hash-ptr is off.
+            // 6.2+: `%pS` gives func+off/size already; 6.1: `%p`, or the
+            // probe's hex value.
             "location" => {
                 location = match u64::from_str_radix(value.trim_start_matches("0x"), 16) {
                     Ok(addr) if !value.contains('+') => kallsyms.symbolize(addr),
                     _ => value.to_string(),
                 }
             }
+            "reason" => reason_value = value.parse::<u32>().ok(),
             _ => {}
         }
     }
-    let reason = reason.unwrap_or("NOT_SPECIFIED").to_string();
+    let (reason, reason_code) = match (reason_value, reason_text) {
+        (Some(v), _) => (reasons.name(v), Some(v)),
+        // An empty name is a kernel that failed to print it, not a reason.
+        (None, Some(name)) if !name.is_empty() => (name.to_string(), reasons.value(name)),
+        _ => ("?".to_string(), None),
+    };
     Some(DropRecord {
         time_ns,
         cpu,
         pid: pid.parse().ok()?,
         comm: comm.to_string(),
         location,
-        reason_code: reasons.value(&reason),
+        reason_code,
         reason,
         protocol,
         dev: None,
@@ -227,7 +309,7 @@ mod tests {
         let kallsyms =
             Kallsyms::parse("ffffffff81000100 T ip_rcv_core\nffffffff81000440 T ip_rcv_finish\n");
         let line618 = "   my worker-x-17261   [001] ..s1.   711.155897: kfree_skb: skbaddr=00000000a27870e6 rx_sk=0000000000000000 protocol=2048 location=__udp4_lib_rcv+0x4bc/0xd00 reason: NO_SOCKET";
-        let r = parse_line(line618, &reasons, &kallsyms).unwrap();
+        let r = parse_line(line618, "kfree_skb", &reasons, &kallsyms).unwrap();
         assert_eq!(r.comm, "my worker-x");
         assert_eq!(r.pid, 17261);
         assert_eq!(r.cpu, 1);
@@ -238,12 +320,24 @@ mod tests {
         assert_eq!(r.reason_code, Some(3));
         assert_eq!(r.function(), "__udp4_lib_rcv");
         let line61 = "<idle>-0 [000] ..s. 12.5: kfree_skb: skbaddr=ffff888004a2c000 protocol=2048 location=ffffffff810002d0 reason: OTHERHOST";
-        let r = parse_line(line61, &reasons, &kallsyms).unwrap();
+        let r = parse_line(line61, "kfree_skb", &reasons, &kallsyms).unwrap();
         assert_eq!(r.comm, "<idle>");
         assert_eq!(r.location, "ip_rcv_core+0x1d0/0x340");
         assert_eq!(r.reason_code, Some(16));
         assert_eq!(r.time_ns, 12_500_000_000);
-        assert!(parse_line("garbage", &reasons, &kallsyms).is_none());
+        assert!(parse_line("garbage", "kfree_skb", &reasons, &kallsyms).is_none());
+        // Our event probe on 6.1: numbers, named here.
+        let probe = "init-1 [000] .Ns1. 4.755473: kfree_skb_7_0: (skb.kfree_skb) skbaddr=0xffff8dd65f319e00 location=0xffffffff81000110 protocol=2048 reason=3";
+        let r = parse_line(probe, "kfree_skb_7_0", &reasons, &kallsyms).unwrap();
+        assert_eq!(r.location, "ip_rcv_core+0x10/0x340");
+        assert_eq!((r.reason.as_str(), r.reason_code), ("NO_SOCKET", Some(3)));
+        assert_eq!(r.skb, "0xffff8dd65f319e00");
+        assert_eq!(r.pid, 1);
+        assert!(parse_line(probe, "kfree_skb", &reasons, &kallsyms).is_none());
+        // 6.1 with hash-ptr off prints an empty reason: unknown, not "".
+        let empty = "init-1 [000] .Ns1. 4.69: kfree_skb: skbaddr=ffff8dd65f319e00 protocol=2048 location=ffffffff81000110 reason: ";
+        let r = parse_line(empty, "kfree_skb", &reasons, &kallsyms).unwrap();
+        assert_eq!((r.reason.as_str(), r.reason_code), ("?", None));
     }
 
     #[test]

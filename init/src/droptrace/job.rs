@@ -37,8 +37,20 @@ pub enum Backend {
     Ftrace,
 }
 
+/// `--hook`: which kernel hook the eBPF backend attaches to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Hook {
+    /// tp_btf when the kernel's BTF has it, else the classic tracepoint.
+    Auto,
+    /// `tp_btf/kfree_skb` only.
+    TpBtf,
+    /// The classic `skb:kfree_skb` tracepoint (format-file offsets).
+    Tracepoint,
+}
+
 pub struct StartOptions {
     pub backend: Backend,
+    pub hook: Hook,
     /// Stop after this many matched drops.
     pub limit: Option<u64>,
     pub keep: usize,
@@ -139,8 +151,10 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
     let backend_name;
     let use_ebpf = match opts.backend {
         Backend::Ftrace => None,
-        Backend::Ebpf => Some(super::attach_ebpf().map_err(|e| anyhow!("eBPF backend: {e:#}"))?),
-        Backend::Auto => match super::attach_ebpf() {
+        Backend::Ebpf => {
+            Some(super::attach_ebpf(opts.hook).map_err(|e| anyhow!("eBPF backend: {e:#}"))?)
+        }
+        Backend::Auto => match super::attach_ebpf(opts.hook) {
             Ok(t) => Some(t),
             Err(e) => {
                 lines.push(format!(
@@ -185,11 +199,17 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
             let tracefs = super::tracefs().map_err(why)?;
             let session = FtraceSession::open(&tracefs).map_err(why)?;
             let reasons = super::format_reasons(&tracefs);
-            backend_name = "ftrace (trace_pipe)".to_string();
+            backend_name = match session.event.as_str() {
+                "kfree_skb" => "ftrace (trace_pipe)".to_string(),
+                probe => format!("ftrace (trace_pipe, event probe {probe})"),
+            };
             lines.push(format!(
                 "droptrace: backend {backend_name}; {} reason names from the format file; no device or packet summary",
                 reasons.len()
             ));
+            if let Some(note) = &session.note {
+                lines.push(format!("droptrace: {note}"));
+            }
             reset_store(&opts, &backend_name);
             let decoder = Decoder::new(reasons);
             state.rt.spawn(async move {
@@ -311,9 +331,11 @@ async fn run_ebpf(
 
 fn drain_ftrace(session: &mut FtraceSession, decoder: &Decoder, max: usize) -> (usize, bool) {
     let mut records = Vec::new();
+    let event = session.event.clone();
+    let event = event.as_str();
     let read = session
         .read_batch(max, |line| {
-            if let Some(r) = ftrace::parse_line(line, &decoder.reasons, &decoder.kallsyms) {
+            if let Some(r) = ftrace::parse_line(line, event, &decoder.reasons, &decoder.kallsyms) {
                 records.push(r);
             }
         })

@@ -13,11 +13,12 @@ pub mod store;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::anyhow;
+use anyhow::{anyhow, bail};
 
 use crate::ebpf::{DropHook, DropTracer, DropTracerConfig, SkbOffsets};
 use btf::Btf;
 use event::ReasonNames;
+use job::Hook;
 
 /// Kernel BTF; `MYINIT_BTF` points elsewhere (tests simulate kernels without it).
 pub fn btf_path() -> PathBuf {
@@ -114,13 +115,18 @@ pub fn skb_offsets(btf: &Btf) -> Option<SkbOffsets> {
 }
 
 /// Attaches the eBPF drop tracer: `tp_btf/kfree_skb` when the kernel's BTF
-/// has it (with the reason argument), else the classic tracepoint. The
-/// returned `KernelInfo` carries the reason names to decode its events.
-pub fn attach_ebpf() -> anyhow::Result<(DropTracer, KernelInfo)> {
+/// has it (with the reason argument), else the classic tracepoint; `hook`
+/// can insist on one. The returned `KernelInfo` carries the reason names to
+/// decode its events.
+pub fn attach_ebpf(hook: Hook) -> anyhow::Result<(DropTracer, KernelInfo)> {
     let mut kernel = KernelInfo::probe();
     let btf_path = btf_path();
     let mut btf_failure = None;
-    if kernel.tp_btf_args.is_some_and(|n| n >= 3) {
+    let tp_btf_ok = kernel.tp_btf_args.is_some_and(|n| n >= 3);
+    if hook == Hook::TpBtf && !tp_btf_ok {
+        bail!("--hook tp-btf: {}", kernel.describe());
+    }
+    if tp_btf_ok && hook != Hook::Tracepoint {
         let config = DropTracerConfig {
             hook: DropHook::BtfTracepoint,
             tracefs: None,
@@ -129,6 +135,7 @@ pub fn attach_ebpf() -> anyhow::Result<(DropTracer, KernelInfo)> {
         };
         match DropTracer::attach(&config) {
             Ok(tracer) => return Ok((tracer, kernel)),
+            Err(e) if hook == Hook::TpBtf => return Err(e),
             Err(e) => btf_failure = Some(format!("{e:#}")),
         }
     }
@@ -156,18 +163,38 @@ pub fn format_reasons(tracefs: &Path) -> ReasonNames {
     ReasonNames::from_format(&format)
 }
 
-/// What `kconfig tracing|bpf` prints about droptrace on this kernel.
+/// What `kconfig tracing|bpf` prints about droptrace on this kernel:
+/// whether each backend can run, found by trying (the eBPF programs are
+/// loaded and attached, then dropped) rather than by version, and why not.
 pub fn capabilities() -> String {
-    let kernel = KernelInfo::probe();
-    let ftrace = match tracefs() {
-        Ok(dir) if dir.join("events/skb/kfree_skb/format").exists() => {
-            format!("ftrace backend: yes ({})", dir.display())
-        }
-        Ok(dir) => format!("ftrace backend: no (no skb:kfree_skb in {})", dir.display()),
-        Err(e) => format!("ftrace backend: no ({e:#})"),
+    let ebpf = match attach_ebpf(Hook::Auto) {
+        Ok((tracer, kernel)) => match tracer.hook {
+            DropHook::BtfTracepoint => format!("yes: {}", kernel.describe()),
+            DropHook::Tracepoint => {
+                format!("yes: {} ({})", tracer.hook.describe(), kernel.describe())
+            }
+        },
+        Err(e) => format!("no ({e:#})"),
     };
-    format!(
-        "droptrace: eBPF backend: {}\ndroptrace: {ftrace}",
-        kernel.describe()
-    )
+    let ftrace = match tracefs() {
+        Ok(dir) => match std::fs::read_to_string(dir.join("events/skb/kfree_skb/format")) {
+            Ok(format) if ftrace::location_is_plain_pointer(&format) => {
+                if dir.join("dynamic_events").exists() {
+                    format!(
+                        "yes ({}; this kernel prints locations as %p: read through an event probe)",
+                        dir.display()
+                    )
+                } else {
+                    format!(
+                        "yes, without locations ({}: they print as hashed %p and there are no event probes)",
+                        dir.display()
+                    )
+                }
+            }
+            Ok(_) => format!("yes ({})", dir.display()),
+            Err(_) => format!("no (no skb:kfree_skb in {})", dir.display()),
+        },
+        Err(e) => format!("no ({e:#})"),
+    };
+    format!("droptrace: eBPF backend: {ebpf}\ndroptrace: ftrace backend: {ftrace}")
 }

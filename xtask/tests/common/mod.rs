@@ -1,0 +1,109 @@
+//! Helpers shared by the VM tests: build the initrd once, boot it through
+//! `xtask vm`, and a temporary share directory the guest writes into.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+pub fn xtask() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+}
+
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// A directory removed when dropped, even when the test fails.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("xtask-vm-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.0.join(name))
+            .unwrap_or_else(|e| panic!("the guest did not write {name}: {e}"))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `XTASK_VM_INIT=FILE` boots that static binary as /init instead of
+/// building myinit (e.g. one built elsewhere).
+pub fn build_initrd(output: &Path) {
+    let mut cmd = xtask();
+    cmd.args(["initrd", "--output"]).arg(output);
+    if let Some(init) = std::env::var_os("XTASK_VM_INIT") {
+        cmd.arg("--init").arg(init);
+    }
+    let out = cmd.stdin(Stdio::null()).output().expect("run xtask initrd");
+    assert!(
+        out.status.success(),
+        "xtask initrd failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The initrd all boots use, built once per test run.
+pub fn initrd() -> &'static Path {
+    static INITRD: OnceLock<PathBuf> = OnceLock::new();
+    INITRD.get_or_init(|| {
+        let path = target_dir().join("vm").join("test-initrd.img");
+        build_initrd(&path);
+        path
+    })
+}
+
+pub struct Run {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Console lines, without the carriage returns of the serial line.
+    pub fn console_has_line(&self, wanted: &str) -> bool {
+        self.stdout
+            .lines()
+            .any(|l| l.trim_end_matches('\r').trim() == wanted)
+    }
+}
+
+/// `xtask vm --initrd … ARGS`, stdin closed.
+pub fn vm(args: &[&str]) -> Run {
+    let out = xtask()
+        .arg("vm")
+        .arg("--initrd")
+        .arg(initrd())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run xtask vm");
+    let run = Run {
+        status: out.status.code().expect("xtask vm killed by a signal"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    eprintln!("--- console\n{}\n--- xtask\n{}", run.stdout, run.stderr);
+    run
+}
