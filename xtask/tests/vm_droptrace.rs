@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use common::{vm, TempDir};
 
@@ -50,48 +49,32 @@ impl Drop {
     }
 }
 
-/// Parses a JSONL file with python3's json module: every line must be one
-/// JSON object; returns the fields as text.
+/// Parses a JSONL file: every line must be one JSON object.
 fn parse_jsonl(path: &std::path::Path) -> Vec<Drop> {
-    let script = r#"
-import json, sys
-for n, line in enumerate(open(sys.argv[1]), 1):
-    e = json.loads(line)
-    assert isinstance(e, dict), n
-    p = e.get("packet") or {}
-    f = [e["reason"], e.get("reason_code", ""), e["location"], e.get("dev", ""),
-         e.get("ifindex", ""), p.get("src", ""), p.get("dst", ""), p.get("l4", ""),
-         p.get("dport", ""), p.get("icmp_type", "")]
-    print("\t".join(str(x) for x in f))
-"#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(path)
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "{} is not JSONL: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let f: Vec<String> = l.split('\t').map(String::from).collect();
+    let text = std::fs::read_to_string(path).expect("read the saved JSONL");
+    let field = |v: &serde_json::Value, key: &str| match v.get(key) {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    text.lines()
+        .enumerate()
+        .map(|(n, line)| {
+            let e: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|err| panic!("{}:{}: not JSON: {err}", path.display(), n + 1));
+            assert!(e.is_object(), "{}:{}: not an object", path.display(), n + 1);
+            let p = e.get("packet").cloned().unwrap_or(serde_json::Value::Null);
             Drop {
-                reason: f[0].clone(),
-                reason_code: f[1].clone(),
-                location: f[2].clone(),
-                dev: f[3].clone(),
-                ifindex: f[4].clone(),
-                src: f[5].clone(),
-                dst: f[6].clone(),
-                l4: f[7].clone(),
-                dport: f[8].clone(),
-                icmp_type: f[9].clone(),
+                reason: field(&e, "reason"),
+                reason_code: field(&e, "reason_code"),
+                location: field(&e, "location"),
+                dev: field(&e, "dev"),
+                ifindex: field(&e, "ifindex"),
+                src: field(&p, "src"),
+                dst: field(&p, "dst"),
+                l4: field(&p, "l4"),
+                dport: field(&p, "dport"),
+                icmp_type: field(&p, "icmp_type"),
             }
         })
         .collect()
