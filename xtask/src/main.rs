@@ -3,6 +3,7 @@
 mod bench;
 mod initrd;
 mod kernel;
+mod readme;
 mod setup;
 mod vm;
 
@@ -35,6 +36,8 @@ enum Task {
     Vm(Box<vm::VmArgs>),
     /// Flood drops over veth: no tracer vs droptrace eBPF vs ftrace, side by side (root).
     Bench(bench::BenchArgs),
+    /// Rewrite README.md's command reference from `myinit -c help`.
+    Readme,
 }
 
 fn main() {
@@ -53,6 +56,7 @@ fn main() {
         Task::Kernel(args) => kernel::run(&args),
         Task::Initrd(args) => initrd::run(&args),
         Task::Bench(args) => bench::run(&args),
+        Task::Readme => readme::run(),
         Task::Vm(args) => match vm::run(&args) {
             Ok(status) => std::process::exit(status),
             Err(e) => Err(e),
@@ -102,7 +106,8 @@ fn test(cargo_args: &[String]) -> anyhow::Result<()> {
         &["clippy", "--all-targets", "--quiet", "--", "-D", "warnings"],
     )?;
     eprintln!("xtask: cargo test");
-    let mut args = vec!["test"];
+    // Every test target runs even when one fails, so one run shows all.
+    let mut args = vec!["test", "--no-fail-fast"];
     args.extend(cargo_args.iter().map(String::as_str));
     run(&cargo, &args)
 }

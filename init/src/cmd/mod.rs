@@ -12,6 +12,7 @@ use crate::shell::Ctx;
 pub mod builtin;
 pub mod droptrace;
 pub mod files;
+pub mod inject;
 pub mod modules;
 pub mod net;
 pub mod nettest;
@@ -64,6 +65,7 @@ pub fn all() -> &'static [&'static CommandSpec] {
             builtin::COMMANDS,
             droptrace::COMMANDS,
             files::COMMANDS,
+            inject::COMMANDS,
             modules::COMMANDS,
             net::COMMANDS,
             nettest::COMMANDS,

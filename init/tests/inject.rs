@@ -1,0 +1,661 @@
+//! `inject FILE IF`: pcap/pcapng files written here, byte by byte, go into
+//! a TAP (the kernel receives them: it answers a ping, droptrace sees the
+//! drops), out of a veth (its peer counts them), into a TUN (read back
+//! from its fd), and bad input sends nothing.
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{myinit_bin, unique, Netns};
+use serde_json::Value;
+
+// ------------------------------------------------------------ packet bytes
+
+const PEER_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
+const BROADCAST: [u8; 6] = [0xff; 6];
+
+fn checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An IPv4 packet; `bad_checksum` spoils the header checksum.
+fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, payload: &[u8], bad_checksum: bool) -> Vec<u8> {
+    let len = (20 + payload.len()) as u16;
+    let mut h = vec![0x45, 0];
+    h.extend(len.to_be_bytes());
+    h.extend([0, 1, 0x40, 0, 64, proto, 0, 0]);
+    h.extend(src);
+    h.extend(dst);
+    let mut sum = checksum(&h);
+    if bad_checksum {
+        sum ^= 0x5a5a;
+    }
+    h[10..12].copy_from_slice(&sum.to_be_bytes());
+    h.extend(payload);
+    h
+}
+
+fn udp(sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
+    let mut u = sport.to_be_bytes().to_vec();
+    u.extend(dport.to_be_bytes());
+    u.extend(((8 + data.len()) as u16).to_be_bytes());
+    u.extend([0, 0]); // no checksum (allowed over IPv4)
+    u.extend(data);
+    u
+}
+
+fn icmp_echo(id: u16, seq: u16) -> Vec<u8> {
+    let mut m = vec![8, 0, 0, 0];
+    m.extend(id.to_be_bytes());
+    m.extend(seq.to_be_bytes());
+    m.extend(b"inject-test-payload");
+    let sum = checksum(&m);
+    m[2..4].copy_from_slice(&sum.to_be_bytes());
+    m
+}
+
+fn ether(dst: [u8; 6], etype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = dst.to_vec();
+    f.extend(PEER_MAC);
+    f.extend(etype.to_be_bytes());
+    f.extend(payload);
+    f
+}
+
+/// Classic pcap: `nanos` picks the ns magic, `big` the byte order.
+fn pcap(linktype: u32, nanos: bool, big: bool, packets: &[Vec<u8>]) -> Vec<u8> {
+    let w32 = |v: u32| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let w16 = |v: u16| {
+        if big {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
+    };
+    let mut out = Vec::new();
+    out.extend(w32(if nanos { 0xa1b23c4d } else { 0xa1b2c3d4 }));
+    out.extend(w16(2));
+    out.extend(w16(4));
+    out.extend([0; 8]);
+    out.extend(w32(65535));
+    out.extend(w32(linktype));
+    for (i, p) in packets.iter().enumerate() {
+        out.extend(w32(1_760_000_000 + i as u32));
+        out.extend(w32(123));
+        out.extend(w32(p.len() as u32));
+        out.extend(w32(p.len() as u32));
+        out.extend(p);
+    }
+    out
+}
+
+/// pcapng (little-endian): a section, one interface, enhanced packet blocks.
+fn pcapng(linktype: u16, packets: &[Vec<u8>]) -> Vec<u8> {
+    fn block(kind: u32, body: &[u8]) -> Vec<u8> {
+        let len = (12 + body.len()) as u32;
+        let mut b = kind.to_le_bytes().to_vec();
+        b.extend(len.to_le_bytes());
+        b.extend(body);
+        b.extend(len.to_le_bytes());
+        b
+    }
+    let mut shb = 0x1a2b3c4du32.to_le_bytes().to_vec();
+    shb.extend([1, 0, 0, 0]); // version 1.0
+    shb.extend((-1i64).to_le_bytes()); // section length unknown
+    let mut out = block(0x0a0d0d0a, &shb);
+    let mut idb = linktype.to_le_bytes().to_vec();
+    idb.extend([0, 0]);
+    idb.extend(0u32.to_le_bytes());
+    out.extend(block(1, &idb));
+    for p in packets {
+        let mut epb = vec![0; 12]; // interface 0, timestamp 0
+        epb.extend((p.len() as u32).to_le_bytes());
+        epb.extend((p.len() as u32).to_le_bytes());
+        epb.extend(p);
+        epb.resize(epb.len().div_ceil(4) * 4, 0);
+        out.extend(block(6, &epb));
+    }
+    out
+}
+
+// ------------------------------------------------------------- test bench
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(unique(tag));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A namespace without IPv6, so that nothing but the test's packets moves.
+fn quiet_netns(tag: &str) -> Netns {
+    let ns = Netns::new(tag);
+    for key in ["all", "default"] {
+        let out = ns.exec(
+            "sysctl",
+            &["-qw", &format!("net.ipv6.conf.{key}.disable_ipv6=1")],
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+    ns
+}
+
+/// (rx packets, rx bytes, tx packets) of IF, from `ip -s -j link`.
+fn counters(ns: &Netns, dev: &str) -> (u64, u64, u64) {
+    let v = ns.ip_json(&["-s", "link", "show", "dev", dev]);
+    let s = &v[0]["stats64"];
+    let n = |x: &Value| x.as_u64().unwrap_or_else(|| panic!("no counter in {v}"));
+    (
+        n(&s["rx"]["packets"]),
+        n(&s["rx"]["bytes"]),
+        n(&s["tx"]["packets"]),
+    )
+}
+
+/// A veth pair inside a quiet namespace, both ends up.
+struct VethBench {
+    ns: Netns,
+    a: String,
+    b: String,
+}
+
+fn veth_bench(tag: &str) -> VethBench {
+    let ns = quiet_netns(tag);
+    let (a, b) = (unique("ija"), unique("ijb"));
+    ns.veth(&a, &b, None);
+    ns.ip(&["link", "set", &a, "up"]);
+    ns.ip(&["link", "set", &b, "up"]);
+    VethBench { ns, a, b }
+}
+
+/// The Icmp counters of the namespace (/proc/net/snmp is per namespace).
+fn icmp_counters(ns: &Netns) -> std::collections::BTreeMap<String, u64> {
+    let out = ns.exec("cat", &["/proc/net/snmp"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("Icmp:")).collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    lines[0]
+        .split_whitespace()
+        .zip(lines[1].split_whitespace())
+        .skip(1)
+        .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+        .collect()
+}
+
+// ------------------------------------------------------------------ tests
+
+/// Frames written to a TAP are received by the kernel: an echo request to
+/// the TAP's address is answered (the namespace's ICMP counters), and its
+/// receive counters count every frame.
+#[test]
+fn frames_injected_into_a_tap_are_received_by_the_kernel() {
+    let ns = quiet_netns("ijt");
+    let dir = TempDir::new("ijt");
+    let tap = unique("ijtap");
+    let requests: Vec<Vec<u8>> = (1..=3)
+        .map(|seq| {
+            ether(
+                BROADCAST,
+                0x0800,
+                &ipv4(
+                    [10, 66, 0, 2],
+                    [10, 66, 0, 1],
+                    1,
+                    &icmp_echo(0x4242, seq),
+                    false,
+                ),
+            )
+        })
+        .collect();
+    let file = dir.write("echo.pcapng", &pcapng(1, &requests));
+    let before = icmp_counters(&ns);
+    let r = ns.myinit(&format!(
+        "set -e; tap add {tap}; ifconfig {tap} 10.66.0.1/24 up; \
+         ip neigh add 10.66.0.2 lladdr 02:00:00:00:00:02 dev {tap}; \
+         inject {file} {tap}; sleep 0.3; /usr/sbin/ip -s -j link show dev {tap}"
+    ));
+    r.assert_ok();
+    assert!(
+        r.stdout
+            .contains(&format!("inject: 3 packets from {file} to {tap}\n")),
+        "{r:?}"
+    );
+    let after = icmp_counters(&ns);
+    let delta = |k: &str| after[k] - before[k];
+    assert_eq!(delta("InEchos"), 3, "{before:?} {after:?}");
+    assert_eq!(delta("OutEchoReps"), 3, "{before:?} {after:?}");
+    // iproute2, run by myinit while the TAP exists, counts them received.
+    let json = r.stdout.lines().last().unwrap();
+    let link: Value = serde_json::from_str(json).expect("ip -j output");
+    let rx = &link[0]["stats64"]["rx"];
+    assert_eq!(rx["packets"], 3, "{link}");
+    let bytes: usize = requests.iter().map(Vec::len).sum();
+    assert_eq!(rx["bytes"], bytes as u64, "{link}");
+}
+
+/// The drops a test bench makes on purpose: a foreign destination MAC
+/// (OTHERHOST) and a bad IPv4 header checksum (IP_CSUM), both in
+/// ip_rcv_core on the TAP, as droptrace's eBPF backend reports them.
+#[test]
+fn a_tap_injection_makes_otherhost_and_ip_csum_drops_seen_by_droptrace() {
+    let ns = quiet_netns("ijd");
+    let dir = TempDir::new("ijd");
+    let tap = unique("ijdt");
+    let frames = vec![
+        ether(
+            [0x02, 0, 0, 0, 0, 0x99],
+            0x0800,
+            &ipv4(
+                [10, 67, 0, 2],
+                [10, 67, 0, 1],
+                17,
+                &udp(4000, 5000, b"x"),
+                false,
+            ),
+        ),
+        ether(
+            BROADCAST,
+            0x0800,
+            &ipv4(
+                [10, 67, 0, 2],
+                [10, 67, 0, 1],
+                17,
+                &udp(4001, 5001, b"y"),
+                true,
+            ),
+        ),
+    ];
+    // ns timestamps, big-endian: the less common dialect.
+    let file = dir.write("drops.pcap", &pcap(1, true, true, &frames));
+    let saved = dir.path("drops.jsonl");
+    let r = ns.myinit(&format!(
+        "set -e; tap add {tap}; ifconfig {tap} 10.67.0.1/24 up; \
+         droptrace start --backend ebpf --dev {tap}; inject {file} {tap}; sleep 0.3; \
+         droptrace stop; droptrace save {saved}"
+    ));
+    r.assert_ok();
+    assert!(r.stdout.contains("inject: 2 packets from"), "{r:?}");
+    let events: Vec<Value> = std::fs::read_to_string(&saved)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (reason, sport, dport) in [("OTHERHOST", 4000, 5000), ("IP_CSUM", 4001, 5001)] {
+        let e = events
+            .iter()
+            .find(|e| e["reason"] == reason)
+            .unwrap_or_else(|| panic!("no {reason} drop: {events:?}"));
+        assert!(
+            e["location"]
+                .as_str()
+                .unwrap()
+                .starts_with("ip_rcv_core+0x"),
+            "{e}"
+        );
+        assert_eq!(e["dev"], tap.as_str(), "{e}");
+        let p = &e["packet"];
+        assert_eq!(
+            (&p["src"], &p["dst"], &p["sport"], &p["dport"]),
+            (
+                &Value::from("10.67.0.2"),
+                &Value::from("10.67.0.1"),
+                &Value::from(sport),
+                &Value::from(dport)
+            ),
+            "{e}"
+        );
+    }
+    assert_eq!(events.len(), 2, "{events:?}");
+}
+
+/// On an interface that is not a TAP the frames are sent (AF_PACKET): the
+/// veth peer receives each one, `--count` goes round the file, and
+/// `--interval` paces them.
+#[test]
+fn frames_sent_on_a_veth_reach_its_peer_with_count_and_interval() {
+    let bench = veth_bench("ijv");
+    let dir = TempDir::new("ijv");
+    // A local experimental EtherType: nothing on the peer answers it.
+    let frames = vec![
+        ether(BROADCAST, 0x88b5, &[0xaa; 50]),
+        ether(BROADCAST, 0x88b5, &[0xbb; 100]),
+    ];
+    let file = dir.write("v.pcap", &pcap(1, false, false, &frames));
+    let (rx0, bytes0, _) = counters(&bench.ns, &bench.b);
+    let (_, _, tx0) = counters(&bench.ns, &bench.a);
+    let r = bench
+        .ns
+        .myinit(&format!("inject {file} {} --count 5", bench.a));
+    r.assert_ok();
+    assert_eq!(
+        r.stdout,
+        format!("inject: 5 packets from {file} to {}\n", bench.a)
+    );
+    let (rx1, bytes1, _) = counters(&bench.ns, &bench.b);
+    let (_, _, tx1) = counters(&bench.ns, &bench.a);
+    assert_eq!(rx1 - rx0, 5);
+    assert_eq!(tx1 - tx0, 5);
+    // Round the file: 64, 114, 64, 114, 64 bytes.
+    assert_eq!(bytes1 - bytes0, 3 * 64 + 2 * 114);
+
+    let started = Instant::now();
+    let r = bench.ns.myinit(&format!(
+        "inject {file} {} --count 3 --interval 0.25",
+        bench.a
+    ));
+    r.assert_ok();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(counters(&bench.ns, &bench.b).0 - rx1, 3);
+}
+
+/// A TUN made in the namespace by this test (it keeps the fd, so it can read
+/// what the kernel transmits on it).
+fn tun_in(ns: &Netns, name: &str) -> OwnedFd {
+    let ns_path = format!("/run/netns/{}", ns.name);
+    let name = name.to_string();
+    // setns changes only the calling thread's namespace.
+    std::thread::spawn(move || {
+        let ns_file = std::fs::File::open(&ns_path).unwrap();
+        // SAFETY: plain syscalls on fds that live for the calls.
+        unsafe {
+            assert_eq!(
+                libc::setns(ns_file.as_raw_fd(), libc::CLONE_NEWNET),
+                0,
+                "setns"
+            );
+        }
+        let tun = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/dev/net/tun")
+            .unwrap();
+        // SAFETY: ifreq is plain old data; zeroed is valid.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+            *d = s as libc::c_char;
+        }
+        req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+        const TUNSETIFF: libc::c_ulong = 0x400454ca;
+        // SAFETY: the fd is open and req lives for the call.
+        let rc = unsafe { libc::ioctl(tun.as_raw_fd(), TUNSETIFF, &req) };
+        assert_eq!(rc, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
+        OwnedFd::from(tun)
+    })
+    .join()
+    .unwrap()
+}
+
+/// Everything the kernel transmitted on the TUN within `limit`.
+fn read_tun(fd: &OwnedFd, wanted: usize, limit: Duration) -> Vec<Vec<u8>> {
+    let deadline = Instant::now() + limit;
+    let mut packets = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while packets.len() < wanted && Instant::now() < deadline {
+        match nix::unistd::read(fd, &mut buf) {
+            Ok(n) => packets.push(buf[..n].to_vec()),
+            Err(nix::errno::Errno::EAGAIN) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("read tun: {e}"),
+        }
+    }
+    packets
+}
+
+/// Raw IP (link types 101 and 228) goes as it is to an interface without
+/// a link header, and is refused by an Ethernet one (and vice versa).
+#[test]
+fn raw_ip_goes_as_it_is_to_a_tun_and_is_refused_by_ethernet() {
+    let bench = veth_bench("ijr");
+    let dir = TempDir::new("ijr");
+    let tun_name = unique("ijtun");
+    let tun = tun_in(&bench.ns, &tun_name);
+    bench.ns.ip(&["link", "set", &tun_name, "up"]);
+    let packets = vec![
+        ipv4(
+            [10, 68, 0, 1],
+            [10, 68, 0, 2],
+            17,
+            &udp(1, 2, b"one"),
+            false,
+        ),
+        ipv4(
+            [10, 68, 0, 1],
+            [10, 68, 0, 3],
+            17,
+            &udp(3, 4, b"two!"),
+            false,
+        ),
+    ];
+    let raw = dir.write("raw.pcapng", &pcapng(101, &packets));
+    let v4 = dir.write("v4.pcap", &pcap(228, false, false, &packets[..1]));
+    let r = bench
+        .ns
+        .myinit(&format!("inject {raw} {tun_name}; inject {v4} {tun_name}"));
+    r.assert_ok();
+    assert!(r.stdout.contains("inject: 2 packets from"), "{r:?}");
+    assert!(r.stdout.contains("inject: 1 packets from"), "{r:?}");
+    let got = read_tun(&tun, 3, Duration::from_secs(3));
+    assert_eq!(
+        got,
+        vec![packets[0].clone(), packets[1].clone(), packets[0].clone()]
+    );
+
+    // Raw IP to a veth, Ethernet to the TUN: one clear line, nothing sent.
+    let (rx0, _, _) = counters(&bench.ns, &bench.b);
+    let r = bench.ns.myinit(&format!("inject {raw} {}", bench.a));
+    assert_eq!(r.status, 1, "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+    assert!(
+        r.stderr
+            .contains(&format!("{} is an Ethernet interface but", bench.a))
+            && r.stderr.contains("raw IP"),
+        "{r:?}"
+    );
+    let eth = dir.write(
+        "eth.pcap",
+        &pcap(1, false, false, &[ether(BROADCAST, 0x88b5, &[0; 46])]),
+    );
+    let r = bench.ns.myinit(&format!("inject {eth} {tun_name}"));
+    assert_eq!(r.status, 1, "{r:?}");
+    assert!(r.stderr.contains("has no Ethernet header"), "{r:?}");
+    assert_eq!(counters(&bench.ns, &bench.b).0, rx0);
+    assert!(read_tun(&tun, 1, Duration::from_millis(300)).is_empty());
+}
+
+/// Bad input: one clear line, a failing status, and not one frame sent.
+#[test]
+fn bad_input_is_one_clear_line_and_sends_nothing() {
+    let bench = veth_bench("ijb");
+    let dir = TempDir::new("ijb");
+    let frames = vec![
+        ether(BROADCAST, 0x88b5, &[1; 46]),
+        ether(BROADCAST, 0x88b5, &[2; 46]),
+    ];
+    let good = pcap(1, false, false, &frames);
+    let good_file = dir.write("good.pcap", &good);
+    // The second record (at byte 24 + 16 + 60 = 100) loses its last bytes.
+    let truncated = dir.write("cut.pcap", &good[..good.len() - 7]);
+    let text = dir.write("text.pcap", b"this is not a capture\n");
+    let empty = dir.write("empty.pcap", b"");
+    let missing = dir.path("missing.pcap");
+    let a = &bench.a;
+    let cases: Vec<(String, i32, &str)> = vec![
+        (
+            format!("inject {missing} {a}"),
+            1,
+            "No such file or directory",
+        ),
+        (
+            format!("inject {text} {a}"),
+            1,
+            "not a pcap or pcapng file (starts with 74 68 69 73)",
+        ),
+        (
+            format!("inject {empty} {a}"),
+            1,
+            "not a pcap or pcapng file",
+        ),
+        (
+            format!("inject {truncated} {a}"),
+            1,
+            "record 2 at byte 100: truncated (60 bytes of data announced, 53 left)",
+        ),
+        (
+            format!("inject {good_file} nosuchif0"),
+            1,
+            "nosuchif0: no such interface",
+        ),
+        (
+            format!("inject {good_file} {a} --count 0"),
+            2,
+            "--count must be at least 1",
+        ),
+        (
+            format!("inject {good_file} {a} --count many"),
+            2,
+            "--count: not a number: many",
+        ),
+        (
+            format!("inject {good_file} {a} --count"),
+            2,
+            "--count needs a value",
+        ),
+        (
+            format!("inject {good_file} {a} --loud"),
+            2,
+            "unknown option --loud",
+        ),
+        (
+            format!("inject {good_file} {a} --interval soon"),
+            2,
+            "not a number of seconds: soon",
+        ),
+        (format!("inject {good_file}"), 2, "missing IF"),
+        ("inject".to_string(), 2, "missing FILE and IF"),
+        (
+            format!("inject {good_file} {a} extra"),
+            2,
+            "unexpected argument: extra",
+        ),
+    ];
+    let (rx0, _, _) = counters(&bench.ns, &bench.b);
+    for (line, status, message) in &cases {
+        let r = bench.ns.myinit(line);
+        assert_eq!(r.status, *status, "{line}: {r:?}");
+        assert!(r.stderr.contains(message), "{line}: {r:?}");
+        assert!(r.stdout.is_empty(), "{line}: {r:?}");
+        if *status == 1 {
+            assert_eq!(r.stderr.lines().count(), 1, "{line}: {r:?}");
+            assert!(r.stderr.starts_with("-c:1: inject: "), "{line}: {r:?}");
+        }
+    }
+    assert_eq!(
+        counters(&bench.ns, &bench.b).0,
+        rx0,
+        "bad input sent frames"
+    );
+    // The good file still goes: the counters above could move.
+    bench
+        .ns
+        .myinit(&format!("inject {good_file} {a}"))
+        .assert_ok();
+    assert_eq!(counters(&bench.ns, &bench.b).0, rx0 + 2);
+}
+
+/// Ctrl-C (SIGINT) stops a long injection and it says how many went.
+#[test]
+fn ctrl_c_stops_an_injection_and_reports_what_was_sent() {
+    let bench = veth_bench("ijc");
+    let dir = TempDir::new("ijc");
+    let file = dir.write(
+        "one.pcap",
+        &pcap(1, false, false, &[ether(BROADCAST, 0x88b5, &[3; 46])]),
+    );
+    let (rx0, _, _) = counters(&bench.ns, &bench.b);
+    let mut child = Kill(Some(
+        Command::new("ip")
+            .args(["netns", "exec", &bench.ns.name, myinit_bin(), "-c"])
+            .arg(format!(
+                "inject {file} {} --count 100000 --interval 0.05",
+                bench.a
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let pid = child.0.as_ref().unwrap().id().to_string();
+    std::thread::sleep(Duration::from_millis(1000));
+    common::run_ok("kill", &["-INT", &pid]);
+    let stopped = Instant::now();
+    while child.0.as_mut().unwrap().try_wait().unwrap().is_none() {
+        assert!(stopped.elapsed() < Duration::from_secs(3), "no stop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.0.take().unwrap().wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stdout} {stderr}");
+    assert!(stderr.contains("inject: interrupted"), "{stderr}");
+    let sent: u64 = stdout
+        .strip_prefix("inject: ")
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary: {stdout}"));
+    assert!((5..=40).contains(&sent), "{stdout}");
+    assert_eq!(counters(&bench.ns, &bench.b).0 - rx0, sent);
+}
+
+/// Kills and reaps the child when dropped.
+struct Kill(Option<Child>);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
