@@ -576,7 +576,7 @@ fn bad_input_is_one_clear_line_and_sends_nothing() {
         (
             format!("inject {good_file} {a} extra"),
             2,
-            "unexpected argument: extra",
+            "unexpected argument 'extra'",
         ),
     ];
     let (rx0, _, _) = counters(&bench.ns, &bench.b);
@@ -627,7 +627,12 @@ fn ctrl_c_stops_an_injection_and_reports_what_was_sent() {
             .unwrap(),
     ));
     let pid = child.0.as_ref().unwrap().id().to_string();
-    std::thread::sleep(Duration::from_millis(1000));
+    // Interrupt once frames are flowing (myinit is up and its handler set).
+    let started = Instant::now();
+    while counters(&bench.ns, &bench.b).0 < rx0 + 3 {
+        assert!(started.elapsed() < Duration::from_secs(10), "nothing sent");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     common::run_ok("kill", &["-INT", &pid]);
     let stopped = Instant::now();
     while child.0.as_mut().unwrap().try_wait().unwrap().is_none() {
@@ -644,7 +649,8 @@ fn ctrl_c_stops_an_injection_and_reports_what_was_sent() {
         .and_then(|s| s.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no summary: {stdout}"));
-    assert!((5..=40).contains(&sent), "{stdout}");
+    // 100000 at 20/s would take over an hour: it stopped early.
+    assert!((3..1000).contains(&sent), "{stdout}");
     assert_eq!(counters(&bench.ns, &bench.b).0 - rx0, sent);
 }
 

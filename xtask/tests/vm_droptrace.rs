@@ -4,6 +4,8 @@
 //! ftrace backend (6.1 prints `location` as `%p`: read through an event
 //! probe). Reason names and numbers must be the running kernel's, locations
 //! symbolized from its kallsyms, and `droptrace save` JSONL must parse here.
+//! Frames this test writes into a pcap are injected into a TAP in the guest
+//! (`inject`), so the kernel receives them and drops them in ip_rcv_core.
 
 mod common;
 
@@ -12,15 +14,74 @@ use std::collections::BTreeMap;
 use common::{vm, TempDir};
 
 /// The drops every backend sees: UDP to closed ports on loopback (v4 and
-/// v6), TCP to a closed port, and a ping queued on an ARP lookup nobody
-/// answers behind tap0 (NEIGH_FAILED after the third probe, ~3 s).
+/// v6), TCP to a closed port, a ping queued on an ARP lookup nobody
+/// answers behind tap0 (NEIGH_FAILED after the third probe, ~3 s), and the
+/// two frames of frames.pcap received on tap1 (OTHERHOST, IP_CSUM).
 const WORKLOAD: &str = "set +e\n\
 ip neigh flush dev tap0\n\
 netcat -u -w 1 127.0.0.1 9 < /tmp/payload\n\
 netcat -u -w 1 ::1 9 < /tmp/payload\n\
 netcat -w 1 127.0.0.1 9 < /tmp/payload\n\
 ping -c 1 -W 1 192.168.77.2\n\
+inject /mnt/host/frames.pcap tap1\n\
 sleep 3.5\n";
+
+/// tap1's MAC and addresses, and a MAC that is not tap1's.
+const TAP1_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x01, 0x01];
+const FOREIGN_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x01, 0x99];
+const PEER_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x01, 0x02];
+const TAP1_IP: [u8; 4] = [192, 168, 78, 1];
+const PEER_IP: [u8; 4] = [192, 168, 78, 2];
+
+/// An Ethernet frame holding IPv4/UDP from PEER_IP:sport to TAP1_IP:dport;
+/// `bad_checksum` spoils the IPv4 header checksum.
+fn udp_frame(dst_mac: [u8; 6], sport: u16, dport: u16, bad_checksum: bool) -> Vec<u8> {
+    let payload = b"inject";
+    let mut ip = vec![0x45, 0];
+    ip.extend(((20 + 8 + payload.len()) as u16).to_be_bytes());
+    ip.extend([0, 1, 0x40, 0, 64, 17, 0, 0]);
+    ip.extend(PEER_IP);
+    ip.extend(TAP1_IP);
+    let mut sum: u32 = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let mut checksum = !(sum as u16);
+    if bad_checksum {
+        checksum ^= 0x5a5a;
+    }
+    ip[10..12].copy_from_slice(&checksum.to_be_bytes());
+    ip.extend(sport.to_be_bytes());
+    ip.extend(dport.to_be_bytes());
+    ip.extend(((8 + payload.len()) as u16).to_be_bytes());
+    ip.extend([0, 0]); // no UDP checksum (allowed over IPv4)
+    ip.extend(payload);
+    let mut frame = dst_mac.to_vec();
+    frame.extend(PEER_MAC);
+    frame.extend(0x0800u16.to_be_bytes());
+    frame.extend(ip);
+    frame
+}
+
+/// A classic pcap (µs, little-endian, Ethernet) of the given frames.
+fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = 0xa1b2c3d4u32.to_le_bytes().to_vec();
+    out.extend(2u16.to_le_bytes());
+    out.extend(4u16.to_le_bytes());
+    out.extend([0; 8]);
+    out.extend(65535u32.to_le_bytes());
+    out.extend(1u32.to_le_bytes());
+    for f in frames {
+        out.extend([0; 8]);
+        out.extend((f.len() as u32).to_le_bytes());
+        out.extend((f.len() as u32).to_le_bytes());
+        out.extend(f);
+    }
+    out
+}
 
 const BACKENDS: [(&str, &str); 3] = [
     ("btf", "--backend ebpf --hook tp-btf"),
@@ -39,6 +100,7 @@ struct Drop {
     src: String,
     dst: String,
     l4: String,
+    sport: String,
     dport: String,
     icmp_type: String,
 }
@@ -73,6 +135,7 @@ fn parse_jsonl(path: &std::path::Path) -> Vec<Drop> {
                 src: field(&p, "src"),
                 dst: field(&p, "dst"),
                 l4: field(&p, "l4"),
+                sport: field(&p, "sport"),
                 dport: field(&p, "dport"),
                 icmp_type: field(&p, "icmp_type"),
             }
@@ -102,7 +165,7 @@ fn ours(drops: &[Drop]) -> BTreeMap<(String, String), usize> {
     for d in drops.iter().filter(|d| {
         matches!(
             d.function(),
-            "__udp4_lib_rcv" | "__udp6_lib_rcv" | "tcp_v4_rcv" | "neigh_invalidate"
+            "__udp4_lib_rcv" | "__udp6_lib_rcv" | "tcp_v4_rcv" | "neigh_invalidate" | "ip_rcv_core"
         )
     }) {
         *counts
@@ -116,18 +179,26 @@ fn ours(drops: &[Drop]) -> BTreeMap<(String, String), usize> {
 fn droptrace_on_debian_6_1_names_reasons_locations_and_packets_with_every_backend() {
     let share = TempDir::new("droptrace");
     share.write("workload.run", WORKLOAD);
+    // OTHERHOST: not tap1's MAC. IP_CSUM: tap1's MAC, a bad header checksum.
+    let frames = [
+        udp_frame(FOREIGN_MAC, 4000, 5000, false),
+        udp_frame(TAP1_MAC, 4001, 5001, true),
+    ];
+    std::fs::write(share.0.join("frames.pcap"), pcap(&frames)).unwrap();
     let mut script = String::from(
         "set -e\n\
          ifconfig eth0 down\n\
          tap add tap0\n\
          ifconfig tap0 192.168.77.1/24 up\n\
+         tap add tap1\n\
+         ifconfig tap1 192.168.78.1/24 hw ether 02:00:00:00:01:01 up\n\
          echo droptrace-vm-test > /tmp/payload\n\
          kconfig tracing /boot/config > /mnt/host/kconfig.txt\n",
     );
     for (name, args) in BACKENDS {
         script.push_str(&format!(
             "droptrace start {args} > /mnt/host/start-{name}.txt\n\
-             run /mnt/host/workload.run\n\
+             run /mnt/host/workload.run > /mnt/host/workload-{name}.txt\n\
              set -e\n\
              droptrace stop\n\
              droptrace show > /mnt/host/show-{name}.txt\n\
@@ -219,6 +290,23 @@ fn droptrace_on_debian_6_1_names_reasons_locations_and_packets_with_every_backen
             assert_eq!(d.reason, "NO_SOCKET", "{name}: {d:?}");
         }
         assert_eq!(neigh.reason, "NEIGH_FAILED", "{name}: {neigh:?}");
+        // The injected frames, received on tap1 and dropped in ip_rcv_core.
+        assert!(
+            share
+                .read(&format!("workload-{name}.txt"))
+                .contains("inject: 2 packets from /mnt/host/frames.pcap to tap1"),
+            "{name}"
+        );
+        let received = |reason: &str| {
+            let found: Vec<&Drop> = drops
+                .iter()
+                .filter(|d| d.function() == "ip_rcv_core" && d.reason == reason)
+                .collect();
+            assert_eq!(found.len(), 1, "{name}: {reason}: {drops:?}");
+            found[0].clone()
+        };
+        let otherhost = received("OTHERHOST");
+        let csum = received("IP_CSUM");
         if name == "ftrace" {
             // Text events carry no device or packet: absent, not guessed.
             assert!(drops.iter().all(|d| d.dev.is_empty() && d.src.is_empty()));
@@ -246,12 +334,26 @@ fn droptrace_on_debian_6_1_names_reasons_locations_and_packets_with_every_backen
                 ("tap0", "192.168.77.1", "icmp", "8"),
                 "{name}: {neigh:?}"
             );
+            for (d, sport, dport) in [(&otherhost, "4000", "5000"), (&csum, "4001", "5001")] {
+                assert_eq!(
+                    (
+                        d.dev.as_str(),
+                        d.src.as_str(),
+                        d.dst.as_str(),
+                        d.l4.as_str(),
+                        d.sport.as_str(),
+                        d.dport.as_str()
+                    ),
+                    ("tap1", "192.168.78.2", "192.168.78.1", "udp", sport, dport),
+                    "{name}: {d:?}"
+                );
+            }
         }
         per_backend.push((name, ours(&drops)));
     }
     // All three saw the same drops at the same locations.
     let (first, expected) = &per_backend[0];
-    assert_eq!(expected.values().sum::<usize>(), 4, "{expected:?}");
+    assert_eq!(expected.values().sum::<usize>(), 6, "{expected:?}");
     for (name, counts) in &per_backend[1..] {
         assert_eq!(counts, expected, "{name} differs from {first}");
     }

@@ -94,7 +94,7 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
         }),
         Err(p) if p.is_empty() => Err(usage("missing FILE and IF")),
         Err(p) if p.len() == 1 => Err(usage("missing IF")),
-        Err(p) => Err(usage(format!("unexpected argument: {}", p[2]))),
+        Err(p) => Err(usage(format!("unexpected argument '{}'", p[2]))),
     }
 }
 
@@ -453,10 +453,12 @@ fn inject(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
                     }
                     Err(e) => {
                         let hint = match e.raw_os_error() {
-                            Some(libc::EIO) if matches!(sink, Sink::Tap(_)) => " (is it up?)",
-                            Some(libc::ENETDOWN) => " (is it up?)",
-                            Some(libc::EMSGSIZE) => " (larger than the MTU?)",
-                            _ => "",
+                            Some(libc::EIO) if matches!(sink, Sink::Tap(_)) => {
+                                format!(" (is {name} up?)")
+                            }
+                            Some(libc::ENETDOWN) => format!(" (is {name} up?)"),
+                            Some(libc::EMSGSIZE) => " (larger than the MTU?)".to_string(),
+                            _ => String::new(),
                         };
                         return (
                             sent,
@@ -615,6 +617,34 @@ mod tests {
         assert!(err.contains("Ethernet frame of 10 bytes"), "{err}");
         let err = parse_capture(&pcap(0xa1b2c3d4, false, 229, &[IP4])).unwrap_err();
         assert!(err.contains("not an IP packet of that version"), "{err}");
+    }
+
+    fn words(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn arguments_in_any_order_with_either_option_form() {
+        let a = parse(&words("--count=3 f.pcap tap0 --interval 0.5")).unwrap();
+        assert_eq!((a.file.as_str(), a.iface.as_str()), ("f.pcap", "tap0"));
+        assert_eq!(a.count, Some(3));
+        assert_eq!(a.interval, Duration::from_millis(500));
+        let a = parse(&words("-- --odd-file tap0")).unwrap();
+        assert_eq!((a.file.as_str(), a.count), ("--odd-file", None));
+        for (line, message) in [
+            ("", "missing FILE and IF"),
+            ("f", "missing IF"),
+            ("f i j", "unexpected argument 'j'"),
+            ("f i --count", "--count needs a value"),
+            ("f i --count -1", "--count: not a number: -1"),
+            ("f i --count 0", "--count must be at least 1"),
+            ("f i --interval x", "not a number of seconds: x"),
+            ("f i --fast", "unknown option --fast"),
+        ] {
+            let e = parse(&words(line)).err().unwrap();
+            assert!(e.is::<crate::cmd::UsageError>(), "{line}");
+            assert_eq!(e.to_string(), message, "{line}");
+        }
     }
 
     #[test]

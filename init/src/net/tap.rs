@@ -33,8 +33,6 @@ impl TapRegistry {
 
     /// The device's fd (non-blocking: fit for tokio's AsyncFd). Use
     /// `try_clone_to_owned()` to keep it beyond the registry lock.
-    // The API for inject, fakehost and capture, which may not use it yet.
-    #[allow(dead_code)]
     pub fn get(&self, name: &str) -> Option<BorrowedFd<'_>> {
         self.devices.get(name).map(|fd| fd.as_fd())
     }
