@@ -138,10 +138,12 @@ impl Console {
 
 #[test]
 fn a_key_in_the_countdown_gives_the_shell_and_poweroff_status_comes_back() {
+    let initrd = initrd();
+    let _slot = common::guest_slot();
     let mut child = xtask()
         .arg("vm")
         .arg("--initrd")
-        .arg(initrd())
+        .arg(initrd)
         .args(["--append", "myinit.countdown=30", "--timeout", "150"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -237,6 +239,8 @@ fn a_failing_script_fails_the_run() {
 fn a_hung_guest_is_killed_at_the_timeout() {
     let dir = TempDir::new("hang");
     let script = dir.write("hang.run", "echo hanging-now\nsleep 1000\n");
+    // Built (once, shared) before the clock starts: a first build takes minutes.
+    common::initrd();
     let started = Instant::now();
     let run = vm(&[
         "--autoexec",

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Condvar, Mutex, OnceLock};
 
 pub fn xtask() -> Command {
     Command::new(env!("CARGO_BIN_EXE_xtask"))
@@ -90,11 +90,40 @@ impl Run {
 }
 
 /// `xtask vm --initrd … ARGS`, stdin closed.
+/// At most this many guests run at once: TCG guests on a 2-core machine
+/// slow each other down until boot times mean nothing.
+const MAX_GUESTS: usize = 3;
+
+static GUESTS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+/// Held while a guest runs; waits for a free slot.
+pub struct GuestSlot;
+
+pub fn guest_slot() -> GuestSlot {
+    let (count, freed) = &GUESTS;
+    let mut running = count.lock().unwrap_or_else(|e| e.into_inner());
+    while *running >= MAX_GUESTS {
+        running = freed.wait(running).unwrap_or_else(|e| e.into_inner());
+    }
+    *running += 1;
+    GuestSlot
+}
+
+impl Drop for GuestSlot {
+    fn drop(&mut self) {
+        let (count, freed) = &GUESTS;
+        *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        freed.notify_one();
+    }
+}
+
 pub fn vm(args: &[&str]) -> Run {
+    let initrd = initrd();
+    let _slot = guest_slot();
     let out = xtask()
         .arg("vm")
         .arg("--initrd")
-        .arg(initrd())
+        .arg(initrd)
         .args(args)
         .stdin(Stdio::null())
         .output()
