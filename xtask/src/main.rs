@@ -107,7 +107,72 @@ fn test(cargo_args: &[String]) -> anyhow::Result<()> {
     )?;
     eprintln!("xtask: cargo test");
     // Every test target runs even when one fails, so one run shows all.
-    let mut args = vec!["test", "--no-fail-fast"];
+    let mut args = vec!["test", "--no-fail-fast", "--all-targets"];
     args.extend(cargo_args.iter().map(String::as_str));
-    run(&cargo, &args)
+    let mut child = std::process::Command::new(&cargo)
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot run {cargo}: {e}"))?;
+    let mut totals = TestTotals::default();
+    let stdout = child.stdout.take().expect("piped stdout");
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line?;
+        println!("{line}");
+        totals.add(&line);
+    }
+    let status = child.wait()?;
+    // One closing line for the whole run, across all test binaries.
+    println!("{} passed, {} failed", totals.passed, totals.failed);
+    anyhow::ensure!(status.success(), "cargo test failed: {status}");
+    Ok(())
+}
+
+/// Sums libtest's "test result: ok. N passed; M failed; …" lines.
+#[derive(Default, Debug, PartialEq)]
+struct TestTotals {
+    passed: u64,
+    failed: u64,
+}
+
+impl TestTotals {
+    fn add(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(label), Some(number)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = number.parse::<u64>() else {
+                continue;
+            };
+            match label {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_sum_libtest_result_lines() {
+        let mut t = TestTotals::default();
+        t.add("test result: ok. 60 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.12s");
+        t.add("test result: FAILED. 12 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.46s");
+        t.add("running 3 tests");
+        assert_eq!(
+            t,
+            TestTotals {
+                passed: 72,
+                failed: 1
+            }
+        );
+    }
 }
