@@ -631,3 +631,38 @@ fn bad_input_gives_clear_errors_and_the_shell_goes_on() {
         r.stderr
     );
 }
+
+#[test]
+fn leftovers_of_a_killed_tracer_are_removed_at_the_next_start() {
+    let tracing = std::path::Path::new("/sys/kernel/tracing");
+    if !tracing.join("events").is_dir() {
+        run_ok("mount", &["-t", "tracefs", "none", "/sys/kernel/tracing"]);
+    }
+    // What a myinit killed mid-trace leaves: its tracefs instance and its
+    // event probe (named after its pid, which no longer exists).
+    let dead_pid = 4_000_000 + std::process::id() % 100_000;
+    let instance = tracing.join(format!("instances/myinit-droptrace-{dead_pid}_0"));
+    std::fs::create_dir(&instance).unwrap();
+    // Event probes need CONFIG_EPROBE_EVENTS (Debian's 6.1 has it, and the
+    // VM test covers its probe; this 6.18 kernel does not).
+    let probe = format!("myinit/kfree_skb_{dead_pid}_0");
+    let probe_made = std::fs::OpenOptions::new()
+        .append(true)
+        .open(tracing.join("dynamic_events"))
+        .and_then(|mut f| {
+            std::io::Write::write_all(
+                &mut f,
+                format!("e:{probe} skb.kfree_skb skbaddr=$skbaddr:x64\n").as_bytes(),
+            )
+        })
+        .is_ok();
+    if !probe_made {
+        eprintln!("note: no event probes on this kernel; checking the instance only");
+    }
+    let ns = Netns::new("dtst");
+    let r = ns.myinit("droptrace start --backend ftrace; droptrace stop");
+    r.assert_ok();
+    assert!(!instance.exists(), "stale instance left: {r:?}");
+    let probes = std::fs::read_to_string(tracing.join("dynamic_events")).unwrap();
+    assert!(!probes.contains(&probe), "stale probe left: {probes}");
+}

@@ -193,7 +193,11 @@ fn droptrace_on_debian_6_1_names_reasons_locations_and_packets_with_every_backen
          tap add tap1\n\
          ifconfig tap1 192.168.78.1/24 hw ether 02:00:00:00:01:01 up\n\
          echo droptrace-vm-test > /tmp/payload\n\
-         kconfig tracing /boot/config > /mnt/host/kconfig.txt\n",
+         kconfig tracing /boot/config > /mnt/host/kconfig.txt\n\
+         # What a tracer killed mid-run leaves (pid 999999 does not exist):\n\
+         # the next start removes both.\n\
+         echo 'e:myinit/kfree_skb_999999_0 skb.kfree_skb skbaddr=$skbaddr:x64' >> /sys/kernel/tracing/dynamic_events\n\
+         mkdir /sys/kernel/tracing/instances/myinit-droptrace-999999_0\n",
     );
     for (name, args) in BACKENDS {
         script.push_str(&format!(

@@ -59,6 +59,42 @@ fn dynamic_event(tracefs: &Path, line: &str) -> std::io::Result<()> {
     f.write_all(format!("{line}\n").as_bytes())
 }
 
+/// The pid in a name like `myinit-droptrace-PID_N` or `kfree_skb_PID_N`.
+fn owner_pid(name: &str, prefix: &str) -> Option<u32> {
+    name.strip_prefix(prefix)?.split('_').next()?.parse().ok()
+}
+
+/// Removes instances and event probes left by a myinit that died while
+/// tracing (killed, or a VM reset): they would otherwise stay for good.
+fn remove_stale(tracefs: &Path) {
+    let alive = |pid: u32| Path::new("/proc").join(pid.to_string()).exists();
+    if let Ok(entries) = std::fs::read_dir(tracefs.join("instances")) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if owner_pid(&name, "myinit-droptrace-").is_some_and(|pid| !alive(pid)) {
+                let _ = std::fs::remove_dir(entry.path());
+            }
+        }
+    }
+    let probes = std::fs::read_to_string(tracefs.join("dynamic_events")).unwrap_or_default();
+    for line in probes.lines() {
+        // e:myinit/kfree_skb_PID_N skb.kfree_skb …
+        let Some(probe) = line
+            .split_whitespace()
+            .next()
+            .and_then(|d| d.strip_prefix("e:"))
+        else {
+            continue;
+        };
+        let Some(name) = probe.strip_prefix(&format!("{EPROBE_GROUP}/")) else {
+            continue;
+        };
+        if owner_pid(name, "kfree_skb_").is_some_and(|pid| !alive(pid)) {
+            let _ = dynamic_event(tracefs, &format!("-:{probe}"));
+        }
+    }
+}
+
 impl FtraceSession {
     /// Creates the instance and enables the event. The tracepoint must exist
     /// (`events/skb/kfree_skb/format` under `tracefs`).
@@ -70,6 +106,7 @@ impl FtraceSession {
                 format_path.display()
             );
         };
+        remove_stale(tracefs);
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let unique = format!(
             "{}_{}",
