@@ -186,7 +186,16 @@ pub struct DropTracer {
     pub events: RingBuf<aya::maps::MapData>,
     pub lost: PerCpuArray<aya::maps::MapData, u64>,
     pub hook: DropHook,
-    _logger: Option<tokio::task::JoinHandle<()>>,
+    /// The aya-log reader; it owns a map, so it must end with the tracer.
+    logger: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for DropTracer {
+    fn drop(&mut self) {
+        if let Some(logger) = self.logger.take() {
+            logger.abort();
+        }
+    }
 }
 
 impl DropTracer {
@@ -302,7 +311,7 @@ impl DropTracer {
             events,
             lost,
             hook: config.hook,
-            _logger: logger,
+            logger,
         })
     }
 

@@ -46,14 +46,20 @@ fn main() {
         // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     }
-    // Keep the default hook's message but make it one line: a panicking
-    // command is reported by the shell and the shell goes on.
+    // One line instead of the default hook's several: a panicking command
+    // is reported by the shell and the shell goes on.
     std::panic::set_hook(Box::new(|info| {
         let location = info
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!("myinit: panic{location}");
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        eprintln!("myinit: panic{location}: {message}");
     }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

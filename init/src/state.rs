@@ -22,40 +22,78 @@ pub struct State {
 }
 
 impl State {
-    /// Starts the runtime's signal tasks (Ctrl-C counter, child reaper).
-    /// The runtime must outlive the state; `main` keeps it.
+    /// Starts the runtime's signal tasks (Ctrl-C counter, child reaper, and
+    /// outside PID 1 a clean stop on SIGTERM/SIGHUP). The runtime must
+    /// outlive the state; `main` keeps it.
     pub fn start(rt: &tokio::runtime::Runtime, is_pid1: bool) -> Arc<State> {
         let (tx, rx) = watch::channel(0u64);
-        let reaper = Arc::new(Reaper::default());
-        rt.block_on(async {
-            use tokio::signal::unix::{signal, SignalKind};
-            // Registering the handlers here, before any command runs, means
-            // Ctrl-C never takes the default action (ending the shell).
-            let mut sigint = signal(SignalKind::interrupt()).expect("SIGINT handler");
-            let mut sigchld = signal(SignalKind::child()).expect("SIGCHLD handler");
-            tokio::spawn(async move {
-                while sigint.recv().await.is_some() {
-                    tx.send_modify(|n| *n += 1);
-                }
-            });
-            let reaper = reaper.clone();
-            tokio::spawn(async move {
-                loop {
-                    reaper.reap();
-                    // A periodic pass as well: signals coalesce, and a child
-                    // may exit between a reap and the next wait.
-                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), sigchld.recv())
-                        .await;
-                }
-            });
-        });
-        Arc::new(State {
+        let state = Arc::new(State {
             rt: rt.handle().clone(),
             interrupts: rx,
             is_pid1,
             taps: Mutex::new(TapRegistry::default()),
             jobs: JobRegistry::default(),
-            reaper,
-        })
+            reaper: Arc::new(Reaper::default()),
+        });
+        let for_tasks = state.clone();
+        rt.block_on(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            // Registered before any command runs, so Ctrl-C never takes the
+            // default action (ending the shell). A failure here must not
+            // end PID 1: it is reported and the shell runs without it.
+            match signal(SignalKind::interrupt()) {
+                Ok(mut sigint) => {
+                    tokio::spawn(async move {
+                        while sigint.recv().await.is_some() {
+                            tx.send_modify(|n| *n += 1);
+                        }
+                    });
+                }
+                Err(e) => eprintln!("myinit: no Ctrl-C handling: {e}"),
+            }
+            let mut sigchld = signal(SignalKind::child())
+                .map_err(|e| eprintln!("myinit: reaping children once a second only: {e}"))
+                .ok();
+            let reaper = for_tasks.reaper.clone();
+            tokio::spawn(async move {
+                loop {
+                    reaper.reap();
+                    // A periodic pass as well: signals coalesce, and a child
+                    // may exit between a reap and the next wait.
+                    let tick = std::time::Duration::from_secs(1);
+                    match sigchld.as_mut() {
+                        Some(sigchld) => {
+                            let _ = tokio::time::timeout(tick, sigchld.recv()).await;
+                        }
+                        None => tokio::time::sleep(tick).await,
+                    }
+                }
+            });
+            if !is_pid1 {
+                // Killed politely: stop the jobs (flush their files, detach
+                // tracers, remove tracefs instances) before exiting.
+                for (kind, number) in [
+                    (SignalKind::terminate(), libc::SIGTERM),
+                    (SignalKind::hangup(), libc::SIGHUP),
+                ] {
+                    let Ok(mut stream) = signal(kind) else {
+                        continue;
+                    };
+                    let state = for_tasks.clone();
+                    tokio::spawn(async move {
+                        if stream.recv().await.is_some() {
+                            let _ = tokio::task::spawn_blocking(move || {
+                                for report in state.jobs.stop_all() {
+                                    eprintln!("{report}");
+                                }
+                            })
+                            .await;
+                            std::process::exit(128 + number);
+                        }
+                    });
+                }
+            }
+        });
+        state
     }
 }

@@ -666,3 +666,78 @@ fn leftovers_of_a_killed_tracer_are_removed_at_the_next_start() {
     let probes = std::fs::read_to_string(tracing.join("dynamic_events")).unwrap();
     assert!(!probes.contains(&probe), "stale probe left: {probes}");
 }
+
+/// Open file descriptors of `pid` that are BPF maps or programs.
+fn bpf_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .filter(|e| {
+                    std::fs::read_link(e.path())
+                        .is_ok_and(|t| t.to_string_lossy().starts_with("anon_inode:bpf"))
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn stopping_releases_every_bpf_object_and_sigterm_cleans_up() {
+    let ns = Netns::new("dtrel");
+    // Four start/stop cycles, then idle: nothing of the tracers stays open.
+    let mut cycles = String::new();
+    for _ in 0..4 {
+        cycles.push_str("droptrace start --backend ebpf; droptrace stop; ");
+    }
+    cycles.push_str("sleep 3");
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.name, myinit_bin(), "-c", &cycles])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    // `ip netns exec` execs myinit, so the pid is myinit's.
+    assert_eq!(bpf_fds(child.id()), 0, "BPF objects left open after stop");
+    let _ = child.wait_with_output();
+
+    // SIGTERM while the ftrace backend runs: the instance goes away.
+    let mut child = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.name,
+            myinit_bin(),
+            "-c",
+            "droptrace start --backend ftrace; sleep 30",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once `start` has reported, the tracer is a registered job.
+    let mut started = String::new();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut stdout, &mut started).unwrap();
+    assert!(
+        started.starts_with("droptrace: backend ftrace"),
+        "{started}"
+    );
+    let instance = format!(
+        "/sys/kernel/tracing/instances/myinit-droptrace-{}_0",
+        child.id()
+    );
+    assert!(
+        std::path::Path::new(&instance).exists(),
+        "no instance {instance}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143));
+    assert!(
+        !std::path::Path::new(&instance).exists(),
+        "instance left after SIGTERM"
+    );
+}

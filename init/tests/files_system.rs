@@ -116,7 +116,9 @@ fn cat_of_a_pipe_that_stays_open_stops_on_sigint() {
     }
     let run = MyinitRun::from(child.wait_with_output().unwrap());
     drop(stdin);
-    assert_eq!(run.stdout, "streamed\nafter=130\n", "{run:?}");
+    // Ctrl-C ends the whole line, as in sh: `echo after` does not run.
+    assert_eq!(run.stdout, "streamed\n", "{run:?}");
+    assert_eq!(run.status, 130, "{run:?}");
     assert_eq!(stderr_lines(&run), ["cat: interrupted"]);
 }
 
@@ -192,6 +194,32 @@ fn cp_copies_to_a_file_and_into_a_directory() {
     ));
     assert_eq!(run.stdout, "status=1\n");
     assert_eq!(stderr_lines(&run).len(), 1, "{run:?}");
+}
+
+#[test]
+fn cp_onto_itself_or_from_a_fifo_is_refused_and_changes_nothing() {
+    let dir = TempDir::new();
+    let file = dir.path("same.txt");
+    fs::write(&file, "keep me\n").unwrap();
+    for line in [
+        format!("cp {file} {file}"),
+        format!("cp {file} {}", dir.0.display()),
+    ] {
+        let run = myinit(&line);
+        assert_eq!(run.status, 1, "{line}: {run:?}");
+        assert!(run.stderr.contains("are the same file"), "{run:?}");
+        assert_eq!(fs::read_to_string(&file).unwrap(), "keep me\n");
+    }
+    let fifo = dir.path("fifo");
+    nix::unistd::mkfifo(
+        fifo.as_str(),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let run = myinit(&format!("cp {fifo} {}", dir.path("out")));
+    assert_eq!(run.status, 1, "{run:?}");
+    assert!(run.stderr.contains("not a regular file"), "{run:?}");
+    assert!(!Path::new(&dir.path("out")).exists());
 }
 
 #[test]

@@ -242,3 +242,73 @@ fn readme_documents_every_command_as_help_shows_it() {
         "README lacks these usage lines: {missing:#?}"
     );
 }
+
+/// Runs `myinit -c COMMANDS` and sends it SIGINT after `after`.
+fn interrupted_run(
+    commands: &str,
+    after: std::time::Duration,
+) -> (common::MyinitRun, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let child = std::process::Command::new(myinit_bin())
+        .args(["-c", commands])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (common::MyinitRun::from(out), started.elapsed())
+}
+
+#[test]
+fn ctrl_c_stops_the_whole_script_not_just_one_command() {
+    let (r, took) = interrupted_run(
+        "echo before; sleep 30; echo after-first; sleep 30; echo after-second",
+        std::time::Duration::from_millis(500),
+    );
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    assert_eq!(r.stdout, "before\n");
+    assert_eq!(r.status, 130);
+}
+
+#[test]
+fn ctrl_c_gets_out_of_a_fifo_nobody_opens() {
+    let dir = temp_dir("lang");
+    let fifo = dir.join("fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    for line in [
+        format!("echo x > {}", fifo.display()),
+        format!("cat < {}", fifo.display()),
+        format!("cat {}", fifo.display()),
+    ] {
+        let (r, took) = interrupted_run(&line, std::time::Duration::from_millis(500));
+        assert!(took < std::time::Duration::from_secs(5), "{line}: {took:?}");
+        assert_eq!(r.status, 130, "{line}: {r:?}");
+        assert!(r.stderr.contains("interrupted"), "{line}: {r:?}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn only_an_escaping_backslash_continues_a_script_line() {
+    let dir = temp_dir("lang");
+    let script = dir.join("cont.run");
+    std::fs::write(
+        &script,
+        "echo one \\\n  two\n\
+         echo a\\\\\n\
+         echo b\n\
+         # a comment ending in a backslash \\\n\
+         echo visible\n\
+         echo 'quoted\\'\n",
+    )
+    .unwrap();
+    let r = common::MyinitRun::from(run(myinit_bin(), &[script.to_str().unwrap()]));
+    assert_eq!(r.stdout, "one two\na\\\nb\nvisible\nquoted\\\n", "{r:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

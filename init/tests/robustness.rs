@@ -58,3 +58,29 @@ fn every_command_rejects_nonsense_arguments_and_the_shell_goes_on() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+#[test]
+fn huge_or_odd_numbers_are_refused_cleanly() {
+    let ns = Netns::new("rob");
+    for line in [
+        "sleep 1e300",
+        "sleep -1",
+        "sleep nan",
+        "droptrace watch --seconds 1e300",
+        "ping -c 1 -i 1e300 127.0.0.1",
+        "ping -c 99999999999999999999 127.0.0.1",
+        "dmesg 99999999999999999999",
+        "poweroff 256",
+        "exit -1",
+        "ifconfig lo mtu 99999999999",
+        "mknod /tmp/never c 99999999999 1",
+        "inject /dev/null lo --count 0",
+    ] {
+        let r = ns.myinit(&format!("{line}; echo alive-after-$?"));
+        let last = r.stdout.lines().last().unwrap_or_default();
+        assert!(last.starts_with("alive-after-"), "{line}: {r:?}");
+        assert_ne!(last, "alive-after-0", "{line}: accepted: {r:?}");
+        assert!(!r.stderr.contains("panic"), "{line}: {r:?}");
+    }
+    assert!(!std::path::Path::new("/tmp/never").exists());
+}

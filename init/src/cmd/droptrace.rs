@@ -269,8 +269,10 @@ fn watch(
     filter: DropFilter,
 ) -> anyhow::Result<i32> {
     let deadline = match seconds {
-        Some(s) if s.is_finite() && s >= 0.0 => Some(Instant::now() + Duration::from_secs_f64(s)),
-        Some(_) => return Err(usage("--seconds must be a positive number")),
+        Some(s) if s.is_finite() && (0.0..=1e9).contains(&s) => {
+            Some(Instant::now() + Duration::from_secs_f64(s))
+        }
+        Some(_) => return Err(usage("--seconds must be a number from 0 to 1e9")),
         None => None,
     };
     let state = ctx.state();

@@ -92,7 +92,15 @@ fn cat(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         let result = if name == "-" {
             ctx.input.open().map_err(anyhow::Error::from)
         } else {
-            File::open(name).map_err(|e| anyhow!("{}", io_error(&e)))
+            crate::util::open_interruptible(
+                Path::new(name),
+                fs::OpenOptions::new().read(true),
+                ctx.interrupts(),
+            )
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::Interrupted => Interrupted.into(),
+                _ => anyhow!("{}", io_error(&e)),
+            })
         }
         .and_then(|mut file| {
             if file.metadata().is_ok_and(|m| m.is_dir()) {
@@ -137,12 +145,23 @@ fn cp(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     if meta.is_dir() {
         anyhow::bail!("{src}: is a directory (cp copies files only)");
     }
+    // A FIFO or device would block or never end: cp copies regular files.
+    if !meta.is_file() {
+        anyhow::bail!("{src}: not a regular file (cp copies regular files only)");
+    }
     let mut target = PathBuf::from(dst);
     if target.is_dir() {
         let Some(base) = src_path.file_name() else {
             anyhow::bail!("{src}: has no file name");
         };
         target.push(base);
+    }
+    // Copying a file onto itself would truncate it first: refuse.
+    if let Ok(existing) = fs::metadata(&target) {
+        use std::os::unix::fs::MetadataExt;
+        if existing.dev() == meta.dev() && existing.ino() == meta.ino() {
+            anyhow::bail!("{src} and {} are the same file", target.display());
+        }
     }
     fs::copy(src_path, &target)
         .map_err(|e| anyhow!("{src} -> {}: {}", target.display(), io_error(&e)))?;

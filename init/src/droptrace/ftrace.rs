@@ -66,7 +66,7 @@ fn owner_pid(name: &str, prefix: &str) -> Option<u32> {
 
 /// Removes instances and event probes left by a myinit that died while
 /// tracing (killed, or a VM reset): they would otherwise stay for good.
-fn remove_stale(tracefs: &Path) {
+pub fn remove_stale(tracefs: &Path) {
     let alive = |pid: u32| Path::new("/proc").join(pid.to_string()).exists();
     if let Ok(entries) = std::fs::read_dir(tracefs.join("instances")) {
         for entry in entries.flatten() {

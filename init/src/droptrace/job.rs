@@ -19,7 +19,9 @@ use super::store::store;
 use crate::ebpf::DropTracer;
 use crate::jobs::Job;
 use crate::state::State;
+use futures::FutureExt;
 use myinit_common::{DropEvent, DROP_HAS_DEV, DROP_HAS_SKB_OFFSETS};
+use std::panic::AssertUnwindSafe;
 
 /// Events taken from the ring per wake-up before other tasks get a turn.
 const EBPF_BATCH: usize = 4096;
@@ -144,6 +146,10 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
     }
     // A run that ended by itself (COUNT reached) still has its job entry.
     state.jobs.stop_matching(is_droptrace);
+    // Whatever backend runs now, clear what a killed tracer left behind.
+    if let Ok(tracefs) = super::tracefs() {
+        ftrace::remove_stale(&tracefs);
+    }
     let _runtime = state.rt.enter();
     let mut lines = Vec::new();
     let (stop_tx, stop_rx) = oneshot::channel();
@@ -179,8 +185,12 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
             }
             reset_store(&opts, &backend_name);
             let decoder = Decoder::new(kernel.reasons);
+            let name = backend_name.clone();
             state.rt.spawn(async move {
-                let report = run_ebpf(tracer, decoder, stop_rx).await;
+                let report = AssertUnwindSafe(run_ebpf(tracer, decoder, stop_rx))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| failed(&name));
                 let _ = done_tx.send(report);
             });
         }
@@ -212,8 +222,12 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
             }
             reset_store(&opts, &backend_name);
             let decoder = Decoder::new(reasons);
+            let name = backend_name.clone();
             state.rt.spawn(async move {
-                let report = run_ftrace(session, decoder, stop_rx).await;
+                let report = AssertUnwindSafe(run_ftrace(session, decoder, stop_rx))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|_| failed(&name));
                 let _ = done_tx.send(report);
             });
         }
@@ -238,6 +252,15 @@ fn reset_store(opts: &StartOptions, backend: &str) {
     s.filter = opts.filter.clone();
     s.backend = backend.to_string();
     s.running = true;
+}
+
+/// The tracer task panicked: mark it stopped so `start` works again.
+fn failed(backend: &str) -> String {
+    let lost = store().lost;
+    format!(
+        "{} (the tracer failed with an internal error)",
+        finish(backend, lost)
+    )
 }
 
 fn finish(backend: &str, lost: u64) -> String {

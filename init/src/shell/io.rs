@@ -90,14 +90,24 @@ fn write_all_fd(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// Past this, text without a newline is written anyway (binary data
+/// such as `cat image > file` must not pile up in memory).
+const MAX_PENDING: usize = 64 * 1024;
+
 impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // Only the new bytes can hold a newline the buffer did not have.
+        let newline_in_new = buf.iter().rposition(|&b| b == b'\n');
+        let before = self.pending.len();
         self.pending.extend_from_slice(buf);
-        if let Some(last_newline) = self.pending.iter().rposition(|&b| b == b'\n') {
-            let rest = self.pending.split_off(last_newline + 1);
-            let lines = std::mem::replace(&mut self.pending, rest);
-            self.write_out(&lines)?;
-        }
+        let cut = match newline_in_new {
+            Some(at) => before + at + 1,
+            None if self.pending.len() > MAX_PENDING => self.pending.len(),
+            None => return Ok(buf.len()),
+        };
+        let rest = self.pending.split_off(cut);
+        let lines = std::mem::replace(&mut self.pending, rest);
+        self.write_out(&lines)?;
         Ok(buf.len())
     }
 
@@ -167,5 +177,22 @@ mod tests {
         write!(out, "tail").unwrap();
         out.flush().unwrap();
         assert_eq!(out.contents(), b"add nat46dev\ntail");
+    }
+
+    #[test]
+    fn output_without_newlines_is_not_held_without_bound() {
+        let mut out = Output::memory();
+        let chunk = vec![0u8; 16 * 1024];
+        for _ in 0..8 {
+            out.write_all(&chunk).unwrap();
+        }
+        // Written once it passed the bound, not kept until the end.
+        assert!(
+            out.contents().len() > MAX_PENDING,
+            "{}",
+            out.contents().len()
+        );
+        out.flush().unwrap();
+        assert_eq!(out.contents().len(), 8 * chunk.len());
     }
 }

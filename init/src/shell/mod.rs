@@ -140,11 +140,16 @@ impl Shell {
             }
         };
         for command in &commands {
+            let interrupts_before = *self.state.interrupts.borrow();
             self.last_status = self.run_command(command, out, origin);
             if let Some(status) = self.exit_request {
                 return Flow::Exit(status);
             }
             if self.errexit && self.last_status != 0 {
+                return Flow::Stop;
+            }
+            // Ctrl-C stops the whole line and script, not just one command.
+            if *self.state.interrupts.borrow() != interrupts_before {
                 return Flow::Stop;
             }
         }
@@ -176,12 +181,14 @@ impl Shell {
                     continue;
                 }
             };
-            // A backslash at the end of a line continues the command.
-            if let Some(stripped) = text.strip_suffix('\\') {
+            // A backslash that escapes the end of the line (not one inside
+            // quotes, escaped itself, or in a comment) continues the command.
+            let candidate = format!("{pending}{text}");
+            if parse::parse_line(&candidate) == Err(parse::SyntaxError::TrailingBackslash) {
                 if pending.is_empty() {
                     start_line = number;
                 }
-                pending.push_str(stripped);
+                pending = candidate[..candidate.len() - 1].to_string();
                 continue;
             }
             let (line, origin) = if pending.is_empty() {
@@ -249,7 +256,7 @@ impl Shell {
                 return 0;
             }
             // `> file` alone creates or truncates the file, as in sh.
-            return match open_redirects(&redirects) {
+            return match open_redirects(&redirects, &self.state.interrupts) {
                 Ok(_) => 0,
                 Err(e) => {
                     eprintln!("{}{e}", origin.prefix());
@@ -257,8 +264,12 @@ impl Shell {
                 }
             };
         };
-        let (mut input, redirect_out) = match open_redirects(&redirects) {
+        let (mut input, redirect_out) = match open_redirects(&redirects, &self.state.interrupts) {
             Ok(r) => r,
+            Err(e) if e.is::<Interrupted>() => {
+                eprintln!("{}{name}: interrupted", origin.prefix());
+                return 130;
+            }
             Err(e) => {
                 eprintln!("{}{name}: {e}", origin.prefix());
                 return 1;
@@ -326,7 +337,11 @@ impl Shell {
     ) -> i32 {
         let prefix = origin.prefix();
         let name = spec.name;
-        if args.len() == 1 && (args[0] == "--help" || args[0] == "-h") && name != "ping" {
+        if args.len() == 1
+            && (args[0] == "--help" || args[0] == "-h")
+            && name != "ping"
+            && name != "echo"
+        {
             let _ = out.write_all(spec.help_text().as_bytes());
             return 0;
         }
@@ -391,21 +406,33 @@ impl Shell {
 }
 
 /// Opens `<`, `>` and `>>` targets; the last of each kind wins, as in sh.
-fn open_redirects(redirects: &[(RedirectKind, String)]) -> anyhow::Result<(Input, Option<File>)> {
+fn open_redirects(
+    redirects: &[(RedirectKind, String)],
+    interrupts: &tokio::sync::watch::Receiver<u64>,
+) -> anyhow::Result<(Input, Option<File>)> {
     let mut input = Input::Console;
     let mut output = None;
     for (kind, target) in redirects {
-        let opened = match kind {
-            RedirectKind::Input => File::open(target).map(|f| input = Input::File(f)),
-            RedirectKind::Truncate | RedirectKind::Append => OpenOptions::new()
+        let mut options = OpenOptions::new();
+        match kind {
+            RedirectKind::Input => options.read(true),
+            RedirectKind::Truncate | RedirectKind::Append => options
                 .write(true)
                 .create(true)
                 .truncate(*kind == RedirectKind::Truncate)
-                .append(*kind == RedirectKind::Append)
-                .open(target)
-                .map(|f| output = Some(f)),
+                .append(*kind == RedirectKind::Append),
         };
-        opened.map_err(|e| anyhow::anyhow!("{target}: {}", crate::util::io_error(&e)))?;
+        let mut interrupts = interrupts.clone();
+        interrupts.mark_unchanged();
+        let file = crate::util::open_interruptible(Path::new(target), &options, interrupts)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::Interrupted => anyhow::Error::from(Interrupted),
+                _ => anyhow::anyhow!("{target}: {}", crate::util::io_error(&e)),
+            })?;
+        match kind {
+            RedirectKind::Input => input = Input::File(file),
+            _ => output = Some(file),
+        }
     }
     Ok((input, output))
 }
