@@ -533,11 +533,15 @@ fn parse_ip(args: &[String]) -> Result<IpCmd, String> {
     let mut family = Family::Any;
     let mut words = args.iter().map(String::as_str).peekable();
     while let Some(opt) = words.peek().copied().filter(|w| w.starts_with('-')) {
-        family = match opt {
+        let wanted = match opt {
             "-4" => Family::V4,
             "-6" => Family::V6,
             _ => return Err(format!("{opt}: unknown option")),
         };
+        if family != Family::Any && family != wanted {
+            return Err("-4 and -6 exclude each other".into());
+        }
+        family = wanted;
         words.next();
     }
     let object = words
@@ -1200,6 +1204,8 @@ mod tests {
 
     #[test]
     fn ip_route_forms() {
+        assert!(parse_ip(&words("-4 -6 route")).is_err());
+        assert!(parse_ip(&words("-6 -6 route")).is_ok());
         let cmd = parse_ip(&words("route add 10.1.0.0/16 via 10.0.0.254 dev eth0")).unwrap();
         assert_eq!(
             cmd,
