@@ -51,6 +51,9 @@ pub struct DropEvent {
     pub dev: [u8; 16],
 }
 
+// The eBPF program zeroes a reserved event 8 bytes at a time.
+const _: () = assert!(core::mem::size_of::<DropEvent>().is_multiple_of(8));
+
 #[cfg(feature = "user")]
 // SAFETY: DropEvent is repr(C), Copy, and every bit pattern is valid.
 unsafe impl aya::Pod for DropEvent {}

@@ -397,7 +397,12 @@ pub async fn self_test() -> anyhow::Result<String> {
     let (mut tracer, kernel) = crate::droptrace::attach_ebpf(crate::droptrace::job::Hook::Auto)?;
     let ours = std::process::id();
     // A closed port on loopback: the kernel frees the skb as a drop.
-    let _ = crate::net::ioctl::set_up("lo");
+    if let Ok(netlink) = crate::net::netlink::Netlink::open() {
+        let _ = netlink
+            // lo is ifindex 1 in every network namespace.
+            .set_link(1, &[crate::net::netlink::LinkChange::Up])
+            .await;
+    }
     let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
     let closed = {
         let probe = std::net::UdpSocket::bind("127.0.0.1:0")?;
@@ -423,14 +428,13 @@ pub async fn self_test() -> anyhow::Result<String> {
         }
     }
     ours_seen.dedup();
+    let (hook, lost) = (tracer.hook.describe(), tracer.lost());
     Ok(format!(
-        "{}\neBPF: loaded and attached kfree_skb ({}); {seen} drop event(s) seen, {} from the self-test's \
-         packets (reason {}), {} lost",
-        crate::droptrace::capabilities(),
-        tracer.hook.describe(),
+        "{}\neBPF: loaded and attached kfree_skb ({hook}); {seen} drop event(s) seen, {} from the self-test's \
+         packets (reason {}), {lost} lost",
+        crate::droptrace::capabilities_with(&Ok((tracer, kernel))),
         ours_count,
         if ours_seen.is_empty() { "-".to_string() } else { ours_seen.join(",") },
-        tracer.lost()
     ))
 }
 

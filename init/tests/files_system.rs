@@ -678,24 +678,12 @@ fn kconfig_names_the_command_that_needs_a_missing_option() {
 }
 
 #[test]
-fn kconfig_bpf_loads_the_embedded_program_and_sees_its_drop() {
+fn kconfig_bpf_lists_its_options() {
+    // The self-test line it also prints is checked in tests/ebpf.rs.
     let ns = Netns::new("kcb");
     let run = ns.myinit("kconfig bpf");
     let config = kernel_config();
     let (count, _) = check_kconfig_lines(&run.stdout, &config);
     assert_eq!(count, 7, "{run:?}");
     assert_eq!(run.status, 0, "{run:?}");
-    let report = run
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("eBPF: loaded and attached"))
-        .unwrap_or_else(|| panic!("no self-test line: {run:?}"));
-    // "... N drop event(s) seen, M from the self-test's packets, L lost"
-    let ours: u64 = report
-        .split(", ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("cannot read {report}"));
-    assert!(ours >= 1, "no drop seen from the self-test: {report}");
 }

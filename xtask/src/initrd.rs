@@ -519,12 +519,17 @@ pub fn parse_modules_dep(text: &str) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
-/// True if a 64-bit ELF file asks for a dynamic loader (PT_INTERP).
-fn elf_has_interpreter(data: &[u8]) -> anyhow::Result<bool> {
+fn ensure_elf64(data: &[u8]) -> anyhow::Result<()> {
     ensure!(
         data.len() >= 64 && &data[..4] == b"\x7fELF" && data[4] == 2,
         "not a 64-bit ELF file"
     );
+    Ok(())
+}
+
+/// True if a 64-bit ELF file asks for a dynamic loader (PT_INTERP).
+fn elf_has_interpreter(data: &[u8]) -> anyhow::Result<bool> {
+    ensure_elf64(data)?;
     let phoff = u64_at(data, 0x20)? as usize;
     let phentsize = u16_at(data, 0x36)? as usize;
     let phnum = u16_at(data, 0x38)? as usize;
@@ -538,10 +543,7 @@ fn elf_has_interpreter(data: &[u8]) -> anyhow::Result<bool> {
 
 /// The `depends=` list of a module's `.modinfo` section.
 pub fn modinfo_depends(data: &[u8]) -> anyhow::Result<Vec<String>> {
-    ensure!(
-        data.len() >= 64 && &data[..4] == b"\x7fELF" && data[4] == 2,
-        "not a 64-bit ELF file"
-    );
+    ensure_elf64(data)?;
     let shoff = u64_at(data, 0x28)? as usize;
     let shentsize = u16_at(data, 0x3a)? as usize;
     let shnum = u16_at(data, 0x3c)? as usize;

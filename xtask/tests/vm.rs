@@ -175,7 +175,7 @@ fn a_key_in_the_countdown_gives_the_shell_and_poweroff_status_comes_back() {
     // Let the line editor take the terminal before typing.
     std::thread::sleep(Duration::from_millis(500));
     keys.write_all(b"echo typed-into-the-shell\r").unwrap();
-    console.wait_for("typed-into-the-shell\r\n", Duration::from_secs(20));
+    console.wait_for("\ntyped-into-the-shell\r\n", Duration::from_secs(20));
     // Ctrl-C on the serial console stops the foreground command (the
     // console is PID 1's controlling terminal), not the shell.
     keys.write_all(b"ping -c 1000 127.0.0.1\r").unwrap();
@@ -183,7 +183,7 @@ fn a_key_in_the_countdown_gives_the_shell_and_poweroff_status_comes_back() {
     keys.write_all(b"\x03").unwrap();
     console.wait_for("packets transmitted", Duration::from_secs(20));
     keys.write_all(b"echo still-here-after-ctrl-c\r").unwrap();
-    console.wait_for("still-here-after-ctrl-c\r\n", Duration::from_secs(20));
+    console.wait_for("\nstill-here-after-ctrl-c\r\n", Duration::from_secs(20));
     keys.write_all(b"poweroff 3\r").unwrap();
     let status = child.wait().unwrap();
     let mut stderr = String::new();

@@ -158,7 +158,6 @@ fn cp(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     }
     // Copying a file onto itself would truncate it first: refuse.
     if let Ok(existing) = fs::metadata(&target) {
-        use std::os::unix::fs::MetadataExt;
         if existing.dev() == meta.dev() && existing.ino() == meta.ino() {
             anyhow::bail!("{src} and {} are the same file", target.display());
         }

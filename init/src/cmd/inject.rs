@@ -353,7 +353,14 @@ impl Sink {
 fn packet_socket() -> std::io::Result<OwnedFd> {
     // Protocol 0: the socket sends and never receives.
     // SAFETY: plain syscall; the fd is owned from here on.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            // Non-blocking: the send loop is async and retries on EAGAIN.
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }

@@ -92,10 +92,7 @@ fn parse_ifconfig(words: &[String]) -> Result<Vec<IfAction>, String> {
             "-promisc" => IfAction::Link(LinkChange::Promisc(false)),
             "mtu" => {
                 let n = it.next().ok_or("mtu needs a value")?;
-                match n.parse::<u32>() {
-                    Ok(mtu) if mtu > 0 => IfAction::Link(LinkChange::Mtu(mtu)),
-                    _ => return Err(format!("{n}: bad mtu")),
-                }
+                IfAction::Link(LinkChange::Mtu(parse_mtu(n)?))
             }
             "hw" => {
                 match it.next() {
@@ -106,8 +103,7 @@ fn parse_ifconfig(words: &[String]) -> Result<Vec<IfAction>, String> {
                     None => return Err("hw needs 'ether MAC'".into()),
                 }
                 let mac = it.next().ok_or("hw ether needs a MAC address")?;
-                let mac =
-                    iface::parse_mac(mac).ok_or_else(|| format!("{mac}: not a MAC address"))?;
+                let mac = parse_mac_word(mac)?;
                 IfAction::Link(LinkChange::Mac(mac))
             }
             "netmask" => {
@@ -171,10 +167,8 @@ fn ifconfig(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
             let text = ctx.block_on(ifconfig_show(None))??;
             ctx.out.write_all(text.as_bytes())?;
         }
-        [flag] if flag == "-a" => {
-            let text = ctx.block_on(ifconfig_show(None))??;
-            ctx.out.write_all(text.as_bytes())?;
-        }
+        // `-a` (all interfaces) is what plain `ifconfig` shows anyway.
+        [flag] if flag == "-a" => return ifconfig(ctx, &[]),
         [name] => {
             let index = ifindex(name)?;
             let text = ctx.block_on(ifconfig_show(Some(index)))??;
@@ -432,6 +426,20 @@ struct RouteArgs {
     src: Option<IpAddr>,
 }
 
+impl RouteArgs {
+    /// The netlink request for these words, with `dev` resolved to `oif`.
+    fn spec(&self, oif: Option<u32>) -> RouteSpec {
+        RouteSpec {
+            v6: self.v6,
+            dst: self.dst,
+            gateway: self.gateway,
+            oif,
+            metric: self.metric,
+            src: self.src,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum IpCmd {
     RouteShow {
@@ -523,6 +531,17 @@ fn parse_verb(word: &str) -> Option<Verb> {
 fn parse_addr(word: &str) -> Result<IpAddr, String> {
     word.parse()
         .map_err(|_| format!("{word}: not an IP address"))
+}
+
+fn parse_mtu(word: &str) -> Result<u32, String> {
+    match word.parse::<u32>() {
+        Ok(mtu) if mtu > 0 => Ok(mtu),
+        _ => Err(format!("{word}: bad mtu")),
+    }
+}
+
+fn parse_mac_word(word: &str) -> Result<[u8; 6], String> {
+    iface::parse_mac(word).ok_or_else(|| format!("{word}: not a MAC address"))
 }
 
 fn next_value<'a>(it: &mut impl Iterator<Item = &'a str>, key: &str) -> Result<&'a str, String> {
@@ -708,19 +727,10 @@ fn parse_ip_link(verb: Verb, rest: &[&str]) -> Result<IpCmd, String> {
                 changes.push(match word {
                     "up" => LinkChange::Up,
                     "down" => LinkChange::Down,
-                    "mtu" => {
-                        let n = next_value(&mut it, "mtu")?;
-                        match n.parse::<u32>() {
-                            Ok(mtu) if mtu > 0 => LinkChange::Mtu(mtu),
-                            _ => return Err(format!("{n}: bad mtu")),
-                        }
-                    }
+                    "mtu" => LinkChange::Mtu(parse_mtu(next_value(&mut it, "mtu")?)?),
                     "address" => {
                         let mac = next_value(&mut it, "address")?;
-                        LinkChange::Mac(
-                            iface::parse_mac(mac)
-                                .ok_or_else(|| format!("{mac}: not a MAC address"))?,
-                        )
+                        LinkChange::Mac(parse_mac_word(mac)?)
                     }
                     "promisc" => match next_value(&mut it, "promisc")? {
                         "on" => LinkChange::Promisc(true),
@@ -755,8 +765,7 @@ fn parse_ip_neigh(family: Family, verb: Verb, rest: &[&str]) -> Result<IpCmd, St
             "dev" => dev = Some(next_value(&mut it, "dev")?.to_string()),
             "lladdr" if matches!(verb, Verb::Add | Verb::Replace) => {
                 let mac = next_value(&mut it, "lladdr")?;
-                lladdr =
-                    Some(iface::parse_mac(mac).ok_or_else(|| format!("{mac}: not a MAC address"))?);
+                lladdr = Some(parse_mac_word(mac)?);
             }
             "nud" if matches!(verb, Verb::Add | Verb::Replace) => {
                 let s = next_value(&mut it, "nud")?;
@@ -834,12 +843,11 @@ fn route_text(route: &RouteArgs) -> String {
 
 async fn run_ip(cmd: IpCmd) -> anyhow::Result<String> {
     // Resolve names before opening netlink so that a wrong name is the error.
-    let nl_open = || Netlink::open();
     let mut out = String::new();
     match cmd {
         IpCmd::RouteShow { v6, dev } => {
             let oif = opt_index(&dev)?;
-            let nl = nl_open()?;
+            let nl = Netlink::open()?;
             let names = names(&nl).await?;
             for r in nl.routes(v6).await? {
                 if r.table != iface::RT_TABLE_MAIN || oif.is_some_and(|i| r.oif != Some(i)) {
@@ -850,29 +858,19 @@ async fn run_ip(cmd: IpCmd) -> anyhow::Result<String> {
         }
         IpCmd::RouteAdd { route, replace } => {
             let oif = opt_index(&route.dev)?;
-            let nl = nl_open()?;
-            let spec = RouteSpec {
-                v6: route.v6,
-                dst: route.dst,
-                gateway: route.gateway,
-                oif,
-                metric: route.metric,
-                src: route.src,
-            };
+            let nl = Netlink::open()?;
+            let spec = route.spec(oif);
             nl.add_route(&spec, replace)
                 .await
                 .map_err(|e| anyhow!("route {}: {e}", route_text(&route)))?;
         }
         IpCmd::RouteDel(route) => {
             let oif = opt_index(&route.dev)?;
-            let nl = nl_open()?;
+            let nl = Netlink::open()?;
+            // The source address does not select the route to delete.
             let spec = RouteSpec {
-                v6: route.v6,
-                dst: route.dst,
-                gateway: route.gateway,
-                oif,
-                metric: route.metric,
                 src: None,
+                ..route.spec(oif)
             };
             nl.del_route(&spec).await.map_err(|e| match e.errno() {
                 Some(nix::errno::Errno::ESRCH) => {
@@ -883,24 +881,24 @@ async fn run_ip(cmd: IpCmd) -> anyhow::Result<String> {
         }
         IpCmd::AddrShow { family, dev } => {
             let index = opt_index(&dev)?;
-            let nl = nl_open()?;
+            let nl = Netlink::open()?;
             out = addr_show(&nl, family, index, true).await?;
         }
         IpCmd::LinkShow { dev } => {
             let index = opt_index(&dev)?;
-            let nl = nl_open()?;
+            let nl = Netlink::open()?;
             out = addr_show(&nl, Family::Any, index, false).await?;
         }
         IpCmd::AddrAdd { addr, prefix, dev } => {
             let index = ifindex(&dev)?;
-            let nl = nl_open()?;
+            let nl = Netlink::open()?;
             nl.add_addr(index, addr, prefix)
                 .await
                 .map_err(|e| anyhow!("{addr}/{prefix} dev {dev}: {e}"))?;
         }
         IpCmd::AddrDel { addr, prefix, dev } => {
             let index = ifindex(&dev)?;
-            let nl = nl_open()?;
+            let nl = Netlink::open()?;
             let found = nl
                 .addrs(Some(index))
                 .await?
@@ -917,14 +915,14 @@ async fn run_ip(cmd: IpCmd) -> anyhow::Result<String> {
         }
         IpCmd::LinkSet { dev, changes } => {
             let index = ifindex(&dev)?;
-            let nl = nl_open()?;
+            let nl = Netlink::open()?;
             nl.set_link(index, &changes)
                 .await
                 .map_err(|e| anyhow!("{dev}: {e}"))?;
         }
         IpCmd::NeighShow { family, dev } => {
             let index = opt_index(&dev)?;
-            let nl = nl_open()?;
+            let nl = Netlink::open()?;
             let names = names(&nl).await?;
             for n in nl.neighs().await? {
                 if family.allows(&n.dst) && index.is_none_or(|i| i == n.index) {
@@ -940,14 +938,14 @@ async fn run_ip(cmd: IpCmd) -> anyhow::Result<String> {
             replace,
         } => {
             let index = ifindex(&dev)?;
-            let nl = nl_open()?;
+            let nl = Netlink::open()?;
             nl.add_neigh(index, dst, &lladdr, state, replace)
                 .await
                 .map_err(|e| anyhow!("{dst} dev {dev}: {e}"))?;
         }
         IpCmd::NeighDel { dst, dev } => {
             let index = ifindex(&dev)?;
-            let nl = nl_open()?;
+            let nl = Netlink::open()?;
             nl.del_neigh(index, dst)
                 .await
                 .map_err(|e| match e.errno() {
@@ -957,7 +955,7 @@ async fn run_ip(cmd: IpCmd) -> anyhow::Result<String> {
         }
         IpCmd::NeighFlush { family, dev } => {
             let index = ifindex(&dev)?;
-            let nl = nl_open()?;
+            let nl = Netlink::open()?;
             for n in nl.neighs().await? {
                 // NOARP entries are the kernel's own (multicast, broadcast).
                 if n.index != index || !family.allows(&n.dst) || n.state & iface::NUD_NOARP != 0 {

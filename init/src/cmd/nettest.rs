@@ -37,14 +37,9 @@ fn print_help(ctx: &mut Ctx<'_>, name: &str) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Seconds as a duration: a non-negative decimal number.
+/// Seconds for an option, with the option named in the error.
 fn parse_seconds(option: &str, text: &str) -> anyhow::Result<Duration> {
-    match text.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && (0.0..=1e6).contains(&secs) => {
-            Ok(Duration::from_secs_f64(secs))
-        }
-        _ => Err(usage(format!("{option}: not a number of seconds: {text}"))),
-    }
+    super::builtin::parse_seconds(text).map_err(|e| usage(format!("{option}: {e}")))
 }
 
 #[derive(Parser, Debug)]
@@ -139,10 +134,8 @@ fn ping_cmd(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     }
     let (dest, options) = ping_options(args)?;
     if let Some(iface) = options.iface.as_deref() {
-        if iface.parse::<std::net::IpAddr>().is_err()
-            && nix::net::if_::if_nametoindex(iface).is_err()
-        {
-            anyhow::bail!("{iface}: no such interface");
+        if iface.parse::<std::net::IpAddr>().is_err() {
+            crate::net::iface::ifindex(iface)?;
         }
     }
     let target = ping::resolve(&dest, options.family, options.iface.as_deref())?;

@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use anyhow::{bail, Context as _};
 
 use super::event::{DropRecord, ReasonNames};
-use super::kallsyms::Kallsyms;
 
 /// Per-CPU ring size of our instance: a flood fills it in well under a
 /// second, so the reader's speed decides what is lost.
@@ -106,7 +105,6 @@ impl FtraceSession {
                 format_path.display()
             );
         };
-        remove_stale(tracefs);
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let unique = format!(
             "{}_{}",
@@ -265,7 +263,7 @@ pub fn parse_line(
     line: &str,
     event: &str,
     reasons: &ReasonNames,
-    kallsyms: &Kallsyms,
+    symbolize: &mut dyn FnMut(u64) -> String,
 ) -> Option<DropRecord> {
     let (head, body) = line.split_once(&format!(" {event}: "))?;
     // From the right: timestamp, optional flags, [cpu]; the rest is comm-pid
@@ -303,7 +301,7 @@ pub fn parse_line(
             // probe's hex value.
             "location" => {
                 location = match u64::from_str_radix(value.trim_start_matches("0x"), 16) {
-                    Ok(addr) if !value.contains('+') => kallsyms.symbolize(addr),
+                    Ok(addr) if !value.contains('+') => symbolize(addr),
                     _ => value.to_string(),
                 }
             }
@@ -337,6 +335,7 @@ pub fn parse_line(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::droptrace::kallsyms::Kallsyms;
 
     #[test]
     fn parses_trace_pipe_lines_of_both_kernels() {
@@ -346,7 +345,10 @@ mod tests {
         let kallsyms =
             Kallsyms::parse("ffffffff81000100 T ip_rcv_core\nffffffff81000440 T ip_rcv_finish\n");
         let line618 = "   my worker-x-17261   [001] ..s1.   711.155897: kfree_skb: skbaddr=00000000a27870e6 rx_sk=0000000000000000 protocol=2048 location=__udp4_lib_rcv+0x4bc/0xd00 reason: NO_SOCKET";
-        let r = parse_line(line618, "kfree_skb", &reasons, &kallsyms).unwrap();
+        let r = parse_line(line618, "kfree_skb", &reasons, &mut |a| {
+            kallsyms.symbolize(a)
+        })
+        .unwrap();
         assert_eq!(r.comm, "my worker-x");
         assert_eq!(r.pid, 17261);
         assert_eq!(r.cpu, 1);
@@ -357,23 +359,33 @@ mod tests {
         assert_eq!(r.reason_code, Some(3));
         assert_eq!(r.function(), "__udp4_lib_rcv");
         let line61 = "<idle>-0 [000] ..s. 12.5: kfree_skb: skbaddr=ffff888004a2c000 protocol=2048 location=ffffffff810002d0 reason: OTHERHOST";
-        let r = parse_line(line61, "kfree_skb", &reasons, &kallsyms).unwrap();
+        let r = parse_line(line61, "kfree_skb", &reasons, &mut |a| {
+            kallsyms.symbolize(a)
+        })
+        .unwrap();
         assert_eq!(r.comm, "<idle>");
         assert_eq!(r.location, "ip_rcv_core+0x1d0/0x340");
         assert_eq!(r.reason_code, Some(16));
         assert_eq!(r.time_ns, 12_500_000_000);
-        assert!(parse_line("garbage", "kfree_skb", &reasons, &kallsyms).is_none());
+        assert!(
+            parse_line("garbage", "kfree_skb", &reasons, &mut |a| kallsyms
+                .symbolize(a))
+            .is_none()
+        );
         // Our event probe on 6.1: numbers, named here.
         let probe = "init-1 [000] .Ns1. 4.755473: kfree_skb_7_0: (skb.kfree_skb) skbaddr=0xffff8dd65f319e00 location=0xffffffff81000110 protocol=2048 reason=3";
-        let r = parse_line(probe, "kfree_skb_7_0", &reasons, &kallsyms).unwrap();
+        let r = parse_line(probe, "kfree_skb_7_0", &reasons, &mut |a| {
+            kallsyms.symbolize(a)
+        })
+        .unwrap();
         assert_eq!(r.location, "ip_rcv_core+0x10/0x340");
         assert_eq!((r.reason.as_str(), r.reason_code), ("NO_SOCKET", Some(3)));
         assert_eq!(r.skb, "0xffff8dd65f319e00");
         assert_eq!(r.pid, 1);
-        assert!(parse_line(probe, "kfree_skb", &reasons, &kallsyms).is_none());
+        assert!(parse_line(probe, "kfree_skb", &reasons, &mut |a| kallsyms.symbolize(a)).is_none());
         // 6.1 with hash-ptr off prints an empty reason: unknown, not "".
         let empty = "init-1 [000] .Ns1. 4.69: kfree_skb: skbaddr=ffff8dd65f319e00 protocol=2048 location=ffffffff81000110 reason: ";
-        let r = parse_line(empty, "kfree_skb", &reasons, &kallsyms).unwrap();
+        let r = parse_line(empty, "kfree_skb", &reasons, &mut |a| kallsyms.symbolize(a)).unwrap();
         assert_eq!((r.reason.as_str(), r.reason_code), ("?", None));
     }
 

@@ -80,13 +80,16 @@ impl Decoder {
         }
     }
 
+    /// `function+0xoff/0xsize`, symbolized once per address.
+    fn location(kallsyms: &Kallsyms, locations: &mut HashMap<u64, String>, addr: u64) -> String {
+        locations
+            .entry(addr)
+            .or_insert_with(|| kallsyms.symbolize(addr))
+            .clone()
+    }
+
     pub fn ebpf(&mut self, e: &DropEvent) -> DropRecord {
-        let kallsyms = &self.kallsyms;
-        let location = self
-            .locations
-            .entry(e.location)
-            .or_insert_with(|| kallsyms.symbolize(e.location))
-            .clone();
+        let location = Self::location(&self.kallsyms, &mut self.locations, e.location);
         let has_dev = e.flags & DROP_HAS_DEV != 0;
         DropRecord {
             time_ns: e.timestamp_ns,
@@ -185,9 +188,10 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
             }
             reset_store(&opts, &backend_name);
             let decoder = Decoder::new(kernel.reasons);
-            let name = backend_name.clone();
+            // The name the stop report uses, also when the task fails.
+            let name = format!("ebpf {}", tracer.hook.describe());
             state.rt.spawn(async move {
-                let report = AssertUnwindSafe(run_ebpf(tracer, decoder, stop_rx))
+                let report = AssertUnwindSafe(run_ebpf(tracer, decoder, stop_rx, name.clone()))
                     .catch_unwind()
                     .await
                     .unwrap_or_else(|_| failed(&name));
@@ -222,9 +226,9 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
             }
             reset_store(&opts, &backend_name);
             let decoder = Decoder::new(reasons);
-            let name = backend_name.clone();
+            let name = "ftrace".to_string();
             state.rt.spawn(async move {
-                let report = AssertUnwindSafe(run_ftrace(session, decoder, stop_rx))
+                let report = AssertUnwindSafe(run_ftrace(session, decoder, stop_rx, name.clone()))
                     .catch_unwind()
                     .await
                     .unwrap_or_else(|_| failed(&name));
@@ -294,8 +298,8 @@ async fn run_ebpf(
     mut tracer: DropTracer,
     mut decoder: Decoder,
     mut stop: oneshot::Receiver<()>,
+    backend: String,
 ) -> String {
-    let backend = format!("ebpf {}", tracer.hook.describe());
     // SAFETY: the tracer owns the fd and outlives `ring`, which is dropped
     // before the tracer.
     let registered = unsafe {
@@ -352,13 +356,19 @@ async fn run_ebpf(
     finish(&backend, tracer.lost())
 }
 
-fn drain_ftrace(session: &mut FtraceSession, decoder: &Decoder, max: usize) -> (usize, bool) {
+fn drain_ftrace(session: &mut FtraceSession, decoder: &mut Decoder, max: usize) -> (usize, bool) {
     let mut records = Vec::new();
     let event = session.event.clone();
     let event = event.as_str();
+    let Decoder {
+        kallsyms,
+        reasons,
+        locations,
+    } = decoder;
+    let mut symbolize = |addr| Decoder::location(kallsyms, locations, addr);
     let read = session
         .read_batch(max, |line| {
-            if let Some(r) = ftrace::parse_line(line, event, &decoder.reasons, &decoder.kallsyms) {
+            if let Some(r) = ftrace::parse_line(line, event, reasons, &mut symbolize) {
                 records.push(r);
             }
         })
@@ -369,17 +379,17 @@ fn drain_ftrace(session: &mut FtraceSession, decoder: &Decoder, max: usize) -> (
 
 async fn run_ftrace(
     mut session: FtraceSession,
-    decoder: Decoder,
+    mut decoder: Decoder,
     mut stop: oneshot::Receiver<()>,
+    backend: String,
 ) -> String {
-    let backend = "ftrace";
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     let mut lost_tick = 0u32;
     loop {
         tokio::select! {
             _ = &mut stop => break,
             _ = tick.tick() => {
-                let (read, done) = drain_ftrace(&mut session, &decoder, FTRACE_BATCH);
+                let (read, done) = drain_ftrace(&mut session, &mut decoder, FTRACE_BATCH);
                 lost_tick += 1;
                 if lost_tick.is_multiple_of(10) {
                     store().lost = session.lost();
@@ -393,13 +403,15 @@ async fn run_ftrace(
                 }
             }
         }
+        // A full batch is a lot of parsing: let other tasks run between.
+        tokio::task::yield_now().await;
     }
     session.disable();
     loop {
-        let (read, done) = drain_ftrace(&mut session, &decoder, FTRACE_BATCH);
+        let (read, done) = drain_ftrace(&mut session, &mut decoder, FTRACE_BATCH);
         if read == 0 || done {
             break;
         }
     }
-    finish(backend, session.lost())
+    finish(&backend, session.lost())
 }

@@ -167,7 +167,13 @@ pub fn format_reasons(tracefs: &Path) -> ReasonNames {
 /// whether each backend can run, found by trying (the eBPF programs are
 /// loaded and attached, then dropped) rather than by version, and why not.
 pub fn capabilities() -> String {
-    let ebpf = match attach_ebpf(Hook::Auto) {
+    capabilities_with(&attach_ebpf(Hook::Auto))
+}
+
+/// `capabilities` for a tracer attached already (`kconfig bpf`'s self-test
+/// has one: no need to load the programs a second time).
+pub fn capabilities_with(attached: &anyhow::Result<(DropTracer, KernelInfo)>) -> String {
+    let ebpf = match attached {
         Ok((tracer, kernel)) => match tracer.hook {
             DropHook::BtfTracepoint => format!("yes: {}", kernel.describe()),
             DropHook::Tracepoint => {

@@ -1,7 +1,6 @@
 //! Network plumbing: TAP devices, netlink (links, addresses, routes, neighbours).
 
 pub mod iface;
-pub mod ioctl;
 pub mod netcat;
 pub mod netlink;
 pub mod ping;

@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6, ToSocketAddrs};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -62,7 +62,7 @@ pub fn parse_port(text: &str) -> Option<u16> {
 
 /// HOST as addresses: an IP literal (IPv6 may carry `%IF`) or a name the
 /// system resolves (all its addresses, tried in order).
-pub fn resolve(host: &str, port: u16) -> anyhow::Result<Vec<SocketAddr>> {
+pub async fn resolve(host: &str, port: u16) -> anyhow::Result<Vec<SocketAddr>> {
     if host.contains('%') || host.parse::<IpAddr>().is_ok() {
         let target = super::ping::resolve(host, None, None)?;
         return Ok(vec![match target.addr {
@@ -70,8 +70,9 @@ pub fn resolve(host: &str, port: u16) -> anyhow::Result<Vec<SocketAddr>> {
             IpAddr::V6(a) => SocketAddr::V6(SocketAddrV6::new(a, port, 0, target.scope_id)),
         }]);
     }
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
+    // getaddrinfo blocks: tokio runs it off the runtime's workers.
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
         .map_err(|_| anyhow!("{host}: unknown host"))?
         .collect();
     if addrs.is_empty() {
@@ -201,7 +202,7 @@ pub async fn run<W: Write>(
 
 async fn connect_tcp(options: &Options) -> anyhow::Result<TcpStream> {
     let host = options.host.as_deref().unwrap_or("localhost");
-    let addrs = resolve(host, options.port)?;
+    let addrs = resolve(host, options.port).await?;
     let mut last_error = None;
     for addr in &addrs {
         let attempt = TcpStream::connect(addr);
@@ -242,14 +243,14 @@ async fn connect_tcp(options: &Options) -> anyhow::Result<TcpStream> {
 
 /// A bound socket for listening: HOST's address, or every address of both
 /// families (`[::]` accepting IPv4 too) without HOST.
-fn bind_listener(options: &Options) -> anyhow::Result<(Socket, SocketAddr)> {
+async fn bind_listener(options: &Options) -> anyhow::Result<(Socket, SocketAddr)> {
     let ty = if options.udp {
         Type::DGRAM
     } else {
         Type::STREAM
     };
     let candidates = match &options.host {
-        Some(host) => resolve(host, options.port)?,
+        Some(host) => resolve(host, options.port).await?,
         None => vec![
             SocketAddr::from((Ipv6Addr::UNSPECIFIED, options.port)),
             SocketAddr::from(([0, 0, 0, 0], options.port)),
@@ -287,7 +288,7 @@ fn bind_listener(options: &Options) -> anyhow::Result<(Socket, SocketAddr)> {
 }
 
 async fn accept_tcp(options: &Options) -> anyhow::Result<TcpStream> {
-    let (socket, addr) = bind_listener(options)?;
+    let (socket, addr) = bind_listener(options).await?;
     let listener = TcpListener::from_std(socket.into())?;
     if options.verbose {
         eprintln!("netcat: listening on {} (tcp)", show(addr));
@@ -358,7 +359,7 @@ async fn transfer_tcp<W: Write>(
 
 async fn connect_udp(options: &Options) -> anyhow::Result<UdpSocket> {
     let host = options.host.as_deref().unwrap_or("localhost");
-    let addr = resolve(host, options.port)?[0];
+    let addr = resolve(host, options.port).await?[0];
     let local = match addr {
         SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
         SocketAddr::V6(_) => SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
@@ -382,7 +383,7 @@ async fn connect_udp(options: &Options) -> anyhow::Result<UdpSocket> {
 
 /// Binds, waits for the first datagram (printed), and talks to its sender.
 async fn listen_udp<W: Write>(options: &Options, out: &mut W) -> anyhow::Result<UdpSocket> {
-    let (socket, addr) = bind_listener(options)?;
+    let (socket, addr) = bind_listener(options).await?;
     let socket = UdpSocket::from_std(socket.into())?;
     if options.verbose {
         eprintln!("netcat: listening on {} (udp)", show(addr));
@@ -457,23 +458,24 @@ mod tests {
         assert_eq!(parse_port("http"), None);
     }
 
-    #[test]
-    fn hosts() {
+    #[tokio::test]
+    async fn hosts() {
         assert_eq!(
-            resolve("10.0.0.2", 80).unwrap(),
+            resolve("10.0.0.2", 80).await.unwrap(),
             vec!["10.0.0.2:80".parse().unwrap()]
         );
-        let v6 = resolve("fe80::1%lo", 7).unwrap();
+        let v6 = resolve("fe80::1%lo", 7).await.unwrap();
         assert_eq!(
             v6,
             vec![SocketAddr::V6(SocketAddrV6::new(
                 "fe80::1".parse().unwrap(),
                 7,
                 0,
-                1
+                crate::net::iface::ifindex("lo").unwrap()
             ))]
         );
         assert!(resolve("localhost", 1)
+            .await
             .unwrap()
             .iter()
             .all(|a| a.ip().is_loopback()));

@@ -63,10 +63,6 @@ pub struct Target {
 pub const MAX_SIZE_V4: usize = 65535 - 20 - 8;
 pub const MAX_SIZE_V6: usize = 65535 - 8;
 
-fn if_index(name: &str) -> anyhow::Result<u32> {
-    nix::net::if_::if_nametoindex(name).map_err(|_| anyhow!("{name}: no such interface"))
-}
-
 fn is_link_local_v6(a: &Ipv6Addr) -> bool {
     (a.segments()[0] & 0xffc0) == 0xfe80
 }
@@ -77,7 +73,7 @@ fn is_link_local_v6(a: &Ipv6Addr) -> bool {
 pub fn resolve(dest: &str, family: Option<Family>, iface: Option<&str>) -> anyhow::Result<Target> {
     let iface_index = || -> anyhow::Result<u32> {
         match iface {
-            Some(name) if name.parse::<IpAddr>().is_err() => if_index(name),
+            Some(name) if name.parse::<IpAddr>().is_err() => crate::net::iface::ifindex(name),
             _ => Ok(0),
         }
     };
@@ -90,7 +86,7 @@ pub fn resolve(dest: &str, family: Option<Family>, iface: Option<&str>) -> anyho
         }
         let index = match scope.parse::<u32>() {
             Ok(n) => n,
-            Err(_) => if_index(scope)?,
+            Err(_) => crate::net::iface::ifindex(scope)?,
         };
         (IpAddr::V6(addr), index, Some(scope.to_string()))
     } else if let Ok(addr) = dest.parse::<IpAddr>() {
@@ -199,7 +195,7 @@ fn open_socket(target: &Target, iface: Option<&str>) -> anyhow::Result<PingSocke
                     .map_err(|e| anyhow!("-I {iface}: {}", crate::util::io_error(&e)))?;
             }
             Err(_) => {
-                if_index(iface)?;
+                crate::net::iface::ifindex(iface)?;
                 socket
                     .bind_device(Some(iface.as_bytes()))
                     .map_err(|e| anyhow!("{iface}: {}", crate::util::io_error(&e)))?;

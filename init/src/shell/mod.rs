@@ -337,11 +337,7 @@ impl Shell {
     ) -> i32 {
         let prefix = origin.prefix();
         let name = spec.name;
-        if args.len() == 1
-            && (args[0] == "--help" || args[0] == "-h")
-            && name != "ping"
-            && name != "echo"
-        {
+        if args.len() == 1 && (args[0] == "--help" || args[0] == "-h") && name != "echo" {
             let _ = out.write_all(spec.help_text().as_bytes());
             return 0;
         }
