@@ -7,6 +7,7 @@ mod cmd;
 mod droptrace;
 mod ebpf;
 mod jobs;
+mod kernel;
 mod kmod;
 mod net;
 mod proc;

@@ -19,6 +19,8 @@ pub struct State {
     pub taps: Mutex<TapRegistry>,
     pub jobs: JobRegistry,
     pub reaper: Arc<Reaper>,
+    /// The drops of the current or last `droptrace` run.
+    pub drops: Arc<crate::droptrace::store::Drops>,
 }
 
 impl State {
@@ -34,6 +36,7 @@ impl State {
             taps: Mutex::new(TapRegistry::default()),
             jobs: JobRegistry::default(),
             reaper: Arc::new(Reaper::default()),
+            drops: Arc::default(),
         });
         let for_tasks = state.clone();
         rt.block_on(async move {

@@ -741,3 +741,29 @@ fn stopping_releases_every_bpf_object_and_sigterm_cleans_up() {
         "instance left after SIGTERM"
     );
 }
+
+#[test]
+fn a_count_limited_run_stops_by_itself_and_says_so() {
+    let link = Link::new("dtcnt", 9);
+    let script = [
+        format!("droptrace start 2 --backend ebpf --dev {}", link.b_dev),
+        link.udp("dtcount", 6),
+        // The job ended by itself: a notice, and `jobs` shows it finished.
+        "sleep 0.5".into(),
+        "jobs".into(),
+        "droptrace stop".into(),
+        "droptrace show".into(),
+    ]
+    .join("; ");
+    let r = myinit_env(&script, &[]);
+    r.assert_ok();
+    assert!(
+        r.stderr
+            .contains("[droptrace] finished by itself: droptrace: COUNT reached"),
+        "{r:#?}"
+    );
+    assert!(r.stdout.contains("(finished)"), "{}", r.stdout);
+    // stop still gives the run's report, once more, with exactly COUNT matched.
+    assert!(r.stdout.contains("COUNT reached"), "{}", r.stdout);
+    assert!(r.stdout.contains(", 2 matched,"), "{}", r.stdout);
+}

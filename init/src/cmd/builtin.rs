@@ -290,12 +290,13 @@ fn jobs(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     if !args.is_empty() {
         return Err(usage("takes no arguments"));
     }
-    let jobs = ctx.shell.state.jobs.describe_all();
+    let jobs = ctx.shell.state.jobs.list();
     if jobs.is_empty() {
         writeln!(ctx.out, "no background jobs")?;
     }
     for job in jobs {
-        writeln!(ctx.out, "{job}")?;
+        let finished = if job.finished { " (finished)" } else { "" };
+        writeln!(ctx.out, "{}{finished}", job.description)?;
     }
     Ok(0)
 }

@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use super::{parse_args, usage, CommandSpec};
 use crate::droptrace::event::{DropFilter, DropRecord};
 use crate::droptrace::job::{self, Backend, Hook, StartOptions};
-use crate::droptrace::store::{self, DEFAULT_KEEP};
+use crate::droptrace::store::DEFAULT_KEEP;
 use crate::shell::Ctx;
 
 pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
@@ -138,18 +138,17 @@ fn droptrace(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
             Ok(0)
         }
         Sub::Stop => {
-            let reports = ctx.state().jobs.stop_matching(job::is_droptrace);
-            if reports.is_empty() {
-                return Err(anyhow!("not running (droptrace start first)"));
-            }
-            for r in reports {
-                writeln!(ctx.out, "{r}")?;
-            }
+            let report = ctx
+                .state()
+                .jobs
+                .stop(&job::job_id())
+                .ok_or_else(|| anyhow!("not running (droptrace start first)"))?;
+            writeln!(ctx.out, "{report}")?;
             Ok(0)
         }
         Sub::Show { filter } => show(ctx, &filter.filter()?),
         Sub::Clear => {
-            store::store().clear();
+            ctx.state().drops.lock().clear();
             Ok(0)
         }
         Sub::Summary { filter } => summary(ctx, &filter.filter()?),
@@ -164,8 +163,9 @@ fn droptrace(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
 }
 
 /// The kept drops that pass a view filter.
-fn selected(filter: &DropFilter) -> (Vec<Arc<DropRecord>>, String) {
-    let s = store::store();
+fn selected(ctx: &Ctx<'_>, filter: &DropFilter) -> (Vec<Arc<DropRecord>>, String) {
+    let drops = ctx.state().drops.clone();
+    let s = drops.lock();
     let events: Vec<_> = s
         .events
         .iter()
@@ -197,7 +197,7 @@ fn header() -> String {
 }
 
 fn show(ctx: &mut Ctx<'_>, filter: &DropFilter) -> anyhow::Result<i32> {
-    let (events, footer) = selected(filter);
+    let (events, footer) = selected(ctx, filter);
     let mut text = header();
     text.push('\n');
     for r in &events {
@@ -219,14 +219,15 @@ fn sorted_counts(counts: impl IntoIterator<Item = (String, u64)>) -> Vec<(String
 fn summary(ctx: &mut Ctx<'_>, filter: &DropFilter) -> anyhow::Result<i32> {
     let (by_reason, by_location, footer) = if filter.is_empty() {
         // The whole run, including drops no longer kept.
-        let s = store::store();
+        let drops = ctx.state().drops.clone();
+        let s = drops.lock();
         (
             sorted_counts(s.by_reason.clone()),
             sorted_counts(s.by_location.clone()),
             s.footer(s.events.len()),
         )
     } else {
-        let (events, footer) = selected(filter);
+        let (events, footer) = selected(ctx, filter);
         let mut reasons = std::collections::HashMap::new();
         let mut locations = std::collections::HashMap::new();
         for r in &events {
@@ -250,7 +251,7 @@ fn summary(ctx: &mut Ctx<'_>, filter: &DropFilter) -> anyhow::Result<i32> {
 }
 
 fn save(ctx: &mut Ctx<'_>, file: &str, filter: &DropFilter) -> anyhow::Result<i32> {
-    let (events, _) = selected(filter);
+    let (events, _) = selected(ctx, filter);
     let mut text = String::new();
     for r in &events {
         text.push_str(&serde_json::to_string(r.as_ref())?);
@@ -277,14 +278,14 @@ fn watch(
     };
     let state = ctx.state();
     // Subscribe before starting, so the first drops are not missed.
-    let mut rx = store::watchers().subscribe();
-    let started_here = !store::store().running;
+    let mut rx = state.drops.subscribe();
+    let started_here = !state.jobs.is_running(&job::job_id());
     if started_here {
         let opts = StartOptions {
             backend,
             hook: Hook::Auto,
             limit: None,
-            keep: store::store().keep,
+            keep: state.drops.lock().keep,
             filter: filter.clone(),
         };
         for line in job::start(&state, opts)? {
@@ -318,7 +319,7 @@ fn watch(
                     if keys.as_ref().is_some_and(|k| k.key_pressed(Duration::ZERO)) || deadline.is_some_and(|d| Instant::now() >= d) {
                         return Ok(());
                     }
-                    if !store::store().running {
+                    if !state.drops.lock().running {
                         return Ok(());
                     }
                 }
@@ -338,11 +339,11 @@ fn watch(
     });
     drop(keys);
     if started_here {
-        for report in state.jobs.stop_matching(job::is_droptrace) {
+        if let Some(report) = state.jobs.stop(&job::job_id()) {
             writeln!(ctx.out, "{report}")?;
         }
     }
-    let lost = store::store().lost;
+    let lost = state.drops.lock().lost;
     writeln!(
         ctx.out,
         "droptrace: {shown} drops watched, {missed} too fast for the screen (kept for show), {lost} lost"

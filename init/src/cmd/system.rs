@@ -643,11 +643,12 @@ fn kconfig(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     }
     if group == "tracing" {
         // Which droptrace backend this kernel runs, and why not the other.
+        let _runtime = ctx.state().rt.enter();
         writeln!(ctx.out, "{}", crate::droptrace::capabilities())?;
     }
     if group == "bpf" {
         // The real proof: the configuration can say y and loading still fail.
-        let report = ctx.block_on(crate::ebpf::self_test())?;
+        let report = ctx.block_on(crate::droptrace::ebpf::self_test())?;
         match report {
             Ok(line) => writeln!(ctx.out, "{line}")?,
             Err(e) => {

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::Serialize;
 
-use super::btf::Btf;
+use crate::kernel::btf::Btf;
 
 /// Drop-reason names of the running kernel, never a built-in table: from
 /// BTF `enum skb_drop_reason`, or from the `__print_symbolic` table of the
@@ -218,8 +218,8 @@ impl DropRecord {
 }
 
 /// Builds the packet summary of an eBPF event.
-pub fn packet_from_event(e: &myinit_common::DropEvent) -> Option<PacketSummary> {
-    use myinit_common::{DROP_HAS_L3, DROP_HAS_L4, DROP_HAS_SKB_OFFSETS};
+pub fn packet_from_event(e: &myinit_common::droptrace::DropEvent) -> Option<PacketSummary> {
+    use myinit_common::droptrace::{DROP_HAS_L3, DROP_HAS_L4, DROP_HAS_SKB_OFFSETS};
     if e.flags & DROP_HAS_SKB_OFFSETS == 0 {
         return None;
     }

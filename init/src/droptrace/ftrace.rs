@@ -335,7 +335,7 @@ pub fn parse_line(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::droptrace::kallsyms::Kallsyms;
+    use crate::kernel::kallsyms::Kallsyms;
 
     #[test]
     fn parses_trace_pipe_lines_of_both_kernels() {

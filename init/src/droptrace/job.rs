@@ -1,34 +1,32 @@
-//! The droptrace job: a tokio task that owns the backend (eBPF programs and
-//! ring buffer, or the tracefs instance), reads events in bounded batches,
-//! decodes them into the store and, on stop, detaches first and then drains
-//! what is still queued, so nothing that was captured is lost on stop.
+//! The droptrace job: a tokio task (see jobs.rs) that owns the backend
+//! (eBPF programs and ring buffer, or the tracefs instance) and runs the
+//! shared drain loop over it, decoding events into the store; on stop it
+//! detaches first and then takes what is still queued, so nothing that was
+//! captured is lost on stop.
 
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
-use tokio::io::unix::AsyncFd;
-use tokio::sync::oneshot;
 
+use super::ebpf::DropTracer;
 use super::event::{packet_from_event, DropFilter, DropRecord, ReasonNames};
 use super::ftrace::{self, FtraceSession};
-use super::kallsyms::Kallsyms;
-use super::store::store;
-use crate::ebpf::DropTracer;
-use crate::jobs::Job;
+use super::store::Drops;
+use crate::ebpf::ring;
+use crate::jobs::{drain_events, Drained, Ended, EventSource, JobId, JobKind};
+use crate::kernel::kallsyms::Kallsyms;
+use crate::kernel::tracefs;
 use crate::state::State;
-use futures::FutureExt;
-use myinit_common::{DropEvent, DROP_HAS_DEV, DROP_HAS_SKB_OFFSETS};
-use std::panic::AssertUnwindSafe;
+use myinit_common::droptrace::{DropEvent, DROP_HAS_DEV, DROP_HAS_SKB_OFFSETS};
 
-/// Events taken from the ring per wake-up before other tasks get a turn.
-const EBPF_BATCH: usize = 4096;
+/// Events taken per turn before other tasks get theirs.
+const BATCH: usize = 4096;
 /// trace_pipe bytes read per turn (~20k lines).
 const FTRACE_BATCH: usize = 4 << 20;
-/// How long `stop` waits for the task to drain and report.
-const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How often the ftrace backend looks at trace_pipe.
+const FTRACE_POLL: Duration = Duration::from_millis(20);
 
 /// `--backend`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -109,61 +107,29 @@ impl Decoder {
     }
 }
 
-/// The registered job: a handle to stop the task and get its report.
-struct DropTraceJob {
-    description: String,
-    stop_tx: Option<oneshot::Sender<()>>,
-    done: std::sync::mpsc::Receiver<String>,
-}
-
-impl Job for DropTraceJob {
-    fn describe(&self) -> String {
-        let running = store().running;
-        format!(
-            "{}{}",
-            self.description,
-            if running { "" } else { " (finished)" }
-        )
-    }
-
-    fn stop(mut self: Box<Self>) -> String {
-        if let Some(tx) = self.stop_tx.take() {
-            let _ = tx.send(());
-        }
-        self.done
-            .recv_timeout(STOP_TIMEOUT)
-            .unwrap_or_else(|_| "droptrace: the tracer did not stop in time".into())
-    }
-}
-
-/// Whether a registered job is the drop tracer.
-pub fn is_droptrace(job: &dyn Job) -> bool {
-    job.describe().starts_with("droptrace")
+/// The droptrace job's identity: there is one drop tracer.
+pub fn job_id() -> JobId {
+    JobId::single(JobKind::Droptrace)
 }
 
 /// Starts tracing as a job; returns the lines to print (backend chosen,
 /// and why on fallback).
 pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
-    if store().running {
+    if state.jobs.is_running(&job_id()) {
         bail!("already running (droptrace stop first)");
     }
-    // A run that ended by itself (COUNT reached) still has its job entry.
-    state.jobs.stop_matching(is_droptrace);
     // Whatever backend runs now, clear what a killed tracer left behind.
-    if let Ok(tracefs) = super::tracefs() {
+    if let Ok(tracefs) = tracefs::dir() {
         ftrace::remove_stale(&tracefs);
     }
     let _runtime = state.rt.enter();
     let mut lines = Vec::new();
-    let (stop_tx, stop_rx) = oneshot::channel();
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let backend_name;
     let use_ebpf = match opts.backend {
         Backend::Ftrace => None,
         Backend::Ebpf => {
-            Some(super::attach_ebpf(opts.hook).map_err(|e| anyhow!("eBPF backend: {e:#}"))?)
+            Some(super::ebpf::attach(opts.hook).map_err(|e| anyhow!("eBPF backend: {e:#}"))?)
         }
-        Backend::Auto => match super::attach_ebpf(opts.hook) {
+        Backend::Auto => match super::ebpf::attach(opts.hook) {
             Ok(t) => Some(t),
             Err(e) => {
                 lines.push(format!(
@@ -174,9 +140,10 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
         },
     };
     let filter_needs_packet = opts.filter.needs_packet();
+    let drops = state.drops.clone();
     match use_ebpf {
         Some((tracer, kernel)) => {
-            backend_name = format!("ebpf ({})", tracer.hook.describe());
+            let backend_name = format!("ebpf ({})", tracer.hook.describe());
             let packet = if kernel.offsets.is_some() {
                 "device and packet from BTF offsets"
             } else {
@@ -186,17 +153,14 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
             if filter_needs_packet && kernel.offsets.is_none() {
                 bail!("--dev and --proto of L4 protocols need the packet summary, which this kernel's BTF cannot give");
             }
-            reset_store(&opts, &backend_name);
-            let decoder = Decoder::new(kernel.reasons);
-            // The name the stop report uses, also when the task fails.
-            let name = format!("ebpf {}", tracer.hook.describe());
-            state.rt.spawn(async move {
-                let report = AssertUnwindSafe(run_ebpf(tracer, decoder, stop_rx, name.clone()))
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|_| failed(&name));
-                let _ = done_tx.send(report);
-            });
+            let source = EbpfDrops {
+                name: format!("ebpf {}", tracer.hook.describe()),
+                tracer,
+                decoder: Decoder::new(kernel.reasons),
+                drops: drops.clone(),
+                scratch: Vec::new(),
+            };
+            launch(state, &opts, &backend_name, source)?;
         }
         None => {
             if filter_needs_packet {
@@ -210,10 +174,10 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
                 ),
                 None => anyhow!("ftrace backend: {e:#}"),
             };
-            let tracefs = super::tracefs().map_err(why)?;
+            let tracefs = tracefs::dir().map_err(why)?;
             let session = FtraceSession::open(&tracefs).map_err(why)?;
             let reasons = super::format_reasons(&tracefs);
-            backend_name = match session.event.as_str() {
+            let backend_name = match session.event.as_str() {
                 "kfree_skb" => "ftrace (trace_pipe)".to_string(),
                 probe => format!("ftrace (trace_pipe, event probe {probe})"),
             };
@@ -224,194 +188,192 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
             if let Some(note) = &session.note {
                 lines.push(format!("droptrace: {note}"));
             }
-            reset_store(&opts, &backend_name);
-            let decoder = Decoder::new(reasons);
-            let name = "ftrace".to_string();
-            state.rt.spawn(async move {
-                let report = AssertUnwindSafe(run_ftrace(session, decoder, stop_rx, name.clone()))
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|_| failed(&name));
-                let _ = done_tx.send(report);
-            });
+            let source = FtraceDrops {
+                session,
+                decoder: Decoder::new(reasons),
+                drops,
+                more: false,
+                turns: 0,
+            };
+            launch(state, &opts, &backend_name, source)?;
         }
+    }
+    Ok(lines)
+}
+
+/// What the job needs of a backend besides the drain loop.
+trait DropSource: EventSource + Send + 'static {
+    /// The backend as the stop report names it.
+    fn name(&self) -> String;
+    fn lost(&self) -> u64;
+    fn drops(&self) -> Arc<Drops>;
+}
+
+/// Resets the store for a new run and starts the job on `source`.
+fn launch<S: DropSource>(
+    state: &State,
+    opts: &StartOptions,
+    backend_name: &str,
+    source: S,
+) -> anyhow::Result<()> {
+    let drops = source.drops();
+    {
+        let mut s = drops.lock();
+        s.clear();
+        s.keep = opts.keep;
+        s.limit = opts.limit;
+        s.filter = opts.filter.clone();
+        s.backend = backend_name.to_string();
+        s.running = true;
     }
     let mut description = format!("droptrace {backend_name}");
     if !opts.filter.is_empty() {
         description.push_str(&format!(" [{}]", opts.filter.describe()));
     }
-    state.jobs.add(Box::new(DropTraceJob {
-        description,
-        stop_tx: Some(stop_tx),
-        done: done_rx,
-    }));
-    Ok(lines)
+    state
+        .jobs
+        .spawn(&state.rt, job_id(), description, move |cancel| async move {
+            let mut source = source;
+            // Marks the run stopped even if the task panics, so `start` works again.
+            let _running = Running(drops.clone());
+            let ended = drain_events(&mut source, &cancel, BATCH).await;
+            let (name, lost) = (source.name(), source.lost());
+            // Detached and removed before the report says it stopped.
+            drop(source);
+            let mut s = drops.lock();
+            s.lost = lost;
+            s.running = false;
+            let how = match ended {
+                Ended::Stopped => "stopped",
+                Ended::ByItself => "COUNT reached",
+            };
+            format!(
+                "droptrace: {how} ({name}): {} captured, {} matched, {} lost",
+                s.captured, s.matched, s.lost
+            )
+        })?;
+    Ok(())
 }
 
-fn reset_store(opts: &StartOptions, backend: &str) {
-    let mut s = store();
-    s.clear();
-    s.keep = opts.keep;
-    s.limit = opts.limit;
-    s.filter = opts.filter.clone();
-    s.backend = backend.to_string();
-    s.running = true;
-}
+/// Clears the store's running flag when the task ends, however it ends.
+struct Running(Arc<Drops>);
 
-/// The tracer task panicked: mark it stopped so `start` works again.
-fn failed(backend: &str) -> String {
-    let lost = store().lost;
-    format!(
-        "{} (the tracer failed with an internal error)",
-        finish(backend, lost)
-    )
-}
-
-fn finish(backend: &str, lost: u64) -> String {
-    let mut s = store();
-    s.lost = lost;
-    s.running = false;
-    format!(
-        "droptrace: stopped ({backend}): {} captured, {} matched, {} lost",
-        s.captured, s.matched, s.lost
-    )
-}
-
-/// The ring buffer's fd for `AsyncFd`; the tracer keeps owning it.
-struct RingFd(RawFd);
-
-impl AsRawFd for RingFd {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.lock().running = false;
     }
 }
 
-/// Moves what the ring holds into the store, at most `max` events.
-fn drain_ebpf(tracer: &mut DropTracer, decoder: &mut Decoder, max: usize) -> (usize, bool) {
-    let mut records = Vec::new();
-    let taken = tracer.drain_batch(max, |e| records.push(decoder.ebpf(e)));
-    let done = store().ingest(records);
-    (taken, done)
+/// The eBPF ring buffer, decoded into the store.
+struct EbpfDrops {
+    name: String,
+    tracer: DropTracer,
+    decoder: Decoder,
+    drops: Arc<Drops>,
+    scratch: Vec<DropRecord>,
 }
 
-async fn run_ebpf(
-    mut tracer: DropTracer,
-    mut decoder: Decoder,
-    mut stop: oneshot::Receiver<()>,
-    backend: String,
-) -> String {
-    // SAFETY: the tracer owns the fd and outlives `ring`, which is dropped
-    // before the tracer.
-    let registered = unsafe {
-        AsyncFd::register_with_interest(
-            RingFd(tracer.events.as_raw_fd()),
-            tokio::io::Interest::READABLE,
-        )
-    };
-    let ring = match registered {
-        Ok(fd) => fd,
-        Err(e) => {
-            tracer.detach();
-            return format!("droptrace: cannot poll the ring buffer: {e}");
-        }
-    };
-    // The program wakes us only for full batches (see WAKEUP_BYTES there).
-    let mut tick = tokio::time::interval(Duration::from_millis(10));
-    let mut ticks = 0u32;
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            ready = ring.readable() => {
-                let Ok(mut guard) = ready else { break };
-                let (taken, done) = drain_ebpf(&mut tracer, &mut decoder, EBPF_BATCH);
-                if taken < EBPF_BATCH {
-                    guard.clear_ready();
-                }
-                if done {
-                    break;
-                }
+impl DropSource for EbpfDrops {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn lost(&self) -> u64 {
+        self.tracer.events.lost()
+    }
+
+    fn drops(&self) -> Arc<Drops> {
+        self.drops.clone()
+    }
+}
+
+impl EventSource for EbpfDrops {
+    async fn ready(&mut self) {
+        self.tracer.events.ready().await;
+    }
+
+    fn drain(&mut self, max: usize) -> Drained {
+        let (decoder, scratch) = (&mut self.decoder, &mut self.scratch);
+        let taken = self.tracer.events.drain(max, |bytes| {
+            if let Some(event) = ring::record::<DropEvent>(bytes) {
+                scratch.push(decoder.ebpf(&event));
             }
-            _ = tick.tick() => {
-                let (_, done) = drain_ebpf(&mut tracer, &mut decoder, EBPF_BATCH);
-                ticks += 1;
-                if ticks.is_multiple_of(20) {
-                    store().lost = tracer.lost();
-                }
-                if done {
-                    break;
-                }
-            }
+        });
+        let done = self.drops.ingest(scratch.drain(..));
+        if taken > 0 {
+            self.drops.lock().lost = self.tracer.events.lost();
         }
-        tokio::task::yield_now().await;
+        Drained { taken, done }
     }
-    drop(ring);
-    tracer.detach();
-    // After detach nothing new arrives: take what is left.
-    loop {
-        let (taken, done) = drain_ebpf(&mut tracer, &mut decoder, EBPF_BATCH);
-        if taken == 0 || done {
-            break;
-        }
+
+    fn stop_new(&mut self) {
+        self.tracer.detach();
     }
-    finish(&backend, tracer.lost())
 }
 
-fn drain_ftrace(session: &mut FtraceSession, decoder: &mut Decoder, max: usize) -> (usize, bool) {
-    let mut records = Vec::new();
-    let event = session.event.clone();
-    let event = event.as_str();
-    let Decoder {
-        kallsyms,
-        reasons,
-        locations,
-    } = decoder;
-    let mut symbolize = |addr| Decoder::location(kallsyms, locations, addr);
-    let read = session
-        .read_batch(max, |line| {
-            if let Some(r) = ftrace::parse_line(line, event, reasons, &mut symbolize) {
-                records.push(r);
-            }
-        })
-        .unwrap_or(0);
-    let done = store().ingest(records);
-    (read, done)
+/// trace_pipe text, parsed into the store.
+struct FtraceDrops {
+    session: FtraceSession,
+    decoder: Decoder,
+    drops: Arc<Drops>,
+    /// The last read filled a whole batch: more is queued.
+    more: bool,
+    turns: u32,
 }
 
-async fn run_ftrace(
-    mut session: FtraceSession,
-    mut decoder: Decoder,
-    mut stop: oneshot::Receiver<()>,
-    backend: String,
-) -> String {
-    let mut tick = tokio::time::interval(Duration::from_millis(20));
-    let mut lost_tick = 0u32;
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            _ = tick.tick() => {
-                let (read, done) = drain_ftrace(&mut session, &mut decoder, FTRACE_BATCH);
-                lost_tick += 1;
-                if lost_tick.is_multiple_of(10) {
-                    store().lost = session.lost();
-                }
-                if done {
-                    break;
-                }
-                if read >= FTRACE_BATCH {
-                    // More is queued: go on without waiting for the tick.
-                    tick.reset_immediately();
-                }
-            }
-        }
-        // A full batch is a lot of parsing: let other tasks run between.
-        tokio::task::yield_now().await;
+impl DropSource for FtraceDrops {
+    fn name(&self) -> String {
+        "ftrace".into()
     }
-    session.disable();
-    loop {
-        let (read, done) = drain_ftrace(&mut session, &mut decoder, FTRACE_BATCH);
-        if read == 0 || done {
-            break;
+
+    fn lost(&self) -> u64 {
+        self.session.lost()
+    }
+
+    fn drops(&self) -> Arc<Drops> {
+        self.drops.clone()
+    }
+}
+
+impl EventSource for FtraceDrops {
+    async fn ready(&mut self) {
+        if !self.more {
+            tokio::time::sleep(FTRACE_POLL).await;
         }
     }
-    finish(&backend, session.lost())
+
+    fn drain(&mut self, max: usize) -> Drained {
+        if max == 0 {
+            return Drained::default();
+        }
+        let mut records = Vec::new();
+        let event = self.session.event.clone();
+        let Decoder {
+            kallsyms,
+            reasons,
+            locations,
+        } = &mut self.decoder;
+        let mut symbolize = |addr| Decoder::location(kallsyms, locations, addr);
+        let read = self
+            .session
+            .read_batch(FTRACE_BATCH, |line| {
+                if let Some(r) = ftrace::parse_line(line, &event, reasons, &mut symbolize) {
+                    records.push(r);
+                }
+            })
+            .unwrap_or(0);
+        self.more = read >= FTRACE_BATCH;
+        let taken = if self.more { max } else { records.len() };
+        let done = self.drops.ingest(records);
+        // The per-CPU stats files are many reads: not every turn.
+        self.turns += 1;
+        if self.turns.is_multiple_of(10) {
+            self.drops.lock().lost = self.session.lost();
+        }
+        Drained { taken, done }
+    }
+
+    fn stop_new(&mut self) {
+        self.session.disable();
+    }
 }

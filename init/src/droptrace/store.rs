@@ -1,9 +1,10 @@
 //! What `show`, `summary` and `save` read: the last N drops of the current
-//! (or last) run, the counts over the whole run and the lost count. It
-//! outlives the job so that results stay readable after `stop`.
+//! (or last) run, the counts over the whole run and the lost count. The
+//! process state (`State::drops`) owns it and the running job shares it, so
+//! results stay readable after `stop`.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::broadcast;
 
@@ -59,8 +60,11 @@ impl DropStore {
     }
 
     /// Adds decoded drops; returns true once the run's COUNT is reached.
-    pub fn ingest(&mut self, records: impl IntoIterator<Item = DropRecord>) -> bool {
-        let watchers = watchers();
+    fn ingest(
+        &mut self,
+        records: impl IntoIterator<Item = DropRecord>,
+        watchers: &broadcast::Sender<Arc<DropRecord>>,
+    ) -> bool {
         for record in records {
             if self.limit.is_some_and(|l| self.matched >= l) {
                 break;
@@ -104,17 +108,34 @@ impl DropStore {
     }
 }
 
-/// The one store of this process.
-pub fn store() -> MutexGuard<'static, DropStore> {
-    static STORE: OnceLock<Mutex<DropStore>> = OnceLock::new();
-    STORE
-        .get_or_init(|| Mutex::new(DropStore::new()))
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+/// The drops of the current or last run, and the channel `droptrace watch`
+/// listens on.
+pub struct Drops {
+    store: Mutex<DropStore>,
+    watchers: broadcast::Sender<Arc<DropRecord>>,
 }
 
-/// New drops, as they arrive, for `droptrace watch`.
-pub fn watchers() -> &'static broadcast::Sender<Arc<DropRecord>> {
-    static TX: OnceLock<broadcast::Sender<Arc<DropRecord>>> = OnceLock::new();
-    TX.get_or_init(|| broadcast::channel(4096).0)
+impl Default for Drops {
+    fn default() -> Self {
+        Drops {
+            store: Mutex::new(DropStore::new()),
+            watchers: broadcast::channel(4096).0,
+        }
+    }
+}
+
+impl Drops {
+    pub fn lock(&self) -> MutexGuard<'_, DropStore> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// New drops as they arrive (subscribe before starting, to miss none).
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<DropRecord>> {
+        self.watchers.subscribe()
+    }
+
+    /// Adds decoded drops; true once the run's COUNT is reached.
+    pub fn ingest(&self, records: impl IntoIterator<Item = DropRecord>) -> bool {
+        self.lock().ingest(records, &self.watchers)
+    }
 }

@@ -1,14 +1,12 @@
-//! myinit's eBPF programs. Userspace (init/src/ebpf.rs) embeds this object,
-//! fills the globals below from the running kernel (tracefs format files,
-//! BTF) and loads only the programs a command needs.
+//! The drop tracer's programs (`init/src/droptrace/ebpf.rs` loads this
+//! object): userspace fills the globals below from the running kernel
+//! (tracefs format file, BTF) and loads only the hook it uses.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
-        bpf_probe_read_kernel,
     },
     macros::{btf_tracepoint, map, tracepoint},
     maps::{PerCpuArray, RingBuf},
@@ -16,7 +14,10 @@ use aya_ebpf::{
     Global,
 };
 use aya_log_ebpf::debug;
-use myinit_common::{DropEvent, DROP_HAS_DEV, DROP_HAS_L3, DROP_HAS_L4, DROP_HAS_SKB_OFFSETS};
+use myinit_common::droptrace::{
+    DropEvent, DROP_HAS_DEV, DROP_HAS_L3, DROP_HAS_L4, DROP_HAS_SKB_OFFSETS,
+};
+use myinit_ebpf::{kread, reserve_zeroed, submit_batched, ABSENT};
 
 /// Drop events for userspace; 4 MiB holds ~26k events between two reads,
 /// enough for a flood on a small VM without loss.
@@ -30,9 +31,6 @@ const WAKEUP_BYTES: u64 = 256 << 10;
 /// Events the ring buffer could not take, per CPU (index 0).
 #[map]
 static DROP_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
-
-/// "Not known on this kernel" for every offset below.
-const ABSENT: u32 = u32::MAX;
 
 // Offsets of the classic `skb:kfree_skb` record's fields. They differ between
 // kernels (6.1 has no rx_sk), so userspace reads them from the tracepoint's
@@ -78,17 +76,6 @@ fn read_field<T: Copy + Default>(ctx: &TracePointContext, off: u32) -> T {
     }
     // SAFETY: the offset comes from the tracepoint's own format description.
     unsafe { ctx.read_at::<T>(off as usize) }.unwrap_or_default()
-}
-
-/// Reads kernel memory at `base + off`; None when the offset is unknown or
-/// the read faults.
-#[inline(always)]
-fn kread<T>(base: u64, off: u32) -> Option<T> {
-    if off == ABSENT || base == 0 {
-        return None;
-    }
-    // SAFETY: bpf_probe_read_kernel checks the address and fails cleanly.
-    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.ok()
 }
 
 /// Fills the device and packet summary from the `sk_buff`.
@@ -195,23 +182,9 @@ fn emit(
     protocol: u16,
     protocol_from_skb: bool,
 ) -> Option<(u32, u64)> {
-    let Some(mut slot) = DROP_EVENTS.reserve::<DropEvent>(0) else {
-        if let Some(lost) = DROP_LOST.get_ptr_mut(0) {
-            // SAFETY: per-CPU slot, no concurrent writer on this CPU.
-            unsafe { *lost += 1 };
-        }
-        return None;
-    };
-    let ptr = slot.as_mut_ptr();
-    // SAFETY: the slot holds a whole DropEvent; zero it word by word (no
-    // memset in BPF), after which every field is initialized.
-    let event = unsafe {
-        let words = ptr.cast::<u64>();
-        for i in 0..core::mem::size_of::<DropEvent>() / 8 {
-            words.add(i).write(0);
-        }
-        &mut *ptr
-    };
+    let mut slot = reserve_zeroed::<DropEvent>(&DROP_EVENTS, &DROP_LOST)?;
+    // SAFETY: reserve_zeroed initialized every byte of the DropEvent.
+    let event = unsafe { &mut *slot.as_mut_ptr() };
     event.timestamp_ns = unsafe { bpf_ktime_get_ns() };
     event.skb = skb;
     event.location = location;
@@ -221,14 +194,7 @@ fn emit(
     event.cpu = unsafe { bpf_get_smp_processor_id() };
     event.comm = bpf_get_current_comm().unwrap_or_default();
     fill_from_skb(skb, event, protocol_from_skb);
-    // Waking the reader for every event costs an irq_work each and slowed
-    // a flood 3x: wake it only once a batch is queued; it also polls.
-    let flags = if DROP_EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    };
-    slot.submit(flags as u64);
+    submit_batched(slot, &DROP_EVENTS, WAKEUP_BYTES);
     Some((reason, location))
 }
 
@@ -263,12 +229,6 @@ pub fn kfree_skb_btf(ctx: BtfTracePointContext) -> u32 {
         );
     }
     0
-}
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
 }
 
 #[unsafe(link_section = "license")]

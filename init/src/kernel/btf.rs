@@ -1,11 +1,14 @@
 //! A small reader of the kernel's BTF (`/sys/kernel/btf/vmlinux`): enum
-//! values (drop-reason names), struct member offsets (what the eBPF program
-//! reads from an `sk_buff`) and tracepoint prototypes (capability checks).
-//! aya's own `Btf` does not expose enum values or member lookups, and the
-//! format is simple (see the kernel's Documentation/bpf/btf.rst).
+//! values (e.g. drop-reason names), struct member offsets (what eBPF
+//! programs read from kernel structs, since Rust eBPF has no CO-RE) and
+//! tracepoint prototypes (capability checks). aya-obj keeps its type lookups
+//! crate-private, and the format is simple (the kernel's
+//! Documentation/bpf/btf.rst), so the reader is our own; the file is read
+//! once and the same bytes are parsed for aya's loader as well.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 
 use anyhow::{bail, Context as _};
 
@@ -54,7 +57,41 @@ fn u32_at(b: &[u8], off: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
 }
 
-impl Btf {
+/// The kernel BTF file; `MYINIT_BTF` points elsewhere (tests simulate
+/// kernels without BTF with it).
+pub fn vmlinux_path() -> PathBuf {
+    std::env::var_os("MYINIT_BTF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/sys/kernel/btf/vmlinux"))
+}
+
+/// The running kernel's BTF, read once: our reader's view for lookups and
+/// aya's for loading programs (relocations, `tp_btf` targets).
+pub struct KernelBtf {
+    pub types: Btf,
+    pub aya: aya::Btf,
+}
+
+impl KernelBtf {
+    /// The kernel's BTF, shared by everyone who holds it: parsed (both ways)
+    /// at most once while anyone does, and freed when no one does, since the
+    /// parsed form is tens of MiB that PID 1 should not keep at the prompt.
+    pub fn get() -> anyhow::Result<Arc<KernelBtf>> {
+        static CACHE: Mutex<Option<(PathBuf, Weak<KernelBtf>)>> = Mutex::new(None);
+        let path = vmlinux_path();
+        let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cached_path, weak)) = cache.as_ref() {
+            if *cached_path == path {
+                if let Some(btf) = weak.upgrade() {
+                    return Ok(btf);
+                }
+            }
+        }
+        let btf = Arc::new(Self::from_file(&path)?);
+        *cache = Some((path, Arc::downgrade(&btf)));
+        Ok(btf)
+    }
+
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let data = std::fs::read(path).with_context(|| {
             format!(
@@ -62,9 +99,14 @@ impl Btf {
                 path.display()
             )
         })?;
-        Self::parse(&data).with_context(|| format!("{}: bad BTF", path.display()))
+        let types = Btf::parse(&data).with_context(|| format!("{}: bad BTF", path.display()))?;
+        let aya = aya::Btf::parse(&data, aya::Endianness::default())
+            .with_context(|| format!("{}: aya cannot parse this BTF", path.display()))?;
+        Ok(KernelBtf { types, aya })
     }
+}
 
+impl Btf {
     pub fn parse(data: &[u8]) -> anyhow::Result<Self> {
         let magic = data.get(0..2).map(|b| u16::from_le_bytes([b[0], b[1]]));
         if magic != Some(MAGIC) {

@@ -1,0 +1,76 @@
+//! Helpers every eBPF capability of myinit shares: bounded kernel reads with
+//! offsets handed in by userspace, and event emission into a ring buffer
+//! that counts what it could not queue. Each capability is one binary under
+//! `src/bin/` (one object, loaded on its own by `init/src/<capability>/`),
+//! so a job creates only its own maps.
+#![no_std]
+
+use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::bpf_probe_read_kernel,
+    maps::{ring_buf::RingBufEntry, PerCpuArray, RingBuf},
+};
+
+/// An offset userspace could not find in the running kernel's BTF or
+/// tracefs: the field is not read.
+pub const ABSENT: u32 = u32::MAX;
+
+/// Reads kernel memory at `base + off`; None when the offset is unknown,
+/// the base is NULL or the read faults.
+#[inline(always)]
+pub fn kread<T>(base: u64, off: u32) -> Option<T> {
+    if off == ABSENT || base == 0 {
+        return None;
+    }
+    // SAFETY: bpf_probe_read_kernel checks the address and fails cleanly.
+    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T) }.ok()
+}
+
+/// Adds one to this CPU's slot 0 of a lost-events counter.
+#[inline(always)]
+pub fn count_lost(lost: &PerCpuArray<u64>) {
+    if let Some(slot) = lost.get_ptr_mut(0) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Reserves a zeroed `T` in `ring`, or counts one lost event when the ring
+/// is full. `T`'s size must be a multiple of 8 (it is zeroed word by word:
+/// BPF has no memset).
+#[inline(always)]
+pub fn reserve_zeroed<T: 'static>(
+    ring: &RingBuf,
+    lost: &PerCpuArray<u64>,
+) -> Option<RingBufEntry<T>> {
+    let Some(mut entry) = ring.reserve::<T>(0) else {
+        count_lost(lost);
+        return None;
+    };
+    let words = entry.as_mut_ptr().cast::<u64>();
+    for i in 0..core::mem::size_of::<T>() / 8 {
+        // SAFETY: the entry holds a whole T; writing zeros word by word
+        // stays inside it.
+        unsafe { words.add(i).write(0) };
+    }
+    Some(entry)
+}
+
+/// Submits an entry, waking the reader only once `wakeup_bytes` are queued:
+/// a wake-up per event costs an irq_work each (it slowed a flood 3x); the
+/// reader also polls on a short timer for what stays below the mark.
+#[inline(always)]
+pub fn submit_batched<T>(entry: RingBufEntry<T>, ring: &RingBuf, wakeup_bytes: u64) {
+    let flags = if ring.query(BPF_RB_AVAIL_DATA as u64) >= wakeup_bytes {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(flags as u64);
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

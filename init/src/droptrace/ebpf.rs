@@ -1,0 +1,287 @@
+//! The eBPF backend: `ebpf-programs/src/bin/droptrace.rs`, loaded through
+//! the shared `ebpf/` layer with the running kernel's facts (tracepoint
+//! field offsets from tracefs, `sk_buff` member offsets from BTF) handed in
+//! as globals, its events read from its own ring buffer.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+use aya::programs::{BtfTracePoint, TracePoint};
+use myinit_common::droptrace::DropEvent;
+
+use super::job::Hook;
+use super::KernelInfo;
+use crate::ebpf::ring::{self, RingReader};
+use crate::ebpf::Object;
+use crate::kernel::btf::KernelBtf;
+use crate::kernel::tracefs;
+
+/// The object built from `ebpf-programs/src/bin/droptrace.rs` by init/build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/droptrace"));
+
+/// Which kernel hook the eBPF drop tracer uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropHook {
+    /// `tp_btf/kfree_skb`: arguments by position, needs kernel BTF (5.5+).
+    BtfTracepoint,
+    /// Classic `skb:kfree_skb`: field offsets from the tracefs format file.
+    Tracepoint,
+}
+
+impl DropHook {
+    pub fn describe(self) -> &'static str {
+        match self {
+            DropHook::BtfTracepoint => "tp_btf/kfree_skb",
+            DropHook::Tracepoint => "tracepoint skb:kfree_skb",
+        }
+    }
+
+    fn program(self) -> &'static str {
+        match self {
+            DropHook::BtfTracepoint => "kfree_skb_btf",
+            DropHook::Tracepoint => "kfree_skb",
+        }
+    }
+}
+
+/// Member offsets (bytes) of `struct sk_buff` and `struct net_device` in
+/// the running kernel, from its BTF; handed to the program as globals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SkbOffsets {
+    pub head: u32,
+    pub network_header: u32,
+    pub transport_header: u32,
+    pub dev: u32,
+    pub len: u32,
+    pub protocol: u32,
+    pub ifindex: u32,
+    pub name: u32,
+}
+
+impl SkbOffsets {
+    /// Looks up the members the program reads; None if any is missing.
+    pub fn from_btf(btf: &crate::kernel::btf::Btf) -> Option<Self> {
+        let skb = |m: &str| btf.member_offset("sk_buff", m);
+        let dev = |m: &str| btf.member_offset("net_device", m);
+        Some(SkbOffsets {
+            head: skb("head")?,
+            network_header: skb("network_header")?,
+            transport_header: skb("transport_header")?,
+            dev: skb("dev")?,
+            len: skb("len")?,
+            protocol: skb("protocol")?,
+            ifindex: dev("ifindex")?,
+            name: dev("name")?,
+        })
+    }
+}
+
+/// The loaded and attached drop tracer.
+pub struct DropTracer {
+    object: Object,
+    pub events: RingReader,
+    pub hook: DropHook,
+}
+
+impl DropTracer {
+    /// Loads and attaches one kfree_skb program with the running kernel's
+    /// offsets. Must run inside the tokio runtime (ring and log readers).
+    fn attach(
+        hook: DropHook,
+        btf: Option<&aya::Btf>,
+        tracefs: Option<&Path>,
+        offsets: Option<SkbOffsets>,
+    ) -> anyhow::Result<Self> {
+        let tp_offsets = match hook {
+            DropHook::Tracepoint => {
+                let tracefs =
+                    tracefs.ok_or_else(|| anyhow!("the classic tracepoint needs tracefs"))?;
+                let fields = tracefs::tracepoint_fields(tracefs, "skb", "kfree_skb")?;
+                let offset = |name: &str| {
+                    fields
+                        .iter()
+                        .find(|f| f.name == name)
+                        .map_or(u32::MAX, |f| f.offset)
+                };
+                let offsets = [
+                    offset("skbaddr"),
+                    offset("location"),
+                    offset("protocol"),
+                    offset("reason"),
+                ];
+                if offsets[1] == u32::MAX {
+                    bail!("skb:kfree_skb has no 'location' field in its format file");
+                }
+                offsets
+            }
+            DropHook::BtfTracepoint => [u32::MAX; 4],
+        };
+        let skb = offsets.map_or([u32::MAX; 8], |o| {
+            [
+                o.head,
+                o.network_header,
+                o.transport_header,
+                o.dev,
+                o.len,
+                o.protocol,
+                o.ifindex,
+                o.name,
+            ]
+        });
+        let mut object = Object::load(OBJECT, btf, |loader| {
+            for (name, value) in [
+                ("KFREE_SKB_OFF_SKBADDR", &tp_offsets[0]),
+                ("KFREE_SKB_OFF_LOCATION", &tp_offsets[1]),
+                ("KFREE_SKB_OFF_PROTOCOL", &tp_offsets[2]),
+                ("KFREE_SKB_OFF_REASON", &tp_offsets[3]),
+                ("SKB_OFF_HEAD", &skb[0]),
+                ("SKB_OFF_NETWORK_HEADER", &skb[1]),
+                ("SKB_OFF_TRANSPORT_HEADER", &skb[2]),
+                ("SKB_OFF_DEV", &skb[3]),
+                ("SKB_OFF_LEN", &skb[4]),
+                ("SKB_OFF_PROTOCOL", &skb[5]),
+                ("NETDEV_OFF_IFINDEX", &skb[6]),
+                ("NETDEV_OFF_NAME", &skb[7]),
+            ] {
+                loader.override_global(name, value, true);
+            }
+        })?;
+        match hook {
+            DropHook::Tracepoint => {
+                let program: &mut TracePoint = object.program_mut(hook.program())?;
+                program.load().context("loading kfree_skb")?;
+                program
+                    .attach("skb", "kfree_skb")
+                    .context("attaching to skb:kfree_skb")?;
+            }
+            DropHook::BtfTracepoint => {
+                let btf = btf.ok_or_else(|| anyhow!("tp_btf needs the kernel's BTF"))?;
+                let program: &mut BtfTracePoint = object.program_mut(hook.program())?;
+                program
+                    .load("kfree_skb", btf)
+                    .context("loading tp_btf/kfree_skb")?;
+                program.attach().context("attaching tp_btf/kfree_skb")?;
+            }
+        }
+        object.forward_log();
+        let events = RingReader::take(&mut object, "DROP_EVENTS", "DROP_LOST")?;
+        Ok(DropTracer {
+            object,
+            events,
+            hook,
+        })
+    }
+
+    /// Detaches the program: no new events; queued ones stay readable.
+    pub fn detach(&mut self) {
+        let hook = self.hook;
+        let _ = match hook {
+            DropHook::Tracepoint => self
+                .object
+                .program_mut::<TracePoint>(hook.program())
+                .map(|p| p.unload()),
+            DropHook::BtfTracepoint => self
+                .object
+                .program_mut::<BtfTracePoint>(hook.program())
+                .map(|p| p.unload()),
+        };
+    }
+
+    /// Takes every queued event (for the self-test).
+    fn drain_all(&mut self) -> Vec<DropEvent> {
+        let mut out = Vec::new();
+        self.events.drain(usize::MAX, |bytes| {
+            if let Some(event) = ring::record::<DropEvent>(bytes) {
+                out.push(event);
+            }
+        });
+        out
+    }
+}
+
+/// Attaches the eBPF drop tracer: `tp_btf/kfree_skb` when the kernel's BTF
+/// has it (with the reason argument), else the classic tracepoint; `hook`
+/// can insist on one. BTF is read once for both the kernel facts and aya's
+/// loader. The returned `KernelInfo` carries the reason names to decode
+/// the events.
+pub fn attach(hook: Hook) -> anyhow::Result<(DropTracer, KernelInfo)> {
+    let btf = KernelBtf::get();
+    let mut kernel = KernelInfo::probe(&btf);
+    let aya_btf = btf.as_ref().ok().map(|b| &b.aya);
+    let mut btf_failure = None;
+    let tp_btf_ok = kernel.tp_btf_args.is_some_and(|n| n >= 3);
+    if hook == Hook::TpBtf && !tp_btf_ok {
+        bail!("--hook tp-btf: {}", kernel.describe());
+    }
+    if tp_btf_ok && hook != Hook::Tracepoint {
+        match DropTracer::attach(DropHook::BtfTracepoint, aya_btf, None, kernel.offsets) {
+            Ok(tracer) => return Ok((tracer, kernel)),
+            Err(e) if hook == Hook::TpBtf => return Err(e),
+            Err(e) => btf_failure = Some(format!("{e:#}")),
+        }
+    }
+    let tracefs = tracefs::dir().map_err(|e| match &btf_failure {
+        Some(f) => anyhow!("tp_btf failed ({f}); classic tracepoint: {e:#}"),
+        None => anyhow!("{}; classic tracepoint: {e:#}", kernel.describe()),
+    })?;
+    if kernel.reasons.is_empty() {
+        kernel.reasons = super::format_reasons(&tracefs);
+    }
+    let tracer = DropTracer::attach(
+        DropHook::Tracepoint,
+        aya_btf,
+        Some(&tracefs),
+        kernel.offsets,
+    )?;
+    Ok((tracer, kernel))
+}
+
+/// Loads and attaches the drop tracer the way `droptrace start --backend
+/// ebpf` would, makes a drop on purpose (UDP to a closed port on loopback)
+/// and reports what the program saw. Used by `kconfig bpf` to show that
+/// eBPF really works on this kernel.
+pub async fn self_test() -> anyhow::Result<String> {
+    let (mut tracer, kernel) = attach(Hook::Auto)?;
+    let ours = std::process::id();
+    // A closed port on loopback: the kernel frees the skb as a drop.
+    if let Ok(netlink) = crate::net::netlink::Netlink::open() {
+        let _ = netlink
+            // lo is ifindex 1 in every network namespace.
+            .set_link(1, &[crate::net::netlink::LinkChange::Up])
+            .await;
+    }
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    let closed = {
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        probe.local_addr()?.port()
+    };
+    for _ in 0..3 {
+        let _ = socket.send_to(b"myinit self-test", ("127.0.0.1", closed));
+    }
+    let mut seen = 0usize;
+    let mut ours_seen = Vec::new();
+    let mut ours_count = 0usize;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for event in tracer.drain_all() {
+            seen += 1;
+            if event.pid == ours {
+                ours_count += 1;
+                ours_seen.push(kernel.reasons.name(event.reason));
+            }
+        }
+        if !ours_seen.is_empty() {
+            break;
+        }
+    }
+    ours_seen.dedup();
+    let (hook, lost) = (tracer.hook.describe(), tracer.events.lost());
+    Ok(format!(
+        "{}\neBPF: loaded and attached kfree_skb ({hook}); {seen} drop event(s) seen, {} from the self-test's \
+         packets (reason {}), {lost} lost",
+        super::capabilities_with(&Ok((tracer, kernel))),
+        ours_count,
+        if ours_seen.is_empty() { "-".to_string() } else { ours_seen.join(",") },
+    ))
+}

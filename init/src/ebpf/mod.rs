@@ -1,0 +1,130 @@
+//! aya mechanics every eBPF capability shares, knowing none of them: load
+//! an embedded object with the kernel's BTF and the globals its programs
+//! read, forward its aya-log lines (only after `log on`), and read its ring
+//! buffers (ring.rs). Each capability embeds its own object
+//! (`ebpf-programs/src/bin/<capability>.rs`), so a job creates only its own
+//! maps.
+
+pub mod ring;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{anyhow, Context as _};
+use aya::programs::Program;
+use aya::{Ebpf, EbpfLoader};
+
+/// Whether eBPF log lines are printed (`log on|off`). Off by default.
+pub static EBPF_LOG: AtomicBool = AtomicBool::new(false);
+
+/// Prints aya-log records from the programs while `EBPF_LOG` is on.
+struct ConsoleLog;
+
+impl log::Log for ConsoleLog {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        EBPF_LOG.load(Ordering::Relaxed)
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            eprintln!("ebpf: {}: {}", record.level(), record.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// A loaded eBPF object: its programs and the maps not taken yet, and the
+/// task forwarding its log lines, which ends with it.
+pub struct Object {
+    pub ebpf: Ebpf,
+    logger: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Object {
+    fn drop(&mut self) {
+        if let Some(logger) = self.logger.take() {
+            logger.abort();
+        }
+    }
+}
+
+impl Object {
+    /// Loads `object` (embedded with `aya::include_bytes_aligned!`). `btf`
+    /// is the running kernel's, for relocations; `configure` sets the
+    /// globals the programs read (kernel facts looked up by the caller).
+    pub fn load<'a>(
+        object: &[u8],
+        btf: Option<&'a aya::Btf>,
+        configure: impl FnOnce(&mut EbpfLoader<'a>),
+    ) -> anyhow::Result<Self> {
+        let mut loader = EbpfLoader::new();
+        // Statics: the loader borrows what it is given for its lifetime.
+        static ALL_LEVELS: u8 = 0xff;
+        static NO_LEVELS: u8 = 0;
+        let log_level = if EBPF_LOG.load(Ordering::Relaxed) {
+            &ALL_LEVELS
+        } else {
+            &NO_LEVELS
+        };
+        loader
+            .btf(btf)
+            .override_global("AYA_LOG_LEVEL", log_level, false);
+        configure(&mut loader);
+        let ebpf = loader.load(object).context("loading the eBPF object")?;
+        Ok(Object { ebpf, logger: None })
+    }
+
+    /// One of the object's programs as its type (`&mut TracePoint`, …).
+    pub fn program_mut<'a, T>(&'a mut self, name: &str) -> anyhow::Result<&'a mut T>
+    where
+        &'a mut T: TryFrom<&'a mut Program, Error = aya::programs::ProgramError>,
+    {
+        let program = self
+            .ebpf
+            .program_mut(name)
+            .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?;
+        Ok(program.try_into()?)
+    }
+
+    /// Takes a map out of the object (to read it while the object lives).
+    pub fn take_map(&mut self, name: &str) -> anyhow::Result<aya::maps::Map> {
+        self.ebpf
+            .take_map(name)
+            .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))
+    }
+
+    /// Starts forwarding the programs' log lines. Call it after loading the
+    /// programs: it takes the log map out of the object, and without a
+    /// runtime the map would be closed at once.
+    pub fn forward_log(&mut self) {
+        static LOGGER: ConsoleLog = ConsoleLog;
+        let Ok(logger) =
+            aya_log::EbpfLogger::init_with_logger(&mut self.ebpf, &LOGGER as &dyn log::Log)
+        else {
+            return;
+        };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        self.logger = Some(handle.spawn(async move {
+            // SAFETY: the logger owns the ring buffer's fd and moves into the
+            // AsyncFd, so the fd stays open for as long as it is registered.
+            let registered = unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(
+                    logger,
+                    tokio::io::Interest::READABLE,
+                )
+            };
+            let Ok(mut fd) = registered else {
+                return;
+            };
+            loop {
+                let Ok(mut guard) = fd.readable_mut().await else {
+                    return;
+                };
+                guard.get_inner_mut().flush();
+                guard.clear_ready();
+            }
+        }));
+    }
+}
