@@ -156,7 +156,9 @@ fn help(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
             text.push_str(
                 "\nAny other word that names an executable file runs it.\n\
                  Syntax: 'quotes', \"quotes\", \\escapes, # comments, ; between commands,\n\
-                 NAME=value, $NAME, ${NAME}, $?, < FILE, > FILE, >> FILE.\n",
+                 NAME=value, $NAME, ${NAME}, $?, < FILE, > FILE, >> FILE.\n\
+                 Not supported (an error; quote it to pass it literally):\n\
+                 | && || & 2> >&2 $(...) `...`.\n",
             );
             ctx.out.write_all(text.as_bytes())?;
             Ok(0)
