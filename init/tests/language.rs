@@ -517,3 +517,18 @@ fn exit_inside_run_ends_only_that_script_with_its_status() {
     assert_eq!((r.status, r.stdout.as_str()), (5, ""), "{r:?}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn ctrl_c_gets_out_of_running_a_fifo_nobody_writes() {
+    let dir = temp_dir("lang");
+    let fifo = dir.join("script-fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (r, took) = interrupted_run(
+        &format!("run {}", fifo.display()),
+        std::time::Duration::from_millis(500),
+    );
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    assert_eq!(r.status, 130, "{r:?}");
+    assert!(r.stderr.contains("run: interrupted"), "{r:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -285,7 +285,14 @@ impl Shell {
         let error = |e: &std::io::Error| {
             anyhow::anyhow!("{}: {}", path.display(), crate::util::io_error(e))
         };
-        let file = File::open(path).map_err(|e| error(&e))?;
+        // A FIFO nobody writes to would block the open for good: Ctrl-C gets out.
+        let mut interrupts = self.state.interrupts.clone();
+        interrupts.mark_unchanged();
+        let file = crate::util::open_interruptible(path, OpenOptions::new().read(true), interrupts)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::Interrupted => anyhow::Error::from(Interrupted),
+                _ => error(&e),
+            })?;
         if file.metadata().map_err(|e| error(&e))?.is_dir() {
             return Err(error(&std::io::Error::from(
                 std::io::ErrorKind::IsADirectory,
