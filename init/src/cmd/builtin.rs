@@ -158,7 +158,7 @@ fn help(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
                  Syntax: 'quotes', \"quotes\", \\escapes, # comments, ; between commands,\n\
                  NAME=value, $NAME, ${NAME}, $?, < FILE, > FILE, >> FILE.\n\
                  Not supported (an error; quote it to pass it literally):\n\
-                 | && || & 2> >&2 $(...) `...`.\n",
+                 | && || & 2> >&2 << $(...) `...`.\n",
             );
             ctx.out.write_all(text.as_bytes())?;
             Ok(0)

@@ -324,6 +324,10 @@ pub fn parse_line(line: &str) -> Result<Vec<SimpleCommand>, SyntaxError> {
                 return Err(unsupported(line, at, &token));
             }
             '`' => return Err(unsupported(line, at, "`")),
+            '<' if chars.peek().map(|&(_, n)| n) == Some('<') => {
+                // A here-document.
+                return Err(unsupported(line, at, "<<"));
+            }
             '<' | '>' => {
                 let kind = if c == '<' {
                     RedirectKind::Input
@@ -656,6 +660,7 @@ mod tests {
             ("cat 0< x", "0<", 5),
             ("echo a &> x", "&>", 8),
             ("echo a >&2", ">&", 8),
+            ("cat <<EOF", "<<", 5),
             ("echo $(date)", "$(", 6),
             ("echo `date`", "`", 6),
             ("echo \"x $(date)\"", "$(", 9),
