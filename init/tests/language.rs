@@ -312,3 +312,223 @@ fn only_an_escaping_backslash_continues_a_script_line() {
     assert_eq!(r.stdout, "one two\na\\\nb\nvisible\nquoted\\\n", "{r:?}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Runs `myinit ARGS…` in `dir`.
+fn myinit_in(dir: &std::path::Path, args: &[&str]) -> common::MyinitRun {
+    common::MyinitRun::from(
+        std::process::Command::new(myinit_bin())
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap(),
+    )
+}
+
+/// Runs `myinit -c COMMANDS` in `dir` under `ulimit -v` (400 MB), so a
+/// run that reads or builds without bound aborts instead of passing.
+fn myinit_memory_bound(dir: &std::path::Path, commands: &str) -> common::MyinitRun {
+    common::MyinitRun::from(
+        std::process::Command::new("bash")
+            .args([
+                "-c",
+                "ulimit -v 400000; exec \"$0\" -c \"$1\"",
+                myinit_bin(),
+                commands,
+            ])
+            .current_dir(dir)
+            .output()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn a_script_that_runs_itself_stops_at_the_nesting_limit_and_the_shell_lives() {
+    let dir = temp_dir("lang");
+    std::fs::write(dir.join("r.run"), "run r.run\n").unwrap();
+    let r = myinit_in(&dir, &["-c", "run r.run; echo alive-$?"]);
+    assert_eq!(r.stdout, "alive-1\n", "{r:?}");
+    assert_eq!(r.status, 0, "{r:?}");
+    let errors: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].ends_with(
+            "run: r.run: too deeply nested: r.run -> r.run -> … -> r.run \
+             (64 levels, the most allowed)"
+        ),
+        "{errors:?}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn run_nests_64_levels_deep_and_refuses_the_65th() {
+    let dir = temp_dir("lang");
+    for level in 1..=65 {
+        std::fs::write(
+            dir.join(format!("l{level}.run")),
+            format!("run l{}.run\n", level + 1),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join("l65.run"), "echo deepest\n").unwrap();
+    // l2 … l65 are 64 levels: all of them run.
+    let r = myinit_in(&dir, &["-c", "run l2.run"]);
+    assert_eq!(r.stdout, "deepest\n", "{r:?}");
+    r.assert_ok();
+    // l1 … l65 would be 65.
+    let r = myinit_in(&dir, &["-c", "run l1.run; echo status=$?"]);
+    assert_eq!(r.stdout, "status=1\n", "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+    assert!(
+        r.stderr.contains(
+            "l64.run:1: run: l65.run: too deeply nested: l1.run -> l2.run -> … -> l64.run (64 levels"
+        ),
+        "{r:?}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn run_of_dev_zero_fails_fast_with_a_clear_error_under_a_memory_bound() {
+    let dir = temp_dir("lang");
+    let started = std::time::Instant::now();
+    let r = myinit_memory_bound(&dir, "run /dev/zero; echo alive-$?");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(r.stdout, "alive-2\n", "{r:?}");
+    assert_eq!(r.status, 0, "{r:?}");
+    assert_eq!(
+        r.stderr,
+        "/dev/zero:1: syntax error: NUL byte: not a text script; stopping it\n"
+    );
+    // `myinit FILE` reads the same way.
+    let r = myinit_in(&dir, &["/dev/zero"]);
+    assert_eq!(r.status, 2, "{r:?}");
+    assert!(r.stderr.contains("NUL byte"), "{r:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_script_without_newlines_is_given_up_after_a_bounded_read() {
+    let dir = temp_dir("lang");
+    // 40 MiB of text and no newline: each line is refused whole, and looking
+    // for its end stops at 16 MiB, so neither memory nor time grow with it.
+    let mut text = b"echo first\n".to_vec();
+    text.extend(std::iter::repeat_n(b'x', 40 << 20));
+    std::fs::write(dir.join("long.run"), &text).unwrap();
+    let r = myinit_memory_bound(&dir, "run long.run; echo alive-$?");
+    assert_eq!(r.stdout, "first\nalive-2\n", "{r:?}");
+    assert_eq!(
+        r.stderr,
+        "long.run:2: syntax error: no end of line in the first 16 MiB; stopping the script\n"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_doubling_variable_is_refused_cleanly_and_keeps_its_value() {
+    let dir = temp_dir("lang");
+    let mut script = String::from("A=x\n");
+    for _ in 0..11 {
+        script.push_str("A=$A$A$A$A\n");
+    }
+    script.push_str(
+        "echo status=$?\necho $A > a.txt\nB=$A\necho $B$B$B$B$B > never.txt\necho status=$?\n",
+    );
+    std::fs::write(dir.join("grow.run"), script).unwrap();
+    let r = myinit_memory_bound(&dir, "run grow.run; echo alive");
+    assert_eq!(r.stdout, "status=1\nstatus=1\nalive\n", "{r:?}");
+    let errors: Vec<&str> = r.stderr.lines().collect();
+    // 4^8 = 65536 bytes still fit; the 9th to 11th doublings do not.
+    let expected: Vec<String> = (10..=12)
+        .map(|line| {
+            format!("grow.run:{line}: A: value too long: more than 65536 bytes when expanding $A")
+        })
+        .chain(["grow.run:16: command too long: more than 262144 bytes when expanding $B".into()])
+        .collect();
+    assert_eq!(errors, expected);
+    assert_eq!(
+        std::fs::metadata(dir.join("a.txt")).unwrap().len(),
+        65536 + 1
+    );
+    assert!(!dir.join("never.txt").exists());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn unsupported_sh_syntax_is_one_error_with_its_column_and_nothing_of_the_line_runs() {
+    let dir = temp_dir("lang");
+    // The column counts from the start of the line, here after this prefix.
+    let prefix = "echo before > ran; ";
+    for (line, token, column) in [
+        ("mount | grep t", "|", 7),
+        ("true && echo x", "&&", 6),
+        ("false || echo x", "||", 7),
+        ("sleep 1 &", "&", 9),
+        ("echo a 2> x", "2>", 8),
+        ("echo a &> x", "&>", 8),
+        ("echo a >&2", ">&", 8),
+        ("echo $(echo x)", "$(", 6),
+        ("echo `echo x`", "`", 6),
+        ("echo \"in $(echo x)\"", "$(", 10),
+        ("echo \"in `echo x`\"", "`", 10),
+    ] {
+        let r = myinit_in(&dir, &["-c", &format!("{prefix}{line}\necho status=$?")]);
+        assert_eq!(r.stdout, "status=2\n", "{line}: {r:?}");
+        assert_eq!(
+            r.stderr,
+            format!(
+                "-c:1: syntax error: '{token}' at column {} is not supported \
+                 (put it in single quotes to pass it literally)\n",
+                prefix.len() + column
+            ),
+            "{line}"
+        );
+        assert!(!dir.join("ran").exists(), "{line}: part of the line ran");
+        assert!(!dir.join("x").exists(), "{line}: x was written");
+    }
+    // Quoted or escaped, the same characters are plain text.
+    let r =
+        myinit(r#"echo '|' "a && b &" \& \| '$(x)' '`x`' "\$(x) \`x\`" 2 > /dev/null; echo 'a|b'"#);
+    r.assert_ok();
+    assert_eq!(r.stdout, "a|b\n");
+    let r = myinit(r#"echo '|' "a && b &" \& \| '$(x)' '`x`' "\$(x) \`x\`""#);
+    assert_eq!(r.stdout, "| a && b & & | $(x) `x` $(x) `x`\n");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn exit_inside_run_ends_only_that_script_with_its_status() {
+    let dir = temp_dir("lang");
+    std::fs::write(dir.join("e.run"), "echo in\nexit 7\necho not-reached\n").unwrap();
+    std::fs::write(dir.join("outer.run"), "run e.run\necho outer-after $?\n").unwrap();
+    let r = myinit_in(&dir, &["-c", "run e.run; echo status=$?; echo next"]);
+    assert_eq!(r.stdout, "in\nstatus=7\nnext\n", "{r:?}");
+    assert_eq!(r.status, 0);
+    let r = myinit_in(&dir, &["-c", "run outer.run; echo status=$?"]);
+    assert_eq!(r.stdout, "in\nouter-after 7\nstatus=0\n", "{r:?}");
+    // A top-level script or -c still ends the whole myinit.
+    let r = myinit_in(&dir, &["e.run"]);
+    assert_eq!((r.status, r.stdout.as_str()), (7, "in\n"), "{r:?}");
+    let r = myinit_in(&dir, &["-c", "exit 4; echo not-reached"]);
+    assert_eq!((r.status, r.stdout.as_str()), (4, ""), "{r:?}");
+    // poweroff inside run still ends the program (outside PID 1).
+    std::fs::write(dir.join("p.run"), "poweroff 5\necho not-reached\n").unwrap();
+    let r = myinit_in(&dir, &["-c", "run p.run; echo not-reached"]);
+    assert_eq!((r.status, r.stdout.as_str()), (5, ""), "{r:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn ctrl_c_gets_out_of_running_a_fifo_nobody_writes() {
+    let dir = temp_dir("lang");
+    let fifo = dir.join("script-fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let (r, took) = interrupted_run(
+        &format!("run {}", fifo.display()),
+        std::time::Duration::from_millis(500),
+    );
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    assert_eq!(r.status, 130, "{r:?}");
+    assert!(r.stderr.contains("run: interrupted"), "{r:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -2,12 +2,11 @@
 //! and the power commands.
 
 use std::io::Write;
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::{usage, CommandSpec};
-use crate::shell::{Ctx, Flow};
+use crate::shell::Ctx;
 
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
@@ -55,7 +54,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "exit",
         usage: "exit [STATUS]",
-        summary: "leave the shell (not as PID 1: use poweroff there)",
+        summary: "end the `run` script it is in, or leave the shell (not as PID 1: use poweroff)",
         help: "",
         run: exit,
     },
@@ -141,10 +140,7 @@ fn run(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     let [script] = args else {
         return Err(usage("expected one SCRIPT"));
     };
-    match ctx.shell.run_file(Path::new(script), ctx.out)? {
-        Flow::Exit(status) => Ok(status),
-        Flow::Continue | Flow::Stop => Ok(ctx.shell.last_status),
-    }
+    ctx.shell.run_nested(script, ctx.out)
 }
 
 fn help(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
@@ -160,7 +156,9 @@ fn help(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
             text.push_str(
                 "\nAny other word that names an executable file runs it.\n\
                  Syntax: 'quotes', \"quotes\", \\escapes, # comments, ; between commands,\n\
-                 NAME=value, $NAME, ${NAME}, $?, < FILE, > FILE, >> FILE.\n",
+                 NAME=value, $NAME, ${NAME}, $?, < FILE, > FILE, >> FILE.\n\
+                 Not supported (an error; quote it to pass it literally):\n\
+                 | && || & 2> >&2 << $(...) `...`.\n",
             );
             ctx.out.write_all(text.as_bytes())?;
             Ok(0)
@@ -210,6 +208,12 @@ fn parse_status(args: &[String]) -> anyhow::Result<i32> {
 
 fn exit(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     let status = parse_status(args)?;
+    // As in `sh script`, `exit` ends only the `run` script it is in, which
+    // is safe even as PID 1.
+    if ctx.shell.in_run_script() {
+        ctx.shell.script_exit = Some(status);
+        return Ok(status);
+    }
     if ctx.shell.state.is_pid1 {
         anyhow::bail!("PID 1 cannot exit (the kernel would panic): use poweroff or reboot");
     }

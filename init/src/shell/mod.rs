@@ -10,7 +10,7 @@ pub mod parse;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::future::Future;
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::process::Command;
@@ -20,7 +20,15 @@ use crate::cmd::{self, Interrupted, UsageError};
 use crate::proc;
 use crate::state::State;
 pub use io::{Input, Output};
-use parse::{RedirectKind, SimpleCommand};
+use parse::{Budget, RedirectKind, SimpleCommand};
+
+/// How deep `run` scripts may nest: far more than real scripts need, and
+/// far less than it takes to overflow the stack (a script that runs itself).
+pub const MAX_RUN_DEPTH: usize = 64;
+
+/// How much of one overlong script line is skipped looking for its end
+/// before the script is given up (a file or FIFO without newlines).
+const MAX_SKIPPED_LINE_BYTES: usize = 16 << 20;
 
 /// Where a line comes from, for error messages ("startup.run:12: …").
 #[derive(Clone, Debug)]
@@ -44,7 +52,8 @@ pub enum Flow {
     Continue,
     /// `set -e` and a command failed: the script stops.
     Stop,
-    /// `exit` (or `poweroff` outside PID 1): the program ends with this status.
+    /// `exit` (or `poweroff` outside PID 1): the program ends with this
+    /// status, or only the `run` script when `exit` was inside one.
     Exit(i32),
 }
 
@@ -57,6 +66,10 @@ pub struct Shell {
     pub errexit: bool,
     /// Set by `exit`/`poweroff` to end the program.
     pub exit_request: Option<i32>,
+    /// Set by `exit` inside a `run` script: only that script ends.
+    pub script_exit: Option<i32>,
+    /// The `run` scripts being run, outermost first.
+    run_chain: Vec<String>,
 }
 
 /// What a command gets: its output, its input and the shell.
@@ -103,6 +116,8 @@ impl Shell {
             last_status: 0,
             errexit: false,
             exit_request: None,
+            script_exit: None,
+            run_chain: Vec::new(),
         }
     }
 
@@ -142,7 +157,7 @@ impl Shell {
         for command in &commands {
             let interrupts_before = *self.state.interrupts.borrow();
             self.last_status = self.run_command(command, out, origin);
-            if let Some(status) = self.exit_request {
+            if let Some(status) = self.exit_request.or(self.script_exit) {
                 return Flow::Exit(status);
             }
             if self.errexit && self.last_status != 0 {
@@ -158,18 +173,62 @@ impl Shell {
 
     /// Runs a script's text. `set -e` inside it lasts until its end.
     pub fn run_source(&mut self, source: &[u8], name: &str, out: &mut Output) -> Flow {
+        self.run_reader(source, name, out)
+    }
+
+    /// Runs a script read line by line, so its size never matters: a line
+    /// longer than the limit is refused and skipped (up to a bound), and a
+    /// file that is not text stops the script. `set -e` inside it lasts
+    /// until its end.
+    pub fn run_reader(&mut self, mut reader: impl BufRead, name: &str, out: &mut Output) -> Flow {
         let saved_errexit = self.errexit;
         self.errexit = false;
         let mut flow = Flow::Continue;
         let mut pending = String::new();
         let mut start_line = 0;
-        for (index, raw) in source.split(|&b| b == b'\n').enumerate() {
-            let number = index + 1;
+        let mut buf = Vec::new();
+        let mut number = 0;
+        loop {
+            number += 1;
             let origin = Origin::Script {
                 name: name.to_string(),
                 line: number,
             };
-            let text = match parse::decode_line(raw) {
+            let error = match read_script_line(&mut reader, &mut buf) {
+                Ok(ScriptLine::Eof) => break,
+                Ok(ScriptLine::Text) => None,
+                Ok(ScriptLine::TooLong(len)) => Some(parse::SyntaxError::LineTooLong(len)),
+                Ok(ScriptLine::Binary) => {
+                    self.last_status = 2;
+                    eprintln!(
+                        "{}syntax error: NUL byte: not a text script; stopping it",
+                        origin.prefix()
+                    );
+                    flow = Flow::Stop;
+                    break;
+                }
+                Ok(ScriptLine::Endless) => {
+                    self.last_status = 2;
+                    eprintln!(
+                        "{}syntax error: no end of line in the first {} MiB; stopping the script",
+                        origin.prefix(),
+                        MAX_SKIPPED_LINE_BYTES >> 20
+                    );
+                    flow = Flow::Stop;
+                    break;
+                }
+                Err(e) => {
+                    self.last_status = 1;
+                    eprintln!("{}read: {}", origin.prefix(), crate::util::io_error(&e));
+                    flow = Flow::Stop;
+                    break;
+                }
+            };
+            let decoded = match error {
+                Some(e) => Err(e),
+                None => parse::decode_line(&buf),
+            };
+            let text = match decoded {
                 Ok(t) => t,
                 Err(e) => {
                     eprintln!("{}syntax error: {e}", origin.prefix());
@@ -183,6 +242,8 @@ impl Shell {
             };
             // A backslash that escapes the end of the line (not one inside
             // quotes, escaped itself, or in a comment) continues the command.
+            // The joined text is bounded: past the line limit it no longer
+            // parses as a continuation and is refused as too long.
             let candidate = format!("{pending}{text}");
             if parse::parse_line(&candidate) == Err(parse::SyntaxError::TrailingBackslash) {
                 if pending.is_empty() {
@@ -191,17 +252,16 @@ impl Shell {
                 pending = candidate[..candidate.len() - 1].to_string();
                 continue;
             }
-            let (line, origin) = if pending.is_empty() {
-                (text.to_string(), origin)
+            let origin = if pending.is_empty() {
+                origin
             } else {
-                let joined = std::mem::take(&mut pending) + text;
-                let origin = Origin::Script {
+                pending.clear();
+                Origin::Script {
                     name: name.to_string(),
                     line: start_line,
-                };
-                (joined, origin)
+                }
             };
-            flow = self.run_line(&line, out, &origin);
+            flow = self.run_line(&candidate, out, &origin);
             if flow != Flow::Continue {
                 break;
             }
@@ -222,32 +282,94 @@ impl Shell {
 
     /// Runs a script file (`run FILE`, `myinit FILE`, boot stages).
     pub fn run_file(&mut self, path: &Path, out: &mut Output) -> anyhow::Result<Flow> {
-        let source = std::fs::read(path)
-            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), crate::util::io_error(&e)))?;
+        let error = |e: &std::io::Error| {
+            anyhow::anyhow!("{}: {}", path.display(), crate::util::io_error(e))
+        };
+        // A FIFO nobody writes to would block the open for good: Ctrl-C gets out.
+        let mut interrupts = self.state.interrupts.clone();
+        interrupts.mark_unchanged();
+        let file = crate::util::open_interruptible(path, OpenOptions::new().read(true), interrupts)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::Interrupted => anyhow::Error::from(Interrupted),
+                _ => error(&e),
+            })?;
+        if file.metadata().map_err(|e| error(&e))?.is_dir() {
+            return Err(error(&std::io::Error::from(
+                std::io::ErrorKind::IsADirectory,
+            )));
+        }
         let name = path.display().to_string();
-        Ok(self.run_source(&source, &name, out))
+        Ok(self.run_reader(BufReader::new(file), &name, out))
+    }
+
+    /// `run SCRIPT`: runs it nested in the current script, at most
+    /// `MAX_RUN_DEPTH` deep. `exit` inside it ends only it.
+    pub fn run_nested(&mut self, script: &str, out: &mut Output) -> anyhow::Result<i32> {
+        if self.run_chain.len() >= MAX_RUN_DEPTH {
+            anyhow::bail!(
+                "{script}: too deeply nested: {} ({MAX_RUN_DEPTH} levels, the most allowed)",
+                chain_text(&self.run_chain)
+            );
+        }
+        self.run_chain.push(script.to_string());
+        let result = self.run_file(Path::new(script), out);
+        self.run_chain.pop();
+        let flow = result?;
+        if let Some(status) = self.script_exit.take() {
+            return Ok(status);
+        }
+        Ok(match flow {
+            Flow::Exit(status) => status,
+            Flow::Continue | Flow::Stop => self.last_status,
+        })
+    }
+
+    /// Whether a `run` script is running (where `exit` ends only it).
+    pub fn in_run_script(&self) -> bool {
+        !self.run_chain.is_empty()
     }
 
     fn run_command(&mut self, command: &SimpleCommand, out: &mut Output, origin: &Origin) -> i32 {
         let lookup = |name: &str| self.var(name);
+        let prefix = origin.prefix();
         // Leading NAME=value words set variables.
         let mut words = command.words.as_slice();
         let mut assignments = Vec::new();
         while let Some((first, rest)) = words.split_first() {
             match first.as_assignment() {
                 Some((name, value)) => {
-                    assignments.push((name, value.expand_joined(&lookup)));
+                    let mut budget = Budget::new(parse::MAX_VALUE_BYTES);
+                    match value.expand_joined(&lookup, &mut budget) {
+                        Ok(value) => assignments.push((name, value)),
+                        Err(e) => {
+                            eprintln!("{prefix}{name}: value too long: {e}");
+                            return 1;
+                        }
+                    }
                     words = rest;
                 }
                 None => break,
             }
         }
-        let args: Vec<String> = words.iter().flat_map(|w| w.expand(&lookup)).collect();
-        let redirects: Vec<(RedirectKind, String)> = command
-            .redirects
-            .iter()
-            .map(|r| (r.kind, r.target.expand_joined(&lookup)))
-            .collect();
+        let mut budget = Budget::new(parse::MAX_COMMAND_BYTES);
+        let expanded = (|| {
+            let mut args = Vec::new();
+            for word in words {
+                args.extend(word.expand(&lookup, &mut budget)?);
+            }
+            let mut redirects = Vec::new();
+            for r in &command.redirects {
+                redirects.push((r.kind, r.target.expand_joined(&lookup, &mut budget)?));
+            }
+            Ok::<_, parse::TooLong>((args, redirects))
+        })();
+        let (args, redirects): (Vec<String>, Vec<(RedirectKind, String)>) = match expanded {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("{prefix}command too long: {e}");
+                return 1;
+            }
+        };
         for (name, value) in assignments {
             self.set_var(&name, &value);
         }
@@ -337,6 +459,8 @@ impl Shell {
     ) -> i32 {
         let prefix = origin.prefix();
         let name = spec.name;
+        // A panic inside a nested `run` must not leave its level counted.
+        let run_depth = self.run_chain.len();
         if args.len() == 1 && (args[0] == "--help" || args[0] == "-h") && name != "echo" {
             let _ = out.write_all(spec.help_text().as_bytes());
             return 0;
@@ -347,6 +471,7 @@ impl Shell {
             shell: self,
         };
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| (spec.run)(&mut ctx, args)));
+        self.run_chain.truncate(run_depth);
         match result {
             Ok(Ok(status)) => status,
             Ok(Err(e)) if e.is::<UsageError>() => {
@@ -398,6 +523,74 @@ impl Shell {
         Ok(state
             .rt
             .block_on(state.reaper.wait_interruptible(pid, interrupts)))
+    }
+}
+
+/// `a -> b -> … -> z`: the first and last scripts of a long chain.
+fn chain_text(chain: &[String]) -> String {
+    if chain.len() <= 4 {
+        return chain.join(" -> ");
+    }
+    format!(
+        "{} -> {} -> … -> {}",
+        chain[0],
+        chain[1],
+        chain[chain.len() - 1]
+    )
+}
+
+/// What reading one script line gave (the text itself is in the buffer).
+#[derive(Debug, PartialEq, Eq)]
+enum ScriptLine {
+    Eof,
+    Text,
+    /// Longer than the line limit (this many bytes); the rest was skipped.
+    TooLong(usize),
+    /// A NUL byte: binary data such as `/dev/zero`, not a script.
+    Binary,
+    /// No newline within `MAX_SKIPPED_LINE_BYTES`.
+    Endless,
+}
+
+/// Reads one line into `buf` (without its newline), keeping at most the
+/// line limit in memory. Hand-written because `BufRead::read_until` keeps
+/// the whole line, however long.
+fn read_script_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<ScriptLine> {
+    buf.clear();
+    let mut len = 0usize;
+    loop {
+        let chunk = match reader.fill_buf() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            return Ok(match len {
+                0 => ScriptLine::Eof,
+                n if n > parse::MAX_LINE_BYTES => ScriptLine::TooLong(n),
+                _ => ScriptLine::Text,
+            });
+        }
+        let newline = chunk.iter().position(|&b| b == b'\n');
+        let text = &chunk[..newline.unwrap_or(chunk.len())];
+        if text.contains(&0) {
+            return Ok(ScriptLine::Binary);
+        }
+        let room = (parse::MAX_LINE_BYTES + 1).saturating_sub(buf.len());
+        buf.extend_from_slice(&text[..text.len().min(room)]);
+        len += text.len();
+        let used = text.len() + usize::from(newline.is_some());
+        reader.consume(used);
+        if newline.is_some() {
+            return Ok(if len > parse::MAX_LINE_BYTES {
+                ScriptLine::TooLong(len)
+            } else {
+                ScriptLine::Text
+            });
+        }
+        if len > MAX_SKIPPED_LINE_BYTES {
+            return Ok(ScriptLine::Endless);
+        }
     }
 }
 

@@ -24,6 +24,60 @@ pub enum SyntaxError {
     LineTooLong(usize),
     #[error("line is not valid UTF-8 (byte {0:#04x} at offset {1})")]
     NotUtf8(u8, usize),
+    /// sh syntax this language does not have (pipes, `&&`, `&`, `2>`,
+    /// command substitution): refused so it is never misread as words.
+    #[error("'{token}' at column {column} is not supported (put it in single quotes to pass it literally)")]
+    Unsupported { token: String, column: usize },
+}
+
+/// The most bytes one variable's value may hold, like a line.
+pub const MAX_VALUE_BYTES: usize = MAX_LINE_BYTES;
+/// The most bytes the expanded words and redirection targets of one command
+/// may hold: room for a few full-size values, far below what would strain memory.
+pub const MAX_COMMAND_BYTES: usize = 4 * MAX_LINE_BYTES;
+
+/// An expansion that would pass its bound: the variable being expanded
+/// then (`None` for literal text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooLong {
+    pub var: Option<String>,
+    pub limit: usize,
+}
+
+impl std::fmt::Display for TooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.var {
+            Some(name) => write!(f, "more than {} bytes when expanding ${name}", self.limit),
+            None => write!(f, "more than {} bytes", self.limit),
+        }
+    }
+}
+
+/// How many bytes an expansion may still produce; checked as text is
+/// appended, so an oversized result is refused before it is built.
+#[derive(Debug)]
+pub struct Budget {
+    left: usize,
+    limit: usize,
+}
+
+impl Budget {
+    pub fn new(limit: usize) -> Self {
+        Budget { left: limit, limit }
+    }
+
+    fn take(&mut self, bytes: usize, var: Option<&str>) -> Result<(), TooLong> {
+        match self.left.checked_sub(bytes) {
+            Some(left) => {
+                self.left = left;
+                Ok(())
+            }
+            None => Err(TooLong {
+                var: var.map(str::to_string),
+                limit: self.limit,
+            }),
+        }
+    }
 }
 
 /// One piece of a word, before variable expansion.
@@ -76,6 +130,14 @@ impl Word {
         }
     }
 
+    /// The digits of a word that is only unquoted digits (`2` of `2>`).
+    fn as_fd_number(&self) -> Option<&str> {
+        match self.0.as_slice() {
+            [Part::Bare(s)] if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => Some(s),
+            _ => None,
+        }
+    }
+
     /// `NAME=value` when the word starts with a bare `NAME=`: (name, rest of the word).
     pub fn as_assignment(&self) -> Option<(String, Word)> {
         let Some(Part::Bare(first)) = self.0.first() else {
@@ -95,7 +157,11 @@ impl Word {
 
     /// Expands variables with `lookup`. Bare variable text is split on
     /// blanks (as sh does), so one word may give zero or several fields.
-    pub fn expand(&self, lookup: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    pub fn expand(
+        &self,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        budget: &mut Budget,
+    ) -> Result<Vec<String>, TooLong> {
         let mut fields: Vec<String> = Vec::new();
         let mut current = String::new();
         // Whether `current` is a field even if empty (quotes make `""` a field).
@@ -103,11 +169,14 @@ impl Word {
         for part in &self.0 {
             match part {
                 Part::Bare(s) | Part::Quoted(s) => {
+                    budget.take(s.len(), None)?;
                     current.push_str(s);
                     has_field = has_field || matches!(part, Part::Quoted(_)) || !s.is_empty();
                 }
                 Part::Var { name, quoted: true } => {
-                    current.push_str(&lookup(name).unwrap_or_default());
+                    let value = lookup(name).unwrap_or_default();
+                    budget.take(value.len(), Some(name))?;
+                    current.push_str(&value);
                     has_field = true;
                 }
                 Part::Var {
@@ -115,6 +184,7 @@ impl Word {
                     quoted: false,
                 } => {
                     let value = lookup(name).unwrap_or_default();
+                    budget.take(value.len(), Some(name))?;
                     let mut pieces = value.split([' ', '\t', '\n']).peekable();
                     let starts_blank = value.starts_with([' ', '\t', '\n']);
                     if starts_blank && has_field {
@@ -137,18 +207,31 @@ impl Word {
         if has_field {
             fields.push(current);
         }
-        fields
+        Ok(fields)
     }
 
-    /// The word's text with variables expanded but no splitting (redirect targets).
-    pub fn expand_joined(&self, lookup: &dyn Fn(&str) -> Option<String>) -> String {
-        self.0
-            .iter()
-            .map(|part| match part {
-                Part::Bare(s) | Part::Quoted(s) => s.clone(),
-                Part::Var { name, .. } => lookup(name).unwrap_or_default(),
-            })
-            .collect()
+    /// The word's text with variables expanded but no splitting
+    /// (redirect targets, assigned values).
+    pub fn expand_joined(
+        &self,
+        lookup: &dyn Fn(&str) -> Option<String>,
+        budget: &mut Budget,
+    ) -> Result<String, TooLong> {
+        let mut text = String::new();
+        for part in &self.0 {
+            match part {
+                Part::Bare(s) | Part::Quoted(s) => {
+                    budget.take(s.len(), None)?;
+                    text.push_str(s);
+                }
+                Part::Var { name, .. } => {
+                    let value = lookup(name).unwrap_or_default();
+                    budget.take(value.len(), Some(name))?;
+                    text.push_str(&value);
+                }
+            }
+        }
+        Ok(text)
     }
 }
 
@@ -174,6 +257,21 @@ fn is_blank(c: char) -> bool {
     c == ' ' || c == '\t' || c == '\r' || c == '\n'
 }
 
+/// The characters of a line with their byte offsets, for error columns.
+type Chars<'a> = std::iter::Peekable<std::str::CharIndices<'a>>;
+
+/// The 1-based column (in characters) of byte offset `at` of `line`.
+fn column(line: &str, at: usize) -> usize {
+    line[..at].chars().count() + 1
+}
+
+fn unsupported(line: &str, at: usize, token: &str) -> SyntaxError {
+    SyntaxError::Unsupported {
+        token: token.to_string(),
+        column: column(line, at),
+    }
+}
+
 /// Parses one line into its commands. Empty and comment-only lines give none.
 pub fn parse_line(line: &str) -> Result<Vec<SimpleCommand>, SyntaxError> {
     if line.len() > MAX_LINE_BYTES {
@@ -184,7 +282,7 @@ pub fn parse_line(line: &str) -> Result<Vec<SimpleCommand>, SyntaxError> {
     let mut word: Option<Word> = None;
     // The redirection waiting for its target word.
     let mut pending: Option<RedirectKind> = None;
-    let mut chars = line.chars().peekable();
+    let mut chars: Chars<'_> = line.char_indices().peekable();
 
     // Ends the word being read, giving it to a pending redirection or the command.
     let finish_word = |word: &mut Option<Word>,
@@ -203,7 +301,7 @@ pub fn parse_line(line: &str) -> Result<Vec<SimpleCommand>, SyntaxError> {
         RedirectKind::Append => ">>",
     };
 
-    while let Some(c) = chars.next() {
+    while let Some((at, c)) = chars.next() {
         match c {
             c if is_blank(c) => finish_word(&mut word, &mut pending, &mut command),
             '#' if word.is_none() => break,
@@ -216,22 +314,50 @@ pub fn parse_line(line: &str) -> Result<Vec<SimpleCommand>, SyntaxError> {
                     commands.push(std::mem::take(&mut command));
                 }
             }
-            '<' | '>' => {
-                finish_word(&mut word, &mut pending, &mut command);
-                if let Some(kind) = pending {
-                    return Err(SyntaxError::MissingRedirectTarget(op_name(kind)));
+            '|' | '&' => {
+                let mut token = c.to_string();
+                if let Some(&(_, next)) = chars.peek() {
+                    if next == c || (c == '&' && next == '>') {
+                        token.push(next);
+                    }
                 }
-                pending = Some(if c == '<' {
+                return Err(unsupported(line, at, &token));
+            }
+            '`' => return Err(unsupported(line, at, "`")),
+            '<' if chars.peek().map(|&(_, n)| n) == Some('<') => {
+                // A here-document.
+                return Err(unsupported(line, at, "<<"));
+            }
+            '<' | '>' => {
+                let kind = if c == '<' {
                     RedirectKind::Input
-                } else if chars.peek() == Some(&'>') {
+                } else if chars.peek().map(|&(_, n)| n) == Some('>') {
                     chars.next();
                     RedirectKind::Append
                 } else {
                     RedirectKind::Truncate
-                });
+                };
+                // `2>`, `0<`: sh reads the digits as a file descriptor.
+                if let Some(digits) = word.as_ref().and_then(Word::as_fd_number) {
+                    let start = at - digits.len();
+                    return Err(unsupported(
+                        line,
+                        start,
+                        &format!("{digits}{}", op_name(kind)),
+                    ));
+                }
+                // `>&2`, `<&0`: descriptor duplication.
+                if chars.peek().map(|&(_, n)| n) == Some('&') {
+                    return Err(unsupported(line, at, &format!("{}&", op_name(kind))));
+                }
+                finish_word(&mut word, &mut pending, &mut command);
+                if let Some(kind) = pending {
+                    return Err(SyntaxError::MissingRedirectTarget(op_name(kind)));
+                }
+                pending = Some(kind);
             }
             '\\' => {
-                let escaped = chars.next().ok_or(SyntaxError::TrailingBackslash)?;
+                let (_, escaped) = chars.next().ok_or(SyntaxError::TrailingBackslash)?;
                 word.get_or_insert_with(Word::default)
                     .push_char(escaped, true);
             }
@@ -242,8 +368,8 @@ pub fn parse_line(line: &str) -> Result<Vec<SimpleCommand>, SyntaxError> {
                 loop {
                     match chars.next() {
                         None => return Err(SyntaxError::UnterminatedQuote("single")),
-                        Some('\'') => break,
-                        Some(c) => w.push_char(c, true),
+                        Some((_, '\'')) => break,
+                        Some((_, c)) => w.push_char(c, true),
                     }
                 }
             }
@@ -253,26 +379,28 @@ pub fn parse_line(line: &str) -> Result<Vec<SimpleCommand>, SyntaxError> {
                 loop {
                     match chars.next() {
                         None => return Err(SyntaxError::UnterminatedQuote("double")),
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(e @ ('"' | '\\' | '$' | '`')) => w.push_char(e, true),
-                            Some(other) => {
+                        Some((_, '"')) => break,
+                        Some((_, '\\')) => match chars.next() {
+                            Some((_, e @ ('"' | '\\' | '$' | '`'))) => w.push_char(e, true),
+                            Some((_, other)) => {
                                 w.push_char('\\', true);
                                 w.push_char(other, true);
                             }
                             None => return Err(SyntaxError::UnterminatedQuote("double")),
                         },
-                        Some('$') => match read_var(&mut chars)? {
+                        // Substitutions in sh, even inside double quotes.
+                        Some((at, '`')) => return Err(unsupported(line, at, "`")),
+                        Some((at, '$')) => match read_var(line, at, &mut chars)? {
                             Some(name) => w.0.push(Part::Var { name, quoted: true }),
                             None => w.push_char('$', true),
                         },
-                        Some(c) => w.push_char(c, true),
+                        Some((_, c)) => w.push_char(c, true),
                     }
                 }
             }
             '$' => {
                 let w = word.get_or_insert_with(Word::default);
-                match read_var(&mut chars)? {
+                match read_var(line, at, &mut chars)? {
                     Some(name) => w.0.push(Part::Var {
                         name,
                         quoted: false,
@@ -293,12 +421,12 @@ pub fn parse_line(line: &str) -> Result<Vec<SimpleCommand>, SyntaxError> {
     Ok(commands)
 }
 
-/// Reads a variable reference after `$`: `NAME`, `{NAME}` or `?`.
-/// `None` when `$` is not followed by a name (then it is a literal `$`).
-fn read_var(
-    chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
-) -> Result<Option<String>, SyntaxError> {
-    match chars.peek() {
+/// Reads a variable reference after the `$` at byte `at`: `NAME`,
+/// `{NAME}` or `?`. `None` when `$` is not followed by a name (then it is
+/// a literal `$`); `$(` is refused as command substitution.
+fn read_var(line: &str, at: usize, chars: &mut Chars<'_>) -> Result<Option<String>, SyntaxError> {
+    match chars.peek().map(|&(_, c)| c) {
+        Some('(') => Err(unsupported(line, at, "$(")),
         Some('?') => {
             chars.next();
             Ok(Some("?".into()))
@@ -309,8 +437,8 @@ fn read_var(
             loop {
                 match chars.next() {
                     None => return Err(SyntaxError::UnterminatedBrace),
-                    Some('}') => break,
-                    Some(c) => name.push(c),
+                    Some((_, '}')) => break,
+                    Some((_, c)) => name.push(c),
                 }
             }
             if name == "?" || is_valid_name(&name) {
@@ -319,9 +447,9 @@ fn read_var(
                 Err(SyntaxError::BadVariableName(name))
             }
         }
-        Some(&c) if c == '_' || c.is_ascii_alphabetic() => {
+        Some(c) if c == '_' || c.is_ascii_alphabetic() => {
             let mut name = String::new();
-            while let Some(&c) = chars.peek() {
+            while let Some(&(_, c)) = chars.peek() {
                 if c == '_' || c.is_ascii_alphanumeric() {
                     name.push(c);
                     chars.next();
@@ -361,7 +489,10 @@ mod tests {
             .map(|c| {
                 c.words
                     .iter()
-                    .flat_map(|w| w.expand(&|n| v.get(n).cloned()))
+                    .flat_map(|w| {
+                        w.expand(&|n| v.get(n).cloned(), &mut Budget::new(MAX_COMMAND_BYTES))
+                            .unwrap()
+                    })
                     .collect()
             })
             .collect()
@@ -442,7 +573,13 @@ mod tests {
         assert_eq!(cmds[0].words.len(), 1);
         assert_eq!(cmds[0].redirects[0].kind, RedirectKind::Input);
         assert_eq!(cmds[0].redirects[1].kind, RedirectKind::Append);
-        assert_eq!(cmds[0].redirects[1].target.expand_joined(&|_| None), "out");
+        assert_eq!(
+            cmds[0].redirects[1]
+                .target
+                .expand_joined(&|_| None, &mut Budget::new(100))
+                .unwrap(),
+            "out"
+        );
     }
 
     #[test]
@@ -450,7 +587,12 @@ mod tests {
         let cmds = parse_line("NAME=va'l ue'").unwrap();
         let (name, value) = cmds[0].words[0].as_assignment().unwrap();
         assert_eq!(name, "NAME");
-        assert_eq!(value.expand_joined(&|_| None), "val ue");
+        assert_eq!(
+            value
+                .expand_joined(&|_| None, &mut Budget::new(100))
+                .unwrap(),
+            "val ue"
+        );
         assert!(parse_line("'A=1'").unwrap()[0].words[0]
             .as_assignment()
             .is_none());
@@ -497,5 +639,92 @@ mod tests {
             SyntaxError::MissingRedirectTarget(">").to_string(),
             "missing file name after '>'"
         );
+    }
+
+    fn unsupported_at(line: &str) -> (String, usize) {
+        match parse_line(line) {
+            Err(SyntaxError::Unsupported { token, column }) => (token, column),
+            other => panic!("{line}: expected an unsupported-syntax error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn sh_syntax_the_language_lacks_is_refused_with_its_column() {
+        for (line, token, column) in [
+            ("mount | grep t", "|", 7),
+            ("a && b", "&&", 3),
+            ("a || b", "||", 3),
+            ("sleep 1 &", "&", 9),
+            ("echo a 2> x", "2>", 8),
+            ("echo a 2>> x", "2>>", 8),
+            ("cat 0< x", "0<", 5),
+            ("echo a &> x", "&>", 8),
+            ("echo a >&2", ">&", 8),
+            ("cat <<EOF", "<<", 5),
+            ("echo $(date)", "$(", 6),
+            ("echo `date`", "`", 6),
+            ("echo \"x $(date)\"", "$(", 9),
+            ("echo \"`date`\"", "`", 7),
+            ("echo é | x", "|", 8),
+        ] {
+            assert_eq!(unsupported_at(line), (token.to_string(), column), "{line}");
+        }
+        assert_eq!(
+            parse_line("a | b").unwrap_err().to_string(),
+            "'|' at column 3 is not supported (put it in single quotes to pass it literally)"
+        );
+    }
+
+    #[test]
+    fn quoted_or_escaped_sh_syntax_stays_literal() {
+        assert_eq!(
+            words(r#"echo '|' "a && b" \& \| '$(x)' '`x`' "\$(x)" "\`x\`" \$(x)"#),
+            vec![vec![
+                "echo", "|", "a && b", "&", "|", "$(x)", "`x`", "$(x)", "`x`", "$(x)"
+            ]]
+        );
+        // Digits only count as a descriptor directly before the operator.
+        let cmds = parse_line("echo a 2 > x; echo b2> y; echo '2'> z").unwrap();
+        let texts: Vec<Vec<String>> = cmds
+            .iter()
+            .map(|c| {
+                c.words
+                    .iter()
+                    .map(|w| w.expand_joined(&|_| None, &mut Budget::new(100)).unwrap())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            vec![
+                vec!["echo", "a", "2"],
+                vec!["echo", "b2"],
+                vec!["echo", "2"]
+            ]
+        );
+        assert!(cmds.iter().all(|c| c.redirects.len() == 1));
+    }
+
+    #[test]
+    fn expansion_stops_at_its_budget_and_names_the_variable() {
+        let big = "x".repeat(1000);
+        let lookup = |n: &str| (n == "BIG").then(|| big.clone());
+        let word = &parse_line("a$BIG$BIG").unwrap()[0].words[0];
+        assert_eq!(
+            word.expand(&lookup, &mut Budget::new(2001)).unwrap()[0].len(),
+            2001
+        );
+        assert_eq!(
+            word.expand(&lookup, &mut Budget::new(2000)),
+            Err(TooLong {
+                var: Some("BIG".into()),
+                limit: 2000
+            })
+        );
+        // The budget is shared by the words of one command.
+        let mut budget = Budget::new(1500);
+        assert!(word.expand_joined(&|_| None, &mut budget).is_ok());
+        let err = word.expand_joined(&lookup, &mut budget).unwrap_err();
+        assert_eq!(err.to_string(), "more than 1500 bytes when expanding $BIG");
     }
 }
