@@ -43,3 +43,95 @@ pub fn open_interruptible(
         }
     }
 }
+
+/// The share of memory one user-sized buffer may take: a fraction of what
+/// the kernel says is available, so that PID 1 stays clear of the OOM
+/// killer even with other buffers of the same kind alive.
+const MEMORY_SHARE: u64 = 8;
+
+/// `MemAvailable` from /proc/meminfo, in bytes (`MemTotal` on kernels too
+/// old to report it, 3.14 and earlier).
+pub fn available_memory() -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo")
+        .map_err(|e| anyhow::anyhow!("/proc/meminfo: {}", io_error(&e)))?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+    };
+    field("MemAvailable")
+        .or_else(|| field("MemTotal"))
+        .ok_or_else(|| anyhow::anyhow!("/proc/meminfo: no MemAvailable or MemTotal"))
+}
+
+/// The most items of about `item_bytes` each that one buffer may hold on
+/// this machine: an eighth of the available memory (see `MEMORY_SHARE`).
+pub fn memory_cap(item_bytes: u64) -> anyhow::Result<u64> {
+    Ok(available_memory()? / MEMORY_SHARE / item_bytes.max(1))
+}
+
+/// Refuses a user-given count of `item_bytes`-sized items beyond
+/// `memory_cap`, in one line that names the option and the cap.
+pub fn check_memory_cap(option: &str, count: u64, item_bytes: u64) -> anyhow::Result<()> {
+    let available = available_memory()?;
+    let cap = available / MEMORY_SHARE / item_bytes.max(1);
+    if count > cap {
+        anyhow::bail!(
+            "{option} {count}: at most {cap} here (1/{MEMORY_SHARE} of the {} MiB available, \
+             about {item_bytes} bytes each)",
+            available >> 20
+        );
+    }
+    Ok(())
+}
+
+/// Why `for_each_line` gave up on its input.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    #[error("line {0} is longer than {1} bytes")]
+    TooLong(usize, usize),
+    #[error("more than {0} lines")]
+    TooMany(usize),
+    #[error("{}", io_error(.0))]
+    Io(#[from] std::io::Error),
+}
+
+/// Calls `each` with every line of `reader` (without its newline, invalid
+/// UTF-8 replaced) until it returns `Break`. A line longer than `max_len`
+/// bytes or more than `max_lines` lines is an error: a file given by name
+/// may be /dev/zero or a huge sparse file, and reading it must end, in
+/// bounded memory, instead of growing one line without limit.
+pub fn for_each_line(
+    mut reader: impl std::io::BufRead,
+    max_len: usize,
+    max_lines: usize,
+    mut each: impl FnMut(&str) -> std::ops::ControlFlow<()>,
+) -> Result<(), LineError> {
+    use std::io::{BufRead, Read};
+    let mut line = Vec::new();
+    let mut number = 0;
+    loop {
+        number += 1;
+        if number > max_lines {
+            return Err(LineError::TooMany(max_lines));
+        }
+        line.clear();
+        // One byte more than allowed tells a line at the limit from a longer one.
+        let n = (&mut reader)
+            .take(max_len as u64 + 2)
+            .read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(());
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        if line.len() > max_len {
+            return Err(LineError::TooLong(number, max_len));
+        }
+        if each(&String::from_utf8_lossy(&line)).is_break() {
+            return Ok(());
+        }
+    }
+}
