@@ -65,14 +65,9 @@ pub fn available_memory() -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow::anyhow!("/proc/meminfo: no MemAvailable or MemTotal"))
 }
 
-/// The most items of about `item_bytes` each that one buffer may hold on
-/// this machine: an eighth of the available memory (see `MEMORY_SHARE`).
-pub fn memory_cap(item_bytes: u64) -> anyhow::Result<u64> {
-    Ok(available_memory()? / MEMORY_SHARE / item_bytes.max(1))
-}
-
-/// Refuses a user-given count of `item_bytes`-sized items beyond
-/// `memory_cap`, in one line that names the option and the cap.
+/// Refuses a user-given count of items of about `item_bytes` each beyond
+/// what one buffer may take here (1/MEMORY_SHARE of the available memory),
+/// in one line that names the option and the cap.
 pub fn check_memory_cap(option: &str, count: u64, item_bytes: u64) -> anyhow::Result<()> {
     let available = available_memory()?;
     let cap = available / MEMORY_SHARE / item_bytes.max(1);
@@ -134,4 +129,43 @@ pub fn for_each_line(
             return Ok(());
         }
     }
+}
+
+/// Whether `input` (a command's standard input, not a terminal) is at its
+/// end, without reading from it: what is there may be the shell's own next
+/// lines. A regular file is at its end when its offset reached its size, a
+/// pipe or socket when the other side is gone and nothing is left; a
+/// character device is read once (/dev/null gives end of file).
+pub fn input_at_end(input: &std::fs::File) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::io::Seek;
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = input.metadata() else {
+        return false;
+    };
+    // A terminal has keys, not an end.
+    if nix::unistd::isatty(input).unwrap_or(false) {
+        return false;
+    }
+    let kind = meta.file_type();
+    if kind.is_file() {
+        let mut file = input;
+        return file.stream_position().is_ok_and(|at| at >= meta.len());
+    }
+    let mut fds = [PollFd::new(input.as_fd(), PollFlags::POLLIN)];
+    let Some(ready) = poll(&mut fds, PollTimeout::ZERO)
+        .ok()
+        .filter(|&n| n > 0)
+        .and_then(|_| fds[0].revents())
+    else {
+        return false;
+    };
+    if kind.is_char_device() {
+        // Polled first: a device without data (/dev/kmsg) would block.
+        let mut byte = [0u8; 1];
+        return ready.contains(PollFlags::POLLIN)
+            && matches!(nix::unistd::read(input, &mut byte), Ok(0));
+    }
+    ready.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) && !ready.contains(PollFlags::POLLIN)
 }
