@@ -169,3 +169,70 @@ pub fn input_at_end(input: &std::fs::File) -> bool {
     }
     ready.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) && !ready.contains(PollFlags::POLLIN)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ops::ControlFlow;
+
+    fn lines(text: &[u8], max_len: usize, max_lines: usize) -> Result<Vec<String>, LineError> {
+        let mut seen = Vec::new();
+        for_each_line(text, max_len, max_lines, |l| {
+            seen.push(l.to_string());
+            ControlFlow::Continue(())
+        })?;
+        Ok(seen)
+    }
+
+    #[test]
+    fn lines_are_read_within_their_limits() {
+        assert_eq!(
+            lines(b"a\nbcd\n\nlast", 4, 10).unwrap(),
+            ["a", "bcd", "", "last"]
+        );
+        assert_eq!(lines(b"abcd\n", 4, 10).unwrap(), ["abcd"]);
+        assert!(matches!(
+            lines(b"a\nabcde\n", 4, 10),
+            Err(LineError::TooLong(2, 4))
+        ));
+        assert!(matches!(
+            lines(b"abcde", 4, 10),
+            Err(LineError::TooLong(1, 4))
+        ));
+        assert!(matches!(
+            lines(b"1\n2\n3\n", 4, 2),
+            Err(LineError::TooMany(2))
+        ));
+        // Break stops early, past what would have been too long.
+        let mut first = None;
+        for_each_line(&b"x\n\0\0\0\0\0\0"[..], 4, 10, |l| {
+            first = Some(l.to_string());
+            ControlFlow::Break(())
+        })
+        .unwrap();
+        assert_eq!(first.as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn the_end_of_files_pipes_and_dev_null_is_seen_without_reading() {
+        use std::io::{Read, Write};
+        assert!(input_at_end(&std::fs::File::open("/dev/null").unwrap()));
+        let path = std::env::temp_dir().join(format!("myinit-util-{}", std::process::id()));
+        std::fs::write(&path, "ab").unwrap();
+        let mut file = std::fs::File::open(&path).unwrap();
+        assert!(!input_at_end(&file));
+        let mut buf = [0u8; 2];
+        file.read_exact(&mut buf).unwrap();
+        assert!(input_at_end(&file));
+        std::fs::remove_file(&path).unwrap();
+        let (reader, mut writer) = std::io::pipe().unwrap();
+        let reader = std::fs::File::from(std::os::fd::OwnedFd::from(reader));
+        assert!(!input_at_end(&reader), "open and empty");
+        writer.write_all(b"x").unwrap();
+        drop(writer);
+        assert!(!input_at_end(&reader), "closed, but data is left");
+        let mut byte = [0u8; 1];
+        (&reader).read_exact(&mut byte).unwrap();
+        assert!(input_at_end(&reader), "closed and read");
+    }
+}

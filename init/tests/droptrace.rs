@@ -778,7 +778,8 @@ fn watch_ends_when_its_standard_input_is_at_its_end() {
     let empty = temp_file("dtempty");
     std::fs::write(&empty, "").unwrap();
     let ended = "droptrace: standard input is at its end, which counts as a key: stopping";
-    let cases: [(&str, String, fn() -> Stdio); 3] = [
+    type MakeStdin = fn() -> Stdio;
+    let cases: [(&str, String, MakeStdin); 3] = [
         ("< /dev/null", "droptrace watch".into(), Stdio::null),
         ("a closed pipe", "droptrace watch 5".into(), Stdio::piped),
         (
