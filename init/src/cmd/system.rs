@@ -71,7 +71,9 @@ processes myinit has reaped.",
 each option of the group as y, m (module) or missing, with the\n\
 commands that need a missing one. Status 1 when a needed option is\n\
 missing. `kconfig bpf` also loads and attaches the embedded eBPF drop\n\
-tracer and makes a drop on loopback, to prove eBPF works here.",
+tracer and makes a drop on loopback, to prove eBPF works here.\n\
+The file is streamed; one with a line over 4096 bytes or more than\n\
+200000 lines is no kernel config and is refused (/dev/zero ends at once).",
         run: kconfig,
     },
 ];
