@@ -767,3 +767,124 @@ fn a_count_limited_run_stops_by_itself_and_says_so() {
     assert!(r.stdout.contains("COUNT reached"), "{}", r.stdout);
     assert!(r.stdout.contains(", 2 matched,"), "{}", r.stdout);
 }
+
+/// Runs `command` with a deadline: killed and the test failed when it does
+/// not end by itself within `limit`.
+fn run_bounded(
+    mut command: std::process::Command,
+    limit: std::time::Duration,
+) -> common::MyinitRun {
+    use std::process::Stdio;
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run myinit");
+    // A writer the test holds is closed at once: the pipe's end has come.
+    drop(child.stdin.take());
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "still running after {limit:?}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    common::MyinitRun::from(child.wait_with_output().unwrap())
+}
+
+#[test]
+fn watch_ends_when_its_standard_input_is_at_its_end() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let empty = temp_file("dtempty");
+    std::fs::write(&empty, "").unwrap();
+    let ended = "droptrace: standard input is at its end, which counts as a key: stopping";
+    type MakeStdin = fn() -> Stdio;
+    let cases: [(&str, String, MakeStdin); 3] = [
+        ("< /dev/null", "droptrace watch".into(), Stdio::null),
+        ("a closed pipe", "droptrace watch 5".into(), Stdio::piped),
+        (
+            "< an empty file",
+            format!("droptrace watch < {}", empty.display()),
+            Stdio::null,
+        ),
+    ];
+    for (what, commands, stdin) in cases {
+        let mut command = Command::new(myinit_bin());
+        command.args(["-c", &commands]).stdin(stdin());
+        let r = run_bounded(command, Duration::from_secs(30));
+        r.assert_ok();
+        assert!(r.stdout.contains(ended), "{what}: {}", r.stdout);
+        // The tracer it started for the watch is stopped again.
+        assert!(
+            r.stdout.contains("droptrace: stopped"),
+            "{what}: {}",
+            r.stdout
+        );
+        assert!(
+            r.stdout.contains(" drops watched, "),
+            "{what}: {}",
+            r.stdout
+        );
+    }
+    let _ = std::fs::remove_file(&empty);
+
+    // --seconds bounds a watch already: the end of input does not cut it short.
+    let mut command = Command::new(myinit_bin());
+    command
+        .args(["-c", "droptrace watch --seconds 1.5"])
+        .stdin(Stdio::null());
+    let started = Instant::now();
+    let r = run_bounded(command, Duration::from_secs(30));
+    r.assert_ok();
+    assert!(!r.stdout.contains(ended), "{}", r.stdout);
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+}
+
+#[test]
+fn keep_beyond_what_memory_allows_is_refused_with_the_cap() {
+    let r = myinit_env(
+        "droptrace start --keep 99999999999; echo status=$?; droptrace stop",
+        &[],
+    );
+    assert!(r.stdout.starts_with("status=1\n"), "{r:?}");
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", r.stderr);
+    let cap_line = lines[0]
+        .strip_prefix("-c:1: droptrace: --keep 99999999999: at most ")
+        .unwrap_or_else(|| panic!("{}", r.stderr));
+    let cap: u64 = cap_line.split(' ').next().unwrap().parse().unwrap();
+    assert!(
+        cap_line.ends_with("MiB available, about 512 bytes each)"),
+        "{cap_line}"
+    );
+    // An eighth of what the kernel says is available, at 512 bytes a drop.
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let available_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
+        .unwrap();
+    let expected = available_kib * 1024 / 8 / 512;
+    assert!(
+        cap > expected * 8 / 10 && cap < expected * 12 / 10,
+        "cap {cap}, expected about {expected}"
+    );
+    // Nothing was started.
+    assert!(
+        lines[1].ends_with("droptrace: not running (droptrace start first)"),
+        "{}",
+        r.stderr
+    );
+    // Up to the cap is fine.
+    let r = myinit_env(
+        &format!("droptrace start --keep {}; droptrace stop", cap / 2),
+        &[],
+    );
+    r.assert_ok();
+}

@@ -687,3 +687,39 @@ fn kconfig_bpf_lists_its_options() {
     assert_eq!(count, 7, "{run:?}");
     assert_eq!(run.status, 0, "{run:?}");
 }
+
+#[test]
+fn kconfig_of_an_endless_or_huge_file_fails_fast_in_bounded_memory() {
+    let dir = TempDir::new();
+    // 64 GiB of zeros that take no disk: a config read whole would not fit.
+    let sparse = dir.path("sparse");
+    fs::File::create(&sparse)
+        .unwrap()
+        .set_len(64 << 30)
+        .unwrap();
+    for file in ["/dev/zero", sparse.as_str()] {
+        let started = Instant::now();
+        // 400 MB of address space: reading the file into memory fails.
+        let out = Command::new("bash")
+            .args([
+                "-c",
+                "ulimit -v 400000; exec \"$0\" -c \"kconfig net $1; echo status=\\$?\"",
+                myinit_bin(),
+                file,
+            ])
+            .output()
+            .unwrap();
+        let run = MyinitRun::from(out);
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{file}: {run:?}"
+        );
+        assert_eq!(run.stdout, "status=1\n", "{file}: {run:?}");
+        assert_eq!(
+            stderr_lines(&run),
+            [format!(
+                "kconfig: {file}: line 1 is longer than 4096 bytes: not a kernel config"
+            )]
+        );
+    }
+}

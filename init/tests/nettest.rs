@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -273,8 +273,14 @@ impl ChildGuard {
     /// `ip netns exec NS myinit -c COMMANDS`, its output captured. `ip netns
     /// exec` execs the program, so the child's pid is myinit's.
     fn spawn(ns: &Netns, commands: &str) -> Self {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &ns.name, myinit_bin(), "-c", commands])
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &ns.name, myinit_bin(), "-c", commands]);
+        Self::start(command)
+    }
+
+    /// Any command, stdin empty and the output captured.
+    fn start(mut command: Command) -> Self {
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -525,4 +531,134 @@ fn netcat_connect_timeout() {
         took >= Duration::from_millis(900) && took < Duration::from_secs(3),
         "{took:?}"
     );
+}
+
+#[test]
+fn netcat_listener_with_w_and_no_peer_ends_after_w() {
+    let ns = Netns::new("ntw");
+    for (udp, what) in [(false, "connection"), (true, "datagram")] {
+        let flags = if udp { "-l -u" } else { "-l" };
+        let started = Instant::now();
+        // Bounded here too: before -w covered the first peer, this hung.
+        let r = ChildGuard::spawn(&ns, &format!("netcat {flags} -w 1 5050"))
+            .finish(Duration::from_secs(10));
+        let took = started.elapsed();
+        assert_eq!(r.status, 1, "{r:?}");
+        assert_one_error(
+            &r.stderr,
+            &format!("netcat: no {what} on port 5050 within 1s (-w)"),
+        );
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+            "{flags}: {took:?}"
+        );
+    }
+}
+
+/// A DNS server on 127.0.0.1:53 of NS that never answers: what the C
+/// library asks when /etc/resolv.conf names no nameserver, and what makes
+/// a lookup there wait out the whole resolver timeout.
+struct SilentDns {
+    _server: ChildGuard,
+}
+
+impl SilentDns {
+    fn start(ns: &Netns) -> Self {
+        let mut command = Command::new("ip");
+        command.args([
+            "netns",
+            "exec",
+            &ns.name,
+            "python3",
+            "-c",
+            "import socket, sys, time\n\
+             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             s.bind(('127.0.0.1', 53))\n\
+             print('ready', flush=True)\n\
+             time.sleep(120)",
+        ]);
+        let mut guard = ChildGuard::start(command);
+        let stdout = guard.child().stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        assert_eq!(line, "ready\n", "the silent DNS server did not start");
+        SilentDns { _server: guard }
+    }
+}
+
+/// `myinit -c COMMANDS` in NS with the test's own /etc/resolv.conf and
+/// /etc/hosts, bind-mounted in a private mount namespace: the host's files
+/// stay as they are.
+fn myinit_with_resolver_files(
+    ns: &Netns,
+    resolv: &Path,
+    hosts: &Path,
+    commands: &str,
+) -> MyinitRun {
+    let mut command = Command::new("ip");
+    command.args([
+        "netns",
+        "exec",
+        &ns.name,
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+    ]);
+    command.args([
+        "sh",
+        "-c",
+        "mount --bind \"$1\" /etc/resolv.conf && mount --bind \"$2\" /etc/hosts && exec \"$3\" -c \"$4\"",
+        "sh",
+    ]);
+    command
+        .arg(resolv)
+        .arg(hosts)
+        .arg(myinit_bin())
+        .arg(commands);
+    ChildGuard::start(command).finish(Duration::from_secs(30))
+}
+
+#[test]
+fn names_that_cannot_resolve_fail_at_once_and_hosts_still_answers() {
+    let ns = Netns::new("ntr");
+    ns.ip(&["addr", "add", "10.9.9.9/32", "dev", "lo"]);
+    let _dns = SilentDns::start(&ns);
+    let dir = temp_dir("ntr");
+    let _cleanup = RemoveDir(dir.clone());
+    let (resolv, hosts) = (dir.join("resolv.conf"), dir.join("hosts"));
+    std::fs::write(&resolv, "# no nameserver here\nsearch example\n").unwrap();
+    std::fs::write(&hosts, "127.0.0.1 localhost\n10.9.9.9 boxname box # test\n").unwrap();
+    let not_v4 = "not an IPv4 address (four numbers 0-255 separated by dots)";
+    let unknown = "unknown host (not in /etc/hosts, and /etc/resolv.conf names no nameserver)";
+    for (commands, error) in [
+        ("ping 300.1.1.1", format!("ping: 300.1.1.1: {not_v4}")),
+        ("netcat 300.1.1.1 1", format!("netcat: 300.1.1.1: {not_v4}")),
+        (
+            "netcat d/x 1",
+            "netcat: d/x: not a host name or address".to_string(),
+        ),
+        ("ping nosuchname", format!("ping: nosuchname: {unknown}")),
+        (
+            "netcat -w 1 nosuchname 1",
+            format!("netcat: nosuchname: {unknown}"),
+        ),
+    ] {
+        let started = Instant::now();
+        let r = myinit_with_resolver_files(&ns, &resolv, &hosts, commands);
+        let took = started.elapsed();
+        assert_eq!(r.status, 1, "{commands}: {r:?}");
+        assert_one_error(&r.stderr, &error);
+        assert!(took < Duration::from_secs(1), "{commands}: took {took:?}");
+    }
+    // /etc/hosts still answers without a nameserver.
+    let r = myinit_with_resolver_files(&ns, &resolv, &hosts, "ping -c 1 boxname");
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(
+        r.stdout
+            .starts_with("PING boxname (10.9.9.9) 56(84) bytes of data.\n"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(check_summary(&r.stdout, "boxname"), (1, 1));
 }

@@ -13,6 +13,10 @@ use crate::droptrace::job::{self, Backend, Hook, StartOptions};
 use crate::droptrace::store::DEFAULT_KEEP;
 use crate::shell::Ctx;
 
+/// Memory one kept drop takes, rounded up from the 445 bytes measured with
+/// 1.79 million drops (record, strings, `Arc` and queue slot).
+const DROP_BYTES: u64 = 512;
+
 pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
     name: "droptrace",
     usage: "droptrace start [COUNT] [--backend auto|ebpf|ftrace] [--hook auto|tp-btf|tracepoint] [--keep N] [FILTER...]\n\
@@ -27,7 +31,8 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
            \n\
            start    trace in the background; stops by itself after COUNT matching drops.\n\
            \x20        --backend auto (default) tries eBPF first and says why it falls back\n\
-           \x20        to ftrace; --keep N keeps the last N drops (default 1000).\n\
+           \x20        to ftrace; --keep N keeps the last N drops (default 1000; at most what\n\
+           \x20        fits in 1/8 of the available memory, at 512 bytes a drop).\n\
            \x20        --hook picks the eBPF hook: tp-btf (BTF tracepoint) or tracepoint\n\
            \x20        (classic skb:kfree_skb, offsets from its format file); auto: tp-btf if any.\n\
            stop     stop tracing; queued events are read first.\n\
@@ -36,7 +41,8 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
            clear    forget the kept drops and counts.\n\
            summary  counts by reason and by location, most frequent first.\n\
            watch    print drops as they happen until a key, Ctrl-C, COUNT or --seconds;\n\
-           \x20        starts (and then stops) a tracer if none runs.\n\
+           \x20        starts (and then stops) a tracer if none runs. Without --seconds, the\n\
+           \x20        end of a standard input that is no terminal (< /dev/null) ends it too.\n\
            save     write the kept drops to FILE as JSONL, one drop per line.\n\
            \n\
            Reasons come from the kernel's BTF (enum skb_drop_reason) or the tracepoint's\n\
@@ -122,6 +128,7 @@ fn droptrace(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
             if keep == 0 {
                 return Err(usage("--keep must be at least 1"));
             }
+            crate::util::check_memory_cap("--keep", keep as u64, DROP_BYTES)?;
             if hook != Hook::Auto && backend == Backend::Ftrace {
                 return Err(usage("--hook is for the eBPF backend"));
             }
@@ -301,6 +308,14 @@ fn watch(
     if keys.is_some() {
         writeln!(ctx.out, "droptrace: watching; press any key to stop")?;
     }
+    // No key can come from elsewhere: the end of that input is the key, or
+    // an unattended script (< /dev/null) would watch forever. With
+    // --seconds the watch has its end already and input does not matter.
+    let input = match (&keys, deadline) {
+        (None, None) => ctx.input.open().ok(),
+        _ => None,
+    };
+    let mut input_ended = false;
     writeln!(ctx.out, "{}", header())?;
     ctx.out.flush()?;
     let mut interrupts = ctx.interrupts();
@@ -317,6 +332,10 @@ fn watch(
                 _ = interrupts.changed() => return Ok(()),
                 _ = tick.tick() => {
                     if keys.as_ref().is_some_and(|k| k.key_pressed(Duration::ZERO)) || deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Ok(());
+                    }
+                    if input.as_ref().is_some_and(crate::util::input_at_end) {
+                        input_ended = true;
                         return Ok(());
                     }
                     if !state.drops.lock().running {
@@ -338,6 +357,12 @@ fn watch(
         }
     });
     drop(keys);
+    if input_ended {
+        writeln!(
+            ctx.out,
+            "droptrace: standard input is at its end, which counts as a key: stopping (--seconds S watches without input)"
+        )?;
+    }
     if started_here {
         if let Some(report) = state.jobs.stop(&job::job_id()) {
             writeln!(ctx.out, "{report}")?;

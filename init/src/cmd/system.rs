@@ -71,7 +71,9 @@ processes myinit has reaped.",
 each option of the group as y, m (module) or missing, with the\n\
 commands that need a missing one. Status 1 when a needed option is\n\
 missing. `kconfig bpf` also loads and attaches the embedded eBPF drop\n\
-tracer and makes a drop on loopback, to prove eBPF works here.",
+tracer and makes a drop on loopback, to prove eBPF works here.\n\
+The file is streamed; one with a line over 4096 bytes or more than\n\
+200000 lines is no kernel config and is refused (/dev/zero ends at once).",
         run: kconfig,
     },
 ];
@@ -541,14 +543,24 @@ const GROUPS: &[(&str, &[KernelOption])] = &[
     ),
 ];
 
+/// One `CONFIG_X=value` line as (name, value); `# CONFIG_X is not set`,
+/// `=n` and other lines are None.
+fn parse_kconfig_line(line: &str) -> Option<(&str, &str)> {
+    if !line.starts_with("CONFIG_") {
+        return None;
+    }
+    let (k, v) = line.split_once('=')?;
+    let v = v.trim_matches('"');
+    (v != "n").then_some((k, v))
+}
+
 /// `CONFIG_X=value` lines; `# CONFIG_X is not set` and absent options
 /// are simply not in the map.
-pub fn parse_kconfig(text: &str) -> HashMap<String, String> {
+#[cfg(test)]
+fn parse_kconfig(text: &str) -> HashMap<String, String> {
     text.lines()
-        .filter(|l| l.starts_with("CONFIG_"))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
-        .filter(|(_, v)| v != "n")
+        .filter_map(parse_kconfig_line)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }
 
@@ -592,25 +604,59 @@ fn default_kconfig_path() -> String {
     .unwrap_or_else(|| "/proc/config.gz".to_string())
 }
 
+/// Longest line and most lines of a kernel config file: a real one has
+/// about 12,000 lines of under 200 bytes. The limits end /dev/zero, a huge
+/// sparse file or a gzip bomb at once instead of reading it into memory.
+const KCONFIG_MAX_LINE: usize = 4096;
+const KCONFIG_MAX_LINES: usize = 200_000;
+
+/// Streams the config at `path` (gzip or plain text), keeping only the
+/// options of GROUPS: memory stays small whatever the file is.
 fn read_kconfig(path: &str) -> anyhow::Result<HashMap<String, String>> {
-    let raw = std::fs::read(path).map_err(|e| {
+    use std::io::BufRead;
+    let open_error = |e: std::io::Error| {
         let hint = if path == "/proc/config.gz" {
             " (kernel without CONFIG_IKCONFIG_PROC; give a config FILE instead)"
         } else {
             ""
         };
         anyhow!("{path}: {}{hint}", io_error(&e))
-    })?;
-    let text = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut text = String::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .read_to_string(&mut text)
-            .map_err(|e| anyhow!("{path}: bad gzip data: {e}"))?;
-        text
-    } else {
-        String::from_utf8_lossy(&raw).into_owned()
     };
-    Ok(parse_kconfig(&text))
+    let meta = std::fs::metadata(path).map_err(open_error)?;
+    // Opening a FIFO waits for a writer that may never come.
+    use std::os::unix::fs::FileTypeExt;
+    if meta.file_type().is_fifo() || meta.file_type().is_socket() {
+        bail!("{path}: not a file (a kernel config or /proc/config.gz)");
+    }
+    let mut reader = std::io::BufReader::new(std::fs::File::open(path).map_err(open_error)?);
+    let gzip = reader
+        .fill_buf()
+        .map_err(|e| anyhow!("{path}: {}", io_error(&e)))?
+        .starts_with(&[0x1f, 0x8b]);
+    let lines: Box<dyn BufRead> = if gzip {
+        Box::new(std::io::BufReader::new(flate2::bufread::GzDecoder::new(
+            reader,
+        )))
+    } else {
+        Box::new(reader)
+    };
+    let wanted: std::collections::HashSet<&str> = GROUPS
+        .iter()
+        .flat_map(|(_, options)| options.iter().map(|o| o.name))
+        .collect();
+    let mut config = HashMap::new();
+    crate::util::for_each_line(lines, KCONFIG_MAX_LINE, KCONFIG_MAX_LINES, |line| {
+        if let Some((k, v)) = parse_kconfig_line(line).filter(|(k, _)| wanted.contains(k)) {
+            config.insert(k.to_string(), v.to_string());
+        }
+        std::ops::ControlFlow::Continue(())
+    })
+    .map_err(|e| match e {
+        crate::util::LineError::Io(e) if gzip => anyhow!("{path}: bad gzip data: {e}"),
+        crate::util::LineError::Io(e) => anyhow!("{path}: {}", io_error(&e)),
+        e => anyhow!("{path}: {e}: not a kernel config"),
+    })?;
+    Ok(config)
 }
 
 fn kconfig(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {

@@ -4,4 +4,5 @@ pub mod iface;
 pub mod netcat;
 pub mod netlink;
 pub mod ping;
+pub mod resolve;
 pub mod tap;

@@ -70,15 +70,11 @@ pub async fn resolve(host: &str, port: u16) -> anyhow::Result<Vec<SocketAddr>> {
             IpAddr::V6(a) => SocketAddr::V6(SocketAddrV6::new(a, port, 0, target.scope_id)),
         }]);
     }
-    // getaddrinfo blocks: tokio runs it off the runtime's workers.
-    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+    // getaddrinfo blocks: it runs off the runtime's workers.
+    let host = host.to_string();
+    tokio::task::spawn_blocking(move || super::resolve::lookup(&host, port))
         .await
-        .map_err(|_| anyhow!("{host}: unknown host"))?
-        .collect();
-    if addrs.is_empty() {
-        return Err(anyhow!("{host}: unknown host"));
-    }
-    Ok(addrs)
+        .map_err(|e| anyhow!("name lookup: {e}"))?
 }
 
 /// Reads the command's stdin on a thread of its own: a console or a file
@@ -287,15 +283,38 @@ async fn bind_listener(options: &Options) -> anyhow::Result<(Socket, SocketAddr)
     Err(last_error.unwrap_or_else(|| anyhow!("nothing to listen on")))
 }
 
+/// Waits for the first peer (a connection, or a datagram), for at most
+/// -w: a listener nobody comes to must not wait forever in a script.
+async fn first_peer<T>(
+    options: &Options,
+    addr: SocketAddr,
+    arrival: impl std::future::Future<Output = T>,
+) -> anyhow::Result<T> {
+    let Some(wait) = options.wait else {
+        return Ok(arrival.await);
+    };
+    tokio::time::timeout(wait, arrival).await.map_err(|_| {
+        anyhow!(
+            "no {} on port {} within {}s (-w)",
+            if options.udp {
+                "datagram"
+            } else {
+                "connection"
+            },
+            addr.port(),
+            wait.as_secs_f64()
+        )
+    })
+}
+
 async fn accept_tcp(options: &Options) -> anyhow::Result<TcpStream> {
     let (socket, addr) = bind_listener(options).await?;
     let listener = TcpListener::from_std(socket.into())?;
     if options.verbose {
         eprintln!("netcat: listening on {} (tcp)", show(addr));
     }
-    let (stream, peer) = listener
-        .accept()
-        .await
+    let (stream, peer) = first_peer(options, addr, listener.accept())
+        .await?
         .map_err(|e| anyhow!("accept: {}", io_error(&e)))?;
     if options.verbose {
         eprintln!("netcat: connection from {} (tcp)", show(peer));
@@ -389,9 +408,8 @@ async fn listen_udp<W: Write>(options: &Options, out: &mut W) -> anyhow::Result<
         eprintln!("netcat: listening on {} (udp)", show(addr));
     }
     let mut buf = vec![0u8; 64 * 1024];
-    let (n, peer) = socket
-        .recv_from(&mut buf)
-        .await
+    let (n, peer) = first_peer(options, addr, socket.recv_from(&mut buf))
+        .await?
         .map_err(|e| anyhow!("receive: {}", io_error(&e)))?;
     if options.verbose {
         eprintln!("netcat: datagram from {} (udp)", show(peer));

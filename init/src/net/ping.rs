@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{self, IoSliceMut, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
@@ -92,10 +92,7 @@ pub fn resolve(dest: &str, family: Option<Family>, iface: Option<&str>) -> anyho
     } else if let Ok(addr) = dest.parse::<IpAddr>() {
         (addr, 0, None)
     } else {
-        let addrs: Vec<SocketAddr> = (dest, 0)
-            .to_socket_addrs()
-            .map_err(|_| anyhow!("{dest}: unknown host"))?
-            .collect();
+        let addrs = super::resolve::lookup(dest, 0)?;
         let chosen = addrs
             .iter()
             .find(|a| match family {
@@ -436,8 +433,33 @@ pub struct Stats {
     pub received: u32,
     pub duplicates: u32,
     pub errors: u32,
-    rtts: Vec<Duration>,
+    rtts: RttSummary,
     pub elapsed: Duration,
+}
+
+/// Round-trip times as running sums, as iputils keeps them: a ping with a
+/// huge COUNT must not keep one entry per reply.
+#[derive(Debug, Default)]
+struct RttSummary {
+    count: u64,
+    /// Whole microseconds, as the reply lines show them.
+    min_us: f64,
+    max_us: f64,
+    sum_us: f64,
+    sum_sq_us: f64,
+}
+
+impl RttSummary {
+    fn add(&mut self, rtt: Duration) {
+        let us = rtt.as_micros() as f64;
+        if self.count == 0 || us < self.min_us {
+            self.min_us = us;
+        }
+        self.max_us = self.max_us.max(us);
+        self.sum_us += us;
+        self.sum_sq_us += us * us;
+        self.count += 1;
+    }
 }
 
 impl Stats {
@@ -459,14 +481,12 @@ impl Stats {
             line.push_str(&format!(", {}% packet loss", format_percent(loss)));
         }
         line.push_str(&format!(", time {}ms\n", self.elapsed.as_millis()));
-        if !self.rtts.is_empty() {
-            // Whole microseconds, as the reply lines show them.
-            let us: Vec<f64> = self.rtts.iter().map(|d| d.as_micros() as f64).collect();
-            let n = us.len() as f64;
-            let min = us.iter().copied().fold(f64::INFINITY, f64::min);
-            let max = us.iter().copied().fold(0.0, f64::max);
-            let avg = us.iter().sum::<f64>() / n;
-            let mean_sq = us.iter().map(|x| x * x).sum::<f64>() / n;
+        let rtts = &self.rtts;
+        if rtts.count > 0 {
+            let n = rtts.count as f64;
+            let (min, max) = (rtts.min_us, rtts.max_us);
+            let avg = rtts.sum_us / n;
+            let mean_sq = rtts.sum_sq_us / n;
             let mdev = (mean_sq - avg * avg).max(0.0).sqrt();
             line.push_str(&format!(
                 "rtt min/avg/max/mdev = {:.3}/{:.3}/{:.3}/{:.3} ms\n",
@@ -616,7 +636,7 @@ pub async fn run<W: Write>(
                             stats.duplicates += 1;
                         } else {
                             stats.received += 1;
-                            stats.rtts.push(rtt);
+                            stats.rtts.add(rtt);
                         }
                         let from_text = match from {
                             Some(f) if f != target.addr => f.to_string(),
@@ -680,15 +700,15 @@ mod tests {
 
     #[test]
     fn summary_lines() {
+        let mut rtts = RttSummary::default();
+        for us in [200, 100, 300] {
+            rtts.add(Duration::from_micros(us));
+        }
         let stats = Stats {
             transmitted: 4,
             received: 3,
             errors: 1,
-            rtts: vec![
-                Duration::from_micros(100),
-                Duration::from_micros(200),
-                Duration::from_micros(300),
-            ],
+            rtts,
             elapsed: Duration::from_millis(3004),
             ..Default::default()
         };
