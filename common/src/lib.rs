@@ -2,6 +2,12 @@
 //! so both sides agree on the layout byte for byte.
 #![no_std]
 
+#[cfg(feature = "modules")]
+extern crate alloc;
+
+#[cfg(feature = "modules")]
+pub mod modules;
+
 /// `DropEvent::flags`: the device fields (`ifindex`, `dev`) were read.
 pub const DROP_HAS_DEV: u16 = 1 << 0;
 /// `DropEvent::flags`: the L3 fields (`ip_version`, `l4_proto`, addresses) were read.
