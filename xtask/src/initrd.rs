@@ -1,6 +1,7 @@
 //! `cargo xtask initrd`: a gzip'd cpio (`newc`) holding the static myinit as
-//! `/init`, the kernel modules myinit needs with everything they depend on
-//! (and a `modules.dep` for `modprobe`), the files under `initrd/` and the
+//! `/init`, the kernel modules stage 1 names (`initrd/stage1.run`) with
+//! everything they depend on (and a `modules.dep` for `modprobe`), the files
+//! under `initrd/` and the
 //! user's `--add SRC:DEST` files. Written here in Rust, no external cpio.
 //! Entries are sorted and every timestamp, owner and inode number is fixed,
 //! so the same inputs give the same bytes.
