@@ -609,6 +609,8 @@ fn rustup(log: &Path, line: &str, args: &[&str]) -> anyhow::Result<()> {
 
 fn rust_components() -> anyhow::Result<()> {
     let log = log_path("rustup.log");
+    // Each run's log starts afresh, so the shown tail is this run's.
+    let _ = std::fs::remove_file(&log);
     let toolchains = output("rustup", &["toolchain", "list"]).unwrap_or_default();
     if !toolchains.lines().any(|l| l.starts_with("nightly")) {
         rustup(
@@ -698,6 +700,7 @@ fn bpf_linker() -> anyhow::Result<()> {
         std::os::unix::fs::symlink(&libllvm, &link)?;
     }
     let log = log_path("bpf-linker.log");
+    let _ = std::fs::remove_file(&log);
     say(&format!(
         "building bpf-linker {BPF_LINKER_VERSION} against LLVM {llvm_major} (a few minutes; log: {})",
         shown(&log)
