@@ -25,23 +25,10 @@ const MOUNTS: &[(&str, &str, &str, &str)] = &[
     ("tmpfs", "/run", "tmpfs", "mode=0755"),
 ];
 
-/// Stage 1: the original's lines, with what Debian's kernel needs around
-/// them (there `virtio_pci` is a module and brings `virtio` and
-/// `virtio_ring`, which `9pnet_virtio` needs; `9p` needs `fscache`). `modprobe -q` is silent where a
-/// module is built in or the initrd has no modules.dep; the initrd links
-/// `/netfs.ko` etc. to its modules, so the `insmod` lines load them. Last,
-/// the NIC and the modules myinit's commands use.
-pub const STAGE1: &str = "\
-mount proc
-modprobe -q virtio_pci
-insmod /netfs.ko
-insmod /9pnet.ko
-insmod /9pnet_virtio.ko
-modprobe -q fscache
-insmod /9p.ko
-mount 9p
-modprobe -q -a virtio_net tun veth sch_ingress cls_bpf nf_defrag_ipv6
-";
+/// Stage 1: `mount proc`, the kernel modules, `mount 9p`. The script is
+/// `initrd/stage1.run`, which is also where `cargo xtask initrd` reads the
+/// modules to ship: one list for both.
+pub const STAGE1: &str = include_str!("../../initrd/stage1.run");
 
 /// Stage-2 scripts, first found wins (the original's code and its docs disagreed).
 pub const STARTUP_CANDIDATES: &[&str] = &[

@@ -35,10 +35,7 @@ pub fn load(path: &Path, params: &str) -> Result<(), LoadError> {
         return Err(LoadError::Open(shown, "is a directory".into()));
     }
     let params = CString::new(params).map_err(|_| LoadError::BadParams)?;
-    let compressed = path
-        .extension()
-        .is_some_and(|e| e == "zst" || e == "xz" || e == "gz");
-    let flags = if compressed {
+    let flags = if myinit_common::modules::is_compressed(&shown) {
         ModuleInitFlags::from_bits_retain(MODULE_INIT_COMPRESSED_FILE)
     } else {
         ModuleInitFlags::empty()

@@ -1,6 +1,7 @@
 //! `cargo xtask initrd`: a gzip'd cpio (`newc`) holding the static myinit as
-//! `/init`, the kernel modules myinit needs with everything they depend on
-//! (and a `modules.dep` for `modprobe`), the files under `initrd/` and the
+//! `/init`, the kernel modules stage 1 names (`initrd/stage1.run`) with
+//! everything they depend on (and a `modules.dep` for `modprobe`), the files
+//! under `initrd/` and the
 //! user's `--add SRC:DEST` files. Written here in Rust, no external cpio.
 //! Entries are sorted and every timestamp, owner and inode number is fixed,
 //! so the same inputs give the same bytes.
@@ -10,31 +11,14 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context as _};
+use myinit_common::modules::{module_name, normalize, parse_builtin, ModulesDep};
 
 use crate::kernel::{Kernel, KernelArgs};
 use crate::{target_dir, workspace_root};
 
-/// Modules the initrd carries (with their dependencies). Stage 1 loads the
-/// virtio PCI transport, the 9p share and the NIC; the rest are what
-/// myinit's commands use (TAP, veth pairs, TC ingress + BPF classifier,
-/// IPv6 reassembly).
-pub const MODULES: &[&str] = &[
-    "virtio_pci",
-    "netfs",
-    "9pnet",
-    "9pnet_virtio",
-    "9p",
-    "virtio_net",
-    "tun",
-    "veth",
-    "sch_ingress",
-    "cls_bpf",
-    "nf_defrag_ipv6",
-];
-
-/// The original initrds had these at the root and stage 1 still
-/// `insmod`s them from there: links to the real files keep that working.
-const ROOT_MODULES: &[&str] = &["netfs", "9pnet", "9pnet_virtio", "9p"];
+/// Stage 1's script (compiled into /init): the modules it loads are the
+/// ones the initrd carries, see `Stage1Modules`.
+const STAGE1_SCRIPT: &str = "stage1.run";
 
 pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
 
@@ -93,8 +77,10 @@ pub fn build(
     archive.insert("dev/console", Node::CharDev { major: 5, minor: 1 });
     archive.file("init", std::fs::read(&init)?, true);
 
+    let own = workspace_root().join("initrd");
+    let stage1 = Stage1Modules::read(&own.join(STAGE1_SCRIPT))?;
     let modules = match &kernel.modules {
-        Some(dir) => Some(ModuleSet::resolve(dir, MODULES)?),
+        Some(dir) => Some(ModuleSet::resolve(dir, &stage1.wanted)?),
         None => None,
     };
     if let Some(set) = &modules {
@@ -109,12 +95,8 @@ pub fn build(
             set.modules_dep().into_bytes(),
             false,
         );
-        for name in ROOT_MODULES {
-            if let Some(path) = set
-                .files
-                .iter()
-                .find(|p| module_name(p).as_deref() == Some(name))
-            {
+        for name in &stage1.at_root {
+            if let Some(path) = set.deps.path(name) {
                 archive.insert(
                     &format!("{name}.ko"),
                     Node::Symlink(format!("{base}/{path}")),
@@ -138,9 +120,11 @@ pub fn build(
         );
     }
 
-    let own = workspace_root().join("initrd");
     if own.is_dir() {
         archive.tree(&own, "")?;
+        // /init has it compiled in; a copy here would only invite editing
+        // a file that nothing reads.
+        archive.remove(STAGE1_SCRIPT);
     }
     for spec in add {
         let (src, dest) = spec
@@ -255,6 +239,10 @@ impl Archive {
         self.entries.insert(path.to_string(), node);
     }
 
+    pub fn remove(&mut self, path: &str) {
+        self.entries.remove(path.trim_matches('/'));
+    }
+
     pub fn dir(&mut self, path: &str) {
         self.insert(path, Node::Dir);
     }
@@ -358,14 +346,76 @@ fn cpio_entry(
     pad4(out);
 }
 
-/// The module name of a file: `9pnet_virtio.ko[.xz]` → `9pnet_virtio`
-/// (`-` and `_` are the same to the kernel).
-pub fn module_name(file: &str) -> Option<String> {
-    let base = file.rsplit('/').next()?;
-    let stem = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"]
-        .iter()
-        .find_map(|ext| base.strip_suffix(ext))?;
-    Some(stem.replace('-', "_"))
+/// The modules named by stage 1's `insmod /NAME.ko` and `modprobe` lines.
+///
+/// Read from the script itself so that the list stage 1 loads and the list
+/// the initrd ships cannot drift apart. Module lines are held to plain
+/// words so that this reading and myinit's shell always agree.
+#[derive(Debug, Default, PartialEq)]
+pub struct Stage1Modules {
+    /// Every module named, in script order, each once.
+    pub wanted: Vec<String>,
+    /// The `insmod /NAME.ko` ones: the initrd links these at its root.
+    pub at_root: Vec<String>,
+}
+
+impl Stage1Modules {
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&text).with_context(|| path.display().to_string())
+    }
+
+    pub fn parse(script: &str) -> anyhow::Result<Self> {
+        let mut found = Stage1Modules::default();
+        for (n, line) in script.lines().enumerate() {
+            let n = n + 1;
+            let words: Vec<&str> = line
+                .split_whitespace()
+                .take_while(|w| !w.starts_with('#'))
+                .collect();
+            let Some((&command, args)) = words.split_first() else {
+                continue;
+            };
+            if command != "insmod" && command != "modprobe" {
+                continue;
+            }
+            if let Some(bad) = words
+                .iter()
+                .find(|w| w.contains(['\'', '"', '$', ';', '\\', '<', '>']))
+            {
+                bail!("line {n}: `{bad}`: module lines take plain words only");
+            }
+            let mut add = |name: String, at_root: bool| {
+                if at_root && !found.at_root.contains(&name) {
+                    found.at_root.push(name.clone());
+                }
+                if !found.wanted.contains(&name) {
+                    found.wanted.push(name);
+                }
+            };
+            if command == "insmod" {
+                let file = args.first().copied().unwrap_or_default();
+                match module_name(file) {
+                    Some(name) if file.rfind('/') == Some(0) => add(name, true),
+                    _ => bail!("line {n}: insmod takes /NAME.ko (a module at the initrd's root)"),
+                }
+                continue;
+            }
+            for arg in args {
+                if let Some(flags) = arg.strip_prefix('-') {
+                    ensure!(
+                        flags.chars().all(|c| "aqv".contains(c)),
+                        "line {n}: modprobe {arg}: only -a, -q and -v fit a module line"
+                    );
+                } else if !arg.contains('=') {
+                    add(normalize(arg), false);
+                }
+            }
+        }
+        ensure!(!found.wanted.is_empty(), "names no kernel module");
+        Ok(found)
+    }
 }
 
 /// The modules to ship: the wanted ones and their dependencies.
@@ -374,35 +424,29 @@ pub struct ModuleSet {
     root: PathBuf,
     /// Paths relative to `root`, sorted.
     files: Vec<String>,
-    /// Direct dependencies of each shipped module (paths).
-    deps: BTreeMap<String, Vec<String>>,
+    /// Each shipped module with its direct dependencies.
+    deps: ModulesDep,
     builtin_file: Option<Vec<u8>>,
 }
 
 impl ModuleSet {
-    pub fn resolve(root: &Path, wanted: &[&str]) -> anyhow::Result<Self> {
+    pub fn resolve(root: &Path, wanted: &[String]) -> anyhow::Result<Self> {
         let mut index: HashMap<String, String> = HashMap::new();
         walk_modules(root, root, &mut index)?;
         let builtin_file = std::fs::read(root.join("modules.builtin")).ok();
-        let builtin: BTreeSet<String> = builtin_file
-            .as_deref()
-            .map(|b| {
-                String::from_utf8_lossy(b)
-                    .lines()
-                    .filter_map(module_name)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let builtin = parse_builtin(&String::from_utf8_lossy(
+            builtin_file.as_deref().unwrap_or_default(),
+        ));
         // depmod's file if there is one (e.g. compressed modules); else .modinfo.
-        let depmod: Option<HashMap<String, Vec<String>>> =
-            std::fs::read_to_string(root.join("modules.dep"))
-                .ok()
-                .map(|text| parse_modules_dep(&text).into_iter().collect());
+        let depmod = std::fs::read_to_string(root.join("modules.dep"))
+            .ok()
+            .map(|text| ModulesDep::parse(&text));
 
-        let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut deps = ModulesDep::default();
+        let mut files = BTreeSet::new();
         let mut todo: Vec<String> = Vec::new();
         for name in wanted {
-            let name = name.replace('-', "_");
+            let name = normalize(name);
             match index.get(&name) {
                 Some(path) => todo.push(path.clone()),
                 None if builtin.contains(&name) => {}
@@ -413,11 +457,11 @@ impl ModuleSet {
             }
         }
         while let Some(path) = todo.pop() {
-            if deps.contains_key(&path) {
+            if !files.insert(path.clone()) {
                 continue;
             }
             let direct: Vec<String> = match &depmod {
-                Some(map) => map.get(&path).cloned().unwrap_or_default(),
+                Some(map) => map.deps_of(&path).to_vec(),
                 None => {
                     let data = std::fs::read(root.join(&path))?;
                     let names = modinfo_depends(&data).with_context(|| {
@@ -436,11 +480,11 @@ impl ModuleSet {
                 }
             };
             todo.extend(direct.iter().cloned());
-            deps.insert(path, direct);
+            deps.insert(&path, direct);
         }
         Ok(ModuleSet {
             root: root.to_path_buf(),
-            files: deps.keys().cloned().collect(),
+            files: files.into_iter().collect(),
             deps,
             builtin_file,
         })
@@ -449,38 +493,7 @@ impl ModuleSet {
     /// `modules.dep` in depmod's format: each module's dependencies, all of
     /// them, listed so that loading from the last to the first works.
     pub fn modules_dep(&self) -> String {
-        let mut text = String::new();
-        for path in &self.files {
-            let mut order = Vec::new();
-            let mut seen = BTreeSet::new();
-            for d in &self.deps[path] {
-                self.post_order(d, &mut seen, &mut order);
-            }
-            order.reverse();
-            text.push_str(path);
-            text.push(':');
-            for d in order {
-                text.push(' ');
-                text.push_str(d);
-            }
-            text.push('\n');
-        }
-        text
-    }
-
-    fn post_order<'a>(
-        &'a self,
-        path: &'a str,
-        seen: &mut BTreeSet<&'a str>,
-        order: &mut Vec<&'a str>,
-    ) {
-        if !seen.insert(path) {
-            return;
-        }
-        for d in self.deps.get(path).into_iter().flatten() {
-            self.post_order(d, seen, order);
-        }
-        order.push(path);
+        self.deps.to_text()
     }
 }
 
@@ -504,19 +517,6 @@ fn walk_modules(
         }
     }
     Ok(())
-}
-
-/// `path: dep dep…` lines.
-pub fn parse_modules_dep(text: &str) -> Vec<(String, Vec<String>)> {
-    text.lines()
-        .filter_map(|line| {
-            let (path, deps) = line.split_once(':')?;
-            Some((
-                path.trim().to_string(),
-                deps.split_whitespace().map(str::to_string).collect(),
-            ))
-        })
-        .collect()
 }
 
 fn ensure_elf64(data: &[u8]) -> anyhow::Result<()> {
@@ -656,28 +656,83 @@ mod tests {
 
     #[test]
     fn modules_dep_lists_the_closure_deepest_last() {
+        let mut deps = ModulesDep::default();
+        deps.insert("9p.ko", vec!["9pnet.ko".into(), "fscache.ko".into()]);
+        deps.insert("fscache.ko", vec!["netfs.ko".into()]);
+        deps.insert("netfs.ko", vec![]);
+        deps.insert("9pnet.ko", vec![]);
         let set = ModuleSet {
             root: PathBuf::new(),
-            files: vec![
-                "9p.ko".into(),
-                "fscache.ko".into(),
-                "netfs.ko".into(),
-                "9pnet.ko".into(),
-            ],
-            deps: BTreeMap::from([
-                ("9p.ko".into(), vec!["9pnet.ko".into(), "fscache.ko".into()]),
-                ("fscache.ko".into(), vec!["netfs.ko".into()]),
-                ("netfs.ko".into(), vec![]),
-                ("9pnet.ko".into(), vec![]),
-            ]),
+            files: deps.paths().map(str::to_string).collect(),
+            deps,
             builtin_file: None,
         };
         let text = set.modules_dep();
-        let parsed = parse_modules_dep(&text);
-        let (_, p9) = parsed.iter().find(|(p, _)| p == "9p.ko").unwrap();
+        let line = text.lines().find(|l| l.starts_with("9p.ko:")).unwrap();
+        let p9: Vec<&str> = line["9p.ko:".len()..].split_whitespace().collect();
         // Loading from the end: netfs before fscache; all of the closure listed.
-        let pos = |m: &str| p9.iter().position(|x| x == m).unwrap();
+        let pos = |m: &str| p9.iter().position(|x| *x == m).unwrap();
         assert!(pos("netfs.ko") > pos("fscache.ko"));
         assert_eq!(p9.len(), 3);
+    }
+
+    #[test]
+    fn stage1_script_is_the_module_list_and_names_the_root_links() {
+        let path = workspace_root().join("initrd").join(STAGE1_SCRIPT);
+        let found = Stage1Modules::read(&path).unwrap();
+        assert_eq!(found.at_root, ["netfs", "9pnet", "9pnet_virtio", "9p"]);
+        // Every module stage 1 loads, in its order, each once: the old
+        // MODULES table plus fscache, which stage 1 loads by name.
+        assert_eq!(
+            found.wanted,
+            [
+                "virtio_pci",
+                "netfs",
+                "9pnet",
+                "9pnet_virtio",
+                "fscache",
+                "9p",
+                "virtio_net",
+                "tun",
+                "veth",
+                "sch_ingress",
+                "cls_bpf",
+                "nf_defrag_ipv6",
+            ]
+        );
+    }
+
+    #[test]
+    fn stage1_module_lines_read_names_options_and_params() {
+        let found = Stage1Modules::parse(
+            "mount proc # not a module line\n\
+             insmod /a-b.ko\n\
+             # modprobe -q commented\n\
+             modprobe -qv c opt=1 # trailing\n\
+             modprobe -q -a d a_b c\n",
+        )
+        .unwrap();
+        assert_eq!(found.wanted, ["a_b", "c", "d"]);
+        assert_eq!(found.at_root, ["a_b"]);
+    }
+
+    #[test]
+    fn stage1_module_lines_that_xtask_would_misread_are_refused() {
+        for (script, want) in [
+            (
+                "modprobe -q $M\n",
+                "line 1: `$M`: module lines take plain words only",
+            ),
+            ("\ninsmod /lib/x.ko\n", "line 2: insmod takes /NAME.ko"),
+            ("insmod\n", "line 1: insmod takes /NAME.ko"),
+            (
+                "modprobe -d /r x\n",
+                "line 1: modprobe -d: only -a, -q and -v",
+            ),
+            ("mount proc\n", "names no kernel module"),
+        ] {
+            let err = Stage1Modules::parse(script).unwrap_err().to_string();
+            assert!(err.starts_with(want), "{script:?}: {err}");
+        }
     }
 }

@@ -1,14 +1,22 @@
 //! `cargo xtask setup`: installs what is missing, and nothing else — the
-//! nightly toolchain's rust-src, the musl target, bpf-linker (built against
-//! nightly's own libLLVM, see ENVIRONMENT.md) and the Debian packages the
-//! tests and the VM use. Quiet when everything is already there.
+//! Debian packages the tests and the VM use, the nightly toolchain's
+//! rust-src, the musl target and bpf-linker (built against nightly's own
+//! libLLVM, see ENVIRONMENT.md).
+//!
+//! One line per step, nothing when everything is there. What the tools say
+//! goes to a log under `target/setup/`; its last lines are shown only when a
+//! step fails. Nothing is removed without a line saying what and why: apt
+//! runs a simulation first, and QEMU's packages are kept at the version
+//! already installed so that none has to go (see `QEMU_FAMILY`).
 
-use std::path::PathBuf;
-use std::process::Command;
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context as _};
 
-use crate::run as run_cmd;
+use crate::{target_dir, workspace_root};
 
 /// Debian packages the tests and `cargo xtask vm` use.
 const DEBIAN_PACKAGES: &[&str] = &[
@@ -16,9 +24,40 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "iputils-ping",
     "tmux",
     "qemu-system-x86",
+    "qemu-utils",
     "python3",
     "procps",
+    // Tests read the pcap files myinit writes with these.
+    "tcpdump",
+    "tshark",
+    // To inspect TC/eBPF attachments in tests.
+    "bpftool",
 ];
+
+/// QEMU's packages break each other across versions (qemu-utils 10 breaks
+/// qemu-system-common << 8), so a missing one is installed at the version of
+/// the ones already there rather than at Debian's candidate — which would
+/// make apt remove the installed ones (CI's machines come with a newer
+/// qemu-utils from backports).
+const QEMU_FAMILY: &[&str] = &[
+    "qemu-utils",
+    "qemu-system-x86",
+    "qemu-system-common",
+    "qemu-system-data",
+];
+
+/// What a package must give once installed: checked after installing so a
+/// half-working install is a failed step, not a later puzzle.
+const PROGRAMS: &[(&str, &str, &str)] = &[
+    ("qemu-system-x86", "qemu-system-x86_64", "--version"),
+    ("qemu-utils", "qemu-img", "--version"),
+    ("tcpdump", "tcpdump", "--version"),
+    ("tshark", "tshark", "--version"),
+    ("bpftool", "bpftool", "version"),
+];
+
+/// Without this, installing tshark asks whether non-root users may capture.
+const DEBCONF_PRESEED: &str = "wireshark-common wireshark-common/install-setuid boolean false\n";
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
@@ -29,46 +68,554 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+fn say(line: &str) {
+    eprintln!("setup: {line}");
+}
+
 fn output(program: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(program).args(args).output().ok()?;
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `target/setup/NAME`, shown relative to the workspace when it is inside.
+fn log_path(name: &str) -> PathBuf {
+    target_dir().join("setup").join(name)
+}
+
+fn shown(path: &Path) -> String {
+    path.strip_prefix(workspace_root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// Runs `cmd` with stdin closed and stdout/stderr appended to `log`; a
+/// failure carries the log's last lines, the only time they are shown.
+fn logged(mut cmd: Command, what: &str, log: &Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    let line = format!("{cmd:?}");
+    writeln!(file, "\n$ {line}")?;
+    let status = cmd
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .status()
+        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+    if status.success() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+    bail!(
+        "{what} failed ({status}); the end of {}:\n{tail}",
+        shown(log)
+    )
+}
+
+/// `name → version` of the given packages dpkg has installed.
+fn installed_versions(packages: &[&str]) -> BTreeMap<String, String> {
+    packages
+        .iter()
+        .filter_map(|pkg| {
+            let out = output("dpkg-query", &["-W", "-f=${Status}\t${Version}", pkg])?;
+            let (status, version) = out.split_once('\t')?;
+            status
+                .contains("install ok installed")
+                .then(|| (pkg.to_string(), version.to_string()))
+        })
+        .collect()
+}
+
+/// dpkg's version order (epochs, `~`): only dpkg gets it exactly right.
+fn dpkg_newer(a: &str, b: &str) -> bool {
+    dpkg_satisfies(a, ">>", b)
+}
+
+/// The version a missing member of `QEMU_FAMILY` must have: the newest
+/// version of the family already installed, if any is.
+fn family_pin(
+    installed: &BTreeMap<String, String>,
+    newer: impl Fn(&str, &str) -> bool,
+) -> Option<String> {
+    installed
+        .iter()
+        .filter(|(pkg, _)| QEMU_FAMILY.contains(&pkg.as_str()))
+        .map(|(_, v)| v.as_str())
+        .reduce(|a, b| if newer(b, a) { b } else { a })
+        .map(str::to_string)
+}
+
+/// apt with its options: the system's sources, or those plus the release's
+/// backports in a private state directory (the system's lists stay as
+/// they are).
+#[derive(Debug, Default)]
+struct Apt {
+    options: Vec<String>,
+}
+
+impl Apt {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("apt-get");
+        cmd.env("DEBIAN_FRONTEND", "noninteractive")
+            // Another apt on the machine holds the lock for a while at most.
+            .args(["-o", "DPkg::Lock::Timeout=300"]);
+        for option in &self.options {
+            cmd.args(["-o", option]);
+        }
+        cmd.args(args);
+        cmd
+    }
+
+    /// The system's sources plus `SUITE-backports` from the same mirror.
+    fn with_backports(codename: &str, mirror: &str) -> anyhow::Result<Self> {
+        let dir = target_dir().join("setup").join("apt");
+        std::fs::create_dir_all(dir.join("lists").join("partial"))?;
+        let suite = format!("{codename}-backports");
+        let mut sources = std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default();
+        let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
+        let signed = if Path::new(keyring).exists() {
+            format!(" [signed-by={keyring}]")
+        } else {
+            String::new()
+        };
+        sources.push_str(&format!("\ndeb{signed} {mirror} {suite} main\n"));
+        let list = dir.join("sources.list");
+        std::fs::write(&list, sources)?;
+        Ok(Apt {
+            options: vec![
+                format!("Dir::Etc::sourcelist={}", list.display()),
+                format!("Dir::State::lists={}", dir.join("lists").display()),
+                // No cache file: the system's must not describe our lists.
+                "Dir::Cache::pkgcache=".into(),
+                "Dir::Cache::srcpkgcache=".into(),
+                // target/ may be out of reach of apt's unprivileged downloader.
+                "APT::Sandbox::User=root".into(),
+            ],
+        })
+    }
+
+    fn cache(&self, args: &[&str]) -> Option<String> {
+        let mut cmd = Command::new("apt-cache");
+        for option in &self.options {
+            cmd.args(["-o", option]);
+        }
+        let out = cmd.args(args).stdin(Stdio::null()).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The suite (e.g. `bookworm-backports`) that offers `pkg` at `version`.
+    fn suite_offering(&self, pkg: &str, version: &str) -> Option<String> {
+        madison_suite(&self.cache(&["madison", pkg])?, version)
+    }
+
+    fn install_args<'a>(&'a self, requests: &'a [String], simulate: bool) -> Vec<&'a str> {
+        let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+        args.extend([
+            "-o",
+            "Dpkg::Options::=--force-confdef",
+            "-o",
+            "Dpkg::Options::=--force-confold",
+        ]);
+        if simulate {
+            args.push("-s");
+        }
+        args.extend(requests.iter().map(String::as_str));
+        args
+    }
+}
+
+/// The suite of the first `apt-cache madison` line
+/// (`pkg | version | URI suite/component arch Packages`) with `version`.
+fn madison_suite(text: &str, version: &str) -> Option<String> {
+    text.lines().find_map(|l| {
+        let cols: Vec<&str> = l.split('|').map(str::trim).collect();
+        let suite = cols.get(2)?.split_whitespace().nth(1)?.split('/').next()?;
+        (cols.get(1) == Some(&version)).then(|| suite.to_string())
+    })
+}
+
+/// What `apt-get -s install` says it would do.
+#[derive(Debug, Default, PartialEq)]
+struct Simulation {
+    /// (package, version) installed or upgraded.
+    installs: Vec<(String, String)>,
+    /// (package, installed version) removed.
+    removals: Vec<(String, String)>,
+}
+
+impl Simulation {
+    /// Reads the `Inst NAME [OLD] (NEW …)` and `Remv NAME [OLD]` lines.
+    fn parse(text: &str) -> Self {
+        let mut sim = Simulation::default();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            let (Some(action), Some(name)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let rest: Vec<&str> = words.collect();
+            let bracketed = |open: char| {
+                rest.iter()
+                    .find_map(|w| w.strip_prefix(open))
+                    .map(|v| v.trim_end_matches([']', ')']).to_string())
+                    .unwrap_or_default()
+            };
+            match action {
+                "Inst" => sim.installs.push((name.into(), bracketed('('))),
+                "Remv" => sim.removals.push((name.into(), bracketed('['))),
+                _ => {}
+            }
+        }
+        sim
+    }
+}
+
+/// One package's `Breaks` or `Conflicts` field.
+#[derive(Debug, Clone, PartialEq)]
+struct Relation {
+    package: String,
+    version: String,
+    /// "breaks" or "conflicts with".
+    kind: &'static str,
+    field: String,
+}
+
+/// The clause of a `Breaks:`/`Conflicts:` field that names `pkg`, e.g.
+/// `qemu-system-common (<< 1:8.0+dfsg-5~)`.
+fn relation_on<'a>(field: &'a str, pkg: &str) -> Option<&'a str> {
+    field
+        .split([',', '|'])
+        .map(str::trim)
+        .find(|clause| clause.split([' ', '(', ':']).next() == Some(pkg))
+}
+
+/// True if `version` falls in a clause's `(OP VERSION)`, or it has none.
+fn clause_matches(
+    clause: &str,
+    version: &str,
+    satisfies: &impl Fn(&str, &str, &str) -> bool,
+) -> bool {
+    let Some((_, constraint)) = clause.split_once('(') else {
+        return true;
+    };
+    let mut words = constraint.trim_end_matches(')').split_whitespace();
+    match (words.next(), words.next()) {
+        (Some(op), Some(wanted)) => satisfies(version, op, wanted),
+        _ => true,
+    }
+}
+
+/// One line saying what a removal takes away and why: the `Breaks` and
+/// `Conflicts` between a removed package and one apt installs, where the
+/// other side's version falls in the clause (`satisfies(version, op, v)`).
+fn removal_line(
+    requests: &[String],
+    sim: &Simulation,
+    relations: &[Relation],
+    satisfies: impl Fn(&str, &str, &str) -> bool,
+) -> String {
+    let removed: Vec<String> = sim
+        .removals
+        .iter()
+        .map(|(p, v)| format!("{p} {v}"))
+        .collect();
+    let mut reasons = Vec::new();
+    for (gone, gone_version) in &sim.removals {
+        for (new, new_version) in &sim.installs {
+            for r in relations {
+                // Either side may carry the relation.
+                let (other, other_version) = if &r.package == gone {
+                    (new, new_version)
+                } else if &r.package == new {
+                    (gone, gone_version)
+                } else {
+                    continue;
+                };
+                let Some(clause) = relation_on(&r.field, other) else {
+                    continue;
+                };
+                if !clause_matches(clause, other_version, &satisfies) {
+                    continue;
+                }
+                let reason = format!("{} {} {} {clause}", r.package, r.version, r.kind);
+                if !reasons.contains(&reason) {
+                    reasons.push(reason);
+                }
+            }
+        }
+    }
+    let why = if reasons.is_empty() {
+        "apt's resolver needs it".to_string()
+    } else {
+        reasons.join("; ")
+    };
+    format!(
+        "installing {} removes {}: {why}",
+        requests.join(" "),
+        removed.join(", ")
+    )
+}
+
+/// `Breaks` and `Conflicts` of the removed packages (as installed) and of
+/// what apt installs instead (as it would install it).
+fn relations(apt: &Apt, sim: &Simulation) -> Vec<Relation> {
+    let mut out = Vec::new();
+    let mut add = |package: &str, version: &str, kind, field: &str| {
+        if !field.trim().is_empty() {
+            out.push(Relation {
+                package: package.into(),
+                version: version.into(),
+                kind,
+                field: field.trim().into(),
+            });
+        }
+    };
+    for (pkg, version) in &sim.removals {
+        for (kind, format) in [
+            ("breaks", "-f=${Breaks}"),
+            ("conflicts with", "-f=${Conflicts}"),
+        ] {
+            add(
+                pkg,
+                version,
+                kind,
+                &output("dpkg-query", &["-W", format, pkg]).unwrap_or_default(),
+            );
+        }
+    }
+    for (pkg, version) in &sim.installs {
+        let show = apt
+            .cache(&["show", &format!("{pkg}={version}")])
+            .unwrap_or_default();
+        for line in show.lines().take_while(|l| !l.is_empty()) {
+            if let Some(field) = line.strip_prefix("Breaks:") {
+                add(pkg, version, "breaks", field);
+            } else if let Some(field) = line.strip_prefix("Conflicts:") {
+                add(pkg, version, "conflicts with", field);
+            }
+        }
+    }
+    out
+}
+
+/// dpkg's own reading of `VERSION OP WANTED` (`<<`, `<=`, `=`, `>=`, `>>`).
+fn dpkg_satisfies(version: &str, op: &str, wanted: &str) -> bool {
+    Command::new("dpkg")
+        .args(["--compare-versions", version, op, wanted])
+        .stdin(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The release's codename and the mirror its main suite comes from, read
+/// from `/etc/os-release` and `apt-cache policy` (not assumed).
+fn release_and_mirror() -> Option<(String, String)> {
+    let os = std::fs::read_to_string("/etc/os-release").ok()?;
+    let codename = os
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))?
+        .trim_matches('"')
+        .to_string();
+    let policy = output("apt-cache", &["policy"]).unwrap_or_default();
+    let mirror = policy
+        .lines()
+        .find_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            (words.len() >= 3 && words[2] == format!("{codename}/main"))
+                .then(|| words[1].to_string())
+        })
+        .unwrap_or_else(|| "http://deb.debian.org/debian".into());
+    Some((codename, mirror))
+}
+
 fn debian_packages() -> anyhow::Result<()> {
+    let installed = installed_versions(&[DEBIAN_PACKAGES, QEMU_FAMILY].concat());
     let missing: Vec<&str> = DEBIAN_PACKAGES
         .iter()
         .copied()
-        .filter(|pkg| {
-            !output("dpkg-query", &["-W", "-f=${Status}", pkg])
-                .is_some_and(|s| s.contains("install ok installed"))
-        })
+        .filter(|pkg| !installed.contains_key(*pkg))
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("setup: installing Debian packages: {}", missing.join(" "));
-    run_cmd("apt-get", &["update", "-qq"])?;
-    let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
-    args.extend(&missing);
-    let status = Command::new("apt-get")
-        .args(&args)
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .context("running apt-get")?;
-    if !status.success() {
-        bail!("apt-get install {} failed", missing.join(" "));
+    let log = log_path("apt.log");
+    let _ = std::fs::remove_file(&log);
+    say(&format!("apt-get update (log: {})", shown(&log)));
+    let mut apt = Apt::default();
+    logged(apt.command(&["update", "-q"]), "apt-get update", &log)?;
+
+    // `pkg/suite` rather than `pkg=version`: apt then also takes the
+    // dependencies that must match (qemu-system-common, seabios) from that
+    // suite, where `=version` would leave them at the candidate and fail.
+    let family: Vec<&str> = missing
+        .iter()
+        .copied()
+        .filter(|p| QEMU_FAMILY.contains(p))
+        .collect();
+    let mut requests: Vec<String> = missing
+        .iter()
+        .filter(|p| !family.contains(p))
+        .map(|p| p.to_string())
+        .collect();
+    let pin = family_pin(&installed, dpkg_newer);
+    let suite = match (&pin, family.first()) {
+        (Some(version), Some(first)) => {
+            let mut suite = apt.suite_offering(first, version);
+            if suite.is_none() {
+                if let Some((codename, mirror)) = release_and_mirror() {
+                    say(&format!(
+                        "apt-get update with {codename}-backports, for {} at the installed QEMU's {version}",
+                        family.join(" ")
+                    ));
+                    apt = Apt::with_backports(&codename, &mirror)?;
+                    logged(apt.command(&["update", "-q"]), "apt-get update", &log)?;
+                    suite = apt.suite_offering(first, version);
+                }
+            }
+            if suite.is_none() {
+                say(&format!(
+                    "no {} {version} to match the installed QEMU: taking Debian's",
+                    family.join(" ")
+                ));
+                apt = Apt::default();
+            }
+            suite
+        }
+        _ => None,
+    };
+    requests.extend(family.iter().map(|p| match &suite {
+        Some(suite) => format!("{p}/{suite}"),
+        None => p.to_string(),
+    }));
+
+    let sim = simulate(&apt, &requests, &log)?;
+    if !sim.removals.is_empty() {
+        say(&removal_line(
+            &requests,
+            &sim,
+            &relations(&apt, &sim),
+            dpkg_satisfies,
+        ));
+    }
+    if missing.contains(&"tshark") {
+        preseed_debconf()?;
+    }
+    say(&format!("apt-get install {}", requests.join(" ")));
+    logged(
+        apt.command(&apt.install_args(&requests, false)),
+        "apt-get install",
+        &log,
+    )?;
+    check_programs(&missing)
+}
+
+fn simulate(apt: &Apt, requests: &[String], log: &Path) -> anyhow::Result<Simulation> {
+    let out = apt
+        .command(&apt.install_args(requests, true))
+        .stdin(Stdio::null())
+        .output()
+        .context("running apt-get -s")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    {
+        use std::io::Write as _;
+        let mut file = OpenOptions::new().create(true).append(true).open(log)?;
+        writeln!(file, "\n$ apt-get -s install {}", requests.join(" "))?;
+        file.write_all(&out.stdout)?;
+        file.write_all(&out.stderr)?;
+    }
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        bail!(
+            "apt-get cannot install {} ({last}); see {}",
+            requests.join(" "),
+            shown(log)
+        );
+    }
+    Ok(Simulation::parse(&text))
+}
+
+/// Answers tshark's question before apt asks it.
+fn preseed_debconf() -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut child = Command::new("debconf-set-selections")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run debconf-set-selections")?;
+    child
+        .stdin
+        .take()
+        .context("debconf-set-selections stdin")?
+        .write_all(DEBCONF_PRESEED.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "debconf-set-selections failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
 
+/// Each newly installed package's program runs.
+fn check_programs(installed_now: &[&str]) -> anyhow::Result<()> {
+    for (pkg, program, arg) in PROGRAMS {
+        if !installed_now.contains(pkg) {
+            continue;
+        }
+        let ok = Command::new(program)
+            .arg(arg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            bail!("{pkg} is installed but `{program} {arg}` fails");
+        }
+    }
+    Ok(())
+}
+
+fn rustup(log: &Path, line: &str, args: &[&str]) -> anyhow::Result<()> {
+    say(&format!("{line} (log: {})", shown(log)));
+    let mut cmd = Command::new("rustup");
+    cmd.args(args);
+    let what: Vec<&str> = args.iter().take(2).copied().collect();
+    logged(cmd, &format!("rustup {}", what.join(" ")), log)
+}
+
 fn rust_components() -> anyhow::Result<()> {
+    let log = log_path("rustup.log");
+    // Each run's log starts afresh, so the shown tail is this run's.
+    let _ = std::fs::remove_file(&log);
     let toolchains = output("rustup", &["toolchain", "list"]).unwrap_or_default();
     if !toolchains.lines().any(|l| l.starts_with("nightly")) {
-        eprintln!("setup: installing the nightly toolchain");
-        run_cmd(
-            "rustup",
+        rustup(
+            &log,
+            "installing the nightly toolchain",
             &["toolchain", "install", "nightly", "--profile", "minimal"],
         )?;
     }
@@ -78,22 +625,28 @@ fn rust_components() -> anyhow::Result<()> {
     )
     .unwrap_or_default();
     if !nightly.lines().any(|l| l.starts_with("rust-src")) {
-        eprintln!("setup: adding rust-src to nightly");
-        run_cmd(
-            "rustup",
+        rustup(
+            &log,
+            "adding rust-src to nightly",
             &["component", "add", "rust-src", "--toolchain", "nightly"],
         )?;
     }
     let targets = output("rustup", &["target", "list", "--installed"]).unwrap_or_default();
     if !targets.lines().any(|l| l == "x86_64-unknown-linux-musl") {
-        eprintln!("setup: adding the x86_64-unknown-linux-musl target");
-        run_cmd("rustup", &["target", "add", "x86_64-unknown-linux-musl"])?;
+        rustup(
+            &log,
+            "adding the x86_64-unknown-linux-musl target",
+            &["target", "add", "x86_64-unknown-linux-musl"],
+        )?;
     }
     let components = output("rustup", &["component", "list", "--installed"]).unwrap_or_default();
     for component in ["clippy", "rustfmt"] {
         if !components.lines().any(|l| l.starts_with(component)) {
-            eprintln!("setup: adding {component}");
-            run_cmd("rustup", &["component", "add", component])?;
+            rustup(
+                &log,
+                &format!("adding {component}"),
+                &["component", "add", component],
+            )?;
         }
     }
     Ok(())
@@ -146,25 +699,170 @@ fn bpf_linker() -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink(&libllvm, &link)?;
     }
-    eprintln!(
-        "setup: building bpf-linker {BPF_LINKER_VERSION} against LLVM {llvm_major} (a few minutes)"
-    );
-    let status = Command::new("cargo")
-        .args([
-            "install",
-            "--quiet",
-            "bpf-linker",
-            "--version",
-            BPF_LINKER_VERSION,
-            "--no-default-features",
-            "--features",
-            &format!("llvm-{llvm_major}"),
-        ])
-        .env("LLVM_PREFIX", &prefix)
-        .status()
-        .context("running cargo install bpf-linker")?;
-    if !status.success() {
-        bail!("building bpf-linker failed");
+    let log = log_path("bpf-linker.log");
+    let _ = std::fs::remove_file(&log);
+    say(&format!(
+        "building bpf-linker {BPF_LINKER_VERSION} against LLVM {llvm_major} (a few minutes; log: {})",
+        shown(&log)
+    ));
+    let mut cmd = Command::new("cargo");
+    cmd.args([
+        "install",
+        "bpf-linker",
+        "--version",
+        BPF_LINKER_VERSION,
+        "--no-default-features",
+        "--features",
+        &format!("llvm-{llvm_major}"),
+    ])
+    .env("LLVM_PREFIX", &prefix);
+    logged(cmd, "cargo install bpf-linker", &log)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_qemu_packages_follow_the_newest_installed_qemu_package() {
+        let newer = |a: &str, b: &str| a > b;
+        let installed = BTreeMap::from([
+            (
+                "qemu-utils".to_string(),
+                "1:10.0.2+ds-2~bpo12+1".to_string(),
+            ),
+            ("iproute2".to_string(), "9.9".to_string()),
+        ]);
+        assert_eq!(
+            family_pin(&installed, newer).as_deref(),
+            Some("1:10.0.2+ds-2~bpo12+1")
+        );
+        let installed = BTreeMap::from([
+            ("qemu-system-common".to_string(), "1:7.2".to_string()),
+            ("qemu-system-x86".to_string(), "1:8.0".to_string()),
+        ]);
+        assert_eq!(family_pin(&installed, newer).as_deref(), Some("1:8.0"));
+        // No QEMU installed: nothing to follow, Debian's candidate it is.
+        let installed = BTreeMap::from([("tcpdump".to_string(), "4.99".to_string())]);
+        assert_eq!(family_pin(&installed, newer), None);
     }
-    Ok(())
+
+    #[test]
+    fn dpkg_orders_versions_by_epoch_and_tilde() {
+        assert!(dpkg_newer(
+            "1:10.0.2+ds-2+deb13u1~bpo12+1",
+            "1:7.2+dfsg-7+deb12u18+b3"
+        ));
+        assert!(!dpkg_newer("1.0~rc1", "1.0"));
+        assert!(dpkg_newer("1:0.1", "9.9"));
+    }
+
+    #[test]
+    fn madison_names_the_suite_that_has_the_version() {
+        let text = "\
+qemu-system-x86 | 1:10.0.2+ds-2+deb13u1~bpo12+1 | http://deb.debian.org/debian bookworm-backports/main amd64 Packages
+qemu-system-x86 | 1:7.2+dfsg-7+deb12u18+b3 | http://deb.debian.org/debian bookworm/main amd64 Packages
+qemu-system-x86 | 1:7.2+dfsg-7+deb12u15 | http://deb.debian.org/debian-security bookworm-security/main amd64 Packages
+";
+        let suite = |v| madison_suite(text, v);
+        assert_eq!(
+            suite("1:10.0.2+ds-2+deb13u1~bpo12+1").as_deref(),
+            Some("bookworm-backports")
+        );
+        assert_eq!(
+            suite("1:7.2+dfsg-7+deb12u15").as_deref(),
+            Some("bookworm-security")
+        );
+        assert_eq!(suite("1:7.2"), None);
+    }
+
+    const SIMULATION: &str = "\
+NOTE: This is only a simulation!
+Reading package lists...
+The following packages will be REMOVED:
+  qemu-utils
+Remv qemu-utils [1:10.0.2+ds-2+deb13u1~bpo12+1]
+Inst qemu-system-common (1:7.2+dfsg-7+deb12u18+b3 Debian:12.11/stable [amd64])
+Inst libfoo1 [1.0-1] (1.0-2 Debian:12.11/stable [amd64])
+Inst qemu-system-x86 (1:7.2+dfsg-7+deb12u18+b3 Debian:12.11/stable [amd64])
+Conf qemu-system-x86 (1:7.2+dfsg-7+deb12u18+b3 Debian:12.11/stable [amd64])
+";
+
+    #[test]
+    fn a_simulation_reads_as_installs_and_removals() {
+        let sim = Simulation::parse(SIMULATION);
+        assert_eq!(
+            sim.removals,
+            [("qemu-utils".into(), "1:10.0.2+ds-2+deb13u1~bpo12+1".into())]
+        );
+        assert_eq!(
+            sim.installs,
+            [
+                (
+                    "qemu-system-common".into(),
+                    "1:7.2+dfsg-7+deb12u18+b3".into()
+                ),
+                ("libfoo1".into(), "1.0-2".into()),
+                ("qemu-system-x86".into(), "1:7.2+dfsg-7+deb12u18+b3".into()),
+            ]
+        );
+        assert_eq!(
+            Simulation::parse("Reading package lists...\n"),
+            Simulation::default()
+        );
+    }
+
+    #[test]
+    fn a_forced_removal_is_one_line_naming_the_package_and_the_reason() {
+        let sim = Simulation::parse(SIMULATION);
+        let relation = |package: &str, version: &str, field: &str| Relation {
+            package: package.into(),
+            version: version.into(),
+            kind: "breaks",
+            field: field.into(),
+        };
+        let relations = [
+            relation(
+                "qemu-utils",
+                "1:10.0.2+ds-2+deb13u1~bpo12+1",
+                "qemu-system-common (<< 1:8.0+dfsg-5~)",
+            ),
+            // Not a reason: qemu-utils 1:10 is not << 1:3.1, and
+            // qemu-system-data is not removed.
+            relation(
+                "qemu-system-common",
+                "1:7.2+dfsg-7+deb12u18+b3",
+                "libvirt-daemon (<< 7.2.0-1), qemu-system-data (<< 1:3.1+dfsg-1~), \
+                 qemu-utils (<< 1:3.1+dfsg-3~)",
+            ),
+        ];
+        let line = removal_line(
+            &["qemu-system-x86".into()],
+            &sim,
+            &relations,
+            dpkg_satisfies,
+        );
+        assert_eq!(
+            line,
+            "installing qemu-system-x86 removes qemu-utils 1:10.0.2+ds-2+deb13u1~bpo12+1: \
+             qemu-utils 1:10.0.2+ds-2+deb13u1~bpo12+1 breaks qemu-system-common (<< 1:8.0+dfsg-5~)"
+        );
+        let none = removal_line(&["x".into()], &sim, &[], dpkg_satisfies);
+        assert!(none.ends_with(": apt's resolver needs it"), "{none}");
+    }
+
+    #[test]
+    fn relations_match_whole_package_names_only() {
+        let field = "qemu-system-common (<< 1:8.0), qemu-system-data:any | foo";
+        assert_eq!(
+            relation_on(field, "qemu-system-common"),
+            Some("qemu-system-common (<< 1:8.0)")
+        );
+        assert_eq!(
+            relation_on(field, "qemu-system-data"),
+            Some("qemu-system-data:any")
+        );
+        assert_eq!(relation_on(field, "qemu-system"), None);
+        assert_eq!(relation_on("", "x"), None);
+    }
 }

@@ -2,11 +2,12 @@
 //! depends on, in order, from `/lib/modules/$(uname -r)` (the initrd ships
 //! the modules, their `modules.dep` and `modules.builtin` there).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
+use myinit_common::modules::{module_name, normalize, parse_builtin, ModulesDep};
 
 use super::{usage, CommandSpec};
 use crate::shell::Ctx;
@@ -103,20 +104,6 @@ fn modprobe(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     Ok(status)
 }
 
-/// `9pnet-virtio` and `9pnet_virtio` are the same module.
-fn normalize(name: &str) -> String {
-    name.replace('-', "_")
-}
-
-/// The module name of a path: `kernel/net/9p/9pnet_virtio.ko[.xz]` → `9pnet_virtio`.
-fn module_name(path: &str) -> Option<String> {
-    let base = path.rsplit('/').next()?;
-    let stem = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"]
-        .iter()
-        .find_map(|ext| base.strip_suffix(ext))?;
-    Some(normalize(stem))
-}
-
 /// What to do for a module: it is built in, or load these files in order.
 #[derive(Debug, PartialEq)]
 enum Step {
@@ -128,8 +115,7 @@ enum Step {
 #[derive(Debug, Default)]
 struct ModuleDb {
     dir: PathBuf,
-    /// Module name → (path, direct-or-all dependency paths).
-    modules: HashMap<String, (String, Vec<String>)>,
+    deps: ModulesDep,
     builtin: BTreeSet<String>,
 }
 
@@ -143,30 +129,17 @@ impl ModuleDb {
     }
 
     fn parse(dir: &Path, deps: &str, builtin: &str) -> Self {
-        let mut modules = HashMap::new();
-        for line in deps.lines() {
-            let Some((path, list)) = line.split_once(':') else {
-                continue;
-            };
-            let path = path.trim();
-            if let Some(name) = module_name(path) {
-                let list = list.split_whitespace().map(str::to_string).collect();
-                modules.insert(name, (path.to_string(), list));
-            }
-        }
         ModuleDb {
             dir: dir.to_path_buf(),
-            modules,
-            builtin: builtin.lines().filter_map(module_name).collect(),
+            deps: ModulesDep::parse(deps),
+            builtin: parse_builtin(builtin),
         }
     }
 
-    /// The files to load for `name`, dependencies first. Each dependency's
-    /// own line is followed too, so the order is right even if modules.dep
-    /// lists only direct dependencies or in another order.
+    /// The files to load for `name`, dependencies first.
     fn plan(&self, name: &str) -> anyhow::Result<Vec<Step>> {
         let name = normalize(name);
-        let Some((path, _)) = self.modules.get(&name) else {
+        let Some(path) = self.deps.path(&name) else {
             if self.builtin.contains(&name) {
                 return Ok(vec![Step::BuiltIn(name)]);
             }
@@ -175,25 +148,12 @@ impl ModuleDb {
                 self.dir.display()
             ));
         };
-        let mut order = Vec::new();
-        let mut seen = BTreeSet::new();
-        self.visit(path, &mut seen, &mut order);
-        Ok(order.into_iter().map(Step::Load).collect())
-    }
-
-    fn visit(&self, path: &str, seen: &mut BTreeSet<String>, order: &mut Vec<String>) {
-        if !seen.insert(path.to_string()) {
-            return;
-        }
-        let deps = module_name(path)
-            .and_then(|n| self.modules.get(&n))
-            .map(|(_, deps)| deps.as_slice())
-            .unwrap_or_default();
-        // depmod lists the deepest dependency last: visit from the end.
-        for dep in deps.iter().rev() {
-            self.visit(dep, seen, order);
-        }
-        order.push(path.to_string());
+        Ok(self
+            .deps
+            .load_order(path)
+            .into_iter()
+            .map(Step::Load)
+            .collect())
     }
 }
 
