@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use super::{usage, CommandSpec};
 use crate::shell::Ctx;
@@ -15,6 +14,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         summary: "print words, separated by spaces",
         help: "  -n   no newline at the end\n\nThe whole line is written with one write(2), so\n`echo add nat46dev > /proc/net/nat46/control` works.",
         run: echo,
+        cli: None,
     },
     CommandSpec {
         name: "env",
@@ -22,6 +22,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         summary: "list the shell's variables as NAME=value, sorted",
         help: "Variables are set with NAME=value and expanded as $NAME or ${NAME}.\nAn undefined variable expands to nothing, as in sh. $? is the last status.",
         run: env,
+        cli: None,
     },
     CommandSpec {
         name: "set",
@@ -29,6 +30,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         summary: "stop a script at its first failing command (-e), or not (+e)",
         help: "The option lasts until the end of the script that set it.",
         run: set,
+        cli: None,
     },
     CommandSpec {
         name: "run",
@@ -36,6 +38,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         summary: "run a script file with the same variables",
         help: "",
         run,
+        cli: None,
     },
     CommandSpec {
         name: "help",
@@ -43,6 +46,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         summary: "list the commands, or show one command's help",
         help: "",
         run: help,
+        cli: None,
     },
     CommandSpec {
         name: "sleep",
@@ -50,6 +54,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         summary: "wait (fractions allowed: sleep 0.5); Ctrl-C stops it",
         help: "",
         run: sleep,
+        cli: None,
     },
     CommandSpec {
         name: "exit",
@@ -57,6 +62,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         summary: "end the `run` script it is in, or leave the shell (not as PID 1: use poweroff)",
         help: "",
         run: exit,
+        cli: None,
     },
     CommandSpec {
         name: "cd",
@@ -64,6 +70,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         summary: "change the working directory (default /)",
         help: "",
         run: cd,
+        cli: None,
     },
     CommandSpec {
         name: "pwd",
@@ -71,6 +78,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         summary: "print the working directory",
         help: "",
         run: pwd,
+        cli: None,
     },
     CommandSpec {
         name: "poweroff",
@@ -78,6 +86,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         summary: "stop all jobs, sync and power off (not as PID 1: exit with STATUS)",
         help: "STATUS (default 0) becomes the exit status of `cargo xtask vm`\nwhen the VM runs with the isa-debug-exit device.",
         run: poweroff,
+        cli: None,
     },
     CommandSpec {
         name: "reboot",
@@ -85,6 +94,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         summary: "stop all jobs, sync and reboot (not as PID 1: exit)",
         help: "",
         run: reboot,
+        cli: None,
     },
     CommandSpec {
         name: "log",
@@ -92,6 +102,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         summary: "show or set whether eBPF programs' log lines reach the console",
         help: "Off by default. Programs loaded while it is on log at debug level;\ntheir lines are printed with an \"ebpf:\" prefix.",
         run: log,
+        cli: None,
     },
     CommandSpec {
         name: "jobs",
@@ -99,6 +110,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         summary: "list running background jobs",
         help: "",
         run: jobs,
+        cli: None,
     },
 ];
 
@@ -149,7 +161,7 @@ fn help(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
             let mut text = String::from("Commands (help COMMAND for details):\n");
             for spec in super::all() {
                 text.push_str(&format!("  {:<10} {}\n", spec.name, spec.summary));
-                for form in spec.usage.lines() {
+                for form in spec.usage_forms() {
                     text.push_str(&format!("  {:<10}   {form}\n", ""));
                 }
             }
@@ -174,16 +186,7 @@ fn help(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     }
 }
 
-/// Parses a duration in seconds such as `5`, `0.5`.
-pub fn parse_seconds(text: &str) -> anyhow::Result<Duration> {
-    let secs: f64 = text
-        .parse()
-        .map_err(|_| usage(format!("not a number of seconds: {text}")))?;
-    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
-        return Err(usage(format!("not a number of seconds: {text}")));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
+pub use super::parse_seconds;
 
 fn sleep(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     let [secs] = args else {

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
-use super::{parse_args, usage, CommandSpec};
+use super::{parse_args, seconds_option, usage, CommandSpec};
 use crate::droptrace::event::{DropFilter, DropRecord};
 use crate::droptrace::job::{self, Backend, Hook, StartOptions};
 use crate::droptrace::store::DEFAULT_KEEP;
@@ -19,39 +19,28 @@ const DROP_BYTES: u64 = 512;
 
 pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
     name: "droptrace",
-    usage: "droptrace start [COUNT] [--backend auto|ebpf|ftrace] [--hook auto|tp-btf|tracepoint] [--keep N] [FILTER...]\n\
-            droptrace stop\n\
-            droptrace show [FILTER...]\n\
-            droptrace clear\n\
-            droptrace summary [FILTER...]\n\
-            droptrace watch [COUNT] [--seconds S] [--backend auto|ebpf|ftrace] [FILTER...]\n\
-            droptrace save FILE [FILTER...]",
+    usage: "",
     summary: "trace where and why the kernel drops packets (kfree_skb)",
-    help: "FILTER: --reason NAME (e.g. NO_SOCKET), --dev IFACE, --proto tcp|udp|icmp|icmpv6|ipv4|ipv6|arp|NUM.\n\
-           \n\
-           start    trace in the background; stops by itself after COUNT matching drops.\n\
-           \x20        --backend auto (default) tries eBPF first and says why it falls back\n\
-           \x20        to ftrace; --keep N keeps the last N drops (default 1000; at most what\n\
-           \x20        fits in 1/8 of the available memory, at 512 bytes a drop).\n\
-           \x20        --hook picks the eBPF hook: tp-btf (BTF tracepoint) or tracepoint\n\
-           \x20        (classic skb:kfree_skb, offsets from its format file); auto: tp-btf if any.\n\
-           stop     stop tracing; queued events are read first.\n\
-           show     the kept drops: COMM PID CPU LOCATION REASON DEV PACKET, and how many\n\
-           \x20        were captured, matched and lost.\n\
-           clear    forget the kept drops and counts.\n\
-           summary  counts by reason and by location, most frequent first.\n\
-           watch    print drops as they happen until a key, Ctrl-C, COUNT or --seconds;\n\
-           \x20        starts (and then stops) a tracer if none runs. Without --seconds, the\n\
-           \x20        end of a standard input that is no terminal (< /dev/null) ends it too.\n\
-           save     write the kept drops to FILE as JSONL, one drop per line.\n\
-           \n\
+    help: "FILTER is --reason NAME, --dev IFACE, --proto NAME|NUM, each optional.\n\
            Reasons come from the kernel's BTF (enum skb_drop_reason) or the tracepoint's\n\
            format file; the device and packet are read from the sk_buff by the eBPF\n\
            backend using offsets from BTF (the ftrace backend shows `?`).",
     run: droptrace,
+    cli: Some(Cli::command),
 }];
 
 #[derive(Parser, Debug)]
+#[command(
+    name = "droptrace",
+    disable_help_subcommand = true,
+    override_usage = "droptrace start [COUNT] [--backend auto|ebpf|ftrace] [--hook auto|tp-btf|tracepoint] [--keep N] [FILTER...]\n\
+                      droptrace stop\n\
+                      droptrace show [FILTER...]\n\
+                      droptrace clear\n\
+                      droptrace summary [FILTER...]\n\
+                      droptrace watch [COUNT] [--seconds S] [--backend auto|ebpf|ftrace] [FILTER...]\n\
+                      droptrace save FILE [FILTER...]"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Sub,
@@ -59,14 +48,15 @@ struct Cli {
 
 #[derive(Args, Debug, Default, Clone)]
 struct FilterArgs {
-    /// Only drops with this reason.
-    #[arg(long)]
+    /// only drops with this reason (e.g. NO_SOCKET)
+    #[arg(long, value_name = "NAME")]
     reason: Option<String>,
-    /// Only drops on this device.
-    #[arg(long)]
+    /// only drops on this device
+    #[arg(long, value_name = "IFACE")]
     dev: Option<String>,
-    /// Only drops of this protocol.
-    #[arg(long)]
+    /// only drops of this protocol: tcp, udp, icmp, icmpv6, ipv4, ipv6, arp,
+    /// sctp, gre, igmp, udplite or a protocol number
+    #[arg(long, value_name = "NAME|NUM")]
     proto: Option<String>,
 }
 
@@ -78,37 +68,57 @@ impl FilterArgs {
 
 #[derive(Subcommand, Debug)]
 enum Sub {
+    /// trace in the background; stops by itself after COUNT matching drops
     Start {
+        /// stop after this many matching drops
         count: Option<u64>,
+        /// auto (default) tries eBPF first and says why it falls back to ftrace
         #[arg(long, value_enum, default_value = "auto")]
         backend: Backend,
+        /// the eBPF hook: tp-btf (BTF tracepoint) or tracepoint (classic
+        /// skb:kfree_skb, offsets from its format file); auto: tp-btf if any
         #[arg(long, value_enum, default_value = "auto")]
         hook: Hook,
-        #[arg(long, default_value_t = DEFAULT_KEEP)]
+        /// keep the last N drops for show (default 1000; at most what fits
+        /// in 1/8 of the available memory, at 512 bytes a drop)
+        #[arg(long, default_value_t = DEFAULT_KEEP, value_name = "N")]
         keep: usize,
         #[command(flatten)]
         filter: FilterArgs,
     },
+    /// stop tracing; queued events are read first
     Stop,
+    /// the kept drops: COMM PID CPU LOCATION REASON DEV PACKET, and how many
+    /// were captured, matched and lost
     Show {
         #[command(flatten)]
         filter: FilterArgs,
     },
+    /// forget the kept drops and counts
     Clear,
+    /// counts by reason and by location, most frequent first
     Summary {
         #[command(flatten)]
         filter: FilterArgs,
     },
+    /// print drops as they happen until a key, Ctrl-C, COUNT or --seconds;
+    /// starts (and then stops) a tracer if none runs. Without --seconds, the
+    /// end of a standard input that is no terminal (< /dev/null) ends it too
     Watch {
+        /// stop after this many drops shown
         count: Option<u64>,
-        #[arg(long)]
-        seconds: Option<f64>,
+        /// stop after this long (fractions allowed)
+        #[arg(long, value_name = "S")]
+        seconds: Option<String>,
+        /// as for start
         #[arg(long, value_enum, default_value = "auto")]
         backend: Backend,
         #[command(flatten)]
         filter: FilterArgs,
     },
+    /// write the kept drops to FILE as JSONL, one drop per line
     Save {
+        /// where to write
         file: String,
         #[command(flatten)]
         filter: FilterArgs,
@@ -272,15 +282,12 @@ fn save(ctx: &mut Ctx<'_>, file: &str, filter: &DropFilter) -> anyhow::Result<i3
 fn watch(
     ctx: &mut Ctx<'_>,
     count: Option<u64>,
-    seconds: Option<f64>,
+    seconds: Option<String>,
     backend: Backend,
     filter: DropFilter,
 ) -> anyhow::Result<i32> {
     let deadline = match seconds {
-        Some(s) if s.is_finite() && (0.0..=1e9).contains(&s) => {
-            Some(Instant::now() + Duration::from_secs_f64(s))
-        }
-        Some(_) => return Err(usage("--seconds must be a number from 0 to 1e9")),
+        Some(s) => Some(Instant::now() + seconds_option("--seconds", &s)?),
         None => None,
     };
     let state = ctx.state();

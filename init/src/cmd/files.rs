@@ -1,6 +1,7 @@
 //! File commands: cat, cp, ls, mkdir, mknod. Small on purpose: the VM's
 //! initrd has no coreutils, so these cover what scripts need.
 
+use clap::{CommandFactory, Parser};
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
@@ -22,36 +23,95 @@ pub const COMMANDS: &[CommandSpec] = &[
         summary: "print files, or standard input (cat < FILE)",
         help: "Files are streamed, so large files and FIFOs work. Without FILE (or\nwith -) standard input is read until its end; Ctrl-C stops it.",
         run: cat,
+        cli: None,
     },
     CommandSpec {
         name: "cp",
-        usage: "cp SRC DST",
+        usage: "",
         summary: "copy a file (DST may be a directory)",
         help: "The copy keeps the permission bits of SRC.",
         run: cp,
+        cli: Some(CpArgs::command),
     },
     CommandSpec {
         name: "ls",
-        usage: "ls [-l] [-a] [PATH...]",
+        usage: "",
         summary: "list directories and files, sorted by name",
-        help: "  -l   long format: mode, links, size (or MAJ, MIN for devices),\n       modification time (UTC), name, and -> target for symlinks\n  -a   also show names starting with a dot",
+        help: "",
         run: ls,
+        cli: Some(LsArgs::command),
     },
     CommandSpec {
         name: "mkdir",
-        usage: "mkdir [-p] DIR...",
+        usage: "",
         summary: "create directories",
-        help: "  -p   create missing parents too; an existing directory is no error",
+        help: "",
         run: mkdir,
+        cli: Some(MkdirArgs::command),
     },
     CommandSpec {
         name: "mknod",
-        usage: "mknod PATH c|char|b|block MAJ MIN\nmknod PATH p",
+        usage: "",
         summary: "create a device node (c, b) or a FIFO (p)",
         help: "Example: mknod /dev/null c 1 3",
         run: mknod,
+        cli: Some(MknodArgs::command),
     },
 ];
+
+#[derive(Parser, Debug)]
+#[command(name = "cp", disable_help_flag = true, override_usage = "cp SRC DST")]
+struct CpArgs {
+    /// the file to copy, and where to (a file or a directory)
+    #[arg(value_name = "SRC DST")]
+    paths: Vec<String>,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ls",
+    disable_help_flag = true,
+    override_usage = "ls [-l] [-a] [PATH...]"
+)]
+struct LsArgs {
+    /// long format: mode, links, size (or MAJ, MIN for devices),
+    /// modification time (UTC), name, and -> target for symlinks
+    #[arg(short = 'l')]
+    long: bool,
+    /// also show names starting with a dot
+    #[arg(short = 'a')]
+    all: bool,
+    /// what to list (default: the working directory)
+    #[arg(value_name = "PATH")]
+    paths: Vec<String>,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mkdir",
+    disable_help_flag = true,
+    override_usage = "mkdir [-p] DIR..."
+)]
+struct MkdirArgs {
+    /// create missing parents too; an existing directory is no error
+    #[arg(short = 'p')]
+    parents: bool,
+    /// the directories to create
+    #[arg(value_name = "DIR")]
+    dirs: Vec<String>,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mknod",
+    disable_help_flag = true,
+    override_usage = "mknod PATH c|char|b|block MAJ MIN\nmknod PATH p"
+)]
+struct MknodArgs {
+    /// the node to create, its type, and for devices the major and minor numbers
+    #[arg(value_name = "PATH TYPE [MAJ MIN]")]
+    args: Vec<String>,
+}
 
 /// Copies `reader` to the command's output in chunks. Waits for input with
 /// poll so Ctrl-C can stop a read from the console or a FIFO.
@@ -136,8 +196,8 @@ fn finish(failures: Vec<String>) -> anyhow::Result<i32> {
 }
 
 fn cp(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
-    let (_, args) = super::take_options(args, &[])?;
-    let [src, dst] = args else {
+    let args: CpArgs = super::parse_args("cp", args)?;
+    let [src, dst] = args.paths.as_slice() else {
         return Err(usage("expected SRC and DST"));
     };
     let src_path = Path::new(src);
@@ -168,20 +228,11 @@ fn cp(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
 }
 
 fn ls(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
-    let mut long = false;
-    let mut all = false;
-    let mut paths = Vec::new();
-    for arg in args {
-        match arg.as_str() {
-            "-l" => long = true,
-            "-a" => all = true,
-            "-la" | "-al" => (long, all) = (true, true),
-            s if s.starts_with('-') && s.len() > 1 => {
-                return Err(usage(format!("unknown option {s}")));
-            }
-            _ => paths.push(arg.clone()),
-        }
-    }
+    let LsArgs {
+        long,
+        all,
+        mut paths,
+    } = super::parse_args("ls", args)?;
     if paths.is_empty() {
         paths.push(".".into());
     }
@@ -331,13 +382,12 @@ pub fn format_utc(secs: i64) -> String {
 }
 
 fn mkdir(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
-    let (options, dirs) = super::take_options(args, &["-p"])?;
-    let parents = !options.is_empty();
+    let MkdirArgs { parents, dirs } = super::parse_args("mkdir", args)?;
     if dirs.is_empty() {
         return Err(usage("expected DIR"));
     }
     let mut failures = Vec::new();
-    for dir in dirs {
+    for dir in &dirs {
         let result = if parents {
             fs::create_dir_all(dir)
         } else {
@@ -351,8 +401,8 @@ fn mkdir(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
 }
 
 fn mknod(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
-    let (_, args) = super::take_options(args, &[])?;
-    let (path, kind, numbers) = match args {
+    let MknodArgs { args } = super::parse_args("mknod", args)?;
+    let (path, kind, numbers) = match args.as_slice() {
         [path, kind, rest @ ..] => (path, kind.as_str(), rest),
         _ => return Err(usage("expected PATH and TYPE")),
     };

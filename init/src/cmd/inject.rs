@@ -40,6 +40,7 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
            The file is checked first: a bad file sends nothing. Ctrl-C stops.\n\
            Example: inject /mnt/host/frames.pcap tap0 --count 1000 --interval 0.01",
     run: inject,
+    cli: None,
 }];
 
 struct Args {

@@ -25,19 +25,41 @@ pub type RunFn = fn(&mut Ctx<'_>, &[String]) -> anyhow::Result<i32>;
 pub struct CommandSpec {
     pub name: &'static str,
     /// The syntax, one form per line, without the leading "usage: ".
+    /// Empty for commands with a `cli`: their clap definition holds it.
     pub usage: &'static str,
     /// One line for `help`'s list.
     pub summary: &'static str,
-    /// More detail for `help NAME` (options, examples); may be empty.
+    /// More detail for `help NAME` after the options (examples, notes); may be empty.
     pub help: &'static str,
     pub run: RunFn,
+    /// For commands with options: the clap definition their arguments are
+    /// parsed with (`parse_args`). Their usage (`override_usage`) and option
+    /// list are rendered from it, so each option is described once, where it
+    /// is parsed.
+    pub cli: Option<fn() -> clap::Command>,
 }
 
 impl CommandSpec {
+    /// The syntax forms, one per line.
+    pub fn usage_forms(&self) -> Vec<String> {
+        match self.cli {
+            Some(cli) => {
+                let rendered = cli().render_usage().to_string();
+                rendered
+                    .trim_start_matches("Usage:")
+                    .lines()
+                    .map(|l| l.trim().to_string())
+                    .filter(|l| !l.is_empty())
+                    .collect()
+            }
+            None => self.usage.lines().map(str::to_string).collect(),
+        }
+    }
+
     /// The usage lines, each prefixed as users see them.
     pub fn usage_text(&self) -> String {
         let mut text = String::new();
-        for (i, form) in self.usage.lines().enumerate() {
+        for (i, form) in self.usage_forms().iter().enumerate() {
             text.push_str(if i == 0 { "usage: " } else { "       " });
             text.push_str(form);
             text.push('\n');
@@ -48,12 +70,135 @@ impl CommandSpec {
     /// The full help of `help NAME`.
     pub fn help_text(&self) -> String {
         let mut text = format!("{} - {}\n{}", self.name, self.summary, self.usage_text());
+        if let Some(cli) = self.cli {
+            let options = options_text(&cli());
+            if !options.is_empty() {
+                text.push('\n');
+                text.push_str(&options);
+            }
+        }
         if !self.help.is_empty() {
             text.push('\n');
             text.push_str(self.help.trim_end());
             text.push('\n');
         }
         text
+    }
+}
+
+/// The arguments of a clap command as help lines (`  -c N        what it
+/// does`), then each subcommand's with its summary: in the style of every
+/// other command's help, from the definition's doc comments.
+fn options_text(cmd: &clap::Command) -> String {
+    let mut cmd = cmd.clone();
+    // Possible values and value names are filled in when clap builds it.
+    cmd.build();
+    let mut text = String::new();
+    let mut shown = Vec::new();
+    push_args(&mut text, &cmd, "  ", &mut shown);
+    for sub in cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
+        let about = sub.get_about().map(|a| a.to_string()).unwrap_or_default();
+        let head = format!("{}: ", sub.get_name());
+        for (i, line) in wrap(&about, 78 - head.len()).iter().enumerate() {
+            let lead = if i == 0 {
+                head.clone()
+            } else {
+                " ".repeat(head.len())
+            };
+            text.push_str(&format!("{lead}{line}\n"));
+        }
+        push_args(&mut text, sub, "  ", &mut shown);
+    }
+    text
+}
+
+/// Word-wraps text to `width` columns (clap joins a doc comment's lines).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    for paragraph in text.lines() {
+        let mut line = String::new();
+        for word in paragraph.split_whitespace() {
+            if !line.is_empty() && line.len() + 1 + word.len() > width {
+                lines.push(std::mem::take(&mut line));
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+/// Appends `cmd`'s arguments; one shared by several subcommands (a
+/// flattened filter) is described the first time only.
+fn push_args(
+    text: &mut String,
+    cmd: &clap::Command,
+    indent: &str,
+    shown: &mut Vec<(String, String)>,
+) {
+    const WIDTH: usize = 16;
+    for arg in cmd.get_arguments() {
+        if arg.is_hide_set() || arg.get_id() == "help" || arg.get_id() == "version" {
+            continue;
+        }
+        let Some(help) = arg
+            .get_long_help()
+            .or(arg.get_help())
+            .map(|h| h.to_string())
+        else {
+            continue;
+        };
+        let key = (arg.get_id().to_string(), help.clone());
+        if !arg.is_positional() && shown.contains(&key) {
+            continue;
+        }
+        shown.push(key);
+        let values: Vec<String> = arg
+            .get_possible_values()
+            .iter()
+            .filter(|v| !v.is_hide_set())
+            .map(|v| v.get_name().to_string())
+            .collect();
+        let value = if values.is_empty() {
+            arg.get_value_names().map(|names| {
+                names
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+        } else {
+            Some(values.join("|"))
+        };
+        let takes_value = arg.get_action().takes_values();
+        let left = if arg.is_positional() {
+            value.unwrap_or_else(|| arg.get_id().as_str().to_uppercase())
+        } else {
+            let flag = match (arg.get_short(), arg.get_long()) {
+                (_, Some(long)) => format!("--{long}"),
+                (Some(short), None) => format!("-{short}"),
+                (None, None) => arg.get_id().to_string(),
+            };
+            match (takes_value, value) {
+                (true, Some(v)) => format!("{flag} {v}"),
+                (true, None) => format!("{flag} {}", arg.get_id().as_str().to_uppercase()),
+                (false, _) => flag,
+            }
+        };
+        for (i, line) in wrap(&help, 78 - indent.len() - WIDTH).iter().enumerate() {
+            let head = if i == 0 { left.as_str() } else { "" };
+            if i == 0 && head.len() >= WIDTH {
+                text.push_str(&format!("{indent}{head}\n{indent}{:WIDTH$}{line}\n", ""));
+            } else {
+                text.push_str(&format!("{indent}{head:WIDTH$}{line}\n"));
+            }
+        }
     }
 }
 
@@ -93,26 +238,21 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
     UsageError(message.into()).into()
 }
 
-/// Splits leading options off `args`, accepting only those in `known`;
-/// `--` ends the options, so `mkdir -- -odd-name` still works.
-pub fn take_options<'a>(
-    args: &'a [String],
-    known: &[&str],
-) -> anyhow::Result<(Vec<&'a str>, &'a [String])> {
-    let mut options = Vec::new();
-    for (i, arg) in args.iter().enumerate() {
-        if arg == "--" {
-            return Ok((options, &args[i + 1..]));
-        }
-        if !arg.starts_with('-') || arg == "-" {
-            return Ok((options, &args[i..]));
-        }
-        if !known.contains(&arg.as_str()) {
-            return Err(usage(format!("unknown option {arg}")));
-        }
-        options.push(arg.as_str());
+/// Parses a duration in seconds such as `5`, `0.5` (0 to 1e9): the one
+/// parser of seconds for every command.
+pub fn parse_seconds(text: &str) -> anyhow::Result<std::time::Duration> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| usage(format!("not a number of seconds: {text}")))?;
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return Err(usage(format!("not a number of seconds: {text}")));
     }
-    Ok((options, &[]))
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// `parse_seconds` for an option, with the option named in the error.
+pub fn seconds_option(option: &str, text: &str) -> anyhow::Result<std::time::Duration> {
+    parse_seconds(text).map_err(|e| usage(format!("{option}: {e}")))
 }
 
 /// The foreground command was stopped by Ctrl-C (status 130).
@@ -124,6 +264,13 @@ pub struct Interrupted;
 /// `UsageError`s (the shell adds the usage from the command's spec).
 pub fn parse_args<T: clap::Parser>(name: &str, args: &[String]) -> anyhow::Result<T> {
     T::try_parse_from(std::iter::once(name.to_string()).chain(args.iter().cloned())).map_err(|e| {
+        use clap::error::ErrorKind;
+        if matches!(
+            e.kind(),
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand
+        ) {
+            return usage("missing what to do (one of the forms below)");
+        }
         let rendered = e.render().to_string();
         let first = rendered
             .lines()

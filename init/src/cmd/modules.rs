@@ -14,29 +14,36 @@ use crate::shell::Ctx;
 
 pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
     name: "modprobe",
-    usage: "modprobe [-qv] [-d ROOT] NAME [PARAM=VALUE...]\nmodprobe -a [-qv] [-d ROOT] NAME...",
+    usage: "",
     summary: "load a kernel module and the modules it depends on",
     help: "Dependencies come from /lib/modules/$(uname -r)/modules.dep and are\n\
            loaded first, deepest first. A module already loaded or built into the\n\
            kernel (modules.builtin) is skipped quietly. `-` and `_` in names are\n\
-           the same. Parameters apply to NAME only.\n  \
-           -a       load every NAME given\n  \
-           -q       skip unknown modules (or a missing modules.dep) silently, status 1\n  \
-           -v       print each module file as it is loaded\n  \
-           -d ROOT  look under ROOT/lib/modules instead of /lib/modules",
+           the same. Parameters apply to NAME only.",
     run: modprobe,
+    cli: Some(<Args as clap::CommandFactory>::command),
 }];
 
 #[derive(clap::Parser, Debug)]
+#[command(
+    name = "modprobe",
+    disable_help_flag = true,
+    override_usage = "modprobe [-qv] [-d ROOT] NAME [PARAM=VALUE...]\nmodprobe -a [-qv] [-d ROOT] NAME..."
+)]
 struct Args {
+    /// load every NAME given
     #[arg(short = 'a')]
     all: bool,
+    /// skip unknown modules (or a missing modules.dep) silently, status 1
     #[arg(short = 'q')]
     quiet: bool,
+    /// print each module file as it is loaded
     #[arg(short = 'v')]
     verbose: bool,
+    /// look under ROOT/lib/modules instead of /lib/modules
     #[arg(short = 'd', value_name = "ROOT")]
     root: Option<PathBuf>,
+    /// the module, then its PARAM=VALUE parameters (with -a: modules)
     #[arg(required = true, value_name = "NAME")]
     names: Vec<String>,
 }

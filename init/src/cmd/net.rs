@@ -34,6 +34,7 @@ pub const COMMANDS: &[CommandSpec] = &[
                \x20 mtu N                 set the MTU\n\
                Example: ifconfig tap0 192.168.1.1 netmask 255.255.255.0 up promisc",
         run: ifconfig,
+        cli: None,
     },
     CommandSpec {
         name: "tap",
@@ -45,6 +46,7 @@ pub const COMMANDS: &[CommandSpec] = &[
                `ifconfig NAME up` or `ip link set NAME up`.\n\
                `tap show` lists the TAPs made here, with index and state.",
         run: tap_cmd,
+        cli: None,
     },
     CommandSpec {
         name: "ip",
@@ -66,6 +68,7 @@ pub const COMMANDS: &[CommandSpec] = &[
                `neigh flush dev IF` removes every entry of IF, permanent ones too\n\
                (iproute2 keeps permanent entries unless given `nud all`).",
         run: ip,
+        cli: None,
     },
 ];
 

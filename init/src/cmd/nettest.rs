@@ -3,26 +3,36 @@
 use std::io::Write;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
-use super::{parse_args, usage, CommandSpec, Interrupted};
+use super::{parse_args, seconds_option as parse_seconds, usage, CommandSpec, Interrupted};
 use crate::net::{netcat, ping};
 use crate::shell::{Ctx, Output};
 
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "ping",
-        usage: "ping [-4|-6] [-c COUNT] [-i SECONDS] [-s SIZE] [-W SECONDS] [-I IF|ADDR] DEST [COUNT]",
+        usage: "",
         summary: "send ICMP echo requests (IPv4 or IPv6) and report the replies",
-        help: "  DEST          an IPv4/IPv6 address or a host name; fe80::1%tap0 names\n                the interface of a link-local address. Without a nameserver\n                in /etc/resolv.conf, names come from /etc/hosts only\n  COUNT, -c N   requests to send (default 4: this shell is a test bench,\n                so ping ends by itself; Ctrl-C stops it early)\n  -i SECONDS    interval between requests (default 1, fractions allowed)\n  -s SIZE       payload bytes (default 56)\n  -W SECONDS    how long to wait for outstanding replies after the last\n                request (default 1); later replies are not counted\n  -I IF|ADDR    send through interface IF (SO_BINDTODEVICE), or from ADDR\n  -4, -6        use IPv4 / IPv6 for a host name\n\nOutput and statistics are those of iputils' ping; Ctrl-C still prints\nthe statistics. Status 0 if at least one reply came back, 1 otherwise.",
+        help: "Output and statistics are those of iputils' ping; Ctrl-C still prints\n\
+               the statistics. Status 0 if at least one reply came back, 1 otherwise.\n\
+               Names come from /etc/hosts, and from DNS only when /etc/resolv.conf\n\
+               names a nameserver (a VM without one fails at once, not after a timeout).",
         run: ping_cmd,
+        cli: Some(PingArgs::command),
     },
     CommandSpec {
         name: "netcat",
-        usage: "netcat [-u] [-v] [-w SECONDS] HOST PORT\nnetcat -l [-u] [-v] [-w SECONDS] [HOST] PORT",
+        usage: "",
         summary: "connect to or listen on a TCP/UDP port; stdin to the peer, the peer to stdout",
-        help: "  -l            listen (on HOST's address, or on all addresses) and\n                take one peer; for UDP the first datagram's sender\n  -u            UDP instead of TCP\n  -v            print connection details on stderr\n  -w SECONDS    how long to wait for the connection (with -l: for the\n                first peer), and end after SECONDS without traffic\n\nStdin (the console, or a file with `< FILE`) goes to the peer. At its\nend a TCP connection is half-closed and netcat goes on reading until the\npeer closes; after the peer's end, typed lines still go out until the\nconnection is gone (then netcat ends), or Ctrl-D / Ctrl-C.\nUDP has no end of stream: use -w, or Ctrl-C.\nExamples:  netcat -l 5000 > got.bin      netcat 10.0.0.2 5000 < file.bin",
+        help: "Stdin (the console, or a file with `< FILE`) goes to the peer. At its\n\
+               end a TCP connection is half-closed and netcat goes on reading until the\n\
+               peer closes; after the peer's end, typed lines still go out until the\n\
+               connection is gone (then netcat ends), or Ctrl-D / Ctrl-C.\n\
+               UDP has no end of stream: use -w, or Ctrl-C.\n\
+               Examples:  netcat -l 5000 > got.bin      netcat 10.0.0.2 5000 < file.bin",
         run: netcat_cmd,
+        cli: Some(NetcatArgs::command),
     },
 ];
 
@@ -37,28 +47,39 @@ fn print_help(ctx: &mut Ctx<'_>, name: &str) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Seconds for an option, with the option named in the error.
-fn parse_seconds(option: &str, text: &str) -> anyhow::Result<Duration> {
-    super::builtin::parse_seconds(text).map_err(|e| usage(format!("{option}: {e}")))
-}
-
 #[derive(Parser, Debug)]
-#[command(name = "ping", disable_help_flag = true)]
+#[command(
+    name = "ping",
+    disable_help_flag = true,
+    override_usage = "ping [-4|-6] [-c COUNT] [-i SECONDS] [-s SIZE] [-W SECONDS] [-I IF|ADDR] DEST [COUNT]"
+)]
 struct PingArgs {
-    #[arg(short = 'c')]
+    /// requests to send (default 4: this shell is a test bench,
+    /// so ping ends by itself; Ctrl-C stops it early); COUNT after DEST too
+    #[arg(short = 'c', value_name = "N")]
     count: Option<String>,
-    #[arg(short = 'i')]
+    /// interval between requests (default 1, fractions allowed)
+    #[arg(short = 'i', value_name = "SECONDS")]
     interval: Option<String>,
-    #[arg(short = 's')]
+    /// payload bytes (default 56)
+    #[arg(short = 's', value_name = "SIZE")]
     size: Option<String>,
-    #[arg(short = 'W')]
+    /// how long to wait for outstanding replies after the last
+    /// request (default 1); later replies are not counted
+    #[arg(short = 'W', value_name = "SECONDS")]
     timeout: Option<String>,
-    #[arg(short = 'I')]
+    /// send through interface IF (SO_BINDTODEVICE), or from ADDR
+    #[arg(short = 'I', value_name = "IF|ADDR")]
     iface: Option<String>,
+    /// use IPv4 for a host name
     #[arg(short = '4', conflicts_with = "v6")]
     v4: bool,
+    /// use IPv6 for a host name
     #[arg(short = '6')]
     v6: bool,
+    /// an IPv4/IPv6 address or a host name (fe80::1%tap0 names the
+    /// interface of a link-local address), then optionally COUNT
+    #[arg(value_name = "DEST [COUNT]")]
     positional: Vec<String>,
 }
 
@@ -155,16 +176,29 @@ fn ping_cmd(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "netcat", disable_help_flag = true)]
+#[command(
+    name = "netcat",
+    disable_help_flag = true,
+    override_usage = "netcat [-u] [-v] [-w SECONDS] HOST PORT\n\
+                      netcat -l [-u] [-v] [-w SECONDS] [HOST] PORT"
+)]
 struct NetcatArgs {
+    /// listen (on HOST's address, or on all addresses) and
+    /// take one peer; for UDP the first datagram's sender
     #[arg(short = 'l')]
     listen: bool,
+    /// UDP instead of TCP
     #[arg(short = 'u')]
     udp: bool,
+    /// print connection details on stderr
     #[arg(short = 'v')]
     verbose: bool,
-    #[arg(short = 'w')]
+    /// connect timeout; with -l how long to wait for the first
+    /// peer; and the end after SECONDS without traffic
+    #[arg(short = 'w', value_name = "SECONDS")]
     wait: Option<String>,
+    /// HOST PORT, or with -l [HOST] PORT
+    #[arg(value_name = "HOST PORT")]
     positional: Vec<String>,
 }
 

@@ -29,6 +29,7 @@ pub const COMMANDS: &[CommandSpec] = &[
             "Example: mount -t tmpfs tmpfs /mnt/tmp -o size=16m,noexec",
         ),
         run: mount,
+        cli: None,
     },
     CommandSpec {
         name: "umount",
@@ -36,6 +37,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         summary: "unmount a file system",
         help: "  -l   lazy: detach now, clean up when it is no longer busy",
         run: umount,
+        cli: None,
     },
     CommandSpec {
         name: "insmod",
@@ -45,6 +47,7 @@ pub const COMMANDS: &[CommandSpec] = &[
 in one line; the next command runs as usual. Compressed modules (.zst)\n\
 need a kernel that decompresses them itself.",
         run: insmod,
+        cli: None,
     },
     CommandSpec {
         name: "dmesg",
@@ -52,6 +55,7 @@ need a kernel that decompresses them itself.",
         summary: "print the kernel log, or its newest LINES lines",
         help: "Reads /dev/kmsg without waiting for new messages.\nFormat: [   12.345678] message",
         run: dmesg,
+        cli: None,
     },
     CommandSpec {
         name: "ps",
@@ -62,6 +66,7 @@ STATE is the kernel's letter: R running, S sleeping, D disk wait,\n\
 Z zombie, T stopped, I idle. The last line counts the orphaned\n\
 processes myinit has reaped.",
         run: ps,
+        cli: None,
     },
     CommandSpec {
         name: "kconfig",
@@ -75,6 +80,7 @@ tracer and makes a drop on loopback, to prove eBPF works here.\n\
 The file is streamed; one with a line over 4096 bytes or more than\n\
 200000 lines is no kernel config and is refused (/dev/zero ends at once).",
         run: kconfig,
+        cli: None,
     },
 ];
 

@@ -651,6 +651,7 @@ mod tests {
             summary: "x",
             help: "",
             run,
+            cli: None,
         };
         let origin = Origin::Interactive;
         let status = shell.run_builtin(&spec("boom", panics), &[], &mut out, &mut input, &origin);
