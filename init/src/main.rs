@@ -9,6 +9,7 @@ mod ebpf;
 mod jobs;
 mod kmod;
 mod net;
+mod packet;
 mod proc;
 mod shell;
 mod state;
