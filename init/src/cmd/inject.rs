@@ -177,7 +177,7 @@ fn check_all(
             checked.linktypes.push(record.linktype);
         }
         checked.packets += 1;
-        if checked.packets % 1024 == 0 && interrupts.has_changed().unwrap_or(false) {
+        if checked.packets.is_multiple_of(1024) && interrupts.has_changed().unwrap_or(false) {
             return Err(Interrupted.into());
         }
     }
@@ -204,7 +204,7 @@ fn open_and_check(ctx: &Ctx<'_>, file: &str) -> anyhow::Result<(Source, Checked)
     })?;
     let regular = opened.metadata().is_ok_and(|m| m.is_file());
     let interrupts = ctx.interrupts();
-    let checking = tokio::task::spawn_blocking(move || {
+    let check = move || {
         if regular {
             let checked = check_all(std::io::BufReader::new(opened), &interrupts);
             (checked, None)
@@ -216,11 +216,11 @@ fn open_and_check(ctx: &Ctx<'_>, file: &str) -> anyhow::Result<(Source, Checked)
             let checked = check_all(&mut recording, &interrupts);
             (checked, Some(recording.copy))
         }
-    });
+    };
     // The blocking task notices Ctrl-C by itself, except in a blocked read
     // of a FIFO: then it ends when the writer writes or closes.
     let (checked, copy) = ctx
-        .block_on(checking)?
+        .block_on(async { tokio::task::spawn_blocking(check).await })?
         .map_err(|e| anyhow!("checking {file}: {e}"))?;
     let checked = checked.map_err(|e| {
         if e.is::<Interrupted>() {

@@ -207,7 +207,7 @@ impl<R: Read> Input<R> {
             },
         };
         let len = read_u32(&head[4..], endianness) as usize;
-        if len < 12 || len % 4 != 0 {
+        if len < 12 || !len.is_multiple_of(4) {
             return Err(FileError::Block {
                 offset,
                 what: format!("bad block length {len}"),
