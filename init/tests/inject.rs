@@ -658,7 +658,7 @@ impl Drop for Kill {
 /// Runs `myinit -c COMMANDS` in the namespace through `sh -c PREFIX exec`,
 /// killed if it is not done within `limit`; (status, stdout, stderr, time).
 fn myinit_within(
-    ns: &Netns,
+    ns: &str,
     prefix: &str,
     commands: &str,
     limit: Duration,
@@ -667,7 +667,7 @@ fn myinit_within(
     let started = Instant::now();
     let mut child = Kill(Some(
         Command::new("ip")
-            .args(["netns", "exec", &ns.name, "sh", "-c", &script, myinit_bin()])
+            .args(["netns", "exec", ns, "sh", "-c", &script, myinit_bin()])
             .arg(commands)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -706,7 +706,7 @@ fn frames_the_peer_keeps_refusing_end_the_injection_with_a_summary() {
     let file = dir.write("big.pcap", &pcap(1, false, false, &frames));
     let (rx0, _, _) = counters(&bench.ns, &bench.b);
     let (status, stdout, stderr, took) = myinit_within(
-        &bench.ns,
+        &bench.ns.name,
         "",
         &format!("inject {file} {}", bench.a),
         Duration::from_secs(20),
@@ -734,7 +734,7 @@ fn frames_the_peer_keeps_refusing_end_the_injection_with_a_summary() {
 fn an_endless_non_capture_fails_at_once_under_a_memory_limit() {
     let ns = quiet_netns("ijz");
     let (status, stdout, stderr, took) = myinit_within(
-        &ns,
+        &ns.name,
         "ulimit -v 400000;",
         "inject /dev/zero lo",
         Duration::from_secs(30),
@@ -782,7 +782,7 @@ fn a_fifo_is_kept_up_to_a_bound_and_refused_beyond_it() {
         };
         let (rx0, bytes0, _) = counters(&bench.ns, &bench.b);
         let (status, stdout, stderr, _) = myinit_within(
-            &bench.ns,
+            &bench.ns.name,
             "",
             &format!("inject {fifo} {} {count}", bench.a),
             Duration::from_secs(30),
@@ -808,4 +808,55 @@ fn a_fifo_is_kept_up_to_a_bound_and_refused_beyond_it() {
             assert_eq!(bytes1 - bytes0, 3 * 60 + 2 * 110);
         }
     }
+}
+
+/// The file is read again for each round of --count: emptied meanwhile, it
+/// ends the injection with a clear line instead of a loop without end.
+#[test]
+fn a_file_emptied_while_being_sent_ends_the_injection() {
+    let bench = veth_bench("ije");
+    let dir = TempDir::new("ije");
+    let bytes = pcap(
+        1,
+        false,
+        false,
+        &[
+            ether(BROADCAST, 0x88b5, &[1; 46]),
+            ether(BROADCAST, 0x88b5, &[2; 46]),
+        ],
+    );
+    let file = dir.write("shrinks.pcap", &bytes);
+    let (rx0, _, _) = counters(&bench.ns, &bench.b);
+    let child = {
+        let (ns, file, a) = (bench.ns.name.clone(), file.clone(), bench.a.clone());
+        std::thread::spawn(move || {
+            myinit_within(
+                &ns,
+                "",
+                &format!("inject {file} {a} --count 1000 --interval 0.05"),
+                Duration::from_secs(30),
+            )
+        })
+    };
+    let started = Instant::now();
+    while counters(&bench.ns, &bench.b).0 < rx0 + 3 {
+        assert!(started.elapsed() < Duration::from_secs(10), "nothing sent");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Only the file header is left.
+    std::fs::write(&file, &bytes[..24]).unwrap();
+    let (status, stdout, stderr, _) = child.join().unwrap();
+    assert_eq!(status, Some(1), "{stdout} {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{file} changed while being sent: no packets left")),
+        "{stderr}"
+    );
+    let sent: u64 = stdout
+        .strip_prefix("inject: ")
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary: {stdout}"));
+    assert!((3..1000).contains(&sent), "{stdout}");
+    assert_eq!(counters(&bench.ns, &bench.b).0 - rx0, sent);
 }

@@ -126,7 +126,8 @@ enum Source {
 impl Source {
     fn open(&self) -> std::io::Result<Box<dyn Read + '_>> {
         Ok(match self {
-            Source::File(path) => Box::new(std::io::BufReader::new(std::fs::File::open(path)?)),
+            // The reader buffers: no BufReader.
+            Source::File(path) => Box::new(std::fs::File::open(path)?),
             Source::Memory(bytes) => Box::new(&bytes[..]),
         })
     }
@@ -206,7 +207,7 @@ fn open_and_check(ctx: &Ctx<'_>, file: &str) -> anyhow::Result<(Source, Checked)
     let interrupts = ctx.interrupts();
     let check = move || {
         if regular {
-            let checked = check_all(std::io::BufReader::new(opened), &interrupts);
+            let checked = check_all(opened, &interrupts);
             (checked, None)
         } else {
             let mut recording = Recording {
@@ -304,16 +305,26 @@ fn inject(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         let mut sent = 0u64;
         // Round the file as often as --count asks.
         while sent < total {
-            let opened = source
+            let reader = source
                 .open()
-                .map_err(|e| anyhow!("{file}: {}", crate::util::io_error(&e)));
-            let mut reader = match opened.and_then(|r| Ok(PacketReader::new(r)?)) {
+                .map_err(|e| anyhow!(crate::util::io_error(&e)))
+                .and_then(|r| Ok(PacketReader::new(r)?));
+            let mut reader = match reader {
                 Ok(reader) => reader,
-                Err(e) => return (sent, Err(e)),
+                Err(e) => return (sent, Err(anyhow!("{file} changed while being sent: {e}"))),
             };
+            let mut this_round = 0u64;
             while sent < total {
                 let record = match reader.next_record() {
                     Ok(Some(record)) => record,
+                    // Emptied since the check: going round again would
+                    // never end.
+                    Ok(None) if this_round == 0 => {
+                        return (
+                            sent,
+                            Err(anyhow!("{file} changed while being sent: no packets left")),
+                        )
+                    }
                     Ok(None) => break,
                     Err(e) => return (sent, Err(anyhow!("{file} changed while being sent: {e}"))),
                 };
@@ -379,6 +390,7 @@ fn inject(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
                     );
                 }
                 sent += 1;
+                this_round += 1;
             }
         }
         (sent, Ok(()))
