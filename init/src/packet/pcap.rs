@@ -819,6 +819,16 @@ mod tests {
             assert!(reader.next_record().unwrap().is_none());
         }
 
+        // Beyond the snaplen a packet is cut, its original length kept.
+        let huge = vec![7u8; MAX_RECORD_DATA + 1000];
+        let mut w = PcapWriter::new(Vec::new(), 1, TsResolution::NanoSecond).unwrap();
+        w.write(ts[0], huge.len() as u32 + 5, &huge).unwrap();
+        let file = w.finish().unwrap();
+        let mut reader = PacketReader::new(&file[..]).unwrap();
+        let r = reader.next_record().unwrap().unwrap();
+        assert_eq!(r.data, &huge[..MAX_RECORD_DATA]);
+        assert_eq!(r.original_len as usize, huge.len() + 5);
+
         let mut w = PcapNgWriter::new(Vec::new()).unwrap();
         let eth = w.add_interface("veth0", 1).unwrap();
         let tun = w.add_interface("tun0", 101).unwrap();
