@@ -1,10 +1,11 @@
-//! `inject FILE IF`: pcap/pcapng files written here, byte by byte, go into
+//! `inject FILE IF`: pcap/pcapng files written here (by pcap-file) go into
 //! a TAP (the kernel receives them: it answers a ping, droptrace sees the
 //! drops), out of a veth (its peer counts them), into a TUN (read back
 //! from its fd), and bad input sends nothing.
 
 mod common;
 
+use std::borrow::Cow;
 use std::fs::OpenOptions;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
@@ -13,6 +14,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{myinit_bin, unique, Netns};
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+use pcap_file::pcapng::PcapNgWriter;
+use pcap_file::{DataLink, Endianness, TsResolution};
 use serde_json::Value;
 
 // ------------------------------------------------------------ packet bytes
@@ -75,66 +81,49 @@ fn ether(dst: [u8; 6], etype: u16, payload: &[u8]) -> Vec<u8> {
     f
 }
 
-/// Classic pcap: `nanos` picks the ns magic, `big` the byte order.
+/// Classic pcap written by pcap-file: `nanos` picks the ns magic, `big`
+/// the byte order.
 fn pcap(linktype: u32, nanos: bool, big: bool, packets: &[Vec<u8>]) -> Vec<u8> {
-    let w32 = |v: u32| {
-        if big {
-            v.to_be_bytes()
+    let header = PcapHeader {
+        datalink: DataLink::from(linktype),
+        ts_resolution: if nanos {
+            TsResolution::NanoSecond
         } else {
-            v.to_le_bytes()
-        }
-    };
-    let w16 = |v: u16| {
-        if big {
-            v.to_be_bytes()
+            TsResolution::MicroSecond
+        },
+        endianness: if big {
+            Endianness::Big
         } else {
-            v.to_le_bytes()
-        }
+            Endianness::Little
+        },
+        ..PcapHeader::default()
     };
-    let mut out = Vec::new();
-    out.extend(w32(if nanos { 0xa1b23c4d } else { 0xa1b2c3d4 }));
-    out.extend(w16(2));
-    out.extend(w16(4));
-    out.extend([0; 8]);
-    out.extend(w32(65535));
-    out.extend(w32(linktype));
+    let mut w = PcapWriter::with_header(Vec::new(), header).unwrap();
     for (i, p) in packets.iter().enumerate() {
-        out.extend(w32(1_760_000_000 + i as u32));
-        out.extend(w32(123));
-        out.extend(w32(p.len() as u32));
-        out.extend(w32(p.len() as u32));
-        out.extend(p);
+        let ts = Duration::new(1_760_000_000 + i as u64, 123_000);
+        w.write_packet(&PcapPacket::new(ts, p.len() as u32, p))
+            .unwrap();
     }
-    out
+    w.into_writer()
 }
 
-/// pcapng (little-endian): a section, one interface, enhanced packet blocks.
-fn pcapng(linktype: u16, packets: &[Vec<u8>]) -> Vec<u8> {
-    fn block(kind: u32, body: &[u8]) -> Vec<u8> {
-        let len = (12 + body.len()) as u32;
-        let mut b = kind.to_le_bytes().to_vec();
-        b.extend(len.to_le_bytes());
-        b.extend(body);
-        b.extend(len.to_le_bytes());
-        b
-    }
-    let mut shb = 0x1a2b3c4du32.to_le_bytes().to_vec();
-    shb.extend([1, 0, 0, 0]); // version 1.0
-    shb.extend((-1i64).to_le_bytes()); // section length unknown
-    let mut out = block(0x0a0d0d0a, &shb);
-    let mut idb = linktype.to_le_bytes().to_vec();
-    idb.extend([0, 0]);
-    idb.extend(0u32.to_le_bytes());
-    out.extend(block(1, &idb));
+/// pcapng written by pcap-file: a section, one interface, enhanced packet
+/// blocks.
+fn pcapng(linktype: u32, packets: &[Vec<u8>]) -> Vec<u8> {
+    let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+    w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::from(linktype), 0))
+        .unwrap();
     for p in packets {
-        let mut epb = vec![0; 12]; // interface 0, timestamp 0
-        epb.extend((p.len() as u32).to_le_bytes());
-        epb.extend((p.len() as u32).to_le_bytes());
-        epb.extend(p);
-        epb.resize(epb.len().div_ceil(4) * 4, 0);
-        out.extend(block(6, &epb));
+        w.write_pcapng_block(EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp: Duration::ZERO,
+            original_len: p.len() as u32,
+            data: Cow::Borrowed(p),
+            options: vec![],
+        })
+        .unwrap();
     }
-    out
+    w.into_inner()
 }
 
 // ------------------------------------------------------------- test bench
@@ -664,4 +653,210 @@ impl Drop for Kill {
             let _ = child.wait();
         }
     }
+}
+
+/// Runs `myinit -c COMMANDS` in the namespace through `sh -c PREFIX exec`,
+/// killed if it is not done within `limit`; (status, stdout, stderr, time).
+fn myinit_within(
+    ns: &str,
+    prefix: &str,
+    commands: &str,
+    limit: Duration,
+) -> (Option<i32>, String, String, Duration) {
+    let script = format!("{prefix} exec \"$0\" -c \"$1\"");
+    let started = Instant::now();
+    let mut child = Kill(Some(
+        Command::new("ip")
+            .args(["netns", "exec", ns, "sh", "-c", &script, myinit_bin()])
+            .arg(commands)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    while child.0.as_mut().unwrap().try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            panic!("myinit -c '{commands}' still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = started.elapsed();
+    let out = child.0.take().unwrap().wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        took,
+    )
+}
+
+/// A peer whose MTU is below the frame size drops every frame, and the
+/// AF_PACKET send gets ENOBUFS each time: inject retries for a while, then
+/// stops with one line saying what went and why the rest did not.
+#[test]
+fn frames_the_peer_keeps_refusing_end_the_injection_with_a_summary() {
+    let bench = veth_bench("ijn");
+    let dir = TempDir::new("ijn");
+    bench.ns.ip(&["link", "set", &bench.b, "mtu", "500"]);
+    let frames: Vec<Vec<u8>> = (0..3)
+        .map(|i| ether(BROADCAST, 0x88b5, &[i; 1420]))
+        .collect();
+    assert_eq!(frames[0].len(), 1434);
+    let file = dir.write("big.pcap", &pcap(1, false, false, &frames));
+    let (rx0, _, _) = counters(&bench.ns, &bench.b);
+    let (status, stdout, stderr, took) = myinit_within(
+        &bench.ns.name,
+        "",
+        &format!("inject {file} {}", bench.a),
+        Duration::from_secs(20),
+    );
+    assert_eq!(status, Some(1), "{stdout} {stderr}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(
+        stdout,
+        format!("inject: 0 packets from {file} to {}\n", bench.a)
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!(
+            "-c:1: inject: stopped after 0 of 3 packets: packet 1 of {file} (byte 24, 1434 bytes): {}: No buffer space available",
+            bench.a
+        )),
+        "{stderr}"
+    );
+    assert_eq!(counters(&bench.ns, &bench.b).0, rx0);
+}
+
+/// `/dev/zero` is no capture: said at once, not after reading it all
+/// into memory (which, under a memory limit, ran out of it).
+#[test]
+fn an_endless_non_capture_fails_at_once_under_a_memory_limit() {
+    let ns = quiet_netns("ijz");
+    let (status, stdout, stderr, took) = myinit_within(
+        &ns.name,
+        "ulimit -v 400000;",
+        "inject /dev/zero lo",
+        Duration::from_secs(30),
+    );
+    assert_eq!(status, Some(1), "{stdout} {stderr}");
+    assert_eq!(
+        stderr,
+        "-c:1: inject: /dev/zero: not a pcap or pcapng file (starts with 00 00 00 00)\n"
+    );
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+}
+
+/// A FIFO cannot be read twice: a small one is kept (and --count goes
+/// round it), one larger than the bound is refused before anything is sent.
+#[test]
+fn a_fifo_is_kept_up_to_a_bound_and_refused_beyond_it() {
+    let bench = veth_bench("ijf");
+    let dir = TempDir::new("ijf");
+    let fifo = dir.path("frames.fifo");
+    common::run_ok("mkfifo", &[&fifo]);
+    let small = pcap(
+        1,
+        false,
+        false,
+        &[
+            ether(BROADCAST, 0x88b5, &[1; 46]),
+            ether(BROADCAST, 0x88b5, &[2; 96]),
+        ],
+    );
+    // 17 MiB of valid frames: more than inject keeps of a FIFO.
+    let large = pcap(
+        1,
+        false,
+        false,
+        &vec![ether(BROADCAST, 0x88b5, &[3; 1000]); 17 * 1024],
+    );
+    for (bytes, count) in [(small, "--count 5"), (large, "")] {
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                // The reader may give up early: a broken pipe is expected.
+                let _ = std::fs::write(&fifo, bytes);
+            })
+        };
+        let (rx0, bytes0, _) = counters(&bench.ns, &bench.b);
+        let (status, stdout, stderr, _) = myinit_within(
+            &bench.ns.name,
+            "",
+            &format!("inject {fifo} {} {count}", bench.a),
+            Duration::from_secs(30),
+        );
+        writer.join().unwrap();
+        let (rx1, bytes1, _) = counters(&bench.ns, &bench.b);
+        if count.is_empty() {
+            assert_eq!(status, Some(1), "{stdout} {stderr}");
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+            assert!(
+                stderr.contains("not a regular file, and longer than the 16 MiB kept"),
+                "{stderr}"
+            );
+            assert!(stdout.is_empty(), "{stdout}");
+            assert_eq!(rx1, rx0, "a refused FIFO sent frames");
+        } else {
+            assert_eq!(status, Some(0), "{stdout} {stderr}");
+            assert_eq!(
+                stdout,
+                format!("inject: 5 packets from {fifo} to {}\n", bench.a)
+            );
+            assert_eq!(rx1 - rx0, 5);
+            assert_eq!(bytes1 - bytes0, 3 * 60 + 2 * 110);
+        }
+    }
+}
+
+/// The file is read again for each round of --count: emptied meanwhile, it
+/// ends the injection with a clear line instead of a loop without end.
+#[test]
+fn a_file_emptied_while_being_sent_ends_the_injection() {
+    let bench = veth_bench("ije");
+    let dir = TempDir::new("ije");
+    let bytes = pcap(
+        1,
+        false,
+        false,
+        &[
+            ether(BROADCAST, 0x88b5, &[1; 46]),
+            ether(BROADCAST, 0x88b5, &[2; 46]),
+        ],
+    );
+    let file = dir.write("shrinks.pcap", &bytes);
+    let (rx0, _, _) = counters(&bench.ns, &bench.b);
+    let child = {
+        let (ns, file, a) = (bench.ns.name.clone(), file.clone(), bench.a.clone());
+        std::thread::spawn(move || {
+            myinit_within(
+                &ns,
+                "",
+                &format!("inject {file} {a} --count 1000 --interval 0.05"),
+                Duration::from_secs(30),
+            )
+        })
+    };
+    let started = Instant::now();
+    while counters(&bench.ns, &bench.b).0 < rx0 + 3 {
+        assert!(started.elapsed() < Duration::from_secs(10), "nothing sent");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Only the file header is left.
+    std::fs::write(&file, &bytes[..24]).unwrap();
+    let (status, stdout, stderr, _) = child.join().unwrap();
+    assert_eq!(status, Some(1), "{stdout} {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{file} changed while being sent: no packets left")),
+        "{stderr}"
+    );
+    let sent: u64 = stdout
+        .strip_prefix("inject: ")
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary: {stdout}"));
+    assert!((3..1000).contains(&sent), "{stdout}");
+    assert_eq!(counters(&bench.ns, &bench.b).0 - rx0, sent);
 }

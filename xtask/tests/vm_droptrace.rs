@@ -10,6 +10,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use common::{vm, TempDir};
 
@@ -66,21 +67,19 @@ fn udp_frame(dst_mac: [u8; 6], sport: u16, dport: u16, bad_checksum: bool) -> Ve
     frame
 }
 
-/// A classic pcap (µs, little-endian, Ethernet) of the given frames.
+/// A classic pcap (µs, little-endian, Ethernet) of the given frames,
+/// written by pcap-file.
 fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = 0xa1b2c3d4u32.to_le_bytes().to_vec();
-    out.extend(2u16.to_le_bytes());
-    out.extend(4u16.to_le_bytes());
-    out.extend([0; 8]);
-    out.extend(65535u32.to_le_bytes());
-    out.extend(1u32.to_le_bytes());
+    let header = pcap_file::pcap::PcapHeader {
+        endianness: pcap_file::Endianness::Little,
+        ..Default::default()
+    };
+    let mut w = pcap_file::pcap::PcapWriter::with_header(Vec::new(), header).unwrap();
     for f in frames {
-        out.extend([0; 8]);
-        out.extend((f.len() as u32).to_le_bytes());
-        out.extend((f.len() as u32).to_le_bytes());
-        out.extend(f);
+        let packet = pcap_file::pcap::PcapPacket::new(Duration::ZERO, f.len() as u32, f);
+        w.write_packet(&packet).unwrap();
     }
-    out
+    w.into_writer()
 }
 
 const BACKENDS: [(&str, &str); 3] = [

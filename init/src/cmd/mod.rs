@@ -12,11 +12,13 @@ use crate::shell::Ctx;
 pub mod builtin;
 pub mod droptrace;
 pub mod files;
+pub mod ifconfig;
 pub mod inject;
+pub mod ip;
 pub mod modules;
-pub mod net;
 pub mod nettest;
 pub mod system;
+pub mod tap;
 
 /// A command's entry point: arguments exclude the command name.
 pub type RunFn = fn(&mut Ctx<'_>, &[String]) -> anyhow::Result<i32>;
@@ -210,11 +212,13 @@ pub fn all() -> &'static [&'static CommandSpec] {
             builtin::COMMANDS,
             droptrace::COMMANDS,
             files::COMMANDS,
+            ifconfig::COMMANDS,
             inject::COMMANDS,
+            ip::COMMANDS,
             modules::COMMANDS,
-            net::COMMANDS,
             nettest::COMMANDS,
             system::COMMANDS,
+            tap::COMMANDS,
         ]
         .into_iter()
         .flatten()

@@ -33,9 +33,7 @@ pub const IFF_MULTICAST: u32 = 1 << 12;
 pub const IFF_LOWER_UP: u32 = 1 << 16;
 pub const IFF_DORMANT: u32 = 1 << 17;
 
-pub const ARPHRD_ETHER: u16 = 1;
-pub const ARPHRD_LOOPBACK: u16 = 772;
-pub const ARPHRD_NONE: u16 = 0xfffe;
+pub use crate::packet::linktype::{ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -132,27 +130,12 @@ pub const NUD_FAILED: u16 = 0x20;
 pub const NUD_NOARP: u16 = 0x40;
 pub const NUD_PERMANENT: u16 = 0x80;
 
-/// Parses `aa:bb:cc:dd:ee:ff` (either case; `-` also accepted as separator).
-pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = text.split([':', '-']);
-    for byte in &mut mac {
-        let part = parts.next()?;
-        if part.is_empty() || part.len() > 2 {
-            return None;
-        }
-        *byte = u8::from_str_radix(part, 16).ok()?;
+/// An MTU word of `ifconfig … mtu N` and `ip link set … mtu N`.
+pub fn parse_mtu(word: &str) -> Result<u32, String> {
+    match word.parse::<u32>() {
+        Ok(mtu) if mtu > 0 => Ok(mtu),
+        _ => Err(format!("{word}: bad mtu")),
     }
-    parts.next().is_none().then_some(mac)
-}
-
-/// Lower-case colon-separated hex, as ifconfig and iproute2 print it.
-pub fn format_mac(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// The prefix length of a contiguous netmask (255.255.255.0 → 24).
@@ -347,23 +330,6 @@ pub fn parse_nud(word: &str) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn macs_parse_in_either_case_and_format_lower() {
-        assert_eq!(
-            parse_mac("02:00:00:AB:cd:0f"),
-            Some([2, 0, 0, 0xab, 0xcd, 0x0f])
-        );
-        assert_eq!(parse_mac("2-0-0-0-0-1"), Some([2, 0, 0, 0, 0, 1]));
-        assert_eq!(parse_mac("02:00:00:00:00"), None);
-        assert_eq!(parse_mac("02:00:00:00:00:00:00"), None);
-        assert_eq!(parse_mac("02:00:00:00:00:xyz"), None);
-        assert_eq!(parse_mac("02::00:00:00:00"), None);
-        assert_eq!(
-            format_mac(&[2, 0, 0, 0xab, 0xcd, 0x0f]),
-            "02:00:00:ab:cd:0f"
-        );
-    }
 
     #[test]
     fn netmasks_convert_both_ways() {

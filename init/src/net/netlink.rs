@@ -17,6 +17,7 @@ use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkUnspec};
 
 use super::iface::{Addr, Counters, Link, Neigh, Route, RT_TABLE_MAIN};
+use crate::packet::MacAddr;
 
 /// A failed netlink request, shown as the kernel's errno text
 /// ("File exists", "No such process").
@@ -57,7 +58,7 @@ pub enum LinkChange {
     Down,
     Promisc(bool),
     Mtu(u32),
-    Mac([u8; 6]),
+    Mac(MacAddr),
 }
 
 /// What `ip route add/del` and ifconfig-free route changes need.
@@ -118,7 +119,7 @@ impl Netlink {
                 LinkChange::Down => builder.down(),
                 LinkChange::Promisc(on) => builder.promiscuous(*on),
                 LinkChange::Mtu(mtu) => builder.mtu(*mtu),
-                LinkChange::Mac(mac) => builder.address(mac.to_vec()),
+                LinkChange::Mac(mac) => builder.address(mac.octets().to_vec()),
             };
         }
         self.handle.link().set(builder.build()).execute().await?;
@@ -220,7 +221,7 @@ impl Netlink {
         &self,
         index: u32,
         dst: IpAddr,
-        lladdr: &[u8],
+        lladdr: &MacAddr,
         state: u16,
         replace: bool,
     ) -> NlResult<()> {
@@ -228,7 +229,7 @@ impl Netlink {
             .handle
             .neighbours()
             .add(index, dst)
-            .link_local_address(lladdr)
+            .link_local_address(&lladdr.octets())
             .state(NeighbourState::from(state));
         if replace {
             request = request.replace();
