@@ -186,13 +186,11 @@ fn help(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     }
 }
 
-pub use super::parse_seconds;
-
 fn sleep(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     let [secs] = args else {
         return Err(usage("expected SECONDS"));
     };
-    let duration = parse_seconds(secs)?;
+    let duration = super::parse_seconds(secs)?;
     // Created inside the runtime: tokio's timer needs its context.
     ctx.block_on(async move { tokio::time::sleep(duration).await })?;
     Ok(0)

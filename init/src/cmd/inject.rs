@@ -16,6 +16,7 @@
 //! MTU is smaller than the frame) are retried for `REFUSED_FOR`, then the
 //! command stops and says what was sent and why the rest was not.
 
+use clap::{CommandFactory, Parser};
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::Path;
@@ -23,8 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
-use super::builtin::parse_seconds;
-use super::{usage, CommandSpec, Interrupted};
+use super::{parse_seconds, usage, CommandSpec, Interrupted};
 use crate::net::iface;
 use crate::net::netlink::Netlink;
 use crate::net::packet_socket::PacketSender;
@@ -41,24 +41,40 @@ const RETRY_PAUSE: Duration = Duration::from_millis(1);
 
 pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
     name: "inject",
-    usage: "inject FILE IF [--count N] [--interval SECONDS]",
+    usage: "",
     summary: "send the packets of a pcap/pcapng file into an interface",
-    help: "  FILE              classic pcap (µs or ns timestamps, either byte order)\n\
-           \x20                   or pcapng; link types 1 (Ethernet), 101 (raw IP),\n\
-           \x20                   228 (IPv4) and 229 (IPv6)\n\
-           \x20 IF                a TAP made by `tap add`: the kernel receives the\n\
-           \x20                   frames on IF; any other interface: they are sent on\n\
-           \x20                   IF (AF_PACKET), so its peer receives them\n\
-           \x20 --count N         send N packets in all, going round the file again\n\
-           \x20                   as needed (default: each packet of the file once)\n\
-           \x20 --interval SECS   pause between packets (fractions allowed; default 0)\n\n\
-           Ethernet frames go to Ethernet interfaces (and lo); raw IP packets to\n\
+    help: "Ethernet frames go to Ethernet interfaces (and lo); raw IP packets to\n\
            interfaces without a link header (TUN, WireGuard, IP tunnels).\n\
            The file is checked first: a bad file sends nothing. Ctrl-C stops.\n\
            Example: inject /mnt/host/frames.pcap tap0 --count 1000 --interval 0.01",
     run: inject,
-    cli: None,
+    cli: Some(InjectArgs::command),
 }];
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "inject",
+    disable_help_flag = true,
+    override_usage = "inject FILE IF [--count N] [--interval SECONDS]"
+)]
+struct InjectArgs {
+    /// classic pcap (µs or ns timestamps, either byte order) or pcapng;
+    /// link types 1 (Ethernet), 101 (raw IP), 228 (IPv4) and 229 (IPv6)
+    #[arg(value_name = "FILE")]
+    file: Option<String>,
+    /// a TAP made by `tap add`: the kernel receives the frames on IF; any
+    /// other interface: they are sent on IF (AF_PACKET), so its peer
+    /// receives them
+    #[arg(value_name = "IF")]
+    iface: Option<String>,
+    /// send N packets in all, going round the file again as needed
+    /// (default: each packet of the file once)
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    count: Option<String>,
+    /// pause between packets (fractions allowed; default 0)
+    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
+    interval: Option<String>,
+}
 
 struct Args {
     file: String,
@@ -67,52 +83,29 @@ struct Args {
     interval: Duration,
 }
 
-// By hand rather than clap: clap's one-line errors lose the names of
-// missing arguments, and this syntax is small.
 fn parse(args: &[String]) -> anyhow::Result<Args> {
-    let mut positional = Vec::new();
-    let (mut count, mut interval) = (None, Duration::ZERO);
-    let mut words = args.iter();
-    let mut options_done = false;
-    while let Some(word) = words.next() {
-        if options_done || !word.starts_with("--") {
-            positional.push(word.clone());
-            continue;
-        }
-        let (option, inline) = match word.split_once('=') {
-            Some((o, v)) => (o, Some(v.to_string())),
-            None => (word.as_str(), None),
-        };
-        if option == "--" {
-            options_done = true;
-            continue;
-        }
-        if option != "--count" && option != "--interval" {
-            return Err(usage(format!("unknown option {option}")));
-        }
-        let value = inline
-            .or_else(|| words.next().cloned())
-            .ok_or_else(|| usage(format!("{option} needs a value")))?;
-        if option == "--count" {
-            match value.parse::<u64>() {
-                Ok(0) => return Err(usage("--count must be at least 1")),
-                Ok(n) => count = Some(n),
-                Err(_) => return Err(usage(format!("--count: not a number: {value}"))),
-            }
-        } else {
-            interval = parse_seconds(&value)?;
-        }
-    }
-    match <[String; 2]>::try_from(positional) {
-        Ok([file, iface]) => Ok(Args {
+    let parsed: InjectArgs = super::parse_args("inject", args)?;
+    let count = match parsed.count {
+        Some(value) => match value.parse::<u64>() {
+            Ok(0) => return Err(usage("--count must be at least 1")),
+            Ok(n) => Some(n),
+            Err(_) => return Err(usage(format!("--count: not a number: {value}"))),
+        },
+        None => None,
+    };
+    let interval = match parsed.interval {
+        Some(value) => parse_seconds(&value)?,
+        None => Duration::ZERO,
+    };
+    match (parsed.file, parsed.iface) {
+        (Some(file), Some(iface)) => Ok(Args {
             file,
             iface,
             count,
             interval,
         }),
-        Err(p) if p.is_empty() => Err(usage("missing FILE and IF")),
-        Err(p) if p.len() == 1 => Err(usage("missing IF")),
-        Err(p) => Err(usage(format!("unexpected argument '{}'", p[2]))),
+        (None, _) => Err(usage("missing FILE and IF")),
+        (Some(_), None) => Err(usage("missing IF")),
     }
 }
 

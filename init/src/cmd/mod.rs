@@ -267,23 +267,79 @@ pub struct Interrupted;
 /// Parses arguments with a clap derive type. Parse errors become one-line
 /// `UsageError`s (the shell adds the usage from the command's spec).
 pub fn parse_args<T: clap::Parser>(name: &str, args: &[String]) -> anyhow::Result<T> {
-    T::try_parse_from(std::iter::once(name.to_string()).chain(args.iter().cloned())).map_err(|e| {
-        use clap::error::ErrorKind;
-        if matches!(
-            e.kind(),
-            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand
-        ) {
-            return usage("missing what to do (one of the forms below)");
+    T::try_parse_from(std::iter::once(name.to_string()).chain(args.iter().cloned()))
+        .map_err(|e| usage(clap_error_line(&e)))
+}
+
+/// A clap error as one line in the shell's words: what is missing names
+/// the arguments (clap's own first line does not), an unknown word says
+/// whether it looked like an option.
+fn clap_error_line(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let context = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => vec![s.clone()],
+        Some(ContextValue::Strings(v)) => v.clone(),
+        _ => Vec::new(),
+    };
+    // `<FILE>` or `--count <N>` as the user wrote it: FILE, --count.
+    let plain = |arg: &str| {
+        let arg = arg.trim_end_matches("...");
+        match arg.split_once(' ') {
+            Some((flag, _)) if flag.starts_with('-') => flag.to_string(),
+            _ => arg.trim_matches(['<', '>', '[', ']']).to_string(),
         }
-        let rendered = e.render().to_string();
-        let first = rendered
-            .lines()
-            .next()
-            .unwrap_or("bad arguments")
-            .trim_start_matches("error: ")
-            .to_string();
-        usage(first)
-    })
+    };
+    match e.kind() {
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
+            return "missing what to do (one of the forms below)".into();
+        }
+        ErrorKind::MissingRequiredArgument => {
+            let names: Vec<String> = context(ContextKind::InvalidArg)
+                .iter()
+                .map(|a| plain(a))
+                .collect();
+            if let Some((last, rest)) = names.split_last() {
+                return if rest.is_empty() {
+                    format!("missing {last}")
+                } else {
+                    format!("missing {} and {last}", rest.join(", "))
+                };
+            }
+        }
+        ErrorKind::UnknownArgument => {
+            if let Some(word) = context(ContextKind::InvalidArg).first() {
+                return if word.starts_with('-') {
+                    format!("unknown option {}", word.split('=').next().unwrap_or(word))
+                } else {
+                    format!("unexpected argument '{word}'")
+                };
+            }
+        }
+        ErrorKind::InvalidValue => {
+            let arg = context(ContextKind::InvalidArg);
+            let value = context(ContextKind::InvalidValue);
+            if let (Some(arg), Some(value)) = (arg.first(), value.first()) {
+                if value.is_empty() {
+                    // `-t <TYPE>`: "needs a TYPE"; a one-letter name says less
+                    // than "a value".
+                    let wanted = arg
+                        .split_once(' ')
+                        .map(|(_, v)| v.trim_matches(['<', '>']).trim_end_matches("..."))
+                        .filter(|v| v.len() > 1)
+                        .unwrap_or("value");
+                    return format!("{} needs a {wanted}", plain(arg));
+                }
+            }
+        }
+        _ => {}
+    }
+    let rendered = e.render().to_string();
+    rendered
+        .lines()
+        .next()
+        .unwrap_or("bad arguments")
+        .trim_start_matches("error: ")
+        .to_string()
 }
 
 #[cfg(test)]
@@ -297,9 +353,64 @@ mod tests {
         names.dedup();
         assert_eq!(before, names.len(), "duplicate command names");
         for c in all() {
-            assert!(!c.usage.is_empty(), "{} has no usage", c.name);
+            assert!(!c.usage_forms().is_empty(), "{} has no usage", c.name);
             assert!(!c.summary.is_empty(), "{} has no summary", c.name);
             assert!(c.usage_text().starts_with("usage: "));
         }
+    }
+
+    #[test]
+    fn commands_with_options_describe_each_once_in_their_clap_definition() {
+        for c in all() {
+            let Some(cli) = c.cli else { continue };
+            let mut cmd = cli();
+            cmd.build();
+            assert_eq!(cmd.get_name(), c.name);
+            // The syntax lives in the definition, not beside it as well.
+            assert!(c.usage.is_empty(), "{}: usage given twice", c.name);
+            assert!(!c.usage_forms().is_empty(), "{}: no usage", c.name);
+            let commands = std::iter::once(&cmd).chain(cmd.get_subcommands());
+            for sub in commands {
+                for arg in sub.get_arguments() {
+                    if arg.is_hide_set() || ["help", "version"].contains(&arg.get_id().as_str()) {
+                        continue;
+                    }
+                    assert!(
+                        arg.get_help().is_some(),
+                        "{} {}: --{} has no description",
+                        c.name,
+                        sub.get_name(),
+                        arg.get_id()
+                    );
+                }
+            }
+            assert!(c.help_text().contains("\n  "), "{}: no option list", c.name);
+        }
+    }
+
+    #[test]
+    fn clap_errors_become_lines_that_name_what_is_wrong() {
+        #[derive(clap::Parser, Debug)]
+        #[command(name = "t", disable_help_flag = true)]
+        struct T {
+            #[arg(required = true)]
+            file: String,
+            #[arg(required = true)]
+            dev: String,
+            #[arg(long, value_name = "N")]
+            count: Option<String>,
+            #[arg(short = 't', value_name = "TYPE")]
+            fstype: Option<String>,
+        }
+        let err = |line: &str| {
+            let words: Vec<String> = line.split_whitespace().map(String::from).collect();
+            parse_args::<T>("t", &words).unwrap_err().to_string()
+        };
+        assert_eq!(err(""), "missing FILE and DEV");
+        assert_eq!(err("a"), "missing DEV");
+        assert_eq!(err("a b --loud"), "unknown option --loud");
+        assert_eq!(err("a b c"), "unexpected argument 'c'");
+        assert_eq!(err("a b --count"), "--count needs a value");
+        assert_eq!(err("a b -t"), "-t needs a TYPE");
     }
 }

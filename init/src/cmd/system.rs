@@ -1,5 +1,6 @@
 //! System commands: mount, umount, insmod, dmesg, ps, kconfig.
 
+use clap::{CommandFactory, Parser};
 use std::collections::{HashMap, VecDeque};
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Read, Write};
@@ -16,28 +17,25 @@ use crate::util::io_error;
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "mount",
-        usage: "mount\nmount proc\nmount 9p [TAG [DIR]]\nmount -t TYPE SRC TGT [-o OPTS]",
+        usage: "",
         summary: "list mounts, or mount proc, the 9p host share or any file system",
         help: concat!(
             "Without arguments: the mount table, as SRC on TGT type T (OPTS).\n",
             "mount proc     proc on /proc (nothing to do if it is mounted already)\n",
             "mount 9p       the host share: tag host-code on /mnt/host (created),\n",
             "               trans=virtio,version=9p2000.L\n",
-            "-o OPTS        ro, rw, nosuid, nodev, noexec, sync, noatime, relatime,\n",
-            "               remount, bind, rbind, private, shared, slave become mount\n",
-            "               flags; other options go to the file system (size=16m).\n",
             "Example: mount -t tmpfs tmpfs /mnt/tmp -o size=16m,noexec",
         ),
         run: mount,
-        cli: None,
+        cli: Some(MountArgs::command),
     },
     CommandSpec {
         name: "umount",
-        usage: "umount [-l] TGT",
+        usage: "",
         summary: "unmount a file system",
-        help: "  -l   lazy: detach now, clean up when it is no longer busy",
+        help: "",
         run: umount,
-        cli: None,
+        cli: Some(UmountArgs::command),
     },
     CommandSpec {
         name: "insmod",
@@ -206,18 +204,14 @@ fn mount(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         ctx.out.write_all(text.as_bytes())?;
         return Ok(0);
     }
-    let mut fstype = None;
-    let mut options = Vec::new();
-    let mut positional = Vec::new();
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        match arg.as_str() {
-            "-t" => fstype = Some(iter.next().ok_or_else(|| usage("-t needs a TYPE"))?.clone()),
-            "-o" => options.push(iter.next().ok_or_else(|| usage("-o needs OPTS"))?.clone()),
-            "--bind" => options.push("bind".into()),
-            s if s.starts_with('-') => return Err(usage(format!("unknown option {s}"))),
-            _ => positional.push(arg.clone()),
-        }
+    let MountArgs {
+        fstype,
+        mut options,
+        bind,
+        positional,
+    } = super::parse_args("mount", args)?;
+    if bind {
+        options.push("bind".into());
     }
     let options = options.join(",");
     let shortcut = fstype.is_none() && options.is_empty();
@@ -296,11 +290,51 @@ fn mount_generic(
     Ok(0)
 }
 
+#[derive(Parser, Debug)]
+#[command(
+    name = "mount",
+    disable_help_flag = true,
+    override_usage = "mount\nmount proc\nmount 9p [TAG [DIR]]\nmount -t TYPE SRC TGT [-o OPTS]"
+)]
+struct MountArgs {
+    /// the file system type (tmpfs, ext4, 9p, …)
+    #[arg(short = 't', value_name = "TYPE")]
+    fstype: Option<String>,
+    /// ro, rw, nosuid, nodev, noexec, sync, noatime, relatime, remount,
+    /// bind, rbind, private, shared, slave become mount flags; other
+    /// options go to the file system (size=16m); may be given several times
+    #[arg(short = 'o', value_name = "OPTS")]
+    options: Vec<String>,
+    /// the same as -o bind
+    #[arg(long)]
+    bind: bool,
+    /// proc, 9p [TAG [DIR]], or SRC TGT (just TGT with -o remount)
+    #[arg(value_name = "SRC TGT")]
+    positional: Vec<String>,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "umount",
+    disable_help_flag = true,
+    override_usage = "umount [-l] TGT"
+)]
+struct UmountArgs {
+    /// lazy: detach now, clean up when it is no longer busy
+    #[arg(short = 'l')]
+    lazy: bool,
+    /// the mount point
+    #[arg(value_name = "TGT")]
+    target: Option<String>,
+}
+
 fn umount(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
-    let (flags, target) = match args {
-        [target] => (MntFlags::empty(), target),
-        [flag, target] if flag == "-l" => (MntFlags::MNT_DETACH, target),
-        _ => return Err(usage("expected TGT")),
+    let UmountArgs { lazy, target } = super::parse_args("umount", args)?;
+    let target = target.ok_or_else(|| usage("expected TGT"))?;
+    let flags = if lazy {
+        MntFlags::MNT_DETACH
+    } else {
+        MntFlags::empty()
     };
     umount2(target.as_str(), flags).map_err(|e| match e {
         Errno::EINVAL => anyhow!("{target}: not mounted"),
