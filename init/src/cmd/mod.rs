@@ -2,6 +2,12 @@
 //! of `CommandSpec`s; `all()` joins them. A command gets a `Ctx` (its output,
 //! input and the shell) and its arguments (without its own name), and
 //! returns an exit status or an error that the shell prints on one line.
+//!
+//! A command with options parses them with clap (`parse_args`), and its
+//! usage and option list are rendered from that same definition (`cli`).
+//! Commands whose words are a grammar rather than options (`ip`,
+//! `ifconfig`, as iproute2 and net-tools spell them) or that belong to the
+//! language itself (`echo -n`, `set -e|+e`) read their words themselves.
 
 use std::sync::OnceLock;
 
