@@ -10,6 +10,7 @@ mod jobs;
 mod kernel;
 mod kmod;
 mod net;
+mod packet;
 mod proc;
 mod shell;
 mod state;
