@@ -276,7 +276,7 @@ fn optional_string(obj: &Map<String, Value>, key: &str) -> Result<Option<String>
 /// Hex of a frame, either case. Hand-written: eight lines, not worth a crate.
 fn from_hex(hex: &str) -> Result<Vec<u8>, String> {
     let digits = hex.as_bytes();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!("data: odd number of hex digits ({})", digits.len()));
     }
     let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
@@ -288,4 +288,270 @@ fn from_hex(hex: &str) -> Result<Vec<u8>, String> {
             _ => Err(format!("data: not a hex digit at position {}", 2 * i + 1)),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::layers::{decode, LINKTYPE_RAW};
+
+    /// The UDP frame the samples describe: 02:00:00:00:00:01 / 10.0.0.1:5353
+    /// to 02:00:00:00:00:0A / 10.0.0.2:53, "hello".
+    fn udp_frame() -> Vec<u8> {
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 0x0a])
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(5353, 53)
+            .write(&mut f, b"hello")
+            .unwrap();
+        f
+    }
+
+    fn checksums(f: &[u8]) -> (u16, u16) {
+        (
+            u16::from_be_bytes([f[24], f[25]]),
+            u16::from_be_bytes([f[40], f[41]]),
+        )
+    }
+
+    /// A line as the original capture wrote it: its key order, direction.
+    fn capture_dialect_line() -> String {
+        let (ip, udp) = checksums(&udp_frame());
+        format!(
+            concat!(
+                r#"{{"timestamp_us":1761596197426295,"direction":"tx","layers":["#,
+                r#"{{"layertype":"ether","dst":"02:00:00:00:00:0A","src":"02:00:00:00:00:01","etype":2048}},"#,
+                r#"{{"layertype":"Ip","version":4,"ihl":5,"tos":0,"len":33,"id":0,"#,
+                r#""flags":{{"reserved":false,"dont_fragment":true,"more_fragments":false,"fragment_offset":0}},"#,
+                r#""ttl":64,"proto":17,"chksum":{},"src":"10.0.0.1","dst":"10.0.0.2","options":[]}},"#,
+                r#"{{"layertype":"Udp","sport":5353,"dport":53,"len":13,"chksum":{}}},"#,
+                r#"{{"layertype":"raw","data":[104,101,108,108,111]}}]}}"#
+            ),
+            ip, udp
+        )
+    }
+
+    fn read_all(text: &str) -> Vec<Result<Record, ReadError>> {
+        Reader::new(text.as_bytes()).collect()
+    }
+
+    #[test]
+    fn writes_the_capture_dialect_with_new_keys_last() {
+        let record = Record {
+            timestamp_ns: 1_761_596_197_426_295_123,
+            direction: Some(Direction::Tx),
+            ifname: Some("tap0".into()),
+            linktype: 1,
+            packet: decode(1, &udp_frame()),
+            comment: None,
+        };
+        let mut out = Vec::new();
+        write_record(&mut out, &record).unwrap();
+        let line = String::from_utf8(out).unwrap();
+        let expected = capture_dialect_line();
+        let (head, _) = expected.rsplit_once('}').unwrap();
+        assert_eq!(
+            line,
+            format!(r#"{head},"timestamp_ns":1761596197426295123,"ifname":"tap0"}}"#) + "\n"
+        );
+        // An L3 record says its link type, and a comment goes last.
+        let record = Record {
+            linktype: LINKTYPE_RAW,
+            packet: decode(LINKTYPE_RAW, &udp_frame()[14..]),
+            comment: Some("ping from pid 42".into()),
+            direction: None,
+            ifname: None,
+            ..record
+        };
+        let mut out = Vec::new();
+        write_record(&mut out, &record).unwrap();
+        let line = String::from_utf8(out).unwrap();
+        assert!(
+            line.starts_with(r#"{"timestamp_us":1761596197426295,"layers":[{"layertype":"Ip","#),
+            "{line}"
+        );
+        assert!(
+            line.ends_with("\"timestamp_ns\":1761596197426295123,\"linktype\":101,\"comment\":\"ping from pid 42\"}\n"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn reads_back_what_it_writes() {
+        let frames = [udp_frame(), udp_frame()[..20].to_vec()];
+        let mut out = Vec::new();
+        let mut written = Vec::new();
+        for (i, frame) in frames.iter().enumerate() {
+            let record = Record {
+                timestamp_ns: 1_000_000_000 + i as u64 * 1001,
+                direction: Some(if i == 0 { Direction::Rx } else { Direction::Tx }),
+                ifname: Some("veth0".into()),
+                linktype: 1,
+                packet: decode(1, frame),
+                comment: Some("c".into()),
+            };
+            write_record(&mut out, &record).unwrap();
+            written.push(record);
+        }
+        let read: Vec<Record> = Reader::new(&out[..]).map(Result::unwrap).collect();
+        assert_eq!(read, written);
+        for (record, frame) in read.iter().zip(&frames) {
+            assert_eq!(&record.packet.encode().unwrap(), frame);
+        }
+    }
+
+    #[test]
+    fn reads_the_original_capture_dialect() {
+        let text = capture_dialect_line() + "\n" + &capture_dialect_line() + "\n";
+        let records = read_all(&text);
+        assert_eq!(records.len(), 2);
+        for record in records {
+            let record = record.unwrap();
+            assert_eq!(record.timestamp_ns, 1_761_596_197_426_295_000);
+            assert_eq!(record.direction, Some(Direction::Tx));
+            assert_eq!(record.linktype, 1);
+            assert_eq!(record.packet.encode().unwrap(), udp_frame());
+        }
+    }
+
+    #[test]
+    fn reads_the_original_pcap2json_dialect_with_sorted_keys() {
+        let (ip, udp) = checksums(&udp_frame());
+        let line = format!(
+            concat!(
+                r#"{{"direction":"rx","layers":["#,
+                r#"{{"dst":"02:00:00:00:00:0A","etype":2048,"layertype":"ether","src":"02:00:00:00:00:01"}},"#,
+                r#"{{"chksum":{},"dst":"10.0.0.2","#,
+                r#""flags":{{"dont_fragment":true,"fragment_offset":0,"more_fragments":false,"reserved":false}},"#,
+                r#""id":0,"ihl":5,"layertype":"Ip","len":33,"options":[],"proto":17,"src":"10.0.0.1","tos":0,"ttl":64,"version":4}},"#,
+                r#"{{"chksum":{},"dport":53,"layertype":"Udp","len":13,"sport":5353}},"#,
+                r#"{{"data":[104,101,108,108,111],"layertype":"raw"}}],"timestamp_us":1761596197426295}}"#
+            ),
+            ip, udp
+        );
+        let records = read_all(&(line + "\n"));
+        let [Ok(record)] = &records[..] else {
+            panic!("{records:?}")
+        };
+        assert_eq!(record.direction, Some(Direction::Rx));
+        assert_eq!(record.timestamp_ns, 1_761_596_197_426_295_000);
+        assert_eq!(record.packet.encode().unwrap(), udp_frame());
+    }
+
+    #[test]
+    fn reads_the_original_editor_dialect_without_direction_or_final_newline() {
+        let text = concat!(
+            "\n",
+            r#"{"timestamp_us":5,"layers":[{"layertype":"ether","dst":"02:00:00:00:00:0a","src":"02:00:00:00:00:01","etype":"<auto>"},"#,
+            r#"{"layertype":"Ip","version":4,"ihl":"<auto>","tos":0,"len":"<auto>","id":0,"#,
+            r#""flags":{"reserved":false,"dont_fragment":true,"more_fragments":false,"fragment_offset":0},"#,
+            r#""ttl":64,"proto":"<auto>","chksum":"<auto>","src":"10.0.0.1","dst":"10.0.0.2","options":[]},"#,
+            r#"{"layertype":"Udp","sport":5353,"dport":53,"len":"<auto>","chksum":"<auto>"},"#,
+            r#"{"layertype":"raw","data":[104,101,108,108,111]}]}"#,
+            "\n  \n\n",
+            r#"{"timestamp_us":6,"data":"02000000000A02000000000108004500"}"#
+        );
+        let records: Vec<Record> = read_all(text).into_iter().map(Result::unwrap).collect();
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].direction, None);
+        assert_eq!(records[0].timestamp_ns, 5000);
+        assert_eq!(records[0].packet.encode().unwrap(), udp_frame());
+        // `data`: the hex frame, decoded as far as it goes.
+        assert_eq!(records[1].packet.encode().unwrap(), &udp_frame()[..16]);
+        assert_eq!(records[1].packet.layers[0].name(), "ether");
+    }
+
+    #[test]
+    fn timestamp_ns_is_used_unless_timestamp_us_was_edited() {
+        let line =
+            |us: u64, ns: u64| format!(r#"{{"timestamp_us":{us},"timestamp_ns":{ns},"data":""}}"#);
+        let one = |text: String| read_all(&text).remove(0).unwrap().timestamp_ns;
+        assert_eq!(one(line(1_000_001, 1_000_001_999)), 1_000_001_999);
+        assert_eq!(one(line(2_000_000, 1_000_001_999)), 2_000_000_000);
+    }
+
+    #[test]
+    fn bad_lines_are_reported_with_their_number_and_reading_goes_on() {
+        let good = capture_dialect_line();
+        let text = [
+            good.as_str(),
+            "{not json",
+            "",
+            r#"{"timestamp_us":1,"layers":[{"layertype":"ether","dst":"02:00:00:00:00:0A","src":"02:00:00:00:00:01","etype":2048},{"layertype":"Foo"}]}"#,
+            r#"{"timestamp_us":1,"layers":[{"layertype":"Udp","sport":70000,"dport":53,"len":8,"chksum":0}]}"#,
+            r#"{"timestamp_us":1,"direction":"up","data":"00"}"#,
+            r#"{"timestamp_us":1,"data":"0g"}"#,
+            r#"[1,2]"#,
+            r#"{"direction":"rx","data":"00"}"#,
+            good.as_str(),
+        ]
+        .join("\n");
+        let results = read_all(&text);
+        let errors: Vec<String> = results
+            .iter()
+            .filter_map(|r| r.as_ref().err().map(ToString::to_string))
+            .collect();
+        assert!(errors[0].starts_with("line 2: not JSON: "), "{errors:?}");
+        assert_eq!(
+            errors[1..],
+            [
+                "line 4: layer 2: unknown layertype `Foo`",
+                "line 5: layer 1: Udp: sport: invalid value: integer `70000`, expected u16",
+                r#"line 6: direction: expected "rx" or "tx", found "up""#,
+                "line 7: data: not a hex digit at position 1",
+                "line 8: not a JSON object",
+                "line 9: missing field `timestamp_us`",
+            ]
+        );
+        assert_eq!(results.len(), 9);
+        assert!(results[0].is_ok() && results[8].is_ok());
+    }
+
+    #[test]
+    fn a_line_longer_than_the_limit_is_an_error_not_a_buffer() {
+        let long = format!(r#"{{"timestamp_us":1,"data":"{}"}}"#, "00".repeat(600));
+        let text = format!("{long}\n{}\n", r#"{"timestamp_us":2,"data":"00"}"#);
+        let results: Vec<_> = Reader::with_max_line(text.as_bytes(), 1000).collect();
+        assert_eq!(results.len(), 2);
+        assert_eq!(
+            results[0].as_ref().unwrap_err().to_string(),
+            "line 1: longer than 1000 bytes"
+        );
+        assert_eq!(results[1].as_ref().unwrap().timestamp_ns, 2000);
+    }
+
+    #[test]
+    fn random_and_truncated_json_never_panics() {
+        // xorshift64*: deterministic, so a failure reproduces.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        };
+        let seed = capture_dialect_line();
+        let alphabet = br#"{}[]":,0123456789.-eE<>autoandomlyr xtf"#;
+        for round in 0..5000 {
+            let mut line = seed.clone().into_bytes();
+            if round % 3 == 0 {
+                line.truncate((next() as usize) % (line.len() + 1));
+            } else {
+                for _ in 0..1 + next() % 6 {
+                    let at = (next() as usize) % line.len();
+                    line[at] = alphabet[(next() as usize) % alphabet.len()];
+                }
+            }
+            let mut text = line;
+            text.push(b'\n');
+            for record in Reader::new(&text[..]).flatten() {
+                // Whatever reads must also encode or say why.
+                let _ = record.packet.encode();
+            }
+        }
+        let garbage: Vec<u8> = (0..20_000).map(|_| next() as u8).collect();
+        for result in Reader::with_max_line(&garbage[..], 512) {
+            assert!(result.is_err());
+        }
+    }
 }

@@ -2255,16 +2255,16 @@ mod tests {
     }
 
     /// xorshift64*: deterministic, so a failure reproduces.
-    pub(crate) struct XorShift(pub u64);
+    struct XorShift(u64);
 
     impl XorShift {
-        pub(crate) fn next(&mut self) -> u64 {
+        fn next(&mut self) -> u64 {
             self.0 ^= self.0 >> 12;
             self.0 ^= self.0 << 25;
             self.0 ^= self.0 >> 27;
             self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
         }
-        pub(crate) fn below(&mut self, n: usize) -> usize {
+        fn below(&mut self, n: usize) -> usize {
             (self.next() % n as u64) as usize
         }
     }
