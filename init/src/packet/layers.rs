@@ -827,7 +827,8 @@ fn encode_layer(layer: &Layer, ctx: &Ctx) -> Result<Vec<u8>, String> {
         Layer::Ip(l) => {
             let mut options = Vec::new();
             for o in &l.options {
-                o.encode(&mut options);
+                o.encode(&mut options)
+                    .map_err(|e| format!("options: {e}"))?;
             }
             let ihl = match l.ihl {
                 Field::Auto => {
@@ -982,7 +983,8 @@ fn encode_layer(layer: &Layer, ctx: &Ctx) -> Result<Vec<u8>, String> {
         Layer::Tcp(l) => {
             let mut options = Vec::new();
             for o in &l.options {
-                o.encode(&mut options);
+                o.encode(&mut options)
+                    .map_err(|e| format!("options: {e}"))?;
             }
             let dataofs = match l.dataofs {
                 Field::Auto => {
@@ -1030,49 +1032,55 @@ fn etype_of(ctx: &Ctx) -> Result<u16, String> {
     })
 }
 
+/// A kind-length-value option; the length byte counts kind and length too.
+fn push_tlv(out: &mut Vec<u8>, kind: u8, data: &[u8]) -> Result<(), String> {
+    let len = u8::try_from(data.len() + 2).map_err(|_| {
+        format!(
+            "option kind {kind}: {} data bytes are more than 253",
+            data.len()
+        )
+    })?;
+    out.extend_from_slice(&[kind, len]);
+    out.extend_from_slice(data);
+    Ok(())
+}
+
 impl Ipv4Option {
-    fn encode(&self, out: &mut Vec<u8>) {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
         match self {
             Ipv4Option::Eol => out.push(0),
             Ipv4Option::Nop => out.push(1),
-            Ipv4Option::Tlv { kind, data } => {
-                out.push(*kind);
-                out.push((data.len() + 2) as u8);
-                out.extend_from_slice(data);
-            }
+            Ipv4Option::Tlv { kind, data } => push_tlv(out, *kind, data)?,
             Ipv4Option::Byte(b) => out.push(*b),
         }
+        Ok(())
     }
 }
 
 impl TcpOption {
-    fn encode(&self, out: &mut Vec<u8>) {
-        let mut tlv = |kind: u8, data: &[u8]| {
-            out.push(kind);
-            out.push((data.len() + 2) as u8);
-            out.extend_from_slice(data);
-        };
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
         match self {
             TcpOption::Eol => out.push(0),
             TcpOption::Nop => out.push(1),
-            TcpOption::Mss(mss) => tlv(2, &mss.to_be_bytes()),
-            TcpOption::WindowScale(shift) => tlv(3, &[*shift]),
-            TcpOption::SackPermitted => tlv(4, &[]),
+            TcpOption::Mss(mss) => push_tlv(out, 2, &mss.to_be_bytes())?,
+            TcpOption::WindowScale(shift) => push_tlv(out, 3, &[*shift])?,
+            TcpOption::SackPermitted => push_tlv(out, 4, &[])?,
             TcpOption::Sack(blocks) => {
                 let data: Vec<u8> = blocks
                     .iter()
                     .flat_map(|(l, r)| l.to_be_bytes().into_iter().chain(r.to_be_bytes()))
                     .collect();
-                tlv(5, &data)
+                push_tlv(out, 5, &data)?
             }
             TcpOption::Timestamp { tsval, tsecr } => {
                 let mut data = tsval.to_be_bytes().to_vec();
                 data.extend_from_slice(&tsecr.to_be_bytes());
-                tlv(8, &data)
+                push_tlv(out, 8, &data)?
             }
-            TcpOption::Unknown { kind, data } => tlv(*kind, data),
+            TcpOption::Unknown { kind, data } => push_tlv(out, *kind, data)?,
             TcpOption::Byte(b) => out.push(*b),
         }
+        Ok(())
     }
 }
 
@@ -2227,6 +2235,15 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "layer 1 (Udp): chksum <auto> needs an Ip or Ipv6 layer before it"
+        );
+        let long_option = format!(
+            r#"[{{"layertype":"Tcp","sport":1,"dport":2,"seq":0,"ack":0,"dataofs":"<auto>","reserved":0,
+                "flags":2,"window":0,"chksum":0,"urgptr":0,"options":[{{"Unknown":{{"kind":99,"data":{:?}}}}}]}}]"#,
+            vec![0u8; 254]
+        );
+        assert_eq!(
+            layers_json(&long_option).encode().unwrap_err().to_string(),
+            "layer 1 (Tcp): options: option kind 99: 254 data bytes are more than 253"
         );
     }
 
