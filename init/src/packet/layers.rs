@@ -1668,6 +1668,10 @@ mod tests {
         let json = serde_json::to_string(&packet).unwrap();
         let back: Packet = serde_json::from_str(&json).unwrap();
         assert_eq!(back, packet, "{json}");
+        for layer in &packet.layers {
+            let value = serde_json::to_value(layer).unwrap();
+            assert_eq!(value["layertype"], layer.name());
+        }
         packet
     }
 
@@ -2047,6 +2051,65 @@ mod tests {
             Layer::Raw(Raw {
                 data: vec![1, 0, 7, 7]
             })
+        );
+    }
+
+    #[test]
+    fn ipv6_routing_destination_options_and_fragments_round_trip() {
+        let ipv6 = |next: u8, payload: &[u8]| {
+            let mut p = vec![0x60, 0, 0, 0];
+            p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+            p.extend_from_slice(&[next, 64]);
+            p.extend_from_slice(&V6_A);
+            p.extend_from_slice(&V6_B);
+            p.extend_from_slice(payload);
+            p
+        };
+        let udp = [0x30, 0x39, 0, 9, 0, 9, 0, 0, b'x'];
+        // Routing (type 4, segments left 0, one address) then destination options then UDP.
+        let mut payload = vec![60, 2, 4, 0, 0, 0, 0, 0];
+        payload.extend_from_slice(&V6_B);
+        payload.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]);
+        payload.extend_from_slice(&udp);
+        let p = round_trip(
+            LINKTYPE_IPV6,
+            &ipv6(43, &payload),
+            &["Ipv6", "Ipv6Routing", "Ipv6DestOptions", "Udp", "raw"],
+        );
+        let Layer::Ipv6Routing(r) = &p.layers[1] else {
+            panic!()
+        };
+        assert_eq!(
+            (r.next_header, r.hdr_ext_len, r.data.len()),
+            (v(60), v(2), 22)
+        );
+        // First fragment: UDP follows; a later fragment is raw.
+        let mut first = vec![17, 0, 0, 1, 0xca, 0xfe, 0xba, 0xbe];
+        first.extend_from_slice(&udp);
+        let p = round_trip(
+            LINKTYPE_IPV6,
+            &ipv6(44, &first),
+            &["Ipv6", "Ipv6Fragment", "Udp", "raw"],
+        );
+        let Layer::Ipv6Fragment(f) = &p.layers[1] else {
+            panic!()
+        };
+        assert_eq!(
+            (f.fragment_offset, f.more_fragments, f.identification),
+            (v(0), v(Flag(true)), v(0xcafe_babe))
+        );
+        let later = [17, 0, 0, 0x10, 0xca, 0xfe, 0xba, 0xbe, 1, 2, 3];
+        let p = round_trip(
+            LINKTYPE_IPV6,
+            &ipv6(44, &later),
+            &["Ipv6", "Ipv6Fragment", "raw"],
+        );
+        let Layer::Ipv6Fragment(f) = &p.layers[1] else {
+            panic!()
+        };
+        assert_eq!(
+            (f.fragment_offset, f.more_fragments),
+            (v(2), v(Flag(false)))
         );
     }
 
