@@ -1,7 +1,9 @@
 //! The packet model shared by the commands that read, write and send
 //! packets: pcap/pcapng records and writers, link types and interface
-//! types, MAC addresses.
+//! types, MAC addresses, and the layer model with its JSONL form.
 
+pub mod jsonl;
+pub mod layers;
 pub mod linktype;
 pub mod mac;
 pub mod pcap;
