@@ -18,7 +18,7 @@
 //! off requested) and the command it is about to run into one MAP_SHARED
 //! anonymous page mapped before the fork; after a crash the supervisor reads
 //! it to say what was running and to decide: a crash while unattended with
-//! `myinit.debug_exit` powers off with 128+signal (nobody would type into a
+//! `myinit.debug_exit` powers off with 64+signal (nobody would type into a
 //! prompt); otherwise a new engine goes straight to the shell. A crash loop
 //! backs off and finally gives up and powers off with a non-zero status.
 //!
@@ -281,10 +281,13 @@ impl Supervisor {
                 }
                 Ok(ForkResult::Parent { child }) => child,
                 Err(e) => {
-                    eprintln!("myinit: supervisor: cannot start the engine: {}", e.desc());
+                    say(&format!(
+                        "myinit: supervisor: cannot start the engine: {}",
+                        e.desc()
+                    ));
                     std::thread::sleep(Duration::from_secs(1));
                     if next_pause(&mut crashes).is_none() {
-                        eprintln!("myinit: supervisor: giving up");
+                        say("myinit: supervisor: giving up");
                         if self.vm_init {
                             power_off(1);
                         }
@@ -310,34 +313,39 @@ impl Supervisor {
                         sig.as_str(),
                         if core { " (core dumped)" } else { "" }
                     ),
-                    128 + sig as i32,
+                    signal_status(sig),
                 ),
             };
             let died = format!("myinit: engine (pid {engine}) {what}{running}");
             match phase {
                 Phase::PowerOff if self.vm_init => {
                     let requested = self.page.power_status.load(Ordering::SeqCst);
-                    eprintln!("{died} during power off; powering off with status {requested}");
+                    say(&format!(
+                        "{died} during power off; powering off with status {requested}"
+                    ));
                     power_off(requested);
                 }
                 Phase::Reboot if self.vm_init => {
-                    eprintln!("{died} during reboot; rebooting");
+                    say(&format!("{died} during reboot; rebooting"));
                     reboot();
                 }
                 Phase::Unattended if self.debug_exit => {
-                    eprintln!(
+                    say(&format!(
                         "{died} {}; powering off with status {status} (myinit.debug_exit)",
                         phase.describe()
-                    );
+                    ));
                     power_off(status);
                 }
                 _ => {}
             }
             if let Some(pause) = next_pause(&mut crashes) {
-                eprintln!("{died} {}; starting a new shell", phase.describe());
+                say(&format!(
+                    "{died} {}; starting a new shell",
+                    phase.describe()
+                ));
                 std::thread::sleep(pause);
             } else {
-                eprintln!(
+                say(&format!(
                     "{died}; {} engine failures within {} s: giving up, {} with status {status}",
                     crashes.len(),
                     CRASH_WINDOW.as_secs(),
@@ -346,7 +354,7 @@ impl Supervisor {
                     } else {
                         "exiting"
                     }
-                );
+                ));
                 if self.vm_init {
                     power_off(status);
                 }
@@ -369,6 +377,18 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// The status for an engine killed by signal N: 64+N. Not the shell's
+/// 128+N, which does not fit the 0-123 that qemu's debug exit carries back.
+fn signal_status(sig: Signal) -> i32 {
+    (64 + sig as i32).min(123)
+}
+
+/// One line on the console in one write(2), so kernel messages do not
+/// land in the middle of it.
+fn say(line: &str) {
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
 }
 
 /// Counts a crash; the pause before the next start, or None to give up.
