@@ -518,7 +518,7 @@ mod fuzz {
         let cases = std::env::var("MYINIT_FUZZ_CASES")
             .ok()
             .and_then(|n| n.parse().ok())
-            .unwrap_or(512);
+            .unwrap_or(256);
         ProptestConfig::with_cases(cases)
     }
 
