@@ -210,7 +210,15 @@ pub fn start(is_pid1: bool) -> Role {
         }
     };
     let supervisor = Supervisor::new(is_pid1, page);
-    supervisor.run()
+    // A bug here must not end PID 1 either (the kernel would panic).
+    match std::panic::catch_unwind(move || supervisor.run()) {
+        Ok(role) => role,
+        Err(_) if is_pid1 => {
+            say("myinit: supervisor: internal error; powering off with status 1");
+            power_off(1)
+        }
+        Err(_) => std::process::exit(1),
+    }
 }
 
 struct Supervisor {
