@@ -1,5 +1,6 @@
-//! PID 1: the mount table, the console, the three boot stages and the
-//! countdowns, and power off / reboot.
+//! The VM's init: the mount table (PID 1, before the supervisor forks),
+//! the console, the three boot stages and the countdowns (the engine), and
+//! power off / reboot.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -231,20 +232,31 @@ pub fn setup_console() {
     }
 }
 
-/// Powers the machine off after syncing. As PID 1 only; never returns.
+/// Powers the machine off after syncing. As the VM's init only (PID 1 or
+/// its engine: reboot(2) and the debug-exit port work from any root
+/// process); never returns.
 pub fn power_off(status: i32) -> ! {
+    // First, so that the supervisor finishes the power off if we die now.
+    crate::supervisor::request_power(Some(status));
     nix::unistd::sync();
     crate::vmexit::report_status(status);
     let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
-    // reboot(2) only returns on error; PID 1 must not exit.
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
+    power_failed(status)
 }
 
 pub fn reboot() -> ! {
+    crate::supervisor::request_power(None);
     nix::unistd::sync();
     let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+    power_failed(0)
+}
+
+/// reboot(2) only returns on error. The engine leaves it to the supervisor
+/// (which tries again, then keeps reaping); PID 1 itself must not exit.
+fn power_failed(status: i32) -> ! {
+    if crate::supervisor::is_engine() {
+        std::process::exit(status);
+    }
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
@@ -266,8 +278,18 @@ fn run_stage_file(shell: &mut Shell, out: &mut Output, label: &str, path: &Path)
     );
 }
 
-/// The whole PID-1 flow. Never returns.
+/// A new engine after a crash: no boot stages, straight to the shell.
+pub fn shell_again(shell: &mut Shell) -> ! {
+    crate::supervisor::set_phase(crate::supervisor::Phase::Shell);
+    println!("myinit: shell ready again");
+    loop {
+        crate::shell::editor::interactive(shell);
+    }
+}
+
+/// The whole flow of the VM's init. Never returns.
 pub fn run(shell: &mut Shell, boot_started: Instant) -> ! {
+    crate::supervisor::set_phase(crate::supervisor::Phase::Unattended);
     let mut out = Output::stdout();
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let (opts, warnings) = BootOptions::parse(&cmdline);
@@ -300,12 +322,14 @@ pub fn run(shell: &mut Shell, boot_started: Instant) -> ! {
             == Countdown::TimedOut
         {
             let status = shell.last_status;
+            crate::supervisor::request_power(Some(status));
             for report in shell.state.jobs.stop_all() {
                 println!("{report}");
             }
             power_off(status);
         }
     }
+    crate::supervisor::set_phase(crate::supervisor::Phase::Shell);
     println!(
         "myinit: shell ready {} ms after /init started",
         boot_started.elapsed().as_millis()

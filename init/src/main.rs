@@ -1,4 +1,5 @@
-//! myinit: the `/init` of small network test VMs. As PID 1 it boots the VM
+//! myinit: the `/init` of small network test VMs. As PID 1 it stays a tiny
+//! supervisor (supervisor.rs) and forks the engine that boots the VM
 //! (boot.rs); otherwise it runs the same shell engine on a normal machine:
 //! `myinit -c 'CMD; CMD'`, `myinit SCRIPT`, `myinit shell`.
 
@@ -14,6 +15,7 @@ mod packet;
 mod proc;
 mod shell;
 mod state;
+mod supervisor;
 mod tui;
 mod util;
 mod vmexit;
@@ -38,16 +40,24 @@ struct Args {
 
 fn main() {
     let boot_started = Instant::now();
-    let is_pid1 = std::process::id() == 1;
-    if is_pid1 {
+    if std::process::id() == 1 {
         boot::mount_base();
-        boot::setup_console();
-    } else {
-        // Orphans of our children come to us, not to the machine's init, so
-        // the reaper works (and is testable) the same as under PID 1.
-        // SAFETY: prctl with integer arguments only.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     }
+    // Before any thread or the runtime exists: PID 1 stays here as the
+    // supervisor, and only the engine returns.
+    let role = supervisor::start(std::process::id() == 1);
+    // Whether this process acts as the VM's init (the engine under PID 1).
+    let (is_pid1, restarted) = match role {
+        supervisor::Role::Alone => (std::process::id() == 1, false),
+        supervisor::Role::Engine { vm_init, restarted } => (vm_init, restarted),
+    };
+    if is_pid1 {
+        boot::setup_console();
+    }
+    // Orphans of our children come to us, not to the machine's init (or
+    // the supervisor), so the reaper works the same everywhere.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     // One line instead of the default hook's several: a panicking command
     // is reported by the shell and the shell goes on.
     std::panic::set_hook(Box::new(|info| {
@@ -79,8 +89,19 @@ fn main() {
     };
     let state = state::State::start(&runtime, is_pid1);
     let mut shell = Shell::new(state.clone());
+    if is_pid1 && restarted {
+        boot::shell_again(&mut shell);
+    }
     if is_pid1 {
         boot::run(&mut shell, boot_started);
+    }
+    if restarted {
+        // A host engine (MYINIT_SUPERVISE=1) after a crash: the shell on stdin.
+        let status = shell::editor::interactive(&mut shell);
+        for report in state.jobs.stop_all() {
+            println!("{report}");
+        }
+        std::process::exit(status);
     }
 
     let args = match Args::try_parse() {

@@ -13,7 +13,8 @@ pub struct State {
     pub rt: tokio::runtime::Handle,
     /// Counts SIGINTs (Ctrl-C); a command watches it to stop early.
     pub interrupts: watch::Receiver<u64>,
-    /// Whether this process is the VM's PID 1.
+    /// Whether this process is the VM's init: PID 1, or the engine that
+    /// PID 1 supervises (then `exit` is refused, `poweroff` powers off).
     pub is_pid1: bool,
     /// TAP devices created by `tap add`, kept open for later commands.
     pub taps: Mutex<TapRegistry>,

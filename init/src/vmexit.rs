@@ -7,9 +7,15 @@
 /// The I/O port qemu's isa-debug-exit device listens on (xtask passes the same).
 pub const DEBUG_EXIT_PORT: u16 = 0xf4;
 
-pub fn report_status(status: i32) {
+/// Whether the kernel command line has `myinit.debug_exit` (an unattended
+/// run: a status must reach the host, a prompt would wait for nobody).
+pub fn debug_exit_enabled() -> bool {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    if !cmdline.split_whitespace().any(|w| w == "myinit.debug_exit") {
+    cmdline.split_whitespace().any(|w| w == "myinit.debug_exit")
+}
+
+pub fn report_status(status: i32) {
+    if !debug_exit_enabled() {
         return;
     }
     #[cfg(target_arch = "x86_64")]

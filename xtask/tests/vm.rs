@@ -120,11 +120,40 @@ struct Console {
 }
 
 impl Console {
+    /// Collects `stdout` on a thread.
+    fn collect(mut stdout: impl Read + Send + 'static) -> Self {
+        let text = Arc::new(Mutex::new(String::new()));
+        let (tx, changed) = mpsc::channel();
+        let writer = text.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                writer
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+                let _ = tx.send(());
+            }
+        });
+        Console { text, changed }
+    }
+
     fn wait_for(&self, wanted: &str, timeout: Duration) {
+        self.wait_for_after(0, wanted, timeout);
+    }
+
+    /// Waits for `wanted` at or after byte `from`; returns where it ends.
+    fn wait_for_after(&self, from: usize, wanted: &str, timeout: Duration) -> usize {
         let until = Instant::now() + timeout;
         loop {
-            if self.text.lock().unwrap().contains(wanted) {
-                return;
+            {
+                let text = self.text.lock().unwrap();
+                if let Some(at) = text.get(from..).and_then(|t| t.find(wanted)) {
+                    return from + at + wanted.len();
+                }
             }
             let left = until.saturating_duration_since(Instant::now());
             assert!(
@@ -134,68 +163,90 @@ impl Console {
             );
         }
     }
+
+    fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+}
+
+/// A guest driven through its serial console (`xtask vm`, stdin piped).
+struct Interactive {
+    child: std::process::Child,
+    console: Console,
+    keys: std::process::ChildStdin,
+    _slot: common::GuestSlot,
+}
+
+impl Interactive {
+    fn boot(args: &[&str]) -> Self {
+        let initrd = initrd();
+        let slot = common::guest_slot();
+        let mut child = xtask()
+            .arg("vm")
+            .arg("--initrd")
+            .arg(initrd)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run xtask vm");
+        let console = Console::collect(child.stdout.take().unwrap());
+        let keys = child.stdin.take().unwrap();
+        Interactive {
+            child,
+            console,
+            keys,
+            _slot: slot,
+        }
+    }
+
+    fn type_keys(&mut self, keys: &str) {
+        self.keys.write_all(keys.as_bytes()).unwrap();
+    }
+
+    /// Waits for the guest to end: its status, console text and xtask's stderr.
+    fn finish(mut self) -> (Option<i32>, String, String) {
+        let status = self.child.wait().unwrap();
+        let mut stderr = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        let text = self.console.text();
+        eprintln!("--- console\n{text}\n--- xtask\n{stderr}");
+        (status.code(), text, stderr)
+    }
 }
 
 #[test]
 fn a_key_in_the_countdown_gives_the_shell_and_poweroff_status_comes_back() {
-    let initrd = initrd();
-    let _slot = common::guest_slot();
-    let mut child = xtask()
-        .arg("vm")
-        .arg("--initrd")
-        .arg(initrd)
-        .args(["--append", "myinit.countdown=30", "--timeout", "150"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run xtask vm");
-    let mut stdout = child.stdout.take().unwrap();
-    let text = Arc::new(Mutex::new(String::new()));
-    let (tx, changed) = mpsc::channel();
-    let writer = text.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            writer
-                .lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-            let _ = tx.send(());
-        }
-    });
-    let console = Console { text, changed };
-    let mut keys = child.stdin.take().unwrap();
-    console.wait_for("autoexec in ", Duration::from_secs(120));
-    keys.write_all(b"x").unwrap();
-    console.wait_for("myinit: shell ready", Duration::from_secs(20));
+    let mut vm = Interactive::boot(&["--append", "myinit.countdown=30", "--timeout", "150"]);
+    vm.console
+        .wait_for("autoexec in ", Duration::from_secs(120));
+    vm.type_keys("x");
+    vm.console
+        .wait_for("myinit: shell ready", Duration::from_secs(20));
     // Let the line editor take the terminal before typing.
     std::thread::sleep(Duration::from_millis(500));
-    keys.write_all(b"echo typed-into-the-shell\r").unwrap();
-    console.wait_for("\ntyped-into-the-shell\r\n", Duration::from_secs(20));
+    vm.type_keys("echo typed-into-the-shell\r");
+    vm.console
+        .wait_for("\ntyped-into-the-shell\r\n", Duration::from_secs(20));
     // Ctrl-C on the serial console stops the foreground command (the
     // console is PID 1's controlling terminal), not the shell.
-    keys.write_all(b"ping -c 1000 127.0.0.1\r").unwrap();
-    console.wait_for("icmp_seq=2 ", Duration::from_secs(20));
-    keys.write_all(b"\x03").unwrap();
-    console.wait_for("packets transmitted", Duration::from_secs(20));
-    keys.write_all(b"echo still-here-after-ctrl-c\r").unwrap();
-    console.wait_for("\nstill-here-after-ctrl-c\r\n", Duration::from_secs(20));
-    keys.write_all(b"poweroff 3\r").unwrap();
-    let status = child.wait().unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let text = console.text.lock().unwrap().clone();
-    eprintln!("--- console\n{text}\n--- xtask\n{stderr}");
-    assert_eq!(status.code(), Some(3));
+    vm.type_keys("ping -c 1000 127.0.0.1\r");
+    vm.console.wait_for("icmp_seq=2 ", Duration::from_secs(20));
+    vm.type_keys("\x03");
+    vm.console
+        .wait_for("packets transmitted", Duration::from_secs(20));
+    vm.type_keys("echo still-here-after-ctrl-c\r");
+    vm.console
+        .wait_for("\nstill-here-after-ctrl-c\r\n", Duration::from_secs(20));
+    vm.type_keys("poweroff 3\r");
+    let (status, text, stderr) = vm.finish();
+    assert_eq!(status, Some(3));
     assert!(!text.contains("1000 packets transmitted"), "{text}");
     assert!(
         stderr.contains("the guest powered off with status 3"),
@@ -204,6 +255,132 @@ fn a_key_in_the_countdown_gives_the_shell_and_poweroff_status_comes_back() {
     assert!(stderr.contains("shell ready"), "{stderr}");
     // The key stopped stage 3.
     assert!(!text.contains("stage 3: running"));
+}
+
+/// The supervisor's line after a crash, e.g. "myinit: engine (pid 57) was
+/// killed by SIGSEGV while running 'debug-crash segv' in the shell; ...".
+fn supervisor_line(text: &str) -> Option<String> {
+    without_kernel_log(text)
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .find(|l| l.starts_with("myinit: engine (pid "))
+        .map(str::to_string)
+}
+
+/// The console without kernel messages ("[    5.361890] ...\r\n"), which
+/// the kernel prints at any moment, also in the middle of a line.
+fn without_kernel_log(text: &str) -> String {
+    let mut rest = text;
+    let mut kept = String::new();
+    while let Some(at) = rest.find("[ ") {
+        kept.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let stamp = after.trim_start();
+        let is_stamp = stamp.split_once(']').is_some_and(|(t, _)| {
+            t.contains('.') && t.chars().all(|c| c.is_ascii_digit() || c == '.')
+        });
+        if is_stamp {
+            rest = after.split_once('\n').map_or("", |(_, r)| r);
+        } else {
+            kept.push('[');
+            rest = after;
+        }
+    }
+    kept.push_str(rest);
+    kept
+}
+
+#[test]
+fn an_engine_crash_in_the_shell_gives_a_new_prompt_not_a_kernel_panic() {
+    let mut vm = Interactive::boot(&["--append", "myinit.shell", "--timeout", "200"]);
+    vm.console
+        .wait_for("myinit: shell ready", Duration::from_secs(150));
+    std::thread::sleep(Duration::from_millis(500));
+    // PID 1 is the supervisor: small, and not the shell.
+    vm.type_keys("cat /proc/1/status\r");
+    let at = vm
+        .console
+        .wait_for_after(0, "VmRSS:", Duration::from_secs(20));
+    let end = vm.console.wait_for_after(at, "kB", Duration::from_secs(20));
+    let rss_kib: u64 = vm.console.text()[at..end - 2].trim().parse().unwrap();
+    eprintln!("supervisor (PID 1) VmRSS at the prompt: {rss_kib} kB");
+    assert!(rss_kib < 4096, "PID 1 uses {rss_kib} kB");
+
+    vm.type_keys("debug-crash segv\r");
+    let crashed = Instant::now();
+    let at = vm
+        .console
+        .wait_for_after(end, "starting a new shell", Duration::from_secs(30));
+    let at = vm
+        .console
+        .wait_for_after(at, "myinit: shell ready again", Duration::from_secs(30));
+    let at = vm
+        .console
+        .wait_for_after(at, "myinit# ", Duration::from_secs(30));
+    eprintln!(
+        "recovery: engine crash to the new prompt in {} ms",
+        crashed.elapsed().as_millis()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    vm.type_keys("echo works-after-the-crash\r");
+    let at = vm
+        .console
+        .wait_for_after(at, "\nworks-after-the-crash\r\n", Duration::from_secs(20));
+    // The new engine took the console as its controlling terminal: Ctrl-C
+    // stops its foreground command.
+    vm.type_keys("ping -c 1000 127.0.0.1\r");
+    let at = vm
+        .console
+        .wait_for_after(at, "icmp_seq=2 ", Duration::from_secs(20));
+    vm.type_keys("\x03");
+    vm.console
+        .wait_for_after(at, "packets transmitted", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(300));
+    vm.type_keys("poweroff 3\r");
+    let (status, text, stderr) = vm.finish();
+    assert_eq!(status, Some(3), "{stderr}");
+    assert!(!text.contains("Kernel panic"), "{text}");
+    assert!(!text.contains("1000 packets transmitted"), "{text}");
+    let line = supervisor_line(&text).expect("the supervisor's line");
+    assert!(
+        line.contains("was killed by SIGSEGV while running 'debug-crash segv' in the shell"),
+        "{line}"
+    );
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("myinit: engine (pid "))
+            .count(),
+        1,
+        "one line per crash"
+    );
+}
+
+#[test]
+fn an_engine_crash_during_autoexec_ends_the_run_with_a_failure_status() {
+    let dir = TempDir::new("crash");
+    let script = dir.write(
+        "crash.run",
+        "echo autoexec-before-the-crash\ndebug-crash abort\necho after-the-crash\n",
+    );
+    let run = vm(&[
+        "--autoexec",
+        &script.to_string_lossy(),
+        "--append",
+        SHORT,
+        "--timeout",
+        "150",
+    ]);
+    // 64 + SIGABRT, not a timeout (124) waiting at a prompt.
+    assert_eq!(run.status, 70, "{}", run.stderr);
+    assert!(run.console_has_line("autoexec-before-the-crash"));
+    assert!(!run.console_has_line("after-the-crash"));
+    assert!(!run.stdout.contains("Kernel panic"));
+    let line = supervisor_line(&run.stdout).expect("the supervisor's line");
+    assert!(
+        line.contains("was killed by SIGABRT while running 'debug-crash abort' unattended")
+            && line.ends_with("powering off with status 70 (myinit.debug_exit)"),
+        "{line}"
+    );
 }
 
 #[test]

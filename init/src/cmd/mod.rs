@@ -235,7 +235,11 @@ pub fn all() -> &'static [&'static CommandSpec] {
 }
 
 pub fn find(name: &str) -> Option<&'static CommandSpec> {
-    all().iter().copied().find(|c| c.name == name)
+    all()
+        .iter()
+        .copied()
+        .find(|c| c.name == name)
+        .or_else(|| crate::supervisor::hidden_command(name))
 }
 
 /// Wrong arguments: the shell prints the message and the command's usage.

@@ -728,3 +728,145 @@ mod tests {
         assert_eq!(err.to_string(), "more than 1500 bytes when expanding $BIG");
     }
 }
+
+/// Property-based fuzzing of the tokenizer, the parser and the expander:
+/// whatever the input, no panic and an answer in bounded time; and where
+/// the meaning is certain (plain words, UTF-8 checks, words without
+/// variables) the answer is the right one. `MYINIT_FUZZ_CASES=N` runs N
+/// cases per property instead of the default.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::{Duration, Instant};
+
+    /// Far more than any line takes; a parser that loops gets caught here.
+    const BOUND: Duration = Duration::from_secs(2);
+
+    fn config() -> ProptestConfig {
+        let cases = std::env::var("MYINIT_FUZZ_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(256);
+        ProptestConfig::with_cases(cases)
+    }
+
+    /// Lines made of the characters that mean something to the parser,
+    /// mixed with any other text.
+    fn shellish_line() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just(" ".to_string()),
+            Just("\t".to_string()),
+            Just(";".to_string()),
+            Just("#".to_string()),
+            Just("'".to_string()),
+            Just("\"".to_string()),
+            Just("\\".to_string()),
+            Just("$".to_string()),
+            Just("${".to_string()),
+            Just("}".to_string()),
+            Just("$?".to_string()),
+            Just("<".to_string()),
+            Just(">".to_string()),
+            Just(">>".to_string()),
+            Just("=".to_string()),
+            Just("|".to_string()),
+            Just("&".to_string()),
+            Just("&&".to_string()),
+            Just("2>".to_string()),
+            Just("$(".to_string()),
+            Just("`".to_string()),
+            "[A-Za-z_][A-Za-z0-9_]{0,6}",
+            "[0-9]{1,3}",
+            any::<String>().prop_map(|s| s.chars().take(8).collect()),
+        ];
+        prop::collection::vec(piece, 0..40).prop_map(|pieces| pieces.concat())
+    }
+
+    /// The variables the expander sees: blanks, empty values, odd text.
+    fn lookup_values() -> impl Strategy<Value = Vec<(String, String)>> {
+        let value = prop_oneof![
+            Just(String::new()),
+            Just(" ".to_string()),
+            Just(" a  b ".to_string()),
+            Just("\t\n".to_string()),
+            any::<String>(),
+        ];
+        prop::collection::vec(("[A-Za-z_][A-Za-z0-9_]{0,6}|\\?", value), 0..6)
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn any_line_parses_or_is_refused_quickly(line in shellish_line()) {
+            let started = Instant::now();
+            let _ = parse_line(&line);
+            prop_assert!(started.elapsed() < BOUND);
+        }
+
+        #[test]
+        fn plain_words_parse_to_themselves(
+            words in prop::collection::vec("[A-Za-z0-9_.,/:+-]{1,12}", 1..12),
+            blanks in prop::collection::vec("[ \t]{1,3}", 12),
+        ) {
+            let line: String = words
+                .iter()
+                .zip(&blanks)
+                .map(|(w, b)| format!("{w}{b}"))
+                .collect();
+            let commands = parse_line(&line).unwrap();
+            prop_assert_eq!(commands.len(), 1);
+            let got: Vec<String> = commands[0]
+                .words
+                .iter()
+                .map(|w| w.expand_joined(&|_| None))
+                .collect();
+            prop_assert_eq!(got, words);
+        }
+
+        #[test]
+        fn decode_line_accepts_exactly_short_utf8(
+            bytes in prop::collection::vec(any::<u8>(), 0..300),
+        ) {
+            match decode_line(&bytes) {
+                Ok(text) => prop_assert_eq!(text.as_bytes(), bytes.as_slice()),
+                Err(SyntaxError::NotUtf8(byte, at)) => {
+                    prop_assert!(std::str::from_utf8(&bytes).is_err());
+                    prop_assert_eq!(bytes[at], byte);
+                    prop_assert!(std::str::from_utf8(&bytes[..at]).is_ok());
+                }
+                Err(e) => prop_assert!(false, "unexpected {e}"),
+            }
+        }
+
+        #[test]
+        fn expansion_never_panics_and_is_exact_without_variables(
+            line in shellish_line(),
+            vars in lookup_values(),
+        ) {
+            let Ok(commands) = parse_line(&line) else {
+                return Ok(());
+            };
+            let lookup = |name: &str| {
+                vars.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+            };
+            let started = Instant::now();
+            for command in &commands {
+                for word in command.words.iter().chain(command.redirects.iter().map(|r| &r.target)) {
+                    let fields = word.expand(&lookup);
+                    let joined = word.expand_joined(&lookup);
+                    let has_var = word.0.iter().any(|p| matches!(p, Part::Var { .. }));
+                    if !has_var {
+                        // Nothing to split: one field, the word's text.
+                        prop_assert_eq!(fields, vec![joined]);
+                    } else {
+                        // Splitting only removes blanks, never adds text.
+                        prop_assert!(fields.concat().len() <= joined.len());
+                    }
+                }
+            }
+            prop_assert!(started.elapsed() < BOUND);
+        }
+    }
+}
