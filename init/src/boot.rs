@@ -323,9 +323,7 @@ pub fn run(shell: &mut Shell, boot_started: Instant) -> ! {
         {
             let status = shell.last_status;
             crate::supervisor::request_power(Some(status));
-            for report in shell.state.jobs.stop_all() {
-                println!("{report}");
-            }
+            shell.state.jobs.stop_all_reporting(&mut std::io::stdout());
             power_off(status);
         }
     }

@@ -263,6 +263,15 @@ impl JobRegistry {
     pub fn stop_all(&self) -> Vec<String> {
         self.stop_where(|_| true)
     }
+
+    /// `stop_all`, writing each report as a line to `out`: what every
+    /// path that ends myinit (poweroff, reboot, exit, SIGTERM) does.
+    pub fn stop_all_reporting(&self, out: &mut dyn std::io::Write) {
+        for report in self.stop_all() {
+            let _ = writeln!(out, "{report}");
+        }
+        let _ = out.flush();
+    }
 }
 
 /// What a drain loop reads from: a backend (eBPF ring buffer, trace_pipe,

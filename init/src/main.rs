@@ -98,9 +98,7 @@ fn main() {
     if restarted {
         // A host engine (MYINIT_SUPERVISE=1) after a crash: the shell on stdin.
         let status = shell::editor::interactive(&mut shell);
-        for report in state.jobs.stop_all() {
-            println!("{report}");
-        }
+        state.jobs.stop_all_reporting(&mut std::io::stdout());
         std::process::exit(status);
     }
 
@@ -127,9 +125,7 @@ fn main() {
         (None, None) => shell::editor::interactive(&mut shell),
     };
     drop(out);
-    for report in state.jobs.stop_all() {
-        println!("{report}");
-    }
+    state.jobs.stop_all_reporting(&mut std::io::stdout());
     std::process::exit(status);
 }
 

@@ -87,9 +87,7 @@ impl State {
                     tokio::spawn(async move {
                         if stream.recv().await.is_some() {
                             let _ = tokio::task::spawn_blocking(move || {
-                                for report in state.jobs.stop_all() {
-                                    eprintln!("{report}");
-                                }
+                                state.jobs.stop_all_reporting(&mut std::io::stderr());
                             })
                             .await;
                             std::process::exit(128 + number);

@@ -469,6 +469,7 @@ pub static DEBUG_CRASH: CommandSpec = CommandSpec {
     summary: "test only: kill the engine by SIGSEGV or abort()",
     help: "",
     run: debug_crash,
+    cli: None,
 };
 
 /// The commands found by name but listed nowhere.

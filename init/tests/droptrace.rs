@@ -689,13 +689,21 @@ fn stopping_releases_every_bpf_object_and_sigterm_cleans_up() {
     for _ in 0..4 {
         cycles.push_str("droptrace start --backend ebpf; droptrace stop; ");
     }
-    cycles.push_str("sleep 3");
-    let child = std::process::Command::new("ip")
+    cycles.push_str("echo cycles-done; sleep 3");
+    let mut child = std::process::Command::new("ip")
         .args(["netns", "exec", &ns.name, myinit_bin(), "-c", &cycles])
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2000));
+    // Look once the cycles are over (however long a loaded machine takes).
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0
+        && !line.contains("cycles-done")
+    {
+        line.clear();
+    }
+    assert!(line.contains("cycles-done"), "the cycles did not finish");
     // `ip netns exec` execs myinit, so the pid is myinit's.
     assert_eq!(bpf_fds(child.id()), 0, "BPF objects left open after stop");
     let _ = child.wait_with_output();

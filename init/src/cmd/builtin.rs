@@ -244,14 +244,17 @@ fn pwd(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
 
 /// Stops every background job, printing each one's report.
 pub fn stop_all_jobs(ctx: &mut Ctx<'_>) {
-    for report in ctx.shell.state.jobs.stop_all() {
-        let _ = writeln!(ctx.out, "{report}");
-    }
-    let _ = ctx.out.flush();
+    let jobs = &ctx.shell.state.jobs;
+    jobs.stop_all_reporting(ctx.out);
 }
 
 fn poweroff(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     let status = parse_status(args)?;
+    if ctx.shell.state.is_pid1 {
+        // First, so that the supervisor finishes the power off if the
+        // engine dies while the jobs stop.
+        crate::supervisor::request_power(Some(status));
+    }
     stop_all_jobs(ctx);
     nix::unistd::sync();
     if ctx.shell.state.is_pid1 {
@@ -264,6 +267,9 @@ fn poweroff(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
 fn reboot(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     if !args.is_empty() {
         return Err(usage("takes no arguments"));
+    }
+    if ctx.shell.state.is_pid1 {
+        crate::supervisor::request_power(None);
     }
     stop_all_jobs(ctx);
     nix::unistd::sync();
