@@ -504,3 +504,39 @@ fn the_initrd_is_reproducible_and_complete() {
         );
     }
 }
+
+#[test]
+fn an_autoexec_that_runs_itself_gets_one_error_and_the_boot_goes_on() {
+    let dir = TempDir::new("selfrun");
+    // The share's autoexec.run (a temporary share holds it under that name).
+    let script = dir.write(
+        "autoexec.run",
+        "echo self-run-level\nrun /mnt/host/autoexec.run\necho after-the-recursion\n",
+    );
+    let run = vm(&[
+        "--autoexec",
+        &script.to_string_lossy(),
+        "--append",
+        SHORT,
+        "--timeout",
+        "150",
+    ]);
+    // No stack overflow, no panic: the nesting limit stops it with one
+    // error, every level finishes, and the power-off countdown follows.
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(!run.stdout.contains("Kernel panic"));
+    assert!(supervisor_line(&run.stdout).is_none(), "the engine crashed");
+    let errors = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains("too deeply nested"))
+        .count();
+    assert_eq!(errors, 1, "{}", run.stdout);
+    let levels = run
+        .stdout
+        .lines()
+        .filter(|l| l.trim_end_matches('\r') == "self-run-level")
+        .count();
+    assert_eq!(levels, 64, "{}", run.stdout);
+    assert!(run.stdout.contains("power off now"), "{}", run.stdout);
+}
