@@ -4,4 +4,5 @@
 //! layout byte for byte.
 #![no_std]
 
+pub mod capture;
 pub mod droptrace;

@@ -1,0 +1,112 @@
+//! The packet capture's TC programs (the capture job loads this object):
+//! each packet's first `SNAPLEN` bytes and a `CaptureHeader` go into a ring
+//! buffer; traffic is never changed (always `TC_ACT_OK`).
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::TC_ACT_OK,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_skb_load_bytes,
+    },
+    macros::{classifier, map},
+    maps::{PerCpuArray, RingBuf},
+    programs::TcContext,
+    Global,
+};
+use myinit_common::capture::{
+    CaptureHeader, CaptureRecord, CAPTURE_EGRESS, CAPTURE_HAS_TASK, CAPTURE_INGRESS, SNAPLEN_MAX,
+};
+use myinit_ebpf::{reserve_header_zeroed, submit_batched};
+
+/// Captured packets for userspace: 4 MiB holds ~2,600 full-size records
+/// between two reads.
+#[map]
+static CAPTURE_RING: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+/// Queued bytes at which the reader is woken (~170 full-size records);
+/// below that it finds them at its next poll (every 10 ms).
+const WAKEUP_BYTES: u64 = 256 << 10;
+
+/// Packets the ring buffer could not take, per CPU (index 0).
+#[map]
+static CAPTURE_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Bytes copied from each packet; userspace sets it (`capture -s`). Values
+/// above `SNAPLEN_MAX` are cut to it.
+#[unsafe(no_mangle)]
+static SNAPLEN: Global<u32> = Global::new(SNAPLEN_MAX as u32);
+
+#[inline(always)]
+fn capture(ctx: &TcContext, direction: u8) {
+    let Some(mut slot) = reserve_header_zeroed::<CaptureRecord>(
+        &CAPTURE_RING,
+        &CAPTURE_LOST,
+        core::mem::size_of::<CaptureHeader>(),
+    ) else {
+        return;
+    };
+    // SAFETY: the entry holds a whole CaptureRecord and its header is zeroed.
+    let record = unsafe { &mut *slot.as_mut_ptr() };
+    let skb = ctx.skb.skb;
+    let orig_len = ctx.len();
+    let mut cap_len = orig_len;
+    let snaplen = SNAPLEN.load();
+    if cap_len > snaplen {
+        cap_len = snaplen;
+    }
+    // Checked last and against the constant: the verifier needs the length
+    // handed to bpf_skb_load_bytes bounded by the record's size.
+    if cap_len > SNAPLEN_MAX as u32 {
+        cap_len = SNAPLEN_MAX as u32;
+    }
+    if cap_len > 0 {
+        // SAFETY: `cap_len` bytes fit in `data` (checked above); the helper
+        // copies at most that many and fails cleanly past the packet's end.
+        let copied = unsafe {
+            bpf_skb_load_bytes(skb as *const _, 0, record.data.as_mut_ptr().cast(), cap_len)
+        };
+        if copied < 0 {
+            cap_len = 0;
+        }
+    }
+    let header = &mut record.header;
+    header.timestamp_ns = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: the context is the kernel's __sk_buff for this packet.
+    header.ifindex = unsafe { (*skb).ifindex };
+    header.orig_len = orig_len;
+    header.cap_len = cap_len;
+    header.direction = direction;
+    // A local socket on an outgoing packet: the hook runs in the sending
+    // task's context (see CAPTURE_HAS_TASK). On ingress the current task is
+    // whoever the softirq interrupted, so it is not reported.
+    // SAFETY: reading a pointer field of the __sk_buff context.
+    let has_sock = unsafe { !(*skb).__bindgen_anon_2.sk.is_null() };
+    if direction == CAPTURE_EGRESS && has_sock {
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        if tgid != 0 {
+            header.tgid = tgid;
+            header.comm = bpf_get_current_comm().unwrap_or_default();
+            header.flags |= CAPTURE_HAS_TASK;
+        }
+    }
+    submit_batched(slot, &CAPTURE_RING, WAKEUP_BYTES);
+}
+
+/// Packets arriving on the interface (TC ingress).
+#[classifier]
+pub fn capture_ingress(ctx: TcContext) -> i32 {
+    capture(&ctx, CAPTURE_INGRESS);
+    TC_ACT_OK as i32
+}
+
+/// Packets leaving through the interface (TC egress).
+#[classifier]
+pub fn capture_egress(ctx: TcContext) -> i32 {
+    capture(&ctx, CAPTURE_EGRESS);
+    TC_ACT_OK as i32
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
