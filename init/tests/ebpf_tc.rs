@@ -124,11 +124,15 @@ fn packets_over_the_veth_are_seen(path: Option<&str>, expected_path: &str) {
     r.assert_ok();
     let out = &r.stdout;
     assert!(
-        out.contains(&format!("{d} ingress: attached capture_ingress via {expected_path}")),
+        out.contains(&format!(
+            "{d} ingress: attached capture_ingress via {expected_path}"
+        )),
         "{out}"
     );
     assert!(
-        out.contains(&format!("{d} egress: attached capture_egress via {expected_path}")),
+        out.contains(&format!(
+            "{d} egress: attached capture_egress via {expected_path}"
+        )),
         "{out}"
     );
     for hook in ["egress", "ingress"] {
@@ -177,7 +181,10 @@ fn a_killed_myinit_leaves_no_tcx_link_behind() {
     wait_for("the TCX program to be attached", || {
         tcx_attached(&l.here, d)
     });
-    assert!(tc_filters(&l.here, d).is_empty(), "TCX attach made a cls_bpf filter");
+    assert!(
+        tc_filters(&l.here, d).is_empty(),
+        "TCX attach made a cls_bpf filter"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     wait_for("the TCX link to go with its process", || {
@@ -200,7 +207,11 @@ fn a_killed_myinit_leaves_its_clsact_filter_and_the_next_attach_removes_it() {
     child.kill().unwrap();
     child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(200));
-    assert_eq!(tc_filters(&l.here, d).len(), 1, "the orphaned filter is gone");
+    assert_eq!(
+        tc_filters(&l.here, d).len(),
+        1,
+        "the orphaned filter is gone"
+    );
 
     let (_, r) = run(
         &l.here,
@@ -244,7 +255,11 @@ fn debug_tc_refuses_bad_input_on_one_line() {
             None,
             "debug-tc: expected ingress or egress, not sideways",
         ),
-        ("debug-tc detach lo", None, "debug-tc: lo ingress: nothing attached"),
+        (
+            "debug-tc detach lo",
+            None,
+            "debug-tc: lo ingress: nothing attached",
+        ),
     ] {
         let (_, r) = run(&ns, path, commands);
         assert_ne!(r.status, 0, "{commands}: {r:?}");
@@ -259,6 +274,25 @@ fn debug_tc_refuses_bad_input_on_one_line() {
     assert!(
         !String::from_utf8_lossy(&out.stdout).contains("clsact"),
         "a refused attach added a qdisc"
+    );
+}
+
+#[test]
+fn debug_tc_without_privileges_says_it_needs_root() {
+    let out = Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups"])
+        .args(["--inh-caps=-all", myinit_bin(), "-c", "debug-tc attach lo"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run setpriv");
+    let r = MyinitRun::from(out);
+    assert_ne!(r.status, 0, "{r:?}");
+    assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+    assert!(
+        r.stderr.trim_end().ends_with(
+            "debug-tc: lo: attaching a TC program needs root (CAP_NET_ADMIN and CAP_BPF)"
+        ),
+        "{r:?}"
     );
 }
 

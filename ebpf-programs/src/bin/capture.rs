@@ -55,19 +55,23 @@ fn capture(ctx: &TcContext, direction: u8) {
     if cap_len > snaplen {
         cap_len = snaplen;
     }
-    // Checked last and against the constant: the verifier needs the length
-    // handed to bpf_skb_load_bytes bounded by the record's size.
-    if cap_len > SNAPLEN_MAX as u32 {
-        cap_len = SNAPLEN_MAX as u32;
-    }
-    if cap_len > 0 {
-        // SAFETY: `cap_len` bytes fit in `data` (checked above); the helper
+    // The length handed to bpf_skb_load_bytes must be proven within
+    // [1, SNAPLEN_MAX]. Linux 6.1's verifier learns no lower bound from
+    // `!= 0` (and LLVM turns `> 0` into that), so the check is
+    // `len - 1 < SNAPLEN_MAX` on a copy read back through a volatile stack
+    // slot, which LLVM cannot fold back into `len`; a 0 wraps and fails it.
+    let less_one = u64::from(cap_len).wrapping_sub(1);
+    // SAFETY: reading a local through its own reference.
+    let less_one = unsafe { core::ptr::read_volatile(&less_one) };
+    cap_len = 0;
+    if less_one < SNAPLEN_MAX as u64 {
+        let len = (less_one + 1) as u32;
+        // SAFETY: `len` bytes fit in `data` (checked above); the helper
         // copies at most that many and fails cleanly past the packet's end.
-        let copied = unsafe {
-            bpf_skb_load_bytes(skb as *const _, 0, record.data.as_mut_ptr().cast(), cap_len)
-        };
-        if copied < 0 {
-            cap_len = 0;
+        let copied =
+            unsafe { bpf_skb_load_bytes(skb as *const _, 0, record.data.as_mut_ptr().cast(), len) };
+        if copied == 0 {
+            cap_len = len;
         }
     }
     let header = &mut record.header;

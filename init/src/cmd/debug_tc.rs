@@ -225,7 +225,18 @@ async fn attach(
     let path = tc::choose_path()?;
     let btf = KernelBtf::get();
     let aya_btf = btf.as_ref().ok().map(|b| &b.aya);
-    let mut object = Object::load(OBJECT, aya_btf, |_| {})?;
+    // Without privileges the first map already fails: say what is needed
+    // rather than which map.
+    let mut object = Object::load(OBJECT, aya_btf, |_| {}).map_err(|e| {
+        if permission_denied(&e) {
+            tc::TcError::NotRoot {
+                iface: iface.clone(),
+            }
+            .into()
+        } else {
+            e
+        }
+    })?;
     let program: &mut SchedClassifier = object.program_mut(name)?;
     program
         .load()
@@ -342,6 +353,13 @@ async fn show(iface: String, hook: Hook) -> anyhow::Result<String> {
         entries.len()
     ));
     Ok(text)
+}
+
+fn permission_denied(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(libc::EPERM))
+    })
 }
 
 /// An error and its sources on one line.
