@@ -18,7 +18,8 @@ pub const CAPTURE_EGRESS: u8 = 1;
 /// `CaptureHeader::flags`: `tgid` and `comm` name the task the hook ran in,
 /// and the packet was sent by a local socket. The egress hook usually runs
 /// in the sender's `sendmsg`; a packet sent later from a kernel timer (a TCP
-/// retransmit) names whichever task was running then.
+/// retransmit) names whichever task was running then. Kernels that refuse
+/// TC programs the task helpers (Linux 6.1) never set it.
 pub const CAPTURE_HAS_TASK: u8 = 1 << 0;
 
 /// The fixed part of a capture record.

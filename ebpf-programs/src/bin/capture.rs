@@ -37,6 +37,13 @@ static CAPTURE_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 #[unsafe(no_mangle)]
 static SNAPLEN: Global<u32> = Global::new(SNAPLEN_MAX as u32);
 
+/// Non-zero when TC programs may call `bpf_get_current_pid_tgid` and
+/// `bpf_get_current_comm` on the running kernel (6.1 refuses them to
+/// SCHED_CLS); userspace probes and sets it. The global is read-only, so
+/// the verifier knows its value and never visits the calls when it is 0.
+#[unsafe(no_mangle)]
+static TASK_HELPERS: Global<u8> = Global::new(0);
+
 #[inline(always)]
 fn capture(ctx: &TcContext, direction: u8) {
     let Some(mut slot) = reserve_header_zeroed::<CaptureRecord>(
@@ -86,7 +93,7 @@ fn capture(ctx: &TcContext, direction: u8) {
     // whoever the softirq interrupted, so it is not reported.
     // SAFETY: reading a pointer field of the __sk_buff context.
     let has_sock = unsafe { !(*skb).__bindgen_anon_2.sk.is_null() };
-    if direction == CAPTURE_EGRESS && has_sock {
+    if TASK_HELPERS.load() != 0 && direction == CAPTURE_EGRESS && has_sock {
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
         if tgid != 0 {
             header.tgid = tgid;

@@ -227,7 +227,11 @@ async fn attach(
     let aya_btf = btf.as_ref().ok().map(|b| &b.aya);
     // Without privileges the first map already fails: say what is needed
     // rather than which map.
-    let mut object = Object::load(OBJECT, aya_btf, |_| {}).map_err(|e| {
+    let task_helpers = u8::from(task_helpers_allowed());
+    let mut object = Object::load(OBJECT, aya_btf, |loader| {
+        loader.override_global("TASK_HELPERS", &task_helpers, true);
+    })
+    .map_err(|e| {
         if permission_denied(&e) {
             tc::TcError::NotRoot {
                 iface: iface.clone(),
@@ -353,6 +357,19 @@ async fn show(iface: String, hook: Hook) -> anyhow::Result<String> {
         entries.len()
     ));
     Ok(text)
+}
+
+/// Whether TC programs may call the task helpers here (probed: 6.1's
+/// verifier refuses them to SCHED_CLS, 6.18's allows them).
+fn task_helpers_allowed() -> bool {
+    use aya::programs::ProgramType;
+    use aya::sys::{is_helper_supported, BpfHelper};
+    [
+        BpfHelper::BPF_FUNC_get_current_pid_tgid,
+        BpfHelper::BPF_FUNC_get_current_comm,
+    ]
+    .into_iter()
+    .all(|helper| is_helper_supported(ProgramType::SchedClassifier, helper).unwrap_or(false))
 }
 
 fn permission_denied(error: &anyhow::Error) -> bool {
