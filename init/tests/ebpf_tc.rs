@@ -12,12 +12,13 @@ use std::time::{Duration, Instant};
 use common::{myinit_bin, unique, MyinitRun, Netns};
 
 /// Two namespaces joined by a veth pair: `here` (10.77.0.1, `dev`) and
-/// `peer` (10.77.0.2). Each test has its own namespaces, so the same
-/// addresses do not collide.
+/// `peer` (10.77.0.2, `peer_dev`). Each test has its own namespaces, so
+/// the same addresses do not collide.
 struct Link {
     here: Netns,
-    _peer: Netns,
+    peer: Netns,
     dev: String,
+    peer_dev: String,
 }
 
 const PEER_ADDR: &str = "10.77.0.2";
@@ -34,8 +35,9 @@ fn link() -> Link {
     peer.ip(&["link", "set", &other, "up"]);
     Link {
         here,
-        _peer: peer,
+        peer,
         dev,
+        peer_dev: other,
     }
 }
 
@@ -234,6 +236,41 @@ fn a_killed_myinit_leaves_its_clsact_filter_and_the_next_attach_removes_it() {
     );
     let filters = tc_filters(&l.here, d);
     assert_eq!(filters.len(), 1, "{filters:?}");
+
+    // That run ended without detaching too; `detach` in a process that
+    // attached nothing removes what is left.
+    let (_, r) = run(&l.here, Some("clsact"), &format!("debug-tc detach {d}"));
+    r.assert_ok();
+    assert_eq!(
+        r.stdout,
+        format!("{d} ingress: removed 1 old filter(s) named capture_ingress\n")
+    );
+    assert!(tc_filters(&l.here, d).is_empty());
+}
+
+#[test]
+fn packets_longer_than_the_snap_length_are_cut_to_it() {
+    let l = link();
+    let d = &l.dev;
+    // Jumbo frames on both ends: 4000-byte pings cross unfragmented.
+    l.here.ip(&["link", "set", d, "mtu", "9000"]);
+    l.peer.ip(&["link", "set", &l.peer_dev, "mtu", "9000"]);
+    let (_, r) = run(
+        &l.here,
+        None,
+        &format!(
+            "debug-tc attach {d} --seconds 0.1; ping -c 3 -i 0.2 -s 4000 {PEER_ADDR}; \
+             debug-tc detach {d}"
+        ),
+    );
+    r.assert_ok();
+    let prefix = format!("{d} ingress: detached;");
+    assert!(
+        count(&r.stdout, &prefix, "cut at 1514 bytes") >= 3,
+        "{}",
+        r.stdout
+    );
+    assert_eq!(count(&r.stdout, &prefix, "malformed"), 0, "{}", r.stdout);
 }
 
 #[test]

@@ -114,6 +114,8 @@ struct Tally {
     bad: u64,
     /// IPv4 frames among `seen`, by the EtherType in the copied bytes.
     ipv4: u64,
+    /// Packets longer than the snap length, cut to it.
+    cut: u64,
     /// Distinct (tgid, comm) of locally sent packets.
     senders: Vec<(u32, String)>,
 }
@@ -131,6 +133,9 @@ impl Tally {
             return;
         }
         self.seen += 1;
+        if (h.cap_len as usize) < h.orig_len as usize {
+            self.cut += 1;
+        }
         if data.get(12..14) == Some(&[0x08, 0x00][..]) {
             self.ipv4 += 1;
         }
@@ -150,8 +155,8 @@ impl Tally {
 
     fn report(&self, lost: u64) -> String {
         let mut text = format!(
-            "{} packet(s) seen ({} IPv4), {lost} lost, {} malformed",
-            self.seen, self.ipv4, self.bad
+            "{} packet(s) seen ({} IPv4, {} cut at {SNAPLEN_MAX} bytes), {lost} lost, {} malformed",
+            self.seen, self.ipv4, self.cut, self.bad
         );
         if !self.senders.is_empty() {
             text.push_str("; local senders:");
