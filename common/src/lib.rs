@@ -8,6 +8,7 @@
 #[cfg(feature = "modules")]
 extern crate alloc;
 
+pub mod capture;
 pub mod droptrace;
 
 #[cfg(feature = "modules")]

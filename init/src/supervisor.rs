@@ -463,19 +463,14 @@ fn reap_forever() -> ! {
 /// and the tests that walk `help` never run it) rather than a `kill`
 /// builtin: it needs no pid, and it is exactly the two ways a Rust process
 /// dies that `catch_unwind` cannot stop.
-pub static DEBUG_CRASH: CommandSpec = CommandSpec {
+pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
     name: "debug-crash",
     usage: "debug-crash segv|abort",
     summary: "test only: kill the engine by SIGSEGV or abort()",
     help: "",
     run: debug_crash,
     cli: None,
-};
-
-/// The commands found by name but listed nowhere.
-pub fn hidden_command(name: &str) -> Option<&'static CommandSpec> {
-    (name == DEBUG_CRASH.name).then_some(&DEBUG_CRASH)
-}
+}];
 
 fn debug_crash(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     let _ = ctx.out.flush();

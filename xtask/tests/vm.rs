@@ -537,6 +537,105 @@ fn an_autoexec_that_runs_itself_gets_one_error_and_the_boot_goes_on() {
         .lines()
         .filter(|l| l.trim_end_matches('\r') == "self-run-level")
         .count();
-    assert_eq!(levels, 64, "{}", run.stdout);
+    // The stage script itself, then 64 nested `run`s of it.
+    assert_eq!(levels, 65, "{}", run.stdout);
     assert!(run.stdout.contains("power off now"), "{}", run.stdout);
+}
+
+/// The number before `label` on the one line of `text` (a debug-tc report).
+fn count_before(text: &str, label: &str) -> u64 {
+    let at = text
+        .find(label)
+        .unwrap_or_else(|| panic!("no '{label}' in {text}"));
+    text[..at]
+        .split_whitespace()
+        .last()
+        .and_then(|n| n.trim_start_matches('(').parse().ok())
+        .unwrap_or_else(|| panic!("no count before '{label}' in {text}"))
+}
+
+#[test]
+fn tc_capture_programs_pass_the_6_1_verifier_and_an_orphan_filter_is_removed() {
+    let share = TempDir::new("tc");
+    // Debian's 6.1 has no TCX: the clsact path, with sch_ingress and
+    // cls_bpf loaded as modules by stage 1. `--leave` lets go of a filter
+    // without removing it, as a killed myinit would.
+    share.write(
+        "autoexec.run",
+        "set -e\n\
+         ifconfig lo up\n\
+         debug-tc attach lo --seconds 0.1 --leave > /mnt/host/leave.txt\n\
+         debug-tc show lo > /mnt/host/orphan.txt\n\
+         debug-tc attach lo --seconds 0.1 > /mnt/host/attach.txt\n\
+         debug-tc attach lo egress --seconds 0.1 > /mnt/host/attach-egress.txt\n\
+         ping -c 3 -i 0.2 127.0.0.1 > /dev/null\n\
+         debug-tc show lo > /mnt/host/show.txt\n\
+         debug-tc detach lo > /mnt/host/detach.txt\n\
+         debug-tc detach lo egress > /mnt/host/detach-egress.txt\n\
+         debug-tc show lo > /mnt/host/after.txt\n\
+         cat /proc/modules > /mnt/host/modules.txt\n",
+    );
+    let run = vm(&[
+        "--share",
+        &share.0.to_string_lossy(),
+        "--append",
+        SHORT,
+        "--timeout",
+        "240",
+    ]);
+    assert_eq!(run.status, 0, "{}", run.stdout);
+    let modules = share.read("modules.txt");
+    for module in ["sch_ingress", "cls_bpf"] {
+        assert!(
+            modules
+                .lines()
+                .any(|l| l.starts_with(&format!("{module} "))),
+            "{module} not loaded: {modules}"
+        );
+    }
+    let leave = share.read("leave.txt");
+    assert!(
+        leave.contains("lo ingress: attached capture_ingress via clsact, removed 0 old filter(s)"),
+        "{leave}"
+    );
+    assert!(leave.contains("lo ingress: left attached"), "{leave}");
+    let orphan = share.read("orphan.txt");
+    assert!(
+        orphan.contains("lo ingress: 1 BPF program(s) attached")
+            && orphan.contains("capture_ingress"),
+        "{orphan}"
+    );
+    let attach = share.read("attach.txt");
+    assert!(
+        attach.contains("lo ingress: attached capture_ingress via clsact, removed 1 old filter(s) named capture_ingress"),
+        "{attach}"
+    );
+    let egress = share.read("attach-egress.txt");
+    assert!(
+        egress.contains("lo egress: attached capture_egress via clsact"),
+        "{egress}"
+    );
+    // The orphan is gone: only the new filter is on the hook.
+    let show = share.read("show.txt");
+    assert!(
+        show.contains("lo ingress: 1 BPF program(s) attached"),
+        "{show}"
+    );
+    // Three echo requests and three replies cross lo both ways.
+    for (file, hook) in [("detach.txt", "ingress"), ("detach-egress.txt", "egress")] {
+        let text = share.read(file);
+        assert!(text.starts_with(&format!("lo {hook}: detached;")), "{text}");
+        assert!(count_before(&text, "IPv4") >= 6, "{text}");
+        assert_eq!(count_before(&text, "malformed"), 0, "{text}");
+        assert_eq!(count_before(&text, "lost"), 0, "{text}");
+    }
+    // 6.1 refuses TC programs the task helpers: the sender is left unnamed
+    // rather than the program failing to load.
+    let egress = share.read("detach-egress.txt");
+    assert!(!egress.contains("local senders"), "{egress}");
+    let after = share.read("after.txt");
+    assert!(
+        after.contains("lo ingress: 0 BPF program(s) attached"),
+        "{after}"
+    );
 }

@@ -16,6 +16,7 @@ use thiserror::Error;
 use crate::shell::Ctx;
 
 pub mod builtin;
+pub mod debug_tc;
 pub mod droptrace;
 pub mod files;
 pub mod ifconfig;
@@ -234,12 +235,16 @@ pub fn all() -> &'static [&'static CommandSpec] {
     })
 }
 
+/// Developer commands: run by name, but not listed by `help` nor completed
+/// (kept out of `all()`), as they stand in for commands still to come.
+const HIDDEN: &[&[CommandSpec]] = &[debug_tc::COMMANDS, crate::supervisor::COMMANDS];
+
 pub fn find(name: &str) -> Option<&'static CommandSpec> {
     all()
         .iter()
         .copied()
+        .chain(HIDDEN.iter().copied().flatten())
         .find(|c| c.name == name)
-        .or_else(|| crate::supervisor::hidden_command(name))
 }
 
 /// Wrong arguments: the shell prints the message and the command's usage.

@@ -6,6 +6,7 @@
 //! maps.
 
 pub mod ring;
+pub mod tc;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

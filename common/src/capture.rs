@@ -1,0 +1,62 @@
+//! The capture record, as `ebpf-programs/src/bin/capture.rs` queues it and
+//! the capture job (`init/src/capture/`) reads it: a fixed header followed
+//! by the packet's first `cap_len` bytes.
+
+/// The largest snap length the programs copy: an Ethernet frame at the
+/// 1500-byte MTU that TAPs and veths use by default (1500 + 14). Each ring
+/// record is fixed-size (`bpf_ringbuf_reserve` needs a constant size), so a
+/// larger maximum would cost every small packet that much ring space: at
+/// 1514 a 4 MiB ring holds ~2,600 full-size packets between two reads.
+/// Longer frames (GSO, jumbo) are cut; `orig_len` keeps their real length.
+pub const SNAPLEN_MAX: usize = 1514;
+
+/// `CaptureHeader::direction`: the packet arrived on the interface.
+pub const CAPTURE_INGRESS: u8 = 0;
+/// `CaptureHeader::direction`: the packet leaves through the interface.
+pub const CAPTURE_EGRESS: u8 = 1;
+
+/// `CaptureHeader::flags`: `tgid` and `comm` name the task the hook ran in,
+/// and the packet was sent by a local socket. The egress hook usually runs
+/// in the sender's `sendmsg`; a packet sent later from a kernel timer (a TCP
+/// retransmit) names whichever task was running then. Kernels that refuse
+/// TC programs the task helpers (Linux 6.1) never set it.
+pub const CAPTURE_HAS_TASK: u8 = 1 << 0;
+
+/// The fixed part of a capture record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CaptureHeader {
+    /// `bpf_ktime_get_ns()` when the hook ran (CLOCK_MONOTONIC).
+    pub timestamp_ns: u64,
+    /// The interface the hook is attached to.
+    pub ifindex: u32,
+    /// The packet's length on the wire (`skb->len`, link header included).
+    pub orig_len: u32,
+    /// How many bytes follow the header (at most the snap length).
+    pub cap_len: u32,
+    /// Process id (tgid) of the sender; see `CAPTURE_HAS_TASK`.
+    pub tgid: u32,
+    /// `CAPTURE_INGRESS` or `CAPTURE_EGRESS`.
+    pub direction: u8,
+    /// `CAPTURE_*` bits.
+    pub flags: u8,
+    pub _pad: [u8; 6],
+    /// The sender's command name, NUL-padded; see `CAPTURE_HAS_TASK`.
+    pub comm: [u8; 16],
+}
+
+/// One ring record: the header and room for `SNAPLEN_MAX` packet bytes, of
+/// which the first `header.cap_len` are the packet's.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct CaptureRecord {
+    pub header: CaptureHeader,
+    pub data: [u8; SNAPLEN_MAX],
+}
+
+// The eBPF program zeroes the header 8 bytes at a time.
+const _: () = assert!(core::mem::size_of::<CaptureHeader>().is_multiple_of(8));
+
+#[cfg(feature = "user")]
+// SAFETY: CaptureHeader is repr(C), Copy, and every bit pattern is valid.
+unsafe impl aya::Pod for CaptureHeader {}

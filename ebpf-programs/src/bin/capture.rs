@@ -1,0 +1,123 @@
+//! The packet capture's TC programs (the capture job loads this object):
+//! each packet's first `SNAPLEN` bytes and a `CaptureHeader` go into a ring
+//! buffer; traffic is never changed (always `TC_ACT_OK`).
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::TC_ACT_OK,
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_skb_load_bytes,
+    },
+    macros::{classifier, map},
+    maps::{PerCpuArray, RingBuf},
+    programs::TcContext,
+    Global,
+};
+use myinit_common::capture::{
+    CaptureHeader, CaptureRecord, CAPTURE_EGRESS, CAPTURE_HAS_TASK, CAPTURE_INGRESS, SNAPLEN_MAX,
+};
+use myinit_ebpf::{reserve_header_zeroed, submit_batched};
+
+/// Captured packets for userspace: 4 MiB holds ~2,600 full-size records
+/// between two reads.
+#[map]
+static CAPTURE_RING: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+
+/// Queued bytes at which the reader is woken (~170 full-size records);
+/// below that it finds them at its next poll (every 10 ms).
+const WAKEUP_BYTES: u64 = 256 << 10;
+
+/// Packets the ring buffer could not take, per CPU (index 0).
+#[map]
+static CAPTURE_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Bytes copied from each packet; userspace sets it (`capture -s`). Values
+/// above `SNAPLEN_MAX` are cut to it.
+#[unsafe(no_mangle)]
+static SNAPLEN: Global<u32> = Global::new(SNAPLEN_MAX as u32);
+
+/// Non-zero when TC programs may call `bpf_get_current_pid_tgid` and
+/// `bpf_get_current_comm` on the running kernel (6.1 refuses them to
+/// SCHED_CLS); userspace probes and sets it. The global is read-only, so
+/// the verifier knows its value and never visits the calls when it is 0.
+#[unsafe(no_mangle)]
+static TASK_HELPERS: Global<u8> = Global::new(0);
+
+#[inline(always)]
+fn capture(ctx: &TcContext, direction: u8) {
+    let Some(mut slot) = reserve_header_zeroed::<CaptureRecord>(
+        &CAPTURE_RING,
+        &CAPTURE_LOST,
+        core::mem::size_of::<CaptureHeader>(),
+    ) else {
+        return;
+    };
+    // SAFETY: the entry holds a whole CaptureRecord and its header is zeroed.
+    let record = unsafe { &mut *slot.as_mut_ptr() };
+    let skb = ctx.skb.skb;
+    let orig_len = ctx.len();
+    let mut cap_len = orig_len;
+    let snaplen = SNAPLEN.load();
+    if cap_len > snaplen {
+        cap_len = snaplen;
+    }
+    // The length handed to bpf_skb_load_bytes must be proven within
+    // [1, SNAPLEN_MAX]. Linux 6.1's verifier learns no lower bound from
+    // `!= 0` (and LLVM turns `> 0` into that), so the check is
+    // `len - 1 < SNAPLEN_MAX` on a copy read back through a volatile stack
+    // slot, which LLVM cannot fold back into `len`; a 0 wraps and fails it.
+    let less_one = u64::from(cap_len).wrapping_sub(1);
+    // SAFETY: reading a local through its own reference.
+    let less_one = unsafe { core::ptr::read_volatile(&less_one) };
+    cap_len = 0;
+    if less_one < SNAPLEN_MAX as u64 {
+        let len = (less_one + 1) as u32;
+        // SAFETY: `len` bytes fit in `data` (checked above); the helper
+        // copies at most that many and fails cleanly past the packet's end.
+        let copied =
+            unsafe { bpf_skb_load_bytes(skb as *const _, 0, record.data.as_mut_ptr().cast(), len) };
+        if copied == 0 {
+            cap_len = len;
+        }
+    }
+    let header = &mut record.header;
+    header.timestamp_ns = unsafe { bpf_ktime_get_ns() };
+    // SAFETY: the context is the kernel's __sk_buff for this packet.
+    header.ifindex = unsafe { (*skb).ifindex };
+    header.orig_len = orig_len;
+    header.cap_len = cap_len;
+    header.direction = direction;
+    // A local socket on an outgoing packet: the hook runs in the sending
+    // task's context (see CAPTURE_HAS_TASK). On ingress the current task is
+    // whoever the softirq interrupted, so it is not reported.
+    // SAFETY: reading a pointer field of the __sk_buff context.
+    let has_sock = unsafe { !(*skb).__bindgen_anon_2.sk.is_null() };
+    if TASK_HELPERS.load() != 0 && direction == CAPTURE_EGRESS && has_sock {
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        if tgid != 0 {
+            header.tgid = tgid;
+            header.comm = bpf_get_current_comm().unwrap_or_default();
+            header.flags |= CAPTURE_HAS_TASK;
+        }
+    }
+    submit_batched(slot, &CAPTURE_RING, WAKEUP_BYTES);
+}
+
+/// Packets arriving on the interface (TC ingress).
+#[classifier]
+pub fn capture_ingress(ctx: TcContext) -> i32 {
+    capture(&ctx, CAPTURE_INGRESS);
+    TC_ACT_OK as i32
+}
+
+/// Packets leaving through the interface (TC egress).
+#[classifier]
+pub fn capture_egress(ctx: TcContext) -> i32 {
+    capture(&ctx, CAPTURE_EGRESS);
+    TC_ACT_OK as i32
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,411 @@
+//! Attaching TC classifiers (`SchedClassifier`) of a loaded object to an
+//! interface's ingress or egress, capability-free. TCX links where the
+//! running kernel has them (decided from its BTF, not its version: distro
+//! kernels backport), else a `clsact` qdisc and a netlink `cls_bpf` filter.
+//!
+//! A netlink filter outlives the process that made it (the kernel holds the
+//! program), so a killed myinit leaves its filters behind; TCX links die
+//! with their fd. Before attaching program P through netlink, the filters
+//! on that hook named P are removed, and the caller is told how many.
+
+use std::io;
+
+use aya::programs::links::LinkOrder;
+use aya::programs::tc::{
+    self, NlOptions, SchedClassifierLinkId, TcAttachOptions, TcAttachType, TcError as AyaTcError,
+};
+use aya::programs::{ProgramError, SchedClassifier};
+use futures::StreamExt as _;
+use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST};
+use rtnetlink::packet_route::tc::{TcAttribute, TcHandle, TcMessage, TcOption};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::packet_utils::nla::{Nla as _, NlasIterator};
+use thiserror::Error;
+
+use crate::kernel::btf::KernelBtf;
+
+/// Environment variable forcing a path: `clsact` (also on a TCX kernel, so
+/// both paths can be tested on one machine) or `tcx`.
+pub const PATH_ENV: &str = "MYINIT_TC";
+
+/// `TCA_BPF_NAME` in a cls_bpf filter's options (stable UAPI,
+/// `include/uapi/linux/pkt_cls.h`); netlink-packet-route has no cls_bpf
+/// options type, so its raw attribute is read.
+const TCA_BPF_NAME: u16 = 7;
+
+/// Which side of the interface a program sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    Ingress,
+    Egress,
+}
+
+impl Hook {
+    pub fn parse(word: &str) -> Option<Self> {
+        match word {
+            "ingress" => Some(Hook::Ingress),
+            "egress" => Some(Hook::Egress),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Ingress => "ingress",
+            Hook::Egress => "egress",
+        }
+    }
+
+    fn attach_type(self) -> TcAttachType {
+        match self {
+            Hook::Ingress => TcAttachType::Ingress,
+            Hook::Egress => TcAttachType::Egress,
+        }
+    }
+
+    /// The clsact qdisc's minor for this hook (the filters' parent).
+    fn clsact_minor(self) -> u16 {
+        match self {
+            Hook::Ingress => TcHandle::MIN_INGRESS,
+            Hook::Egress => TcHandle::MIN_EGRESS,
+        }
+    }
+}
+
+/// How a program is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcPath {
+    /// A TCX link (Linux 6.6+): gone when its fd closes.
+    Tcx,
+    /// A `clsact` qdisc and a netlink `cls_bpf` filter (Linux 4.5+): stays
+    /// until removed.
+    Clsact,
+}
+
+impl TcPath {
+    pub fn name(self) -> &'static str {
+        match self {
+            TcPath::Tcx => "tcx",
+            TcPath::Clsact => "clsact",
+        }
+    }
+}
+
+/// Errors of TC attach and detach, each one line a user can act on.
+#[derive(Debug, Error)]
+pub enum TcError {
+    #[error("{0}: no such interface")]
+    NoSuchInterface(String),
+    #[error("{iface}: attaching a TC program needs root (CAP_NET_ADMIN and CAP_BPF)")]
+    NotRoot { iface: String },
+    #[error(
+        "{iface}: the kernel has no clsact qdisc: load the sch_ingress module \
+         (modprobe sch_ingress) or build CONFIG_NET_SCH_INGRESS in"
+    )]
+    NoClsact { iface: String },
+    #[error(
+        "{iface}: the kernel has no BPF classifier: load the cls_bpf module \
+         (modprobe cls_bpf) or build CONFIG_NET_CLS_BPF in"
+    )]
+    NoClsBpf { iface: String },
+    #[error("{PATH_ENV}={0}: expected tcx or clsact")]
+    BadOverride(String),
+    #[error("{PATH_ENV}=tcx: this kernel has no TCX (no BPF_TCX_INGRESS in its BTF; Linux 6.6+)")]
+    NoTcx,
+    #[error("{iface} {hook}: {what}: {message}")]
+    Kernel {
+        iface: String,
+        hook: &'static str,
+        what: &'static str,
+        message: String,
+    },
+}
+
+/// Whether the running kernel has TCX links: its BTF's `enum
+/// bpf_attach_type` has `BPF_TCX_INGRESS`.
+pub fn kernel_has_tcx() -> bool {
+    KernelBtf::get()
+        .ok()
+        .and_then(|btf| btf.types.enum_values("bpf_attach_type"))
+        .is_some_and(|values| values.iter().any(|(name, _)| name == "BPF_TCX_INGRESS"))
+}
+
+/// The path to use: `MYINIT_TC` if set, else TCX when the kernel has it.
+pub fn choose_path() -> Result<TcPath, TcError> {
+    let forced = std::env::var(PATH_ENV).unwrap_or_default();
+    match forced.as_str() {
+        "clsact" => Ok(TcPath::Clsact),
+        "tcx" if kernel_has_tcx() => Ok(TcPath::Tcx),
+        "tcx" => Err(TcError::NoTcx),
+        "" if kernel_has_tcx() => Ok(TcPath::Tcx),
+        "" => Ok(TcPath::Clsact),
+        other => Err(TcError::BadOverride(other.to_string())),
+    }
+}
+
+/// A program attached by `attach`; hand it back to `detach` or `leave`.
+#[derive(Debug)]
+pub struct Attached {
+    pub iface: String,
+    pub hook: Hook,
+    pub path: TcPath,
+    /// Filters of the same program name left on the hook by an earlier
+    /// process, removed before attaching (clsact path only).
+    pub removed_orphans: usize,
+    link: SchedClassifierLinkId,
+}
+
+/// One filter or link on a hook, as `filters` lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HookEntry {
+    pub path: TcPath,
+    /// The program's name (cls_bpf's `TCA_BPF_NAME`, or the TCX program's).
+    pub name: String,
+    /// Filter priority and handle (clsact); zero for TCX.
+    pub priority: u16,
+    pub handle: u32,
+}
+
+fn errno_of(error: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if let Some(code) = io.raw_os_error() {
+                return Some(code);
+            }
+        }
+        if let Some(nl) = e.downcast_ref::<aya::sys::NetlinkError>() {
+            if let Some(code) = nl.raw_os_error() {
+                return Some(code);
+            }
+        }
+        source = e.source();
+    }
+    None
+}
+
+fn kernel_error(
+    iface: &str,
+    hook: Hook,
+    what: &'static str,
+    error: &(dyn std::error::Error + 'static),
+) -> TcError {
+    if errno_of(error) == Some(libc::EPERM) {
+        return TcError::NotRoot {
+            iface: iface.to_string(),
+        };
+    }
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        message.push_str(": ");
+        message.push_str(&e.to_string());
+        source = e.source();
+    }
+    TcError::Kernel {
+        iface: iface.to_string(),
+        hook: hook.name(),
+        what,
+        message,
+    }
+}
+
+fn check_interface(iface: &str) -> Result<u32, TcError> {
+    crate::net::iface::ifindex(iface).map_err(|_| TcError::NoSuchInterface(iface.to_string()))
+}
+
+/// Attaches a loaded `program` (named `name` in its object) to `iface`'s
+/// `hook` by `path`. On the clsact path the qdisc is added if missing and
+/// filters named `name` already on the hook are removed first. Must run
+/// inside the tokio runtime (the filter dump uses rtnetlink).
+pub async fn attach(
+    program: &mut SchedClassifier,
+    name: &str,
+    iface: &str,
+    hook: Hook,
+    path: TcPath,
+) -> Result<Attached, TcError> {
+    check_interface(iface)?;
+    let mut removed_orphans = 0;
+    let options = match path {
+        TcPath::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
+        TcPath::Clsact => {
+            match tc::qdisc_add_clsact(iface) {
+                Ok(()) => {}
+                Err(AyaTcError::NetlinkError(e)) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                Err(e) if errno_of(&e) == Some(libc::ENOENT) => {
+                    return Err(TcError::NoClsact {
+                        iface: iface.to_string(),
+                    })
+                }
+                Err(e) => return Err(kernel_error(iface, hook, "adding the clsact qdisc", &e)),
+            }
+            removed_orphans = remove_filters(iface, hook, name).await?;
+            TcAttachOptions::Netlink(NlOptions::default())
+        }
+    };
+    let link = program
+        .attach_with_options(iface, hook.attach_type(), options)
+        .map_err(|e| match (path, errno_of(&e)) {
+            // cls_bpf missing: the kernel finds no classifier of kind "bpf".
+            (TcPath::Clsact, Some(libc::ENOENT)) => TcError::NoClsBpf {
+                iface: iface.to_string(),
+            },
+            _ => kernel_error(iface, hook, "attaching", &e),
+        })?;
+    Ok(Attached {
+        iface: iface.to_string(),
+        hook,
+        path,
+        removed_orphans,
+        link,
+    })
+}
+
+/// Detaches what `attach` attached (the TCX link or the netlink filter).
+pub fn detach(program: &mut SchedClassifier, attached: Attached) -> Result<(), TcError> {
+    program
+        .detach(attached.link)
+        .map_err(|e| kernel_error(&attached.iface, attached.hook, "detaching", &e))
+}
+
+/// Lets go of an attachment without detaching it, as a killed process
+/// would: a netlink filter stays in the kernel; a TCX link stays only while
+/// this process keeps its fd (until it exits).
+pub fn leave(program: &mut SchedClassifier, attached: Attached) -> Result<(), TcError> {
+    let link = program
+        .take_link(attached.link)
+        .map_err(|e: ProgramError| kernel_error(&attached.iface, attached.hook, "leaving", &e))?;
+    // Dropping the link would detach it; leaving it attached is the point.
+    std::mem::forget(link);
+    Ok(())
+}
+
+/// Removes the netlink filters on `iface`'s `hook` whose program is named
+/// `name`; returns how many there were.
+pub async fn remove_filters(iface: &str, hook: Hook, name: &str) -> Result<usize, TcError> {
+    let found = netlink_filters(iface, hook)
+        .await?
+        .into_iter()
+        .filter(|f| f.name == name)
+        .count();
+    if found == 0 {
+        return Ok(0);
+    }
+    match tc::qdisc_detach_program(iface, hook.attach_type(), name) {
+        Ok(()) => Ok(found),
+        // Gone in between (another process removed them): nothing left.
+        Err(AyaTcError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(kernel_error(iface, hook, "removing old filters", &e)),
+    }
+}
+
+/// The BPF programs on `iface`'s `hook`: cls_bpf filters, then TCX links
+/// (when the kernel has TCX). Must run inside the tokio runtime.
+pub async fn filters(iface: &str, hook: Hook) -> Result<Vec<HookEntry>, TcError> {
+    let mut entries = netlink_filters(iface, hook).await?;
+    if kernel_has_tcx() {
+        let (_, programs) = SchedClassifier::query_tcx(iface, hook.attach_type())
+            .map_err(|e| kernel_error(iface, hook, "listing TCX links", &e))?;
+        entries.extend(programs.iter().map(|p| HookEntry {
+            path: TcPath::Tcx,
+            name: p.name_as_str().unwrap_or("?").to_string(),
+            priority: 0,
+            handle: 0,
+        }));
+    }
+    Ok(entries)
+}
+
+/// Dumps the cls_bpf filters under the clsact qdisc's `hook` (an
+/// interface without clsact has none).
+async fn netlink_filters(iface: &str, hook: Hook) -> Result<Vec<HookEntry>, TcError> {
+    let index = check_interface(iface)?;
+    let fail = |what: &'static str, message: String| TcError::Kernel {
+        iface: iface.to_string(),
+        hook: hook.name(),
+        what,
+        message,
+    };
+    let (connection, mut handle, _) =
+        rtnetlink::new_connection().map_err(|e| fail("netlink socket", e.to_string()))?;
+    let task = tokio::spawn(connection);
+    let mut request = TcMessage::default();
+    request.header.index = index as i32;
+    request.header.parent = TcHandle {
+        major: TcHandle::CLSACT.major,
+        minor: hook.clsact_minor(),
+    };
+    let mut message = NetlinkMessage::from(RouteNetlinkMessage::GetTrafficFilter(request));
+    message.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+    let result = async {
+        let mut responses = handle
+            .request(message)
+            .map_err(|e| fail("listing filters", e.to_string()))?;
+        let mut entries = Vec::new();
+        while let Some(response) = responses.next().await {
+            match response.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewTrafficFilter(filter)) => {
+                    if let Some(entry) = bpf_filter(&filter) {
+                        entries.push(entry);
+                    }
+                }
+                NetlinkPayload::Error(e) if e.code.is_some() => {
+                    let code = e.code.map_or(0, |c| -c.get());
+                    if code == libc::EPERM {
+                        return Err(TcError::NotRoot {
+                            iface: iface.to_string(),
+                        });
+                    }
+                    return Err(fail(
+                        "listing filters",
+                        io::Error::from_raw_os_error(code).to_string(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(entries)
+    }
+    .await;
+    task.abort();
+    result
+}
+
+/// A cls_bpf filter's program name, priority and handle; None for other
+/// kinds and for the per-priority chain heads (no options).
+fn bpf_filter(filter: &TcMessage) -> Option<HookEntry> {
+    let is_bpf = filter
+        .attributes
+        .iter()
+        .any(|a| matches!(a, TcAttribute::Kind(kind) if kind == "bpf"));
+    if !is_bpf {
+        return None;
+    }
+    // Options of kinds it does not know come as one raw attribute holding
+    // the nested ones.
+    let name = filter.attributes.iter().find_map(|a| match a {
+        TcAttribute::Options(options) => options.iter().find_map(|o| match o {
+            TcOption::Other(nested) => {
+                let mut value = vec![0; nested.value_len()];
+                nested.emit_value(&mut value);
+                NlasIterator::new(&value[..]).find_map(|nla| {
+                    let nla = nla.ok()?;
+                    (nla.kind() == TCA_BPF_NAME).then(|| {
+                        let bytes = nla.value();
+                        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+                        String::from_utf8_lossy(&bytes[..end]).into_owned()
+                    })
+                })
+            }
+            _ => None,
+        }),
+        _ => None,
+    })?;
+    Some(HookEntry {
+        path: TcPath::Clsact,
+        name,
+        priority: (filter.header.info >> 16) as u16,
+        handle: u32::from(filter.header.handle),
+    })
+}
