@@ -36,8 +36,9 @@ pub const COMMANDS: &[CommandSpec] = &[
     },
 ];
 
+/// `-h`/`--help` alone (with other words, an unknown option is an error).
 fn wants_help(args: &[String]) -> bool {
-    args.iter().any(|a| a == "-h" || a == "--help")
+    !args.is_empty() && args.iter().all(|a| a == "-h" || a == "--help")
 }
 
 fn print_help(ctx: &mut Ctx<'_>, name: &str) -> anyhow::Result<i32> {
