@@ -2,7 +2,7 @@
 //! and `modprobe` so both report failures the same way.
 
 use std::ffi::CString;
-use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -29,10 +29,19 @@ pub enum LoadError {
 /// Loads the module in `path` with `params` ("name=value name2=value").
 pub fn load(path: &Path, params: &str) -> Result<(), LoadError> {
     let shown = path.display().to_string();
-    let file =
-        File::open(path).map_err(|e| LoadError::Open(shown.clone(), crate::util::io_error(&e)))?;
-    if file.metadata().is_ok_and(|m| m.is_dir()) {
-        return Err(LoadError::Open(shown, "is a directory".into()));
+    // O_NONBLOCK: opening a FIFO nobody writes would block for good (and
+    // Ctrl-C cannot interrupt an open); regular files ignore the flag.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| LoadError::Open(shown.clone(), crate::util::io_error(&e)))?;
+    match file.metadata() {
+        Ok(m) if m.is_dir() => return Err(LoadError::Open(shown, "is a directory".into())),
+        Ok(m) if !m.is_file() => {
+            return Err(LoadError::Open(shown, "not a regular file".into()));
+        }
+        _ => {}
     }
     let params = CString::new(params).map_err(|_| LoadError::BadParams)?;
     let flags = if myinit_common::modules::is_compressed(&shown) {

@@ -421,6 +421,26 @@ fn insmod_of_a_missing_file_is_one_line_and_the_line_goes_on() {
 }
 
 #[test]
+fn insmod_or_modprobe_of_a_fifo_fails_at_once() {
+    // Found by the fuzz test: opening a FIFO nobody writes blocked for good.
+    let dir = TempDir::new();
+    let fifo = dir.path("mod.ko");
+    nix::unistd::mkfifo(
+        fifo.as_str(),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let run = myinit(&format!("insmod {fifo}; echo status=$?"));
+    assert!(started.elapsed() < Duration::from_secs(5), "insmod blocked");
+    assert_eq!(run.stdout, "status=1\n");
+    assert_eq!(
+        stderr_lines(&run),
+        [format!("insmod: {fifo}: not a regular file")]
+    );
+}
+
+#[test]
 fn dmesg_prints_the_newest_lines_without_blocking() {
     let marker = format!("myinit-dmesg-test-{}", unique("m"));
     fs::write("/dev/kmsg", format!("{marker}\n")).expect("write /dev/kmsg");
