@@ -546,6 +546,48 @@ fn wait_until(
     }
 }
 
+/// The calling thread at real-time priority (SCHED_FIFO 1) until dropped,
+/// then back to its policy. Taken for the end of a wait and the send that
+/// follows it: on a loaded machine an ordinary thread that wakes up is
+/// often not run for milliseconds, and a spin can be preempted; a
+/// real-time one runs at once. It is taken only around a wait that sleeps,
+/// so a busy schedule (gaps below `SPIN`) never holds the CPU at this
+/// priority, and the kernel's real-time throttling bounds it anyway.
+/// Without the right to it (no CAP_SYS_NICE, a cgroup without a real-time
+/// budget) the replay simply runs at its ordinary priority.
+struct Realtime {
+    policy: libc::c_int,
+    param: libc::sched_param,
+}
+
+impl Realtime {
+    fn enter() -> Option<Realtime> {
+        // Hand-written: no maintained crate wraps sched_setscheduler; three
+        // plain syscalls on the calling thread (pid 0).
+        // SAFETY: sched_param is plain old data; the calls only read and
+        // write the values passed, which live for the calls.
+        unsafe {
+            let policy = libc::sched_getscheduler(0);
+            let mut param: libc::sched_param = std::mem::zeroed();
+            if policy < 0 || libc::sched_getparam(0, &mut param) != 0 {
+                return None;
+            }
+            let fifo = libc::sched_param { sched_priority: 1 };
+            (libc::sched_setscheduler(0, libc::SCHED_FIFO, &fifo) == 0)
+                .then_some(Realtime { policy, param })
+        }
+    }
+}
+
+impl Drop for Realtime {
+    fn drop(&mut self) {
+        // SAFETY: as in enter(); the values were read from this thread.
+        unsafe {
+            libc::sched_setscheduler(0, self.policy, &self.param);
+        }
+    }
+}
+
 /// What a replay did, for the progress line and the summary.
 struct Tally {
     sent: u64,
@@ -556,8 +598,56 @@ struct Tally {
     /// When the first and the last packet went.
     first: Option<Instant>,
     last: Option<Instant>,
-    /// The most a packet went after it was due; None without a schedule.
-    worst_late: Option<Duration>,
+    /// How late packets went; None without a schedule (--topspeed).
+    lateness: Option<Lateness>,
+}
+
+/// The lateness histogram's size: one bucket per µs up to 10 ms (80 KiB),
+/// later ones counted in a last bucket, so memory is bounded.
+const LATE_BUCKETS: usize = 10_000;
+
+/// How late packets went after they were due: the worst, and enough for
+/// the 99th percentile.
+struct Lateness {
+    worst: Duration,
+    buckets: Vec<u64>,
+    count: u64,
+}
+
+impl Lateness {
+    fn new() -> Self {
+        Lateness {
+            worst: Duration::ZERO,
+            buckets: vec![0; LATE_BUCKETS + 1],
+            count: 0,
+        }
+    }
+
+    fn add(&mut self, late: Duration) {
+        self.worst = self.worst.max(late);
+        let micros = usize::try_from(late.as_micros()).unwrap_or(usize::MAX);
+        self.buckets[micros.min(LATE_BUCKETS)] += 1;
+        self.count += 1;
+    }
+
+    /// ", worst lateness 120 µs, p99 35 µs".
+    fn figures(&self) -> String {
+        let mut text = format!(", worst lateness {} µs", self.worst.as_micros());
+        // The smallest bucket with at least 99 % of the packets at or below.
+        let wanted = self.count - self.count / 100;
+        let mut seen = 0;
+        if let Some(at) = self.buckets.iter().position(|n| {
+            seen += n;
+            seen >= wanted
+        }) {
+            text += &if at == LATE_BUCKETS {
+                format!(", p99 over {LATE_BUCKETS} µs")
+            } else {
+                format!(", p99 {at} µs")
+            };
+        }
+        text
+    }
 }
 
 impl Tally {
@@ -568,7 +658,7 @@ impl Tally {
         }
     }
 
-    /// Elapsed, rate, retries, lateness: ", 1.998000 s, 500 packets/s, …".
+    /// Elapsed, rate, retries, lateness: ", 1.998000 s, 500.0 packets/s, …".
     fn figures(&self) -> String {
         let elapsed = self.elapsed();
         let mut text = format!(", {:.6} s", elapsed.as_secs_f64());
@@ -579,8 +669,8 @@ impl Tally {
         if self.retried > 0 {
             text += &format!(", {} retried", self.retried);
         }
-        if let Some(late) = self.worst_late {
-            text += &format!(", worst lateness {} µs", late.as_micros());
+        if let Some(lateness) = self.lateness.as_ref().filter(|l| l.count > 0) {
+            text += &lateness.figures();
         }
         text
     }
@@ -689,7 +779,11 @@ impl Replay<'_> {
                     (Some(first), Some(due)) => Some(first.checked_add(due).unwrap_or(first)),
                     _ => None,
                 };
+                let mut realtime = None;
                 if let Some(at) = due {
+                    if at.saturating_duration_since(Instant::now()) > SPIN {
+                        realtime = Realtime::enter();
+                    }
                     if let Err(e) = wait_until(at, &self.interrupts) {
                         break 'rounds Err(e.into());
                     }
@@ -699,13 +793,14 @@ impl Replay<'_> {
                 }
                 let now = Instant::now();
                 tally.first.get_or_insert(now);
-                if let Some(at) = due {
-                    let late = now.saturating_duration_since(at);
-                    tally.worst_late = Some(tally.worst_late.unwrap_or_default().max(late));
-                } else if self.pace != Pace::Top {
-                    tally.worst_late.get_or_insert(Duration::ZERO);
+                if let Some(lateness) = &mut tally.lateness {
+                    // The first packet sets the clock: never late.
+                    lateness
+                        .add(due.map_or(Duration::ZERO, |at| now.saturating_duration_since(at)));
                 }
-                if let Err(e) = self.send(&frame, tally) {
+                let sent = self.send(&frame, tally);
+                drop(realtime);
+                if let Err(e) = sent {
                     break 'rounds Err(e);
                 }
                 tally.last = Some(Instant::now());
@@ -837,7 +932,7 @@ fn inject(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         retried: 0,
         first: None,
         last: None,
-        worst_late: None,
+        lateness: (args.pace != Pace::Top).then(Lateness::new),
     };
     // On the shell thread, not the runtime: the waits need µs, which
     // tokio's ms timer cannot give.
