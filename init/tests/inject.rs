@@ -1243,3 +1243,35 @@ fn a_bad_jsonl_line_is_one_error_naming_it_and_sends_nothing() {
         "bad JSONL sent frames"
     );
 }
+
+/// A replay longer than 2 s says how far it got on stderr (a line each
+/// time when stderr is not a terminal), and ends with its summary.
+#[test]
+fn a_long_replay_reports_progress_on_stderr_then_a_summary() {
+    let bench = veth_bench("ijg");
+    let dir = TempDir::new("ijg");
+    let file = dir.write(
+        "g.pcap",
+        &pcap_every(&numbered_frames(3), Duration::from_millis(1)),
+    );
+    let r = bench
+        .ns
+        .myinit(&format!("inject {file} {} --count 250 --pps 100", bench.a));
+    r.assert_ok();
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    let [line] = lines[..] else { panic!("{r:?}") };
+    let done: u64 = line
+        .strip_prefix("inject: ")
+        .and_then(|s| s.split_once(" of 250 packets, 2."))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("{r:?}"));
+    assert!((195..=205).contains(&done), "{r:?}");
+    assert!(line.contains(" packets/s, worst lateness "), "{r:?}");
+    assert!(
+        r.stdout.starts_with(&format!(
+            "inject: 250 packets from {file} to {}, 0 failed, 2.49",
+            bench.a
+        )),
+        "{r:?}"
+    );
+}

@@ -595,7 +595,7 @@ struct Tally {
     failed: u64,
     /// Sends the kernel refused and that were tried again.
     retried: u64,
-    /// When the first and the last packet went.
+    /// When the first and the last packet sent were handed to the kernel.
     first: Option<Instant>,
     last: Option<Instant>,
     /// How late packets went; None without a schedule (--topspeed).
@@ -803,7 +803,9 @@ impl Replay<'_> {
                 if let Err(e) = sent {
                     break 'rounds Err(e);
                 }
-                tally.last = Some(Instant::now());
+                // When it went, as for the first: the span is that of the
+                // schedule, not of the send calls.
+                tally.last = Some(now);
                 tally.sent += 1;
                 this_round += 1;
                 progress.update(tally, total);
