@@ -991,6 +991,13 @@ fn span_in_order(received: &[(Duration, Vec<u8>)], sent: &[Vec<u8>]) -> Duration
     received.last().unwrap().0 - received[0].0
 }
 
+/// How far the pace tests (--speed, --pps, --loop) let a span be off, in
+/// seconds: they check how the options compose, and a wrong composition is
+/// milliseconds off; the precision itself is the 1000-packet test's (0.2 ms).
+/// Measured with the suite running in parallel on a loaded machine: the last
+/// packet now and then goes 0.2-0.3 ms late.
+const PACE_TOLERANCE: f64 = 0.001;
+
 /// How far a span is from the one wanted, in seconds.
 fn off_by(span: Duration, wanted: Duration) -> f64 {
     (span.as_secs_f64() - wanted.as_secs_f64()).abs()
@@ -1062,7 +1069,10 @@ fn speed_2_halves_the_span_and_topspeed_ignores_the_timing() {
         .assert_ok();
     let span = span_in_order(&dump.received(Duration::from_secs(20)), &frames);
     let half = Duration::from_micros(995_000 / 2);
-    assert!(off_by(span, half) <= 0.0002, "--speed 2 spanned {span:?}");
+    assert!(
+        off_by(span, half) <= PACE_TOLERANCE,
+        "--speed 2 spanned {span:?}"
+    );
 
     let dump = Tcpdump::start(
         &bench.ns,
@@ -1100,7 +1110,7 @@ fn pps_spaces_the_packets_evenly_whatever_the_file_says() {
     r.assert_ok();
     let span = span_in_order(&dump.received(Duration::from_secs(20)), &frames);
     assert!(
-        off_by(span, Duration::from_millis(198)) <= 0.0002,
+        off_by(span, Duration::from_millis(198)) <= PACE_TOLERANCE,
         "--pps 500 spanned {span:?}"
     );
     assert!(r.stdout.contains(" packets/s, worst lateness "), "{r:?}");
@@ -1123,7 +1133,7 @@ fn loop_repeats_the_whole_file_at_its_pace_and_count_still_caps_it() {
     assert!(r.stdout.starts_with("inject: 12 packets from"), "{r:?}");
     let span = span_in_order(&dump.received(Duration::from_secs(20)), &thrice);
     assert!(
-        off_by(span, Duration::from_millis(110)) <= 0.0002,
+        off_by(span, Duration::from_millis(110)) <= PACE_TOLERANCE,
         "--loop 3 spanned {span:?}"
     );
 
