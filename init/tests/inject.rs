@@ -244,8 +244,9 @@ fn frames_injected_into_a_tap_are_received_by_the_kernel() {
     ));
     r.assert_ok();
     assert!(
-        r.stdout
-            .contains(&format!("inject: 3 packets from {file} to {tap}\n")),
+        r.stdout.contains(&format!(
+            "inject: 3 packets from {file} to {tap}, 0 failed, "
+        )),
         "{r:?}"
     );
     let after = icmp_counters(&ns);
@@ -355,10 +356,12 @@ fn frames_sent_on_a_veth_reach_its_peer_with_count_and_interval() {
         .ns
         .myinit(&format!("inject {file} {} --count 5", bench.a));
     r.assert_ok();
-    assert_eq!(
-        r.stdout,
-        format!("inject: 5 packets from {file} to {}\n", bench.a)
+    assert!(
+        r.stdout
+            .starts_with(&format!("inject: 5 packets from {file} to {}, ", bench.a)),
+        "{r:?}"
     );
+    assert_eq!(r.stdout.lines().count(), 1, "{r:?}");
     let (rx1, bytes1, _) = counters(&bench.ns, &bench.b);
     let (_, _, tx1) = counters(&bench.ns, &bench.a);
     assert_eq!(rx1 - rx0, 5);
@@ -713,9 +716,12 @@ fn frames_the_peer_keeps_refusing_end_the_injection_with_a_summary() {
     );
     assert_eq!(status, Some(1), "{stdout} {stderr}");
     assert!(took < Duration::from_secs(5), "{took:?}");
-    assert_eq!(
-        stdout,
-        format!("inject: 0 packets from {file} to {}\n", bench.a)
+    assert!(
+        stdout.starts_with(&format!(
+            "inject: 0 packets from {file} to {}, 1 failed, ",
+            bench.a
+        )),
+        "{stdout}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(
@@ -800,9 +806,9 @@ fn a_fifo_is_kept_up_to_a_bound_and_refused_beyond_it() {
             assert_eq!(rx1, rx0, "a refused FIFO sent frames");
         } else {
             assert_eq!(status, Some(0), "{stdout} {stderr}");
-            assert_eq!(
-                stdout,
-                format!("inject: 5 packets from {fifo} to {}\n", bench.a)
+            assert!(
+                stdout.starts_with(&format!("inject: 5 packets from {fifo} to {}, ", bench.a)),
+                "{stdout}"
             );
             assert_eq!(rx1 - rx0, 5);
             assert_eq!(bytes1 - bytes0, 3 * 60 + 2 * 110);
@@ -859,4 +865,423 @@ fn a_file_emptied_while_being_sent_ends_the_injection() {
         .unwrap_or_else(|| panic!("no summary: {stdout}"));
     assert!((3..1000).contains(&sent), "{stdout}");
     assert_eq!(counters(&bench.ns, &bench.b).0 - rx0, sent);
+}
+
+// ------------------------------------------------- pace, loop and JSONL
+
+/// `n` frames of a local EtherType, each carrying its number (so order and
+/// loss show at the receiver); 60 bytes each.
+fn numbered_frames(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let mut payload = (i as u32).to_be_bytes().to_vec();
+            payload.resize(46, 0x5a);
+            ether(BROADCAST, 0x88b5, &payload)
+        })
+        .collect()
+}
+
+/// A µs pcap of `frames`, `gap` apart.
+fn pcap_every(frames: &[Vec<u8>], gap: Duration) -> Vec<u8> {
+    let mut w = PcapWriter::new(Vec::new()).unwrap();
+    let start = Duration::from_secs(1_760_000_000);
+    for (i, f) in frames.iter().enumerate() {
+        w.write_packet(&PcapPacket::new(start + gap * i as u32, f.len() as u32, f))
+            .unwrap();
+    }
+    w.into_writer()
+}
+
+/// tcpdump receiving on DEV in the namespace (the reference receiver:
+/// kernel timestamps in ns), the frames the test sends only (their source
+/// MAC).
+struct Tcpdump {
+    child: Kill,
+    file: String,
+}
+
+impl Tcpdump {
+    /// Returns once tcpdump listens; it ends by itself after `count`.
+    fn start(ns: &Netns, dev: &str, file: String, count: Option<usize>) -> Self {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "tcpdump", "-i", dev, "-n", "-U"])
+            .args([
+                "--time-stamp-precision=nano",
+                "--immediate-mode",
+                "-Q",
+                "in",
+            ])
+            // A small snap length: libpcap's ring has a slot per packet of
+            // that size, and 256 KiB slots overflow at --topspeed.
+            .args(["-s", "256", "-B", "8192"])
+            .args(
+                count
+                    .map(|n| ["-c".to_string(), n.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
+            .args(["-w", &file, "ether src 02:00:00:00:00:02"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcpdump");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Drained to the end, so tcpdump never blocks on a full pipe.
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        let child = Kill(Some(child));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains("listening on") => break,
+                Ok(_) => {}
+                Err(e) => panic!("tcpdump did not start listening: {e}"),
+            }
+        }
+        Tcpdump { child, file }
+    }
+
+    /// What it received: (kernel timestamp, bytes), once it has `count`
+    /// frames or after `limit` (then it is stopped).
+    fn received(mut self, limit: Duration) -> Vec<(Duration, Vec<u8>)> {
+        let child = self.child.0.as_mut().unwrap();
+        let deadline = Instant::now() + limit;
+        while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if child.try_wait().unwrap().is_none() {
+            common::run_ok("kill", &["-INT", &child.id().to_string()]);
+            let _ = child.wait();
+        }
+        let bytes = std::fs::read(&self.file).unwrap();
+        let mut reader = pcap_file::pcap::PcapReader::new(&bytes[..]).unwrap();
+        let mut frames = Vec::new();
+        while let Some(p) = reader.next_packet() {
+            let p = p.unwrap();
+            frames.push((p.timestamp, p.data.into_owned()));
+        }
+        frames
+    }
+}
+
+/// The frames arrived in order, none missing, none more: the span from the
+/// first to the last receive timestamp.
+fn span_in_order(received: &[(Duration, Vec<u8>)], sent: &[Vec<u8>]) -> Duration {
+    let got: Vec<&Vec<u8>> = received.iter().map(|(_, f)| f).collect();
+    let numbers = |frames: &[&Vec<u8>]| -> Vec<u32> {
+        frames
+            .iter()
+            .map(|f| u32::from_be_bytes(f[14..18].try_into().unwrap()))
+            .collect()
+    };
+    let want: Vec<&Vec<u8>> = sent.iter().collect();
+    assert_eq!(numbers(&got), numbers(&want), "order or loss");
+    assert_eq!(got, want, "bytes");
+    assert!(received.windows(2).all(|w| w[0].0 <= w[1].0));
+    received.last().unwrap().0 - received[0].0
+}
+
+/// How far the pace tests (--speed, --pps, --loop) let a span be off, in
+/// seconds: they check how the options compose, and a wrong composition is
+/// milliseconds off; the precision itself is the 1000-packet test's (0.2 ms).
+/// Measured with the suite running in parallel on a loaded machine: the last
+/// packet now and then goes 0.2-0.3 ms late.
+const PACE_TOLERANCE: f64 = 0.001;
+
+/// How far a span is from the one wanted, in seconds.
+fn off_by(span: Duration, wanted: Duration) -> f64 {
+    (span.as_secs_f64() - wanted.as_secs_f64()).abs()
+}
+
+/// The issue's test: 1000 packets recorded 2 ms apart arrive in order,
+/// none missing, spanning the recorded 1.998 s within 0.01 % (0.2 ms) at
+/// the receiver; tcpreplay on the same file, measured the same way, is the
+/// reference.
+#[test]
+fn the_recorded_pace_is_kept_within_0_01_percent_over_1000_packets_with_tcpreplay_as_reference() {
+    let bench = veth_bench("ijp");
+    let dir = TempDir::new("ijp");
+    let frames = numbered_frames(1000);
+    let file = dir.write("paced.pcap", &pcap_every(&frames, Duration::from_millis(2)));
+    let recorded = Duration::from_millis(1998);
+
+    let dump = Tcpdump::start(
+        &bench.ns,
+        &bench.b,
+        dir.path("ours.pcap"),
+        Some(frames.len()),
+    );
+    let r = bench.ns.myinit(&format!("inject {file} {}", bench.a));
+    r.assert_ok();
+    let ours = span_in_order(&dump.received(Duration::from_secs(20)), &frames);
+    assert!(
+        r.stdout.starts_with(&format!(
+            "inject: 1000 packets from {file} to {}, 0 failed, 1.99",
+            bench.a
+        )) && r.stdout.contains(" packets/s, worst lateness "),
+        "{r:?}"
+    );
+
+    let dump = Tcpdump::start(
+        &bench.ns,
+        &bench.b,
+        dir.path("theirs.pcap"),
+        Some(frames.len()),
+    );
+    let out = bench.ns.exec("tcpreplay", &["-q", "-i", &bench.a, &file]);
+    assert!(out.status.success(), "{out:?}");
+    let theirs = span_in_order(&dump.received(Duration::from_secs(20)), &frames);
+
+    eprintln!(
+        "{}recorded {recorded:?}: inject {ours:?} ({:.4} % off), tcpreplay {theirs:?} ({:.4} % off)",
+        r.stdout,
+        off_by(ours, recorded) / recorded.as_secs_f64() * 100.0,
+        off_by(theirs, recorded) / recorded.as_secs_f64() * 100.0,
+    );
+    assert!(off_by(ours, recorded) <= 0.0002, "inject spanned {ours:?}");
+    // The reference is printed, not asserted: on this shared 2-core machine
+    // tcpreplay 4.4.3 (default timer) spans 2.2-3.7 s, where the issue's
+    // machine measured 1.9991-2.0001 s. span_in_order checked that the
+    // receiver saw all of its packets, in order.
+}
+
+/// `--speed 2` halves the recorded span; `--topspeed` ignores it.
+#[test]
+fn speed_2_halves_the_span_and_topspeed_ignores_the_timing() {
+    let bench = veth_bench("ijs");
+    let dir = TempDir::new("ijs");
+    let frames = numbered_frames(200);
+    let file = dir.write("s.pcap", &pcap_every(&frames, Duration::from_millis(5)));
+    let dump = Tcpdump::start(&bench.ns, &bench.b, dir.path("s2.pcap"), Some(frames.len()));
+    bench
+        .ns
+        .myinit(&format!("inject {file} {} --speed 2", bench.a))
+        .assert_ok();
+    let span = span_in_order(&dump.received(Duration::from_secs(20)), &frames);
+    let half = Duration::from_micros(995_000 / 2);
+    assert!(
+        off_by(span, half) <= PACE_TOLERANCE,
+        "--speed 2 spanned {span:?}"
+    );
+
+    let dump = Tcpdump::start(
+        &bench.ns,
+        &bench.b,
+        dir.path("top.pcap"),
+        Some(frames.len()),
+    );
+    bench
+        .ns
+        .myinit(&format!("inject {file} {} --topspeed", bench.a))
+        .assert_ok();
+    let span = span_in_order(&dump.received(Duration::from_secs(20)), &frames);
+    assert!(
+        span < Duration::from_millis(100),
+        "--topspeed spanned {span:?}"
+    );
+}
+
+/// `--pps 500` spaces packets 2 ms apart whatever the file says (here 1 s).
+#[test]
+fn pps_spaces_the_packets_evenly_whatever_the_file_says() {
+    let bench = veth_bench("ijq");
+    let dir = TempDir::new("ijq");
+    let frames = numbered_frames(100);
+    let file = dir.write("q.pcap", &pcap_every(&frames, Duration::from_secs(1)));
+    let dump = Tcpdump::start(
+        &bench.ns,
+        &bench.b,
+        dir.path("q.pcap.rx"),
+        Some(frames.len()),
+    );
+    let r = bench
+        .ns
+        .myinit(&format!("inject {file} {} --pps 500", bench.a));
+    r.assert_ok();
+    let span = span_in_order(&dump.received(Duration::from_secs(20)), &frames);
+    assert!(
+        off_by(span, Duration::from_millis(198)) <= PACE_TOLERANCE,
+        "--pps 500 spanned {span:?}"
+    );
+    assert!(r.stdout.contains(" packets/s, worst lateness "), "{r:?}");
+}
+
+/// `--loop 3` sends the file three times at its pace (the next round one
+/// average gap after the last packet); with `--count` it stops at N.
+#[test]
+fn loop_repeats_the_whole_file_at_its_pace_and_count_still_caps_it() {
+    let bench = veth_bench("ijl");
+    let dir = TempDir::new("ijl");
+    let frames = numbered_frames(4);
+    let file = dir.write("l.pcap", &pcap_every(&frames, Duration::from_millis(10)));
+    let thrice: Vec<Vec<u8>> = frames.iter().cycle().take(12).cloned().collect();
+    let dump = Tcpdump::start(&bench.ns, &bench.b, dir.path("l3.pcap"), Some(thrice.len()));
+    let r = bench
+        .ns
+        .myinit(&format!("inject {file} {} --loop 3", bench.a));
+    r.assert_ok();
+    assert!(r.stdout.starts_with("inject: 12 packets from"), "{r:?}");
+    let span = span_in_order(&dump.received(Duration::from_secs(20)), &thrice);
+    assert!(
+        off_by(span, Duration::from_millis(110)) <= PACE_TOLERANCE,
+        "--loop 3 spanned {span:?}"
+    );
+
+    let (rx0, _, _) = counters(&bench.ns, &bench.b);
+    let r = bench
+        .ns
+        .myinit(&format!("inject {file} {} --loop 2 --count 5", bench.a));
+    r.assert_ok();
+    assert!(r.stdout.starts_with("inject: 5 packets from"), "{r:?}");
+    assert_eq!(counters(&bench.ns, &bench.b).0 - rx0, 5);
+}
+
+/// The JSONL lines of `frames`: the UDP one as layers (lengths and the IP
+/// checksum left to the encoder), the others as hex `data`; a blank line
+/// and no newline at the end, as hand-edited files have.
+fn jsonl_of(frames: &[Vec<u8>]) -> String {
+    let hex = |f: &[u8]| f.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut lines = vec![format!(
+        concat!(
+            r#"{{"timestamp_us":1760000000000000,"layers":["#,
+            r#"{{"layertype":"ether","dst":"ff:ff:ff:ff:ff:ff","src":"02:00:00:00:00:02","etype":"<auto>"}},"#,
+            r#"{{"layertype":"Ip","version":4,"ihl":"<auto>","tos":0,"len":"<auto>","id":1,"#,
+            r#""flags":{{"reserved":false,"dont_fragment":true,"more_fragments":false,"fragment_offset":0}},"#,
+            r#""ttl":64,"proto":"<auto>","chksum":"<auto>","src":"10.69.0.2","dst":"10.69.0.1","options":[]}},"#,
+            r#"{{"layertype":"Udp","sport":4000,"dport":5000,"len":"<auto>","chksum":0}},"#,
+            r#"{{"layertype":"raw","data":{:?}}}]}}"#
+        ),
+        b"jsonl".to_vec()
+    )];
+    lines.push(String::new());
+    for (i, f) in frames.iter().enumerate().skip(1) {
+        lines.push(format!(
+            r#"{{"data":"{}","timestamp_us":{}}}"#,
+            hex(f),
+            1_760_000_000_000_000u64 + i as u64 * 1000
+        ));
+    }
+    lines.join("\n")
+}
+
+/// A JSONL file (told from its content: it is named .pcap) sends the same
+/// bytes as the pcap of the same frames.
+#[test]
+fn jsonl_input_sends_the_same_bytes_as_the_pcap() {
+    let bench = veth_bench("ijj");
+    let dir = TempDir::new("ijj");
+    let mut frames = vec![ether(
+        BROADCAST,
+        0x0800,
+        &ipv4(
+            [10, 69, 0, 2],
+            [10, 69, 0, 1],
+            17,
+            &udp(4000, 5000, b"jsonl"),
+            false,
+        ),
+    )];
+    frames.extend(numbered_frames(3));
+    let pcap_file = dir.write("f.pcap", &pcap_every(&frames, Duration::from_millis(1)));
+    let jsonl_file = dir.write("looks-like.pcap", jsonl_of(&frames).as_bytes());
+    let mut received = Vec::new();
+    for file in [&pcap_file, &jsonl_file] {
+        let dump = Tcpdump::start(&bench.ns, &bench.b, format!("{file}.rx"), None);
+        let r = bench.ns.myinit(&format!("inject {file} {}", bench.a));
+        r.assert_ok();
+        assert!(r.stdout.starts_with("inject: 4 packets from"), "{r:?}");
+        // No count: stopped once the frames had time to arrive.
+        std::thread::sleep(Duration::from_millis(300));
+        let got: Vec<Vec<u8>> = dump
+            .received(Duration::ZERO)
+            .into_iter()
+            .map(|(_, f)| f)
+            .collect();
+        received.push(got);
+    }
+    assert_eq!(received[0], frames);
+    assert_eq!(received[1], frames);
+}
+
+/// A bad JSONL line: one line naming the file and the line, and nothing
+/// sent, not even the good lines before it.
+#[test]
+fn a_bad_jsonl_line_is_one_error_naming_it_and_sends_nothing() {
+    let bench = veth_bench("ijk");
+    let dir = TempDir::new("ijk");
+    let good = jsonl_of(&numbered_frames(2));
+    let unknown = dir.write(
+        "unknown.jsonl",
+        format!(
+            "{good}\n{}\n",
+            r#"{"timestamp_us":3,"layers":[{"layertype":"Foo"}]}"#
+        )
+        .as_bytes(),
+    );
+    let broken = dir.write("broken.jsonl", format!("{good}\n{{oops\n").as_bytes());
+    let (rx0, _, _) = counters(&bench.ns, &bench.b);
+    for (file, message) in [
+        (
+            &unknown,
+            "line 4: layer 1: unknown layertype `Foo`".to_string(),
+        ),
+        (&broken, "line 4: not JSON: ".to_string()),
+    ] {
+        let r = bench.ns.myinit(&format!("inject {file} {}", bench.a));
+        assert_eq!(r.status, 1, "{r:?}");
+        assert!(r.stdout.is_empty(), "{r:?}");
+        assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+        assert!(
+            r.stderr
+                .starts_with(&format!("-c:1: inject: {file}: {message}")),
+            "{r:?}"
+        );
+    }
+    assert_eq!(
+        counters(&bench.ns, &bench.b).0,
+        rx0,
+        "bad JSONL sent frames"
+    );
+}
+
+/// A replay longer than 2 s says how far it got on stderr (a line each
+/// time when stderr is not a terminal), and ends with its summary.
+#[test]
+fn a_long_replay_reports_progress_on_stderr_then_a_summary() {
+    let bench = veth_bench("ijg");
+    let dir = TempDir::new("ijg");
+    let file = dir.write(
+        "g.pcap",
+        &pcap_every(&numbered_frames(3), Duration::from_millis(1)),
+    );
+    let r = bench
+        .ns
+        .myinit(&format!("inject {file} {} --count 250 --pps 100", bench.a));
+    r.assert_ok();
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    let [line] = lines[..] else { panic!("{r:?}") };
+    let done: u64 = line
+        .strip_prefix("inject: ")
+        .and_then(|s| s.split_once(" of 250 packets, 2."))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or_else(|| panic!("{r:?}"));
+    assert!((195..=205).contains(&done), "{r:?}");
+    assert!(line.contains(" packets/s, worst lateness "), "{r:?}");
+    assert!(
+        r.stdout.starts_with(&format!(
+            "inject: 250 packets from {file} to {}, 0 failed, 2.49",
+            bench.a
+        )),
+        "{r:?}"
+    );
 }

@@ -30,6 +30,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     // Tests read the pcap files myinit writes with these.
     "tcpdump",
     "tshark",
+    // The reference inject's timing is measured against.
+    "tcpreplay",
     // To inspect TC/eBPF attachments in tests.
     "bpftool",
 ];

@@ -126,6 +126,11 @@ impl<R: BufRead> Reader<R> {
         }
     }
 
+    /// The number of the line read last (1-based; 0 before the first).
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
     /// Reads the next line into `buf` without its newline. `Ok(None)` at the
     /// end; `Ok(Some(false))` when the line was too long (and was skipped).
     fn read_line(&mut self) -> io::Result<Option<bool>> {
