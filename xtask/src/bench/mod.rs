@@ -397,10 +397,60 @@ impl VethPair {
                 &pair.rx,
             ],
         )?;
+        // No IPv6 on the pair: its router solicitations and DAD would add
+        // to the receiver's counters.
+        for ns in [&pair.ns_tx, &pair.ns_rx] {
+            sh(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    ns,
+                    "sysctl",
+                    "-qw",
+                    "net.ipv6.conf.all.disable_ipv6=1",
+                ],
+            )?;
+            sh(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    ns,
+                    "sysctl",
+                    "-qw",
+                    "net.ipv6.conf.default.disable_ipv6=1",
+                ],
+            )?;
+        }
         sh("ip", &["-n", &pair.ns_tx, "link", "set", &pair.tx, "up"])?;
         sh("ip", &["-n", &pair.ns_rx, "link", "set", &pair.rx, "up"])?;
         pair.tx_mac = link_mac(&pair.ns_tx, &pair.tx)?;
         pair.rx_mac = link_mac(&pair.ns_rx, &pair.rx)?;
+        // Fixed neighbours: the receiver's ICMP replies then need no ARP,
+        // whose answers would add to the receiver's counters.
+        let mac = |m: [u8; 6]| m.map(|b| format!("{b:02x}")).join(":");
+        for (ns, ip, lladdr, dev) in [
+            (&pair.ns_rx, "10.99.0.1", mac(pair.tx_mac), &pair.rx),
+            (&pair.ns_tx, "10.99.0.2", mac(pair.rx_mac), &pair.tx),
+        ] {
+            sh(
+                "ip",
+                &[
+                    "-n",
+                    ns,
+                    "neigh",
+                    "replace",
+                    ip,
+                    "lladdr",
+                    &lladdr,
+                    "dev",
+                    dev,
+                    "nud",
+                    "permanent",
+                ],
+            )?;
+        }
         Ok(pair)
     }
 
