@@ -144,6 +144,20 @@ fn quick_bench_of_every_built_part_writes_tables_of_the_documented_shape() {
     for row in rows(&inject).iter().take(3) {
         assert_eq!(row["received"].as_f64(), Some(10_000.0), "{row}");
     }
+    // At the recorded pace the receiver's capture holds every packet the
+    // interface counted, so drift and lateness cover the whole file.
+    let paced = &inject["tables"][1]["rows"][0];
+    assert!(
+        paced["sender"].as_str().unwrap().contains("tcpreplay"),
+        "{paced}"
+    );
+    assert_eq!(paced["captured"].as_f64(), Some(10_000.0), "{paced}");
+    assert_eq!(
+        paced["receiver rx_packets"].as_f64(),
+        Some(10_000.0),
+        "{paced}"
+    );
+    assert!(paced["drift %"].as_f64().is_some(), "{paced}");
 
     let boot = read("boot");
     check_shape(&boot, "boot");

@@ -144,8 +144,9 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
             "drift %",
             "worst lateness µs",
             "p99 lateness µs",
-            "received",
+            "captured",
             "capture dropped",
+            "receiver rx_packets",
         ],
     );
     let mut drifts = Vec::new();
@@ -161,6 +162,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
             Cell::num(m(&|p| p.p99_us), 1),
             Cell::num(m(&|p| p.received as f64), 0),
             Cell::num(m(&|p| p.capture_dropped as f64), 0),
+            Cell::num(m(&|p| p.rx_packets as f64), 0),
         ]);
     }
     if has_timing {
@@ -276,6 +278,8 @@ struct Pace {
     p99_us: f64,
     received: u64,
     capture_dropped: u64,
+    /// The receiving interface's own count, to tell a sender's loss from the capture's.
+    rx_packets: u64,
 }
 
 fn recorded_pace(
@@ -301,6 +305,9 @@ fn recorded_pace(
         "96",
         "-B",
         "32768",
+        // Else libpcap's TPACKET_V3 block timeout (1 s) holds the last
+        // packets back, and SIGINT loses them.
+        "--immediate-mode",
         "--time-stamp-precision=nano",
         "-w",
     ])
@@ -308,6 +315,7 @@ fn recorded_pace(
     .args(["udp", "dst", "port", "9"]);
     let mut tcpdump = Watched::spawn(cmd)?;
     tcpdump.wait_for("listening on", Duration::from_secs(30))?;
+    let rx_before = pair.rx_counter("rx_packets")?;
     match sender {
         Sender::Tcpreplay => {
             sh(
@@ -334,7 +342,8 @@ fn recorded_pace(
         }
         Sender::Trafgen => unreachable!("trafgen has no recorded pace"),
     }
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(1200));
+    let rx_packets = pair.rx_counter("rx_packets")? - rx_before;
     tcpdump.interrupt();
     let lines = tcpdump.finish(Duration::from_secs(30))?;
     let capture_dropped = lines
@@ -353,6 +362,7 @@ fn recorded_pace(
     }
     let mut pace = lateness(&arrivals).context("tcpdump received nothing")?;
     pace.capture_dropped = capture_dropped;
+    pace.rx_packets = rx_packets;
     Ok(pace)
 }
 
@@ -376,7 +386,7 @@ fn lateness(arrivals: &[(u32, f64)]) -> Option<Pace> {
         worst_us: late[late.len() - 1],
         p99_us: p99,
         received: arrivals.len() as u64,
-        capture_dropped: 0,
+        ..Pace::default()
     })
 }
 
