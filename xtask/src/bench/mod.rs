@@ -769,17 +769,26 @@ impl MyinitShell {
         self.proc.child.id()
     }
 
-    /// Runs one command line; returns the lines it printed (bounded wait).
+    /// Runs one command line; returns the lines it printed (bounded wait),
+    /// or an error with them when its status is not 0.
     pub fn run(&mut self, line: &str, timeout: Duration) -> anyhow::Result<Vec<String>> {
         self.marks += 1;
-        let mark = format!("@@bench-done-{}", self.marks);
+        let mark = format!("@@bench-done-{} ", self.marks);
         let from = self.proc.seen.len();
-        self.proc.send(&format!("{line}\necho {mark}\n"))?;
-        self.proc
+        self.proc.send(&format!("{line}\necho {mark}$?\n"))?;
+        let done = self
+            .proc
             .wait_for(&mark, timeout)
             .with_context(|| format!("myinit: {line}"))?;
         let end = self.proc.seen.len() - 1;
-        Ok(self.proc.seen[from..end].to_vec())
+        let printed = self.proc.seen[from..end].to_vec();
+        let status = done.rsplit(' ').next().unwrap_or_default();
+        ensure!(
+            status == "0",
+            "myinit: {line}: status {status}: {}",
+            printed.join(" / ")
+        );
+        Ok(printed)
     }
 
     /// `exit`, then waits for the end.
