@@ -76,7 +76,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         bail!("bench {name}: not built yet (its command's owner adds xtask/src/bench/{name}.rs)");
     }
     ensure!(
-        nix_root(),
+        is_root(),
         "bench: needs root (network namespaces, eBPF, tracefs)"
     );
     let bench = Bench {
@@ -113,7 +113,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn nix_root() -> bool {
+fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
@@ -713,15 +713,20 @@ impl Watched {
         while self.child.try_wait()?.is_none() {
             ensure!(
                 Instant::now() < deadline,
-                "{:?} did not end within {} s",
+                "process {} did not end within {} s",
                 self.child.id(),
                 timeout.as_secs()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-        // The reader threads end with the pipes; collect what is left.
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
-            self.seen.push(line);
+        // The reader threads end with the pipes; collect what is left (a
+        // grandchild holding a pipe open must not keep us here).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            match self.lines.recv_timeout(Duration::from_millis(500)) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => break,
+            }
         }
         Ok(self.seen.clone())
     }
