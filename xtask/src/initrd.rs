@@ -167,7 +167,7 @@ pub fn build(
 }
 
 /// `cargo build --release` for musl; returns the static binary.
-fn build_myinit() -> anyhow::Result<PathBuf> {
+pub fn build_myinit() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("xtask: building myinit for {MUSL_TARGET} (release)");
     crate::run(

@@ -34,7 +34,7 @@ enum Task {
     Initrd(initrd::InitrdArgs),
     /// Boot the initrd under qemu; exits with the guest's `poweroff STATUS`.
     Vm(Box<vm::VmArgs>),
-    /// Flood drops over veth: no tracer vs droptrace eBPF vs ftrace, side by side (root).
+    /// Measure myinit against the reference tools, side by side (root): droptrace, inject, boot, …
     Bench(bench::BenchArgs),
     /// Rewrite README.md's command reference from `myinit -c help`.
     Readme,

@@ -34,6 +34,12 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "tcpreplay",
     // To inspect TC/eBPF attachments in tests.
     "bpftool",
+    // `cargo xtask bench`: the generator (trafgen), the references it
+    // measures myinit against, and the boot floor's static busybox.
+    "netsniff-ng",
+    "bpftrace",
+    "tcpreplay",
+    "busybox-static",
 ];
 
 /// QEMU's packages break each other across versions (qemu-utils 10 breaks
@@ -56,6 +62,9 @@ const PROGRAMS: &[(&str, &str, &str)] = &[
     ("tcpdump", "tcpdump", "--version"),
     ("tshark", "tshark", "--version"),
     ("bpftool", "bpftool", "version"),
+    ("bpftrace", "bpftrace", "--version"),
+    ("tcpreplay", "tcpreplay", "-V"),
+    ("busybox-static", "busybox", "--help"),
 ];
 
 /// Without this, installing tshark asks whether non-root users may capture.

@@ -1,0 +1,413 @@
+//! `bench inject`: a pcap of 64-byte UDP frames, numbered, sent over a veth
+//! pair by myinit's `inject` and by `tcpreplay`: once at top speed
+//! (packets/s, counted by the receiving interface), once at the recorded
+//! pace (the receiver's own timestamps from `tcpdump` against the recorded
+//! ones: drift over the whole span, worst and p99 per-packet lateness).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context as _};
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
+
+use super::{
+    arg, median, need, sh, udp_frame, Bench, Cell, Flood, MyinitShell, Scratch, Table, VethPair,
+    Watched,
+};
+
+/// The recorded gap between packets (10,000 packets/s): 100,000 packets
+/// span 10 s, a pace a sender can hold on a small shared machine.
+const GAP: Duration = Duration::from_micros(100);
+
+/// Where the packet number sits in each frame (after the UDP header).
+const SEQ_AT: usize = 42;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Sender {
+    Trafgen,
+    Tcpreplay,
+    Myinit,
+}
+
+impl Sender {
+    fn label(self, topspeed_flag: bool) -> &'static str {
+        match self {
+            Sender::Trafgen => "trafgen --cpus 1 (the generator, for scale)",
+            Sender::Tcpreplay => "tcpreplay (reference)",
+            Sender::Myinit if topspeed_flag => "myinit inject (static musl)",
+            Sender::Myinit => "myinit inject, default pace = top speed (static musl)",
+        }
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Sample {
+    elapsed_s: f64,
+    received: u64,
+    cpu_s: f64,
+}
+
+pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
+    need("tcpreplay", "tcpreplay")?;
+    need("tcpdump", "tcpdump")?;
+    let help = sh(arg(&bench.myinit)?, &["-c", "help inject"])?;
+    // The timing options came with --topspeed; without it inject has one
+    // pace, as fast as it can.
+    let has_timing = help.contains("--topspeed");
+    let pair = VethPair::new()?;
+    let scratch = Scratch::new()?;
+    let count = bench.scaled(100_000);
+    let file = scratch.path("frames.pcap");
+    write_pcap(&pair, count, &file)?;
+    let generator = Flood::new(&udp_frame(&pair, 64, 9, true), count)?;
+
+    let senders = [Sender::Trafgen, Sender::Tcpreplay, Sender::Myinit];
+    let mut fast: Vec<Vec<Sample>> = vec![Vec::new(); senders.len()];
+    for round in 0..bench.rounds as usize {
+        for k in 0..senders.len() {
+            let i = (k + round) % senders.len();
+            let s = top_speed(bench, &pair, &file, &generator, senders[i], has_timing)
+                .with_context(|| format!("top speed, {}", senders[i].label(has_timing)))?;
+            eprintln!(
+                "bench inject: round {} {}: {:.3} s, {} received",
+                round + 1,
+                senders[i].label(has_timing),
+                s.elapsed_s,
+                s.received
+            );
+            fast[i].push(s);
+        }
+    }
+    let mut speed = Table::new(
+        format!(
+            "{count} 64-byte frames from a pcap at top speed, median of {} round(s)",
+            bench.rounds
+        ),
+        &[
+            "sender",
+            "elapsed s",
+            "packets/s",
+            "received",
+            "sender CPU s",
+        ],
+    );
+    let mut rates = Vec::new();
+    for (sender, v) in senders.iter().zip(&fast) {
+        let elapsed = median(&v.iter().map(|s| s.elapsed_s).collect::<Vec<_>>());
+        let received = median(&v.iter().map(|s| s.received as f64).collect::<Vec<_>>());
+        let cpu = median(&v.iter().map(|s| s.cpu_s).collect::<Vec<_>>());
+        rates.push(received / elapsed);
+        speed.row(vec![
+            Cell::text(sender.label(has_timing)),
+            Cell::num(elapsed, 3),
+            Cell::num(received / elapsed, 0),
+            Cell::num(received, 0),
+            Cell::num(cpu, 2),
+        ]);
+    }
+    speed.ratios.push((
+        "packets/s, myinit inject vs tcpreplay --topspeed".into(),
+        rates[2] / rates[1],
+        None,
+    ));
+    speed.notes.push(format!(
+        "received = the receiving veth's rx_packets; elapsed = the sending command's wall time; the tcpreplay and myinit rows use {}",
+        if has_timing { "--topspeed" } else { "tcpreplay --topspeed and inject's default (it has no --topspeed yet)" }
+    ));
+
+    let paced_senders: Vec<Sender> = if has_timing {
+        vec![Sender::Tcpreplay, Sender::Myinit]
+    } else {
+        vec![Sender::Tcpreplay]
+    };
+    let mut paced: Vec<Vec<Pace>> = vec![Vec::new(); paced_senders.len()];
+    for round in 0..bench.rounds as usize {
+        for k in 0..paced_senders.len() {
+            let i = (k + round) % paced_senders.len();
+            let p = recorded_pace(bench, &pair, &scratch, &file, paced_senders[i])
+                .with_context(|| format!("recorded pace, {}", paced_senders[i].label(true)))?;
+            paced[i].push(p);
+        }
+    }
+    let span = GAP.as_secs_f64() * (count - 1) as f64;
+    let mut pace = Table::new(
+        format!(
+            "the same file at its recorded pace ({:.3} s span, {} µs apart), median of {} round(s)",
+            span,
+            GAP.as_micros(),
+            bench.rounds
+        ),
+        &[
+            "sender",
+            "received span s",
+            "drift %",
+            "worst lateness µs",
+            "p99 lateness µs",
+            "captured",
+            "capture dropped",
+            "receiver rx_packets",
+        ],
+    );
+    let mut drifts = Vec::new();
+    for (sender, v) in paced_senders.iter().zip(&paced) {
+        let m = |f: &dyn Fn(&Pace) -> f64| median(&v.iter().map(f).collect::<Vec<_>>());
+        let drift = m(&|p| p.drift_pct);
+        drifts.push(drift);
+        pace.row(vec![
+            Cell::text(sender.label(true)),
+            Cell::num(m(&|p| p.span_s), 6),
+            Cell::num(drift, 4),
+            Cell::num(m(&|p| p.worst_us), 1),
+            Cell::num(m(&|p| p.p99_us), 1),
+            Cell::num(m(&|p| p.received as f64), 0),
+            Cell::num(m(&|p| p.capture_dropped as f64), 0),
+            Cell::num(m(&|p| p.rx_packets as f64), 0),
+        ]);
+    }
+    if has_timing {
+        pace.ratios.push((
+            "|drift|, myinit inject vs tcpreplay".into(),
+            drifts[1].abs() / drifts[0].abs(),
+            Some(0.1),
+        ));
+    } else {
+        pace.notes.push(
+            "myinit inject: skipped, it has no timing yet (no --topspeed in `help inject`); tcpreplay alone, as the reference".into(),
+        );
+    }
+    pace.notes.push(
+        "times are the receiver's kernel timestamps (tcpdump, ns) against the recorded ones; lateness = how much later than its recorded offset from the first packet a packet arrived".into(),
+    );
+    Ok(vec![speed, pace])
+}
+
+/// `count` numbered 64-byte UDP frames, GAP apart, as a µs pcap.
+fn write_pcap(pair: &VethPair, count: u64, path: &Path) -> anyhow::Result<()> {
+    let file = std::fs::File::create(path).with_context(|| format!("{}", path.display()))?;
+    let mut w = PcapWriter::with_header(std::io::BufWriter::new(file), PcapHeader::default())?;
+    let mut frame = udp_frame(pair, 64, 9, true);
+    // Start away from zero: a timestamp of 0 looks like "no time" to some readers.
+    let start = Duration::from_secs(1_000_000_000);
+    for n in 0..count {
+        frame[SEQ_AT..SEQ_AT + 4].copy_from_slice(&(n as u32).to_be_bytes());
+        let ts = start + GAP * n as u32;
+        w.write_packet(&PcapPacket::new(ts, frame.len() as u32, &frame))?;
+    }
+    Ok(())
+}
+
+/// CPU seconds of the children waited for so far (user + system).
+fn children_cpu() -> f64 {
+    // SAFETY: getrusage fills the struct we hand it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+fn top_speed(
+    bench: &Bench,
+    pair: &VethPair,
+    file: &Path,
+    generator: &Flood,
+    sender: Sender,
+    has_timing: bool,
+) -> anyhow::Result<Sample> {
+    let before = pair.rx_counter("rx_packets")?;
+    let (elapsed_s, cpu_s) = match sender {
+        Sender::Trafgen => {
+            let cpu0 = children_cpu();
+            let secs = generator.run(pair)?;
+            (secs, children_cpu() - cpu0)
+        }
+        Sender::Tcpreplay => {
+            let cpu0 = children_cpu();
+            let started = Instant::now();
+            sh(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &pair.ns_tx,
+                    "tcpreplay",
+                    "-q",
+                    "--topspeed",
+                    "-i",
+                    &pair.tx,
+                    arg(file)?,
+                ],
+            )?;
+            (started.elapsed().as_secs_f64(), children_cpu() - cpu0)
+        }
+        Sender::Myinit => {
+            let mut shell = MyinitShell::start(bench, Some(&pair.ns_tx))?;
+            let flag = if has_timing { " --topspeed" } else { "" };
+            let cpu0 = super::cpu_seconds(shell.pid())?;
+            let started = Instant::now();
+            let out = shell.run(
+                &format!("inject {} {}{flag}", arg(file)?, pair.tx),
+                Duration::from_secs(300),
+            )?;
+            let secs = started.elapsed().as_secs_f64();
+            let cpu = super::cpu_seconds(shell.pid())? - cpu0;
+            ensure!(
+                out.iter().any(|l| l.starts_with("inject: ")),
+                "inject: {}",
+                out.join(" / ")
+            );
+            shell.exit()?;
+            (secs, cpu)
+        }
+    };
+    // The last frames may still be in flight in the veth's backlog.
+    std::thread::sleep(Duration::from_millis(100));
+    Ok(Sample {
+        elapsed_s,
+        received: pair.rx_counter("rx_packets")? - before,
+        cpu_s,
+    })
+}
+
+/// What the receiver saw of one paced replay.
+#[derive(Default, Clone, Copy)]
+struct Pace {
+    span_s: f64,
+    drift_pct: f64,
+    worst_us: f64,
+    p99_us: f64,
+    received: u64,
+    capture_dropped: u64,
+    /// The receiving interface's own count, to tell a sender's loss from the capture's.
+    rx_packets: u64,
+}
+
+fn recorded_pace(
+    bench: &Bench,
+    pair: &VethPair,
+    scratch: &Scratch,
+    file: &Path,
+    sender: Sender,
+) -> anyhow::Result<Pace> {
+    let capture = scratch.path("received.pcap");
+    let mut cmd = Command::new("ip");
+    cmd.args([
+        "netns",
+        "exec",
+        &pair.ns_rx,
+        "tcpdump",
+        "-n",
+        "-i",
+        &pair.rx,
+    ])
+    .args([
+        "-s",
+        "96",
+        "-B",
+        "32768",
+        // Else libpcap's TPACKET_V3 block timeout (1 s) holds the last
+        // packets back, and SIGINT loses them.
+        "--immediate-mode",
+        "--time-stamp-precision=nano",
+        "-w",
+    ])
+    .arg(&capture)
+    .args(["udp", "dst", "port", "9"]);
+    let mut tcpdump = Watched::spawn(cmd)?;
+    tcpdump.wait_for("listening on", Duration::from_secs(30))?;
+    let rx_before = pair.rx_counter("rx_packets")?;
+    match sender {
+        Sender::Tcpreplay => {
+            sh(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    &pair.ns_tx,
+                    "tcpreplay",
+                    "-q",
+                    "-i",
+                    &pair.tx,
+                    arg(file)?,
+                ],
+            )?;
+        }
+        Sender::Myinit => {
+            let mut shell = MyinitShell::start(bench, Some(&pair.ns_tx))?;
+            shell.run(
+                &format!("inject {} {}", arg(file)?, pair.tx),
+                Duration::from_secs(600),
+            )?;
+            shell.exit()?;
+        }
+        Sender::Trafgen => unreachable!("trafgen has no recorded pace"),
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    let rx_packets = pair.rx_counter("rx_packets")? - rx_before;
+    tcpdump.interrupt();
+    let lines = tcpdump.finish(Duration::from_secs(30))?;
+    let capture_dropped = lines
+        .iter()
+        .find_map(|l| super::number_before(l, " packets dropped by kernel"))
+        .unwrap_or(0);
+    let mut arrivals = Vec::new();
+    let mut reader = PcapReader::new(std::fs::File::open(&capture)?)?;
+    while let Some(packet) = reader.next_packet() {
+        let packet = packet?;
+        let Some(seq) = packet.data.get(SEQ_AT..SEQ_AT + 4) else {
+            continue;
+        };
+        let seq = u32::from_be_bytes(seq.try_into()?);
+        arrivals.push((seq, packet.timestamp.as_secs_f64()));
+    }
+    let mut pace = lateness(&arrivals).context("tcpdump received nothing")?;
+    pace.capture_dropped = capture_dropped;
+    pace.rx_packets = rx_packets;
+    Ok(pace)
+}
+
+/// From (packet number, arrival time) pairs: the span from the first to the
+/// last arrival, its drift against the recorded span, and how late each
+/// packet was against its recorded offset from the first.
+fn lateness(arrivals: &[(u32, f64)]) -> Option<Pace> {
+    let (first_seq, first_t) = *arrivals.first()?;
+    let (last_seq, last_t) = *arrivals.last()?;
+    let gap = GAP.as_secs_f64();
+    let recorded = (last_seq.saturating_sub(first_seq)) as f64 * gap;
+    let mut late: Vec<f64> = arrivals
+        .iter()
+        .map(|&(seq, t)| ((t - first_t) - (seq.saturating_sub(first_seq)) as f64 * gap) * 1e6)
+        .collect();
+    late.sort_by(f64::total_cmp);
+    let p99 = late[((late.len() - 1) as f64 * 0.99) as usize];
+    Some(Pace {
+        span_s: last_t - first_t,
+        drift_pct: (last_t - first_t - recorded) / recorded * 100.0,
+        worst_us: late[late.len() - 1],
+        p99_us: p99,
+        received: arrivals.len() as u64,
+        ..Pace::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lateness_against_the_recorded_offsets() {
+        // Packet 2 arrives 30 µs late, the span ends 10 µs long.
+        let gap = GAP.as_secs_f64();
+        let arrivals = [
+            (0, 5.0),
+            (1, 5.0 + gap),
+            (2, 5.0 + 2.0 * gap + 30e-6),
+            (3, 5.0 + 3.0 * gap + 10e-6),
+        ];
+        let p = lateness(&arrivals).unwrap();
+        assert!((p.worst_us - 30.0).abs() < 0.01, "{}", p.worst_us);
+        let want = 10e-6 / (3.0 * gap) * 100.0;
+        assert!((p.drift_pct - want).abs() < 1e-6, "{}", p.drift_pct);
+        assert_eq!(p.received, 4);
+    }
+}

@@ -1,0 +1,188 @@
+//! `cargo xtask bench all --quick` runs every built part for real (veth
+//! pairs, trafgen, bpftrace, tcpreplay, qemu) and writes JSON of the shape
+//! BENCH.md describes, so the bench code cannot rot. Nothing here is about
+//! speed. Needs root, like the bench.
+
+mod common;
+
+use std::process::Stdio;
+
+use serde_json::Value;
+
+fn rows(doc: &Value) -> Vec<&Value> {
+    doc["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["rows"].as_array().unwrap())
+        .collect()
+}
+
+/// Every table has a title, columns, rows keyed by exactly those columns,
+/// and its ratios are finite numbers.
+fn check_shape(doc: &Value, part: &str) {
+    assert_eq!(doc["part"], part, "{doc}");
+    assert_eq!(doc["quick"], true);
+    assert_eq!(doc["rounds"], 1);
+    let tables = doc["tables"].as_array().expect("tables");
+    assert!(!tables.is_empty(), "{part}: no tables");
+    for t in tables {
+        assert!(t["title"].as_str().is_some_and(|s| !s.is_empty()));
+        let columns: Vec<&str> = t["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        let rows = t["rows"].as_array().unwrap();
+        assert!(!rows.is_empty(), "{part}: a table without rows: {t}");
+        for row in rows {
+            let keys: Vec<&str> = row
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let mut want = columns.clone();
+            want.sort();
+            let mut got = keys.clone();
+            got.sort();
+            assert_eq!(got, want, "{part}: {row}");
+        }
+        for r in t["ratios"].as_array().unwrap() {
+            assert!(
+                r["ratio"].as_f64().is_some_and(f64::is_finite),
+                "{part}: {r}"
+            );
+        }
+    }
+}
+
+fn labels<'a>(doc: &'a Value, column: &str) -> Vec<&'a str> {
+    rows(doc)
+        .iter()
+        .filter_map(|r| r[column].as_str())
+        .collect()
+}
+
+#[test]
+fn quick_bench_of_every_built_part_writes_tables_of_the_documented_shape() {
+    let out = common::TempDir::new("bench");
+    let run = common::xtask()
+        .args(["bench", "all", "--quick", "--out"])
+        .arg(&out.0)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run xtask bench");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "bench failed:\n{stdout}\n{stderr}");
+    // The parts not built yet say so instead of vanishing.
+    assert!(
+        stdout.contains("## bench capture\n\nnot built yet"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("## bench fakehost\n\nnot built yet"),
+        "{stdout}"
+    );
+
+    let read = |part: &str| -> Value {
+        let path = out.0.join(format!("{part}.json"));
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(out.0.join(format!("{part}.md")).is_file());
+        serde_json::from_str(&text).unwrap()
+    };
+
+    let droptrace = read("droptrace");
+    check_shape(&droptrace, "droptrace");
+    let contenders = labels(&droptrace, "contender");
+    for want in ["none", "bpftrace", "--backend ebpf", "--backend ftrace"] {
+        assert!(
+            contenders.iter().any(|c| c.contains(want)),
+            "no {want} row: {contenders:?}"
+        );
+    }
+    // The generator's own rate is in the table, and the kernel's count
+    // of drops matches what the generator sent.
+    let none = rows(&droptrace)[0];
+    assert!(none["frames/s"].as_f64().is_some_and(|r| r > 0.0), "{none}");
+    assert_eq!(none["produced"].as_f64(), Some(100_000.0), "{none}");
+    // eBPF full events lose nothing at this rate: seen + lost = produced.
+    let ebpf = rows(&droptrace)
+        .into_iter()
+        .find(|r| {
+            r["contender"]
+                .as_str()
+                .unwrap()
+                .ends_with("--backend ebpf (static musl)")
+        })
+        .unwrap();
+    assert_eq!(ebpf["seen + lost = produced"], "yes", "{ebpf}");
+    let ratios = droptrace["tables"][0]["ratios"].as_array().unwrap();
+    assert!(
+        ratios
+            .iter()
+            .any(|r| r["what"].as_str().unwrap().contains("vs bpftrace")),
+        "{ratios:?}"
+    );
+
+    let inject = read("inject");
+    check_shape(&inject, "inject");
+    let senders = labels(&inject, "sender");
+    assert!(senders.iter().any(|s| s.contains("trafgen")), "{senders:?}");
+    assert!(
+        senders.iter().any(|s| s.contains("tcpreplay")),
+        "{senders:?}"
+    );
+    assert!(
+        senders.iter().any(|s| s.contains("myinit inject")),
+        "{senders:?}"
+    );
+    // Every sender's packets reached the receiver (its interface counter).
+    for row in rows(&inject).iter().take(3) {
+        assert_eq!(row["received"].as_f64(), Some(10_000.0), "{row}");
+    }
+    // At the recorded pace the receiver's capture holds every packet the
+    // interface counted, so drift and lateness cover the whole file.
+    let paced = &inject["tables"][1]["rows"][0];
+    assert!(
+        paced["sender"].as_str().unwrap().contains("tcpreplay"),
+        "{paced}"
+    );
+    assert_eq!(paced["captured"].as_f64(), Some(10_000.0), "{paced}");
+    assert_eq!(
+        paced["receiver rx_packets"].as_f64(),
+        Some(10_000.0),
+        "{paced}"
+    );
+    assert!(paced["drift %"].as_f64().is_some(), "{paced}");
+
+    let boot = read("boot");
+    check_shape(&boot, "boot");
+    let inits = labels(&boot, "init");
+    assert!(
+        inits[0].starts_with("myinit") && inits[1].starts_with("busybox"),
+        "{inits:?}"
+    );
+    let myinit = rows(&boot)[0];
+    assert!(
+        myinit["PID 1 RSS at the prompt KiB"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0),
+        "{myinit}"
+    );
+}
+
+#[test]
+fn a_part_not_built_yet_is_one_clear_error() {
+    let run = common::xtask()
+        .args(["bench", "fakehost", "--quick"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run xtask bench");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(stderr.contains("bench fakehost: not built yet"), "{stderr}");
+}
