@@ -38,7 +38,6 @@ const DEBIAN_PACKAGES: &[&str] = &[
     // measures myinit against, and the boot floor's static busybox.
     "netsniff-ng",
     "bpftrace",
-    "tcpreplay",
     "busybox-static",
 ];
 
