@@ -575,7 +575,9 @@ impl Realtime {
             if policy < 0 || libc::sched_getparam(0, &mut param) != 0 {
                 return None;
             }
-            let fifo = libc::sched_param { sched_priority: 1 };
+            // Zeroed, then set: musl's sched_param has more fields than glibc's.
+            let mut fifo: libc::sched_param = std::mem::zeroed();
+            fifo.sched_priority = 1;
             (libc::sched_setscheduler(0, libc::SCHED_FIFO, &fifo) == 0)
                 .then_some(Realtime { policy, param })
         }
