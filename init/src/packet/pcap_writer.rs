@@ -12,6 +12,9 @@ use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPa
 use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption,
 };
+use pcap_file::pcapng::blocks::interface_statistics::{
+    InterfaceStatisticsBlock, InterfaceStatisticsOption,
+};
 use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeaderOption};
 use pcap_file::{DataLink, Endianness, PcapError};
 
@@ -34,6 +37,14 @@ fn io_error(e: PcapError) -> io::Error {
 fn clip(original_len: u32, data: &[u8]) -> (u32, &[u8]) {
     let kept = &data[..data.len().min(SNAPLEN as usize)];
     (original_len.max(kept.len() as u32), kept)
+}
+
+/// A pcapng timestamp as pcap-file's ISB writes it: the format puts the
+/// high 32 bits first, each half in the section's byte order, but
+/// pcap-file writes the field as one little-endian u64 (low half first),
+/// so the halves are swapped here to come out in the right order.
+fn pcapng_timestamp(ns: u64) -> u64 {
+    ns.rotate_left(32)
 }
 
 fn timestamp(ns: u64) -> Duration {
@@ -149,6 +160,28 @@ impl<W: Write> PcapNgWriter<W> {
             options,
         };
         self.inner.write_pcapng_block(epb).map_err(io_error)?;
+        Ok(())
+    }
+
+    /// Writes an Interface Statistics Block for `interface`: packets the
+    /// interface received (`isb_ifrecv`) and the capture could not keep
+    /// (`isb_ifdrop`), as of `timestamp_ns`.
+    pub fn write_statistics(
+        &mut self,
+        interface: u32,
+        timestamp_ns: u64,
+        received: u64,
+        dropped: u64,
+    ) -> io::Result<()> {
+        let isb = InterfaceStatisticsBlock {
+            interface_id: interface,
+            timestamp: pcapng_timestamp(timestamp_ns),
+            options: vec![
+                InterfaceStatisticsOption::IsbIfRecv(received),
+                InterfaceStatisticsOption::IsbIfDrop(dropped),
+            ],
+        };
+        self.inner.write_pcapng_block(isb).map_err(io_error)?;
         Ok(())
     }
 
