@@ -4,9 +4,12 @@
 //! an ISB at the end) or JSONL (packet::jsonl), all through buffered
 //! writes; `finish` flushes, so a full disk is an error, not a short file.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::packet::jsonl;
 use crate::packet::layers;
@@ -15,7 +18,28 @@ use crate::packet::pcap_writer::{PcapNgWriter, PcapWriter, TsResolution};
 
 /// Bytes buffered before a write reaches the file: large enough that a
 /// flood costs few syscalls, small enough to be flushed every idle turn.
-const BUFFER: usize = 1 << 20;
+const BUFFER: usize = 256 << 10;
+
+/// The file under the buffer, counting the bytes it took, so that after a
+/// failed write the capture knows which packets are wholly in the file.
+struct CountingFile {
+    file: File,
+    written: Arc<AtomicU64>,
+}
+
+impl Write for CountingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+type Buffered = BufWriter<CountingFile>;
 
 /// The file formats `capture start` writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,9 +94,19 @@ pub struct Captured<'a> {
 }
 
 enum Out {
-    Pcap(PcapWriter<BufWriter<File>>),
-    PcapNg(PcapNgWriter<BufWriter<File>>),
-    Jsonl(BufWriter<File>),
+    Pcap(PcapWriter<Buffered>),
+    PcapNg(PcapNgWriter<Buffered>),
+    Jsonl(Buffered),
+}
+
+impl Out {
+    fn buffered(&self) -> usize {
+        match self {
+            Out::Pcap(w) => w.get_ref().buffer().len(),
+            Out::PcapNg(w) => w.get_ref().buffer().len(),
+            Out::Jsonl(w) => w.buffer().len(),
+        }
+    }
 }
 
 /// An open capture file.
@@ -80,6 +114,14 @@ pub struct CaptureFile {
     out: Out,
     ifname: String,
     linktype: u32,
+    /// Bytes the file took.
+    written: Arc<AtomicU64>,
+    /// Packets not yet wholly in the file: where each ends in it, and its
+    /// captured length. Bounded by the buffer (a record is at least 16 bytes).
+    pending: VecDeque<(u64, u64)>,
+    /// Packets (and their captured bytes) wholly in the file.
+    kept: u64,
+    kept_bytes: u64,
 }
 
 /// The packet comment naming the sender: `ping (pid 42)`.
@@ -96,7 +138,14 @@ impl CaptureFile {
         linktype: u32,
         ns: bool,
     ) -> io::Result<Self> {
-        let file = BufWriter::with_capacity(BUFFER, File::create(path)?);
+        let written = Arc::new(AtomicU64::new(0));
+        let file = BufWriter::with_capacity(
+            BUFFER,
+            CountingFile {
+                file: File::create(path)?,
+                written: written.clone(),
+            },
+        );
         let out = match format {
             Format::Pcap => {
                 let resolution = if ns {
@@ -117,11 +166,38 @@ impl CaptureFile {
             out,
             ifname: ifname.to_string(),
             linktype,
+            written,
+            pending: VecDeque::new(),
+            kept: 0,
+            kept_bytes: 0,
         })
+    }
+
+    /// Moves the packets the file now holds from pending to kept.
+    fn settle(&mut self) {
+        let on_disk = self.written.load(Ordering::Relaxed);
+        while let Some(&(end, len)) = self.pending.front() {
+            if end > on_disk {
+                break;
+            }
+            self.pending.pop_front();
+            self.kept += 1;
+            self.kept_bytes += len;
+        }
     }
 
     /// Appends one packet.
     pub fn write(&mut self, p: &Captured<'_>) -> io::Result<()> {
+        let result = self.write_record(p);
+        if result.is_ok() {
+            let end = self.written.load(Ordering::Relaxed) + self.out.buffered() as u64;
+            self.pending.push_back((end, p.data.len() as u64));
+        }
+        self.settle();
+        result
+    }
+
+    fn write_record(&mut self, p: &Captured<'_>) -> io::Result<()> {
         match &mut self.out {
             Out::Pcap(w) => w.write(p.timestamp_ns, p.orig_len, p.data),
             Out::PcapNg(w) => {
@@ -154,24 +230,31 @@ impl CaptureFile {
 
     /// Pushes what is buffered to the file.
     pub fn flush(&mut self) -> io::Result<()> {
-        match &mut self.out {
+        let result = match &mut self.out {
             Out::Pcap(w) => w.flush(),
             Out::PcapNg(w) => w.flush(),
             Out::Jsonl(w) => w.flush(),
-        }
+        };
+        self.settle();
+        result
     }
 
     /// Ends the file: pcapng gets its statistics block (`received` packets
     /// seen by the capture, `dropped` of them not kept), then everything is
-    /// flushed and the file closed.
-    pub fn finish(self, end_ns: u64, received: u64, dropped: u64) -> io::Result<()> {
-        match self.out {
-            Out::Pcap(w) => w.finish().map(drop),
-            Out::PcapNg(mut w) => {
-                w.write_statistics(0, end_ns, received, dropped)?;
-                w.finish().map(drop)
-            }
-            Out::Jsonl(mut w) => w.flush(),
+    /// flushed and the file closed. Gives the packets and bytes wholly in
+    /// the file, whether closing worked or not.
+    pub fn finish(
+        mut self,
+        end_ns: u64,
+        received: u64,
+        dropped: u64,
+    ) -> (u64, u64, io::Result<()>) {
+        let result = match &mut self.out {
+            Out::PcapNg(w) => w.write_statistics(0, end_ns, received, dropped),
+            _ => Ok(()),
         }
+        .and_then(|()| self.flush());
+        self.settle();
+        (self.kept, self.kept_bytes, result)
     }
 }

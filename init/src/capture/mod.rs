@@ -423,13 +423,13 @@ fn finish(mut job: CaptureJob, ended: Ended, target: &str) -> String {
     drop(job.source);
     let sink = &mut job.sink;
     let received = sink.packets + lost;
-    let closed = sink
-        .file
-        .take()
-        .map(|f| f.finish(realtime_ns(), received, lost))
-        .unwrap_or(Ok(()));
-    if let (Err(e), None) = (closed, &sink.error) {
-        sink.error = Some(crate::util::io_error(&e));
+    if let Some(file) = sink.file.take() {
+        let (kept, kept_bytes, closed) = file.finish(realtime_ns(), received, lost);
+        // Only what is wholly in the file counts as written.
+        (sink.packets, sink.bytes) = (kept, kept_bytes);
+        if let (Err(e), None) = (closed, &sink.error) {
+            sink.error = Some(crate::util::io_error(&e));
+        }
     }
     job.info.packets.store(sink.packets, Ordering::Relaxed);
     job.info.bytes.store(sink.bytes, Ordering::Relaxed);

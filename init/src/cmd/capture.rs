@@ -109,9 +109,11 @@ fn capture(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
             }
             let format = match format.or_else(|| Format::from_path(&file)) {
                 Some(f) => f,
-                None => return Err(usage(format!(
+                None => {
+                    return Err(usage(format!(
                     "{file}: say the format (jsonl, pcap or pcapng) or use one of their extensions"
-                ))),
+                )))
+                }
             };
             let opts = StartOptions {
                 iface,

@@ -89,6 +89,11 @@ impl<W: Write> PcapWriter<W> {
         self.out.flush()
     }
 
+    /// The output, to see what it holds.
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+
     /// Flushes and hands back the output.
     pub fn finish(mut self) -> io::Result<W> {
         self.out.flush()?;
@@ -188,6 +193,11 @@ impl<W: Write> PcapNgWriter<W> {
     /// Pushes what is buffered to the output.
     pub fn flush(&mut self) -> io::Result<()> {
         self.inner.get_mut().flush()
+    }
+
+    /// The output, to see what it holds.
+    pub fn get_ref(&self) -> &W {
+        self.inner.get_ref()
     }
 
     /// Flushes and hands back the output.
