@@ -158,20 +158,13 @@ fn known_traffic_is_captured_with_directions_to_pcap_pcapng_and_jsonl() {
             dir.file("c.jsonl"),
         );
         // A TCP listener on the peer, for a handshake with options.
-        let listener = Background(
-            Command::new("ip")
-                .args(["netns", "exec", &l.peer.name, "python3", "-c"])
-                .arg(
-                    "import socket\n\
-                     s = socket.socket(); s.bind(('10.78.0.2', 5000)); s.listen()\n\
-                     print('ready', flush=True)\n\
-                     c, _ = s.accept(); c.close()",
-                )
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap(),
+        let listener = python(
+            &l.peer,
+            "import socket\n\
+             s = socket.socket(); s.bind(('10.78.0.2', 5000)); s.listen()\n\
+             print('ready', flush=True)\n\
+             c, _ = s.accept(); c.close()",
         );
-        std::thread::sleep(std::time::Duration::from_millis(300));
         let d = &l.dev;
         // Three captures on one interface at once: IF, IF#2, IF#3.
         let r = l.here.myinit(&format!(
@@ -282,18 +275,10 @@ fn known_traffic_is_captured_with_directions_to_pcap_pcapng_and_jsonl() {
     }
 }
 
-/// Opens a TUN named `name` in `ns` and keeps it open (so it has carrier)
-/// until dropped.
-fn tun(ns: &Netns, name: &str) -> Background {
+/// Runs a python3 script in `ns` until it prints "ready"; killed when dropped.
+fn python(ns: &Netns, script: &str) -> Background {
     let mut child = Command::new("ip")
-        .args(["netns", "exec", &ns.name, "python3", "-c"])
-        .arg(format!(
-            "import fcntl, os, struct, sys, time\n\
-             fd = os.open('/dev/net/tun', os.O_RDWR)\n\
-             fcntl.ioctl(fd, 0x400454ca, struct.pack('16sH', b'{name}', 0x0001 | 0x1000))\n\
-             print('ready', flush=True)\n\
-             time.sleep(60)"
-        ))
+        .args(["netns", "exec", &ns.name, "python3", "-c", script])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -303,8 +288,23 @@ fn tun(ns: &Netns, name: &str) -> Background {
         &mut line,
     )
     .unwrap();
-    assert_eq!(line.trim(), "ready", "the TUN did not open");
+    assert_eq!(line.trim(), "ready", "python3 -c {script}");
     Background(child)
+}
+
+/// Opens a TUN named `name` in `ns` and keeps it open (so it has carrier)
+/// until dropped.
+fn tun(ns: &Netns, name: &str) -> Background {
+    python(
+        ns,
+        &format!(
+            "import fcntl, os, struct, time\n\
+             fd = os.open('/dev/net/tun', os.O_RDWR)\n\
+             fcntl.ioctl(fd, 0x400454ca, struct.pack('16sH', b'{name}', 0x0001 | 0x1000))\n\
+             print('ready', flush=True)\n\
+             time.sleep(60)"
+        ),
+    )
 }
 
 #[test]
