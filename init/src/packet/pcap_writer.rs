@@ -440,6 +440,34 @@ mod tests {
     }
 
     #[test]
+    fn pcapng_statistics_block_says_received_and_dropped_with_its_time_high_word_first() {
+        let dir = TempDir::new("isb");
+        let file = dir.0.join("isb.pcapng");
+        let mut w = PcapNgWriter::new(BufWriter::new(File::create(&file).unwrap())).unwrap();
+        let veth = w.add_interface("veth0", LINKTYPE_ETHERNET).unwrap();
+        let frame = udp_frame(1000);
+        w.write(veth, TS[0], frame.len() as u32, &frame, None, None)
+            .unwrap();
+        w.write_statistics(veth, TS[1], 7, 6).unwrap();
+        w.finish().unwrap();
+        let info = tool("capinfos", &[path(&file)]);
+        assert!(info.contains("Number of stat entries = 1"), "{info}");
+        // The last block: type 5, interface 0, the timestamp's high then
+        // low 32 bits, isb_ifrecv (4) = 7, isb_ifdrop (5) = 6, end of options.
+        let bytes = std::fs::read(&file).unwrap();
+        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        let len = u32_at(bytes.len() - 4) as usize;
+        let isb = bytes.len() - len;
+        assert_eq!(u32_at(isb), 5);
+        assert_eq!(u32_at(isb + 8), veth);
+        assert_eq!(u32_at(isb + 12), (TS[1] >> 32) as u32);
+        assert_eq!(u32_at(isb + 16), TS[1] as u32);
+        assert_eq!((u32_at(isb + 20), u32_at(isb + 24)), (8 << 16 | 4, 7));
+        assert_eq!((u32_at(isb + 32), u32_at(isb + 36)), (8 << 16 | 5, 6));
+        assert_eq!(u32_at(isb + 44), 0);
+    }
+
+    #[test]
     fn pcapng_written_by_tshark_reads_with_its_us_timestamps() {
         let dir = TempDir::new("tsharkng");
         let pcap = dir.0.join("in.pcap");
