@@ -124,7 +124,7 @@ pub fn is_on(id: &JobId, iface: &str) -> bool {
 /// The backend a capture reads from.
 enum Source {
     Ebpf {
-        tc: TcCapture,
+        tc: Box<TcCapture>,
         /// CLOCK_REALTIME minus CLOCK_MONOTONIC at start, to put the
         /// programs' monotonic times on the wall clock.
         offset_ns: i128,
@@ -310,7 +310,7 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
             true
         }
         // An explicit snap length above what the programs copy is kept.
-        Backend::Auto => !opts.snaplen.is_some_and(|s| s as usize > SNAPLEN_MAX),
+        Backend::Auto => opts.snaplen.is_none_or(|s| s as usize <= SNAPLEN_MAX),
     };
     // The file first: a bad path changes nothing on the interface.
     let file = CaptureFile::create(&opts.file, opts.format, &iface, linktype, opts.ns)
@@ -346,7 +346,13 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
         Some(tc) => {
             let backend = format!("ebpf ({})", tc.path.name());
             let offset_ns = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC);
-            (Source::Ebpf { tc, offset_ns }, backend)
+            (
+                Source::Ebpf {
+                    tc: Box::new(tc),
+                    offset_ns,
+                },
+                backend,
+            )
         }
         None => match state
             .rt
