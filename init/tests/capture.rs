@@ -504,3 +504,23 @@ fn bad_input_is_one_line_and_starts_nothing() {
         "{r:#?}"
     );
 }
+
+#[test]
+fn the_end_of_myinit_closes_a_running_capture_with_everything_it_took() {
+    for backend in BACKENDS {
+        let l = link(false);
+        let dir = TempDir::new();
+        let file = dir.file("left.pcapng");
+        let d = &l.dev;
+        // No `capture stop`: the end of the program stops every job, and a
+        // job's file is flushed and closed before the process exits.
+        let r = l.here.myinit(&format!(
+            "capture start {d} {file} --backend {backend} --dir tx; ping -c 3 -i 0.1 {PEER_ADDR}"
+        ));
+        r.assert_ok();
+        let line = report(&r, d);
+        assert!(line.contains("stopped: 4 packets"), "{backend}: {r:#?}");
+        let rows = tshark(&file, &["icmp.type"]);
+        assert_eq!(rows, ["", "8", "8", "8"], "{backend}: ARP, then 3 requests");
+    }
+}
