@@ -524,3 +524,67 @@ fn the_end_of_myinit_closes_a_running_capture_with_everything_it_took() {
         assert_eq!(rows, ["", "8", "8", "8"], "{backend}: ARP, then 3 requests");
     }
 }
+
+/// The capture programs' cls_bpf filters on `dev` (both hooks).
+fn clsact_filters(ns: &Netns, dev: &str) -> usize {
+    ["ingress", "egress"]
+        .iter()
+        .map(|hook| {
+            let out = ns.exec("tc", &["filter", "show", "dev", dev, hook]);
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains("capture_"))
+                .count()
+        })
+        .sum()
+}
+
+#[test]
+fn on_clsact_stop_removes_the_filters_and_a_killed_captures_are_removed_by_the_next() {
+    let l = link(false);
+    let dir = TempDir::new();
+    let d = &l.dev;
+    let (first, second) = (dir.file("first.pcap"), dir.file("second.pcap"));
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &l.here.name])
+        .arg(common::myinit_bin())
+        .args(["-c", &format!("capture start {d} {first}; sleep 30")])
+        .env("MYINIT_TC", "clsact")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while clsact_filters(&l.here, d) < 2 {
+        assert!(std::time::Instant::now() < end, "no filters attached");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // `ip netns exec` execs myinit in place: the child is myinit.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        clsact_filters(&l.here, d),
+        2,
+        "a killed myinit leaves its filters"
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", &l.here.name])
+        .arg(common::myinit_bin())
+        .args([
+            "-c",
+            &format!("capture start {d} {second}; ping -c 2 -i 0.1 {PEER_ADDR}; capture stop {d}"),
+        ])
+        .env("MYINIT_TC", "clsact")
+        .output()
+        .unwrap();
+    let r = MyinitRun::from(out);
+    r.assert_ok();
+    assert!(
+        r.stdout.contains(&format!(
+            "capture {d}: ebpf (clsact), EN10MB rx+tx, snaplen 1514, to {second} (pcap); removed 2 filter(s) a killed myinit left"
+        )),
+        "{r:#?}"
+    );
+    // ARP request and reply, two echo requests and their replies.
+    assert!(report(&r, d).contains("stopped: 6 packets"), "{r:#?}");
+    assert_eq!(clsact_filters(&l.here, d), 0, "stop removes its filters");
+}

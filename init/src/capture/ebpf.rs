@@ -32,6 +32,9 @@ pub struct TcCapture {
     attached: Vec<(Attached, &'static str)>,
     pub ring: RingReader,
     pub path: TcPath,
+    /// Filters of these programs a killed myinit had left on the hooks,
+    /// removed before attaching (clsact only).
+    pub removed_orphans: usize,
     // Declared last: dropped after the ring reader that reads its map.
     object: Object,
 }
@@ -120,10 +123,12 @@ impl TcCapture {
             }
         }
         let ring = RingReader::take(&mut object, "CAPTURE_RING", "CAPTURE_LOST")?;
+        let removed_orphans = attached.iter().map(|(a, _)| a.removed_orphans).sum();
         Ok(TcCapture {
             attached,
             ring,
             path,
+            removed_orphans,
             object,
         })
     }

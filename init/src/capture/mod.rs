@@ -345,6 +345,12 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
     let (source, backend) = match tc {
         Some(tc) => {
             let backend = format!("ebpf ({})", tc.path.name());
+            if tc.removed_orphans > 0 {
+                note.push_str(&format!(
+                    "; removed {} filter(s) a killed myinit left",
+                    tc.removed_orphans
+                ));
+            }
             let offset_ns = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC);
             (
                 Source::Ebpf {
