@@ -545,8 +545,10 @@ fn on_clsact_stop_removes_the_filters_and_a_killed_captures_are_removed_by_the_n
     let dir = TempDir::new();
     let d = &l.dev;
     let (first, second) = (dir.file("first.pcap"), dir.file("second.pcap"));
-    let mut child = Command::new("ip")
-        .args(["netns", "exec", &l.here.name])
+    // nsenter execs myinit in place (`ip netns exec` may fork), so the
+    // child killed below is myinit itself.
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", l.here.name))
         .arg(common::myinit_bin())
         .args(["-c", &format!("capture start {d} {first}; sleep 30")])
         .env("MYINIT_TC", "clsact")
@@ -558,7 +560,6 @@ fn on_clsact_stop_removes_the_filters_and_a_killed_captures_are_removed_by_the_n
         assert!(std::time::Instant::now() < end, "no filters attached");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    // `ip netns exec` execs myinit in place: the child is myinit.
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(
@@ -587,4 +588,36 @@ fn on_clsact_stop_removes_the_filters_and_a_killed_captures_are_removed_by_the_n
     // ARP request and reply, two echo requests and their replies.
     assert!(report(&r, d).contains("stopped: 6 packets"), "{r:#?}");
     assert_eq!(clsact_filters(&l.here, d), 0, "stop removes its filters");
+}
+
+#[test]
+fn lo_is_captured_as_ethernet() {
+    for backend in BACKENDS {
+        let ns = Netns::new("cpl");
+        let dir = TempDir::new();
+        let file = dir.file("lo.pcap");
+        let r = ns.myinit(&format!(
+            "capture start lo {file} --backend {backend} --dir rx; ping -c 1 127.0.0.1; capture stop lo"
+        ));
+        r.assert_ok();
+        assert!(r.stdout.contains("EN10MB rx"), "{backend}: {r:#?}");
+        let bytes = std::fs::read(&file).unwrap();
+        assert_eq!(u32::from_le_bytes(bytes[20..24].try_into().unwrap()), 1);
+        let text = tool("tcpdump", &["-r", &file, "-nn", "-t", "-e"]);
+        // lo's all-zero Ethernet header, then the echo and its reply.
+        assert_eq!(
+            text.matches("00:00:00:00:00:00 > 00:00:00:00:00:00, ethertype IPv4")
+                .count(),
+            2,
+            "{backend}: {text}"
+        );
+        assert!(
+            text.contains("127.0.0.1 > 127.0.0.1: ICMP echo request"),
+            "{text}"
+        );
+        assert!(
+            text.contains("127.0.0.1 > 127.0.0.1: ICMP echo reply"),
+            "{text}"
+        );
+    }
 }
