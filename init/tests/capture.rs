@@ -318,7 +318,7 @@ fn an_l3_tun_capture_gets_link_type_raw() {
         let dir = TempDir::new();
         let file = dir.file("tun.pcap");
         let r = ns.myinit(&format!(
-            "capture start {name} {file} --backend {backend}; capture show; \
+            "capture start {name} {file} --backend {backend} --ns; capture show; \
              ping -c 2 -i 0.2 -W 0.2 10.79.0.2; capture stop {name}"
         ));
         assert!(r.stdout.contains("RAW"), "{backend}: {r:#?}");
@@ -329,6 +329,8 @@ fn an_l3_tun_capture_gets_link_type_raw() {
             101,
             "{backend}: link type RAW in the file header"
         );
+        // --ns: the nanosecond magic.
+        assert_eq!(&bytes[..4], &[0x4d, 0x3c, 0xb2, 0xa1], "{backend}");
         let text = tcpdump(&file);
         assert_eq!(
             text.matches("IP 10.79.0.1 > 10.79.0.2: ICMP echo request")
