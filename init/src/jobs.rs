@@ -22,6 +22,7 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum JobKind {
     Droptrace,
+    Capture,
     /// The registry's own tests.
     #[cfg(test)]
     Test,
@@ -31,6 +32,7 @@ impl JobKind {
     pub fn name(self) -> &'static str {
         match self {
             JobKind::Droptrace => "droptrace",
+            JobKind::Capture => "capture",
             #[cfg(test)]
             JobKind::Test => "test",
         }

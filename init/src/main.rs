@@ -4,6 +4,7 @@
 //! `myinit -c 'CMD; CMD'`, `myinit SCRIPT`, `myinit shell`.
 
 mod boot;
+mod capture;
 mod cmd;
 mod droptrace;
 mod ebpf;

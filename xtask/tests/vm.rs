@@ -639,3 +639,73 @@ fn tc_capture_programs_pass_the_6_1_verifier_and_an_orphan_filter_is_removed() {
         "{after}"
     );
 }
+
+#[test]
+fn capture_on_a_tap_writes_pcap_and_jsonl_on_6_1() {
+    let share = TempDir::new("capture");
+    // 6.1: the eBPF backend on clsact + cls_bpf (modules from stage 1),
+    // and the AF_PACKET ring beside it on the same TAP. A static neighbour
+    // makes the echo requests leave at once (no ARP that nobody answers).
+    share.write(
+        "autoexec.run",
+        "tap add tap0\n\
+         ifconfig tap0 10.0.9.1/24 up\n\
+         ip neigh add 10.0.9.2 lladdr 02:00:00:00:09:02 dev tap0\n\
+         capture start tap0 /mnt/host/tap.pcap --backend ebpf --dir tx > /mnt/host/start.txt\n\
+         capture start tap0 /mnt/host/tap.jsonl --backend packet --dir tx >> /mnt/host/start.txt\n\
+         ping -c 3 -i 0.2 -W 0.2 10.0.9.2 > /dev/null\n\
+         capture show > /mnt/host/show.txt\n\
+         capture stop tap0 > /mnt/host/stop.txt\n",
+    );
+    let run = vm(&[
+        "--share",
+        &share.0.to_string_lossy(),
+        "--append",
+        SHORT,
+        "--timeout",
+        "240",
+    ]);
+    assert_eq!(run.status, 0, "{}", run.stdout);
+    let start = share.read("start.txt");
+    assert!(
+        start.contains("capture tap0: ebpf (clsact), EN10MB tx")
+            && start.contains("capture tap0#2: packet (tpacket_v3), EN10MB tx"),
+        "{start}\n{}",
+        run.stdout
+    );
+    let show = share.read("show.txt");
+    assert!(
+        show.contains("tap0#2") && show.contains("/mnt/host/tap.jsonl"),
+        "{show}"
+    );
+    let stop = share.read("stop.txt");
+    for target in ["tap0", "tap0#2"] {
+        let line = stop
+            .lines()
+            .find(|l| l.starts_with(&format!("capture {target}: stopped: ")))
+            .unwrap_or_else(|| panic!("no report of {target}: {stop}"));
+        assert!(line.ends_with(", 0 lost"), "{line}");
+    }
+    let pcap = share.0.join("tap.pcap");
+    let out = std::process::Command::new("tcpdump")
+        .args(["-r", &pcap.to_string_lossy(), "-nn", "-t"])
+        .output()
+        .expect("tcpdump (apt-get install tcpdump)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.matches("IP 10.0.9.1 > 10.0.9.2: ICMP echo request")
+            .count(),
+        3,
+        "{text}"
+    );
+    let jsonl = share.read("tap.jsonl");
+    let requests: Vec<&str> = jsonl
+        .lines()
+        .filter(|l| l.contains("\"typ\":8") && l.contains("\"direction\":\"tx\""))
+        .collect();
+    assert_eq!(requests.len(), 3, "{jsonl}");
+    assert!(
+        requests.iter().all(|l| l.contains("\"ifname\":\"tap0\"")),
+        "{jsonl}"
+    );
+}

@@ -1,11 +1,14 @@
 //! The packet capture's TC programs (the capture job loads this object):
 //! each packet's first `SNAPLEN` bytes and a `CaptureHeader` go into a ring
-//! buffer; traffic is never changed (always `TC_ACT_OK`).
+//! buffer. Traffic is never changed and the programs give no verdict
+//! (`TC_ACT_UNSPEC`), so the next program on the hook runs as if they were
+//! not there: another capture, or whatever else is attached (`TC_ACT_OK`
+//! would end a TCX chain and pass the packet past them).
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
-    bindings::TC_ACT_OK,
+    bindings::TC_ACT_UNSPEC,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_skb_load_bytes,
     },
@@ -108,14 +111,14 @@ fn capture(ctx: &TcContext, direction: u8) {
 #[classifier]
 pub fn capture_ingress(ctx: TcContext) -> i32 {
     capture(&ctx, CAPTURE_INGRESS);
-    TC_ACT_OK as i32
+    TC_ACT_UNSPEC
 }
 
 /// Packets leaving through the interface (TC egress).
 #[classifier]
 pub fn capture_egress(ctx: TcContext) -> i32 {
     capture(&ctx, CAPTURE_EGRESS);
-    TC_ACT_OK as i32
+    TC_ACT_UNSPEC
 }
 
 #[unsafe(link_section = "license")]

@@ -1,7 +1,9 @@
 //! debug-tc: a hidden developer command that drives the shared TC attach
-//! (`ebpf/tc.rs`) with the capture object until the `capture` command
-//! exists, so tests on the host and in the VM can prove packets flow and
-//! that filters left by a killed myinit are removed.
+//! (`ebpf/tc.rs`) with the capture object one hook at a time. `capture`
+//! is the user's command; this one stays for what it cannot do: leave a
+//! filter attached as a killed process would (`--leave`), and list the
+//! raw filters and TCX programs on a hook (`show`), which the host and VM
+//! tests of orphan removal need.
 
 use std::io::Write;
 use std::sync::Mutex;

@@ -12,6 +12,9 @@ use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPa
 use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption,
 };
+use pcap_file::pcapng::blocks::interface_statistics::{
+    InterfaceStatisticsBlock, InterfaceStatisticsOption,
+};
 use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeaderOption};
 use pcap_file::{DataLink, Endianness, PcapError};
 
@@ -34,6 +37,14 @@ fn io_error(e: PcapError) -> io::Error {
 fn clip(original_len: u32, data: &[u8]) -> (u32, &[u8]) {
     let kept = &data[..data.len().min(SNAPLEN as usize)];
     (original_len.max(kept.len() as u32), kept)
+}
+
+/// A pcapng timestamp as pcap-file's ISB writes it: the format puts the
+/// high 32 bits first, each half in the section's byte order, but
+/// pcap-file writes the field as one little-endian u64 (low half first),
+/// so the halves are swapped here to come out in the right order.
+fn pcapng_timestamp(ns: u64) -> u64 {
+    ns.rotate_left(32)
 }
 
 fn timestamp(ns: u64) -> Duration {
@@ -76,6 +87,11 @@ impl<W: Write> PcapWriter<W> {
     /// Pushes what is buffered to the output.
     pub fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+
+    /// The output, to see what it holds.
+    pub fn get_ref(&self) -> &W {
+        &self.out
     }
 
     /// Flushes and hands back the output.
@@ -152,9 +168,36 @@ impl<W: Write> PcapNgWriter<W> {
         Ok(())
     }
 
+    /// Writes an Interface Statistics Block for `interface`: packets the
+    /// interface received (`isb_ifrecv`) and the capture could not keep
+    /// (`isb_ifdrop`), as of `timestamp_ns`.
+    pub fn write_statistics(
+        &mut self,
+        interface: u32,
+        timestamp_ns: u64,
+        received: u64,
+        dropped: u64,
+    ) -> io::Result<()> {
+        let isb = InterfaceStatisticsBlock {
+            interface_id: interface,
+            timestamp: pcapng_timestamp(timestamp_ns),
+            options: vec![
+                InterfaceStatisticsOption::IsbIfRecv(received),
+                InterfaceStatisticsOption::IsbIfDrop(dropped),
+            ],
+        };
+        self.inner.write_pcapng_block(isb).map_err(io_error)?;
+        Ok(())
+    }
+
     /// Pushes what is buffered to the output.
     pub fn flush(&mut self) -> io::Result<()> {
         self.inner.get_mut().flush()
+    }
+
+    /// The output, to see what it holds.
+    pub fn get_ref(&self) -> &W {
+        self.inner.get_ref()
     }
 
     /// Flushes and hands back the output.
@@ -394,6 +437,34 @@ mod tests {
             text,
             "1761596197.426295123 IP 10.0.0.1.1000 > 10.0.0.2.2000: UDP, length 4\n"
         );
+    }
+
+    #[test]
+    fn pcapng_statistics_block_says_received_and_dropped_with_its_time_high_word_first() {
+        let dir = TempDir::new("isb");
+        let file = dir.0.join("isb.pcapng");
+        let mut w = PcapNgWriter::new(BufWriter::new(File::create(&file).unwrap())).unwrap();
+        let veth = w.add_interface("veth0", LINKTYPE_ETHERNET).unwrap();
+        let frame = udp_frame(1000);
+        w.write(veth, TS[0], frame.len() as u32, &frame, None, None)
+            .unwrap();
+        w.write_statistics(veth, TS[1], 7, 6).unwrap();
+        w.finish().unwrap();
+        let info = tool("capinfos", &[path(&file)]);
+        assert!(info.contains("Number of stat entries = 1"), "{info}");
+        // The last block: type 5, interface 0, the timestamp's high then
+        // low 32 bits, isb_ifrecv (4) = 7, isb_ifdrop (5) = 6, end of options.
+        let bytes = std::fs::read(&file).unwrap();
+        let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        let len = u32_at(bytes.len() - 4) as usize;
+        let isb = bytes.len() - len;
+        assert_eq!(u32_at(isb), 5);
+        assert_eq!(u32_at(isb + 8), veth);
+        assert_eq!(u32_at(isb + 12), (TS[1] >> 32) as u32);
+        assert_eq!(u32_at(isb + 16), TS[1] as u32);
+        assert_eq!((u32_at(isb + 20), u32_at(isb + 24)), (8 << 16 | 4, 7));
+        assert_eq!((u32_at(isb + 32), u32_at(isb + 36)), (8 << 16 | 5, 6));
+        assert_eq!(u32_at(isb + 44), 0);
     }
 
     #[test]

@@ -1,0 +1,332 @@
+//! The AF_PACKET backend: a `TPACKET_V3` receive ring mapped into our
+//! memory. The kernel fills fixed blocks with packets and hands a block
+//! over when it is full or its short timeout passes (so an interactive
+//! capture shows packets at once), wakes the socket, and counts what it
+//! could not place (`PACKET_STATISTICS`). Direction comes from each
+//! packet's `sll_pkttype`.
+//!
+//! Written on libc and socket2 rather than a packet crate: pnet's datalink
+//! channel reads with one recvfrom (a copy and a syscall) per packet, the
+//! cost a mapped ring exists to avoid, and no well-kept crate maps one.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{fence, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, SockAddr, SockAddrStorage, Socket, Type};
+use tokio::io::unix::AsyncFd;
+
+use crate::packet::pcap::Direction;
+
+/// One ring block: 1 MiB holds ~700 full-size frames or ~10,000 small ones.
+const BLOCK_SIZE: u32 = 1 << 20;
+/// Blocks in the ring: 8 MiB in all, the memory one capture may pin.
+const BLOCKS: u32 = 8;
+/// How long the kernel fills a block before handing it over anyway (ms).
+const BLOCK_TIMEOUT_MS: u32 = 10;
+/// The frame size the kernel checks the request against (TPACKET_V3
+/// packs packets of any size into blocks; this only has to be valid).
+const FRAME_SIZE: u32 = 2048;
+/// How long `stop_new` waits for the block being filled to be handed over.
+const STOP_WAIT: Duration = Duration::from_millis(200);
+
+const ETH_P_ALL: u16 = 0x0003;
+
+/// A packet in the ring, borrowed until the next call.
+pub struct RingPacket<'a> {
+    pub timestamp_ns: u64,
+    pub orig_len: u32,
+    pub data: &'a [u8],
+    pub direction: Direction,
+}
+
+/// A bound AF_PACKET socket with its mapped TPACKET_V3 ring.
+pub struct PacketRing {
+    socket: AsyncFd<OwnedFd>,
+    ring: *mut u8,
+    ring_len: usize,
+    ifindex: u32,
+    /// The oldest block not handed back to the kernel.
+    block: u32,
+    /// Inside `block`: packets left and where the next one starts.
+    in_block: bool,
+    left: u32,
+    offset: usize,
+    /// Packets the kernel dropped (PACKET_STATISTICS resets on each read).
+    drops: u64,
+}
+
+// SAFETY: the mapping is owned by this value alone and only touched
+// through `&mut self`; the kernel's side is synchronised by block_status.
+unsafe impl Send for PacketRing {}
+
+fn setsockopt<T>(fd: &impl AsRawFd, level: i32, name: i32, value: &T) -> io::Result<()> {
+    // SAFETY: `value` is a valid T of the size given.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn packet_address(ifindex: u32, protocol: u16) -> SockAddr {
+    let mut storage = SockAddrStorage::zeroed();
+    // SAFETY: sockaddr_ll fits in the storage; all zeros is valid.
+    let ll: &mut libc::sockaddr_ll = unsafe { storage.view_as() };
+    ll.sll_family = libc::AF_PACKET as u16;
+    ll.sll_protocol = protocol.to_be();
+    ll.sll_ifindex = ifindex as i32;
+    let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: the storage holds an AF_PACKET address of that length.
+    unsafe { SockAddr::new(storage, len) }
+}
+
+impl PacketRing {
+    /// Opens the ring on interface `ifindex`, keeping the first `snaplen`
+    /// bytes of each packet. Once it returns, packets are being captured.
+    /// Must run inside the tokio runtime.
+    pub fn open(ifindex: u32, snaplen: u32) -> io::Result<Self> {
+        // Protocol 0: no packet arrives until the ring is ready and bound.
+        let socket = Socket::new(Domain::PACKET, Type::RAW.nonblocking().cloexec(), None)?;
+        let version = libc::tpacket_versions::TPACKET_V3 as i32;
+        setsockopt(&socket, libc::SOL_PACKET, libc::PACKET_VERSION, &version)?;
+        // The snap length is a one-instruction classic BPF filter
+        // ("accept snaplen bytes"): the kernel copies no more into the ring.
+        let mut filter = [libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: snaplen,
+        }];
+        let program = libc::sock_fprog {
+            len: 1,
+            filter: filter.as_mut_ptr(),
+        };
+        setsockopt(&socket, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &program)?;
+        let request = libc::tpacket_req3 {
+            tp_block_size: BLOCK_SIZE,
+            tp_block_nr: BLOCKS,
+            tp_frame_size: FRAME_SIZE,
+            tp_frame_nr: BLOCK_SIZE / FRAME_SIZE * BLOCKS,
+            tp_retire_blk_tov: BLOCK_TIMEOUT_MS,
+            tp_sizeof_priv: 0,
+            tp_feature_req_word: 0,
+        };
+        setsockopt(&socket, libc::SOL_PACKET, libc::PACKET_RX_RING, &request)?;
+        let ring_len = (BLOCK_SIZE * BLOCKS) as usize;
+        // SAFETY: mapping the ring the socket just set up, as packet(7) says.
+        let ring = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                ring_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                socket.as_raw_fd(),
+                0,
+            )
+        };
+        if ring == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let fd: OwnedFd = socket.into();
+        // SAFETY: the OwnedFd moves into the AsyncFd, so the fd stays open
+        // for as long as it is registered.
+        let registered =
+            unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) };
+        let socket = registered.inspect_err(|_| {
+            // SAFETY: the mapping made above, not used elsewhere.
+            unsafe { libc::munmap(ring, ring_len) };
+        })?;
+        let mut this = PacketRing {
+            socket,
+            ring: ring.cast(),
+            ring_len,
+            ifindex,
+            block: 0,
+            in_block: false,
+            left: 0,
+            offset: 0,
+            drops: 0,
+        };
+        let socket = socket2::SockRef::from(this.socket.get_ref());
+        socket.bind(&packet_address(ifindex, ETH_P_ALL))?;
+        // Whatever was counted before the bind is not this capture's.
+        this.drops = 0;
+        let _ = this.read_drops();
+        this.drops = 0;
+        Ok(this)
+    }
+
+    fn block_ptr(&self, block: u32) -> *mut libc::tpacket_block_desc {
+        // SAFETY: block < BLOCKS, so the offset stays inside the mapping.
+        unsafe { self.ring.add((block * BLOCK_SIZE) as usize).cast() }
+    }
+
+    fn status(&self, block: u32) -> &AtomicU32 {
+        // SAFETY: block_status is an aligned u32 inside the mapping that
+        // the kernel and we hand back and forth; atomics order the rest.
+        unsafe { AtomicU32::from_ptr(&raw mut (*self.block_ptr(block)).hdr.bh1.block_status) }
+    }
+
+    fn user_owns(&self, block: u32) -> bool {
+        self.status(block).load(Ordering::Acquire) & libc::TP_STATUS_USER != 0
+    }
+
+    fn release(&mut self) {
+        self.status(self.block)
+            .store(libc::TP_STATUS_KERNEL, Ordering::Release);
+        self.block = (self.block + 1) % BLOCKS;
+        self.in_block = false;
+    }
+
+    /// Waits until the kernel may have handed over a block.
+    pub async fn ready(&mut self) {
+        if self.user_owns(self.block) {
+            return;
+        }
+        let timeout = Duration::from_millis(u64::from(BLOCK_TIMEOUT_MS) * 2);
+        if let Ok(Ok(mut guard)) = tokio::time::timeout(timeout, self.socket.readable()).await {
+            guard.clear_ready();
+        }
+    }
+
+    /// Hands at most `max` packets to `f`, oldest first; returns how many.
+    pub fn drain(&mut self, max: usize, mut f: impl FnMut(RingPacket<'_>)) -> usize {
+        let mut taken = 0;
+        while taken < max {
+            if !self.in_block {
+                if !self.user_owns(self.block) {
+                    break;
+                }
+                // SAFETY: the block is ours (TP_STATUS_USER, acquired).
+                let h = unsafe { &(*self.block_ptr(self.block)).hdr.bh1 };
+                self.left = h.num_pkts;
+                self.offset = h.offset_to_first_pkt as usize;
+                self.in_block = true;
+            }
+            if self.left == 0 {
+                self.release();
+                continue;
+            }
+            let block_start = (self.block * BLOCK_SIZE) as usize;
+            let header_len = std::mem::size_of::<libc::tpacket3_hdr>();
+            // The kernel wrote these offsets; checked anyway so a bad one
+            // ends the block instead of reading outside it.
+            if self.offset + header_len > BLOCK_SIZE as usize {
+                self.release();
+                continue;
+            }
+            // SAFETY: the header lies inside the block (checked above).
+            let hdr: libc::tpacket3_hdr = unsafe {
+                std::ptr::read_unaligned(self.ring.add(block_start + self.offset).cast())
+            };
+            let sll_at = self.offset + tpacket_align(header_len);
+            let data_at = self.offset + usize::from(hdr.tp_mac);
+            let data_len = hdr.tp_snaplen as usize;
+            if sll_at + std::mem::size_of::<libc::sockaddr_ll>() > BLOCK_SIZE as usize
+                || data_at + data_len > BLOCK_SIZE as usize
+            {
+                self.release();
+                continue;
+            }
+            // SAFETY: both lie inside the block (checked above).
+            let sll: libc::sockaddr_ll =
+                unsafe { std::ptr::read_unaligned(self.ring.add(block_start + sll_at).cast()) };
+            let data = unsafe {
+                std::slice::from_raw_parts(self.ring.add(block_start + data_at), data_len)
+            };
+            f(RingPacket {
+                timestamp_ns: u64::from(hdr.tp_sec) * 1_000_000_000 + u64::from(hdr.tp_nsec),
+                orig_len: hdr.tp_len,
+                data,
+                direction: if sll.sll_pkttype == libc::PACKET_OUTGOING {
+                    Direction::Outbound
+                } else {
+                    Direction::Inbound
+                },
+            });
+            taken += 1;
+            self.left -= 1;
+            self.offset += hdr.tp_next_offset as usize;
+            if self.left == 0 {
+                self.release();
+            }
+        }
+        // Reads of packet bytes are done before the kernel may reuse them.
+        fence(Ordering::Release);
+        taken
+    }
+
+    /// Packets the kernel could not put in the ring since the bind.
+    pub fn read_drops(&mut self) -> u64 {
+        let mut stats = libc::tpacket_stats_v3 {
+            tp_packets: 0,
+            tp_drops: 0,
+            tp_freeze_q_cnt: 0,
+        };
+        let mut len = std::mem::size_of::<libc::tpacket_stats_v3>() as libc::socklen_t;
+        // SAFETY: `stats` is a tpacket_stats_v3 of `len` bytes.
+        let r = unsafe {
+            libc::getsockopt(
+                self.socket.get_ref().as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                (&raw mut stats).cast(),
+                &mut len,
+            )
+        };
+        if r == 0 {
+            // The kernel resets its counters on each read.
+            self.drops += u64::from(stats.tp_drops);
+        }
+        self.drops
+    }
+
+    /// Takes no new packets (binding to protocol 0 unhooks the socket),
+    /// then waits, at most `STOP_WAIT`, for the kernel to hand over the
+    /// block it was filling, so what it captured can still be read.
+    pub fn stop_new(&mut self) {
+        let socket = socket2::SockRef::from(self.socket.get_ref());
+        let _ = socket.bind(&packet_address(self.ifindex, 0));
+        let deadline = Instant::now() + STOP_WAIT;
+        // The block being filled is the first one still the kernel's.
+        let filling = (0..BLOCKS)
+            .map(|i| (self.block + i) % BLOCKS)
+            .find(|&b| !self.user_owns(b));
+        let Some(filling) = filling else {
+            return;
+        };
+        while Instant::now() < deadline && !self.user_owns(filling) {
+            // SAFETY: num_pkts of a block the kernel owns: a racy read of
+            // a u32, only to learn whether the block is empty.
+            let packets = unsafe {
+                std::ptr::read_volatile(&raw const (*self.block_ptr(filling)).hdr.bh1.num_pkts)
+            };
+            if packets == 0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+fn tpacket_align(len: usize) -> usize {
+    (len + libc::TPACKET_ALIGNMENT - 1) & !(libc::TPACKET_ALIGNMENT - 1)
+}
+
+impl Drop for PacketRing {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `open`, unmapped once.
+        unsafe { libc::munmap(self.ring.cast(), self.ring_len) };
+    }
+}

@@ -1,0 +1,173 @@
+//! The eBPF backend: the capture object's TC programs on the interface's
+//! ingress and/or egress (ebpf/tc.rs: TCX, or clsact + cls_bpf), queueing
+//! each packet's first bytes and a `CaptureHeader` into one ring buffer.
+
+use anyhow::anyhow;
+use aya::programs::SchedClassifier;
+use myinit_common::capture::{CaptureHeader, CAPTURE_EGRESS, CAPTURE_HAS_TASK};
+
+use crate::ebpf::ring::{self, RingReader};
+use crate::ebpf::tc::{self, Attached, Hook, TcPath};
+use crate::ebpf::Object;
+use crate::kernel::btf::KernelBtf;
+use crate::packet::pcap::Direction;
+
+/// The capture object built from `ebpf-programs/src/bin/capture.rs`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/capture"));
+
+const HEADER_LEN: usize = std::mem::size_of::<CaptureHeader>();
+
+/// A packet from the ring, borrowed for the callback.
+pub struct TcPacket<'a> {
+    /// CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns).
+    pub monotonic_ns: u64,
+    pub orig_len: u32,
+    pub data: &'a [u8],
+    pub direction: Direction,
+    pub process: Option<(u32, &'a str)>,
+}
+
+/// The programs attached to an interface and the ring they fill.
+pub struct TcCapture {
+    attached: Vec<(Attached, &'static str)>,
+    pub ring: RingReader,
+    pub path: TcPath,
+    /// Filters of these programs a killed myinit had left on the hooks,
+    /// removed before attaching (clsact only).
+    pub removed_orphans: usize,
+    // Declared last: dropped after the ring reader that reads its map.
+    object: Object,
+}
+
+fn program_for(hook: Hook) -> &'static str {
+    match hook {
+        Hook::Ingress => "capture_ingress",
+        Hook::Egress => "capture_egress",
+    }
+}
+
+/// Whether TC programs may call the task helpers here (probed: 6.1's
+/// verifier refuses them to SCHED_CLS, 6.18's allows them).
+pub fn task_helpers_allowed() -> bool {
+    use aya::programs::ProgramType;
+    use aya::sys::{is_helper_supported, BpfHelper};
+    [
+        BpfHelper::BPF_FUNC_get_current_pid_tgid,
+        BpfHelper::BPF_FUNC_get_current_comm,
+    ]
+    .into_iter()
+    .all(|helper| is_helper_supported(ProgramType::SchedClassifier, helper).unwrap_or(false))
+}
+
+fn permission_denied(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.raw_os_error() == Some(libc::EPERM))
+    })
+}
+
+/// An error and its sources on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+impl TcCapture {
+    /// Loads the object with the snap length and attaches its programs to
+    /// `hooks` of `iface`. Once it returns, packets are being captured.
+    /// Must run inside the tokio runtime.
+    pub async fn open(iface: &str, hooks: &[Hook], snaplen: u32) -> anyhow::Result<Self> {
+        let path = tc::choose_path()?;
+        let btf = KernelBtf::get();
+        let aya_btf = btf.as_ref().ok().map(|b| &b.aya);
+        let task_helpers = u8::from(task_helpers_allowed());
+        let mut object = Object::load(OBJECT, aya_btf, |loader| {
+            loader.override_global("TASK_HELPERS", &task_helpers, true);
+            loader.override_global("SNAPLEN", &snaplen, true);
+        })
+        .map_err(|e| {
+            // Without privileges the first map already fails: say what is
+            // needed rather than which map.
+            if permission_denied(&e) {
+                tc::TcError::NotRoot {
+                    iface: iface.to_string(),
+                }
+                .into()
+            } else {
+                e
+            }
+        })?;
+        let mut attached = Vec::new();
+        for &hook in hooks {
+            let name = program_for(hook);
+            let program: &mut SchedClassifier = object.program_mut(name)?;
+            program
+                .load()
+                .map_err(|e| anyhow!("loading {name}: {}", chain(&e)))?;
+            match tc::attach(program, name, iface, hook, path).await {
+                Ok(a) => attached.push((a, name)),
+                Err(e) => {
+                    for (a, name) in attached {
+                        if let Ok(p) = object.program_mut::<SchedClassifier>(name) {
+                            let _ = tc::detach(p, a);
+                        }
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        let ring = RingReader::take(&mut object, "CAPTURE_RING", "CAPTURE_LOST")?;
+        let removed_orphans = attached.iter().map(|(a, _)| a.removed_orphans).sum();
+        Ok(TcCapture {
+            attached,
+            ring,
+            path,
+            removed_orphans,
+            object,
+        })
+    }
+
+    /// Hands at most `max` records to `f`; returns how many were taken.
+    pub fn drain(&mut self, max: usize, mut f: impl FnMut(TcPacket<'_>)) -> usize {
+        self.ring.drain(max, |bytes| {
+            let Some(h) = ring::record::<CaptureHeader>(bytes) else {
+                return;
+            };
+            let end = (HEADER_LEN + h.cap_len as usize).min(bytes.len());
+            let comm_end = h.comm.iter().position(|&b| b == 0).unwrap_or(h.comm.len());
+            let comm = std::str::from_utf8(&h.comm[..comm_end]).unwrap_or("?");
+            f(TcPacket {
+                monotonic_ns: h.timestamp_ns,
+                orig_len: h.orig_len,
+                data: &bytes[HEADER_LEN..end],
+                direction: if h.direction == CAPTURE_EGRESS {
+                    Direction::Outbound
+                } else {
+                    Direction::Inbound
+                },
+                process: (h.flags & CAPTURE_HAS_TASK != 0).then_some((h.tgid, comm)),
+            })
+        })
+    }
+
+    /// Detaches the programs; what they queued stays readable.
+    pub fn detach(&mut self) {
+        for (a, name) in std::mem::take(&mut self.attached) {
+            if let Ok(p) = self.object.program_mut::<SchedClassifier>(name) {
+                let _ = tc::detach(p, a);
+            }
+        }
+    }
+}
+
+impl Drop for TcCapture {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}

@@ -1,0 +1,625 @@
+//! `capture` for real, with both backends (eBPF TC programs and the
+//! TPACKET_V3 ring): known traffic over a veth pair between two namespaces
+//! this test creates, read back with tcpdump and tshark; a TUN gets link
+//! type RAW; a flood is all counted (captured + lost = sent); stop during
+//! a flood keeps everything it counted; a full disk ends the capture with
+//! what was written kept; bad input is one line.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::{run, unique, MyinitRun, Netns};
+
+const HERE_ADDR: &str = "10.78.0.1";
+const PEER_ADDR: &str = "10.78.0.2";
+const BACKENDS: [&str; 2] = ["ebpf", "packet"];
+
+/// Two namespaces joined by a veth pair: `here` (`dev`, 10.78.0.1,
+/// fd78::1) and `peer` (10.78.0.2, fd78::2).
+struct Link {
+    here: Netns,
+    peer: Netns,
+    dev: String,
+}
+
+fn link(ipv6: bool) -> Link {
+    let here = Netns::new("cph");
+    let peer = Netns::new("cpp");
+    let dev = unique("cpa");
+    let other = unique("cpb");
+    here.veth(&dev, &other, Some(&peer));
+    for (ns, name, v4, v6) in [
+        (&here, &dev, HERE_ADDR, "fd78::1/64"),
+        (&peer, &other, PEER_ADDR, "fd78::2/64"),
+    ] {
+        let sysctl = format!("net.ipv6.conf.{name}.disable_ipv6={}", u8::from(!ipv6));
+        assert!(ns.exec("sysctl", &["-qw", &sysctl]).status.success());
+        ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", name]);
+        if ipv6 {
+            ns.ip(&["addr", "add", v6, "dev", name, "nodad"]);
+        }
+        ns.ip(&["link", "set", name, "up"]);
+    }
+    Link { here, peer, dev }
+}
+
+/// A directory for this test's files, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(unique("mycap"));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.0.join(name).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).output();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed when dropped.
+struct Background(Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs a reference tool; its stdout (stderr is checked by the caller).
+fn tool(program: &str, args: &[&str]) -> String {
+    let out = run(program, args);
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn tcpdump(file: &str) -> String {
+    tool("tcpdump", &["-r", file, "-nn", "-t"])
+}
+
+/// tshark's fields of each packet, `|`-separated.
+fn tshark(file: &str, fields: &[&str]) -> Vec<String> {
+    let mut args = vec!["-r", file, "-T", "fields", "-E", "separator=|"];
+    for f in fields {
+        args.push("-e");
+        args.push(f);
+    }
+    tool("tshark", &args).lines().map(str::to_string).collect()
+}
+
+/// The number before `label` in `text` ("… 12 packets …").
+fn number_before(text: &str, label: &str) -> u64 {
+    let at = text
+        .find(label)
+        .unwrap_or_else(|| panic!("no {label:?} in {text}"));
+    let digits: String = text[..at]
+        .trim_end()
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits
+        .chars()
+        .rev()
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("no number before {label:?} in {text}"))
+}
+
+/// The stop report line of the capture on `target`.
+fn report<'a>(r: &'a MyinitRun, target: &str) -> &'a str {
+    let head = format!("capture {target}: ");
+    r.stdout
+        .lines()
+        .find(|l| l.starts_with(&head) && l.contains("written to"))
+        .unwrap_or_else(|| panic!("no report of {target}: {r:#?}"))
+}
+
+/// A trafgen configuration: 60-byte frames of an experimental EtherType,
+/// broadcast, so nothing in the kernel answers them.
+fn flood_config(dir: &TempDir) -> String {
+    let path = dir.file("flood.cfg");
+    std::fs::write(
+        &path,
+        "{ 0xff,0xff,0xff,0xff,0xff,0xff, 0x02,0x00,0x00,0x00,0x00,0x01, 0x88,0xb5, fill(0x00, 46) }\n",
+    )
+    .unwrap();
+    path
+}
+
+/// trafgen's "N packets outgoing".
+fn trafgen_sent(output: &str) -> u64 {
+    number_before(output, "packets outgoing")
+}
+
+#[test]
+fn known_traffic_is_captured_with_directions_to_pcap_pcapng_and_jsonl() {
+    for backend in BACKENDS {
+        let l = link(true);
+        let dir = TempDir::new();
+        let (pcap, ng, jsonl) = (
+            dir.file("c.pcap"),
+            dir.file("c.pcapng"),
+            dir.file("c.jsonl"),
+        );
+        // A TCP listener on the peer, for a handshake with options.
+        let listener = python(
+            &l.peer,
+            "import socket\n\
+             s = socket.socket(); s.bind(('10.78.0.2', 5000)); s.listen()\n\
+             print('ready', flush=True)\n\
+             c, _ = s.accept(); c.close()",
+        );
+        let d = &l.dev;
+        // Three captures on one interface at once: IF, IF#2, IF#3.
+        let r = l.here.myinit(&format!(
+            "capture start {d} {pcap} --backend {backend}; \
+             capture start {d} {ng} --backend {backend}; \
+             capture start {d} {jsonl} --backend {backend}; \
+             /usr/bin/ping -c 2 -i 0.2 {PEER_ADDR}; \
+             /usr/bin/ping -6 -c 1 fd78::2; \
+             /usr/bin/python3 -c \"import socket; socket.create_connection(('{PEER_ADDR}', 5000)).close()\"; \
+             capture show; capture stop {d}"
+        ));
+        r.assert_ok();
+        drop(listener);
+        for target in [d.clone(), format!("{d}#2"), format!("{d}#3")] {
+            let line = report(&r, &target);
+            assert!(line.contains(": stopped: "), "{backend}: {line}");
+        }
+        assert!(
+            r.stdout.contains(&format!("{d}#2 ")) && r.stdout.contains("EN10MB"),
+            "{backend}: show lists every capture: {}",
+            r.stdout
+        );
+
+        // pcap: tcpdump reads ARP, both ICMP echoes, ND and the handshake.
+        let text = tcpdump(&pcap);
+        for want in [
+            format!("ARP, Request who-has {PEER_ADDR} tell {HERE_ADDR}"),
+            format!("ARP, Reply {PEER_ADDR} is-at"),
+            format!("IP {HERE_ADDR} > {PEER_ADDR}: ICMP echo request"),
+            format!("IP {PEER_ADDR} > {HERE_ADDR}: ICMP echo reply"),
+            "ICMP6, neighbor solicitation, who has fd78::2".to_string(),
+            "ICMP6, neighbor advertisement, tgt is fd78::2".to_string(),
+            "ICMP6, echo request".to_string(),
+            format!("> {PEER_ADDR}.5000: Flags [S], seq"),
+            format!("IP {PEER_ADDR}.5000 > {HERE_ADDR}."),
+        ] {
+            assert!(text.contains(&want), "{backend}: no {want:?} in\n{text}");
+        }
+        assert!(
+            text.contains("options [mss 1460,sackOK,TS"),
+            "{backend}: SYN options kept\n{text}"
+        );
+        assert_eq!(
+            text.matches("ICMP echo request").count(),
+            2,
+            "{backend}: {text}"
+        );
+
+        // pcapng: tshark shows the interface, directions and the sender.
+        let rows = tshark(
+            &ng,
+            &[
+                "frame.interface_name",
+                "frame.packet_flags_direction",
+                "frame.comment",
+                "icmp.type",
+                "tcp.flags.syn",
+                "tcp.flags.ack",
+            ],
+        );
+        let icmp = |kind: &str| -> Vec<&String> {
+            rows.iter()
+                .filter(|r| r.split('|').nth(3) == Some(kind))
+                .collect()
+        };
+        assert_eq!(icmp("8").len(), 2, "{backend}: {rows:?}");
+        for row in icmp("8") {
+            let f: Vec<&str> = row.split('|').collect();
+            assert_eq!((f[0], f[1]), (d.as_str(), "0x00000002"), "{backend}: {row}");
+            if backend == "ebpf" {
+                assert!(f[2].starts_with("ping (pid "), "{backend}: {row}");
+            }
+        }
+        for row in icmp("0") {
+            let f: Vec<&str> = row.split('|').collect();
+            assert_eq!((f[0], f[1], f[2]), (d.as_str(), "0x00000001", ""), "{row}");
+        }
+        let syn_ack = rows
+            .iter()
+            .find(|r| r.ends_with("|1|1"))
+            .unwrap_or_else(|| panic!("{backend}: no SYN-ACK in {rows:?}"));
+        assert!(syn_ack.contains("|0x00000001|"), "{backend}: {syn_ack}");
+
+        // JSONL: one JSON object a line, with direction and interface name.
+        let text = std::fs::read_to_string(&jsonl).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        assert_eq!(
+            lines.len() as u64,
+            number_before(report(&r, &format!("{d}#3")), "packets"),
+            "{backend}"
+        );
+        let requests: Vec<&serde_json::Value> = lines
+            .iter()
+            .filter(|v| {
+                v["layers"]
+                    .as_array()
+                    .is_some_and(|ls| ls.iter().any(|l| l["layertype"] == "Icmp" && l["typ"] == 8))
+            })
+            .collect();
+        assert_eq!(requests.len(), 2, "{backend}: {text}");
+        for v in requests {
+            assert_eq!(v["direction"], "tx", "{backend}: {v}");
+            assert_eq!(v["ifname"], d.as_str(), "{backend}: {v}");
+        }
+    }
+}
+
+/// Runs a python3 script in `ns` until it prints "ready"; killed when dropped.
+fn python(ns: &Netns, script: &str) -> Background {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.name, "python3", "-c", script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready", "python3 -c {script}");
+    Background(child)
+}
+
+/// Opens a TUN named `name` in `ns` and keeps it open (so it has carrier)
+/// until dropped.
+fn tun(ns: &Netns, name: &str) -> Background {
+    python(
+        ns,
+        &format!(
+            "import fcntl, os, struct, time\n\
+             fd = os.open('/dev/net/tun', os.O_RDWR)\n\
+             fcntl.ioctl(fd, 0x400454ca, struct.pack('16sH', b'{name}', 0x0001 | 0x1000))\n\
+             print('ready', flush=True)\n\
+             time.sleep(60)"
+        ),
+    )
+}
+
+#[test]
+fn an_l3_tun_capture_gets_link_type_raw() {
+    for backend in BACKENDS {
+        let ns = Netns::new("cpt");
+        let name = unique("cpt");
+        let _tun = tun(&ns, &name);
+        ns.ip(&["addr", "add", "10.79.0.1/24", "dev", &name]);
+        ns.ip(&["link", "set", &name, "up"]);
+        let dir = TempDir::new();
+        let file = dir.file("tun.pcap");
+        let r = ns.myinit(&format!(
+            "capture start {name} {file} --backend {backend} --ns; capture show; \
+             ping -c 2 -i 0.2 -W 0.2 10.79.0.2; capture stop {name}"
+        ));
+        assert!(r.stdout.contains("RAW"), "{backend}: {r:#?}");
+        assert!(report(&r, &name).contains("stopped: 2 packets"), "{r:#?}");
+        let bytes = std::fs::read(&file).unwrap();
+        assert_eq!(
+            u32::from_le_bytes(bytes[20..24].try_into().unwrap()),
+            101,
+            "{backend}: link type RAW in the file header"
+        );
+        // --ns: the nanosecond magic.
+        assert_eq!(&bytes[..4], &[0x4d, 0x3c, 0xb2, 0xa1], "{backend}");
+        let text = tcpdump(&file);
+        assert_eq!(
+            text.matches("IP 10.79.0.1 > 10.79.0.2: ICMP echo request")
+                .count(),
+            2,
+            "{backend}: {text}"
+        );
+    }
+}
+
+#[test]
+fn a_flood_is_counted_in_full_captured_plus_lost_equals_sent() {
+    for backend in BACKENDS {
+        let l = link(false);
+        let dir = TempDir::new();
+        let cfg = flood_config(&dir);
+        let file = dir.file("flood.pcap");
+        let d = &l.dev;
+        // The sender's own egress: every frame trafgen sends passes it
+        // (-q: through the qdisc path, where TC and taps see it).
+        let r = l.here.myinit(&format!(
+            "capture start {d} {file} --backend {backend} --dir tx; \
+             /usr/sbin/trafgen --dev {d} --conf {cfg} -n 200000 -q; capture stop {d}"
+        ));
+        r.assert_ok();
+        let sent = trafgen_sent(&format!("{}{}", r.stdout, r.stderr));
+        assert_eq!(sent, 200_000, "{r:#?}");
+        let line = report(&r, d);
+        let captured = number_before(line, "packets");
+        let lost = number_before(line, "lost");
+        assert_eq!(captured + lost, sent, "{backend}: {line}");
+        // What the report counts is in the file.
+        let out = run("tcpdump", &["-r", &file, "-nn", "-q"]);
+        let in_file = String::from_utf8_lossy(&out.stdout).lines().count() as u64;
+        assert_eq!(in_file, captured, "{backend}: {line}");
+    }
+}
+
+#[test]
+fn stop_during_a_flood_keeps_everything_it_counted() {
+    for backend in BACKENDS {
+        let l = link(false);
+        let dir = TempDir::new();
+        let cfg = flood_config(&dir);
+        let file = dir.file("mid.pcapng");
+        let d = &l.dev;
+        let _flood = Background(
+            Command::new("ip")
+                .args(["netns", "exec", &l.here.name, "trafgen", "--dev", d])
+                .args(["--conf", &cfg, "-q", "--cpus", "1"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let r = l.here.myinit(&format!(
+            "capture start {d} {file} --backend {backend} --dir tx; sleep 1; capture stop {d}"
+        ));
+        r.assert_ok();
+        let line = report(&r, d);
+        let captured = number_before(line, "packets");
+        assert!(captured > 1000, "{backend}: the flood ran: {line}");
+        let rows = tshark(&file, &["frame.number"]);
+        assert_eq!(rows.len() as u64, captured, "{backend}: {line}");
+    }
+}
+
+#[test]
+fn count_stops_a_capture_by_itself_and_says_so() {
+    for backend in BACKENDS {
+        let l = link(false);
+        let dir = TempDir::new();
+        let file = dir.file("three.dump");
+        let d = &l.dev;
+        let r = l.here.myinit(&format!(
+            "capture start {d} {file} pcap 3 --backend {backend} --dir tx; \
+             ping -c 6 -i 0.1 {PEER_ADDR}; sleep 0.2; capture show; capture stop {d}"
+        ));
+        r.assert_ok();
+        assert!(
+            r.stderr.contains(&format!(
+                "[capture {d}] finished by itself: capture {d}: COUNT reached: 3 packets"
+            )),
+            "{backend}: {r:#?}"
+        );
+        assert!(r.stdout.contains(&format!("{d} (ended)")), "{r:#?}");
+        assert_eq!(tcpdump(&file).lines().count(), 3, "{backend}");
+    }
+}
+
+#[test]
+fn a_full_disk_stops_the_capture_and_keeps_what_was_written() {
+    for backend in BACKENDS {
+        let l = link(false);
+        let dir = TempDir::new();
+        let cfg = flood_config(&dir);
+        let small = dir.0.join("small");
+        std::fs::create_dir(&small).unwrap();
+        let small = TempDir(small);
+        assert!(run(
+            "mount",
+            &["-t", "tmpfs", "-o", "size=64k", "none", &small.file("")]
+        )
+        .status
+        .success());
+        let file = small.file("full.pcap");
+        let d = &l.dev;
+        let r = l.here.myinit(&format!(
+            "capture start {d} {file} --backend {backend} --dir tx; \
+             /usr/sbin/trafgen --dev {d} --conf {cfg} -n 5000 -q; sleep 0.2; capture stop {d}; \
+             echo shell goes on"
+        ));
+        let want = format!("capture {d}: stopped: {file}: write error: No space left on device");
+        assert!(r.stderr.contains(&want), "{backend}: {r:#?}");
+        assert!(r.stdout.contains("shell goes on"), "{r:#?}");
+        let written = number_before(report(&r, d), "packets");
+        assert!(written > 100 && written < 5000, "{backend}: {written}");
+        // What the report says was written is in the file, whole.
+        let out = run("tcpdump", &["-r", &file, "-nn", "-q"]);
+        let read = String::from_utf8_lossy(&out.stdout).lines().count() as u64;
+        assert!(
+            read + 1 >= written && read <= written,
+            "{backend}: {read} of {written}"
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_one_line_and_starts_nothing() {
+    let ns = Netns::new("cpb");
+    let dir = TempDir::new();
+    let ok = dir.file("x.pcap");
+    for (command, want) in [
+        (
+            format!("capture start nosuch0 {ok}"),
+            "capture: nosuch0: no such interface".to_string(),
+        ),
+        (
+            format!("capture start lo {}", dir.file("x.txt")),
+            format!(
+                "capture: {}: say the format (jsonl, pcap or pcapng) or use one of their extensions",
+                dir.file("x.txt")
+            ),
+        ),
+        (
+            format!("capture start lo {ok} tiff"),
+            "capture: expected jsonl, pcap, pcapng or a COUNT, not tiff".to_string(),
+        ),
+        (
+            "capture start lo /nonexistent/dir/x.pcap".to_string(),
+            "capture: /nonexistent/dir/x.pcap: No such file or directory".to_string(),
+        ),
+        (
+            format!("capture start lo {ok} --backend ebpf --snaplen 9000"),
+            "capture: --snaplen 9000: the eBPF backend copies at most 1514 bytes (--backend packet copies more)".to_string(),
+        ),
+        (
+            "capture stop lo".to_string(),
+            "capture: lo: no capture running".to_string(),
+        ),
+    ] {
+        let r = ns.myinit(&format!("{command}; capture show"));
+        let first = r.stderr.lines().next().unwrap_or_default();
+        let first = first.strip_prefix("-c:1: ").unwrap_or(first);
+        assert_eq!(first, want, "{command}: {r:#?}");
+        assert!(r.stdout.contains("no capture running"), "{command}: {r:#?}");
+    }
+    assert!(!Path::new(&ok).exists(), "a refused start leaves no file");
+    let r = common::myinit("help capture");
+    assert!(
+        r.stdout
+            .contains("usage: capture start IF FILE [jsonl|pcap|pcapng] [COUNT]"),
+        "{r:#?}"
+    );
+}
+
+#[test]
+fn the_end_of_myinit_closes_a_running_capture_with_everything_it_took() {
+    for backend in BACKENDS {
+        let l = link(false);
+        let dir = TempDir::new();
+        let file = dir.file("left.pcapng");
+        let d = &l.dev;
+        // No `capture stop`: the end of the program stops every job, and a
+        // job's file is flushed and closed before the process exits.
+        let r = l.here.myinit(&format!(
+            "capture start {d} {file} --backend {backend} --dir tx; ping -c 3 -i 0.1 {PEER_ADDR}"
+        ));
+        r.assert_ok();
+        let line = report(&r, d);
+        assert!(line.contains("stopped: 4 packets"), "{backend}: {r:#?}");
+        let rows = tshark(&file, &["icmp.type"]);
+        assert_eq!(rows, ["", "8", "8", "8"], "{backend}: ARP, then 3 requests");
+    }
+}
+
+/// The capture programs' cls_bpf filters on `dev` (both hooks).
+fn clsact_filters(ns: &Netns, dev: &str) -> usize {
+    ["ingress", "egress"]
+        .iter()
+        .map(|hook| {
+            let out = ns.exec("tc", &["filter", "show", "dev", dev, hook]);
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains("capture_"))
+                .count()
+        })
+        .sum()
+}
+
+#[test]
+fn on_clsact_stop_removes_the_filters_and_a_killed_captures_are_removed_by_the_next() {
+    let l = link(false);
+    let dir = TempDir::new();
+    let d = &l.dev;
+    let (first, second) = (dir.file("first.pcap"), dir.file("second.pcap"));
+    // nsenter execs myinit in place (`ip netns exec` may fork), so the
+    // child killed below is myinit itself.
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", l.here.name))
+        .arg(common::myinit_bin())
+        .args(["-c", &format!("capture start {d} {first}; sleep 30")])
+        .env("MYINIT_TC", "clsact")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while clsact_filters(&l.here, d) < 2 {
+        assert!(std::time::Instant::now() < end, "no filters attached");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        clsact_filters(&l.here, d),
+        2,
+        "a killed myinit leaves its filters"
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", &l.here.name])
+        .arg(common::myinit_bin())
+        .args([
+            "-c",
+            &format!("capture start {d} {second}; ping -c 2 -i 0.1 {PEER_ADDR}; capture stop {d}"),
+        ])
+        .env("MYINIT_TC", "clsact")
+        .output()
+        .unwrap();
+    let r = MyinitRun::from(out);
+    r.assert_ok();
+    assert!(
+        r.stdout.contains(&format!(
+            "capture {d}: ebpf (clsact), EN10MB rx+tx, snaplen 1514, to {second} (pcap); removed 2 filter(s) a killed myinit left"
+        )),
+        "{r:#?}"
+    );
+    // ARP request and reply, two echo requests and their replies.
+    assert!(report(&r, d).contains("stopped: 6 packets"), "{r:#?}");
+    assert_eq!(clsact_filters(&l.here, d), 0, "stop removes its filters");
+}
+
+#[test]
+fn lo_is_captured_as_ethernet() {
+    for backend in BACKENDS {
+        let ns = Netns::new("cpl");
+        let dir = TempDir::new();
+        let file = dir.file("lo.pcap");
+        let r = ns.myinit(&format!(
+            "capture start lo {file} --backend {backend} --dir rx; ping -c 1 127.0.0.1; capture stop lo"
+        ));
+        r.assert_ok();
+        assert!(r.stdout.contains("EN10MB rx"), "{backend}: {r:#?}");
+        let bytes = std::fs::read(&file).unwrap();
+        assert_eq!(u32::from_le_bytes(bytes[20..24].try_into().unwrap()), 1);
+        let text = tool("tcpdump", &["-r", &file, "-nn", "-t", "-e"]);
+        // lo's all-zero Ethernet header, then the echo and its reply.
+        assert_eq!(
+            text.matches("00:00:00:00:00:00 > 00:00:00:00:00:00, ethertype IPv4")
+                .count(),
+            2,
+            "{backend}: {text}"
+        );
+        assert!(
+            text.contains("127.0.0.1 > 127.0.0.1: ICMP echo request"),
+            "{text}"
+        );
+        assert!(
+            text.contains("127.0.0.1 > 127.0.0.1: ICMP echo reply"),
+            "{text}"
+        );
+    }
+}
