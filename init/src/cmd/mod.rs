@@ -25,6 +25,7 @@ pub mod inject;
 pub mod ip;
 pub mod modules;
 pub mod nettest;
+pub mod oside;
 pub mod system;
 pub mod tap;
 
@@ -226,6 +227,7 @@ pub fn all() -> &'static [&'static CommandSpec] {
             ip::COMMANDS,
             modules::COMMANDS,
             nettest::COMMANDS,
+            oside::COMMANDS,
             system::COMMANDS,
             tap::COMMANDS,
         ]

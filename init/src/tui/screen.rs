@@ -40,8 +40,6 @@ const BLANK: Cell = Cell {
 /// One screenful to draw: rows of single-column cells and where the
 /// cursor goes (hidden when `None`).
 pub struct Frame {
-    width: u16,
-    height: u16,
     rows: Vec<Vec<Cell>>,
     pub cursor: Option<(u16, u16)>,
 }
@@ -49,19 +47,9 @@ pub struct Frame {
 impl Frame {
     pub fn new((width, height): (u16, u16)) -> Frame {
         Frame {
-            width,
-            height,
             rows: vec![vec![BLANK; width as usize]; height as usize],
             cursor: None,
         }
-    }
-
-    pub fn width(&self) -> u16 {
-        self.width
-    }
-
-    pub fn height(&self) -> u16 {
-        self.height
     }
 
     /// Writes `text` at column `x` of row `y`, cut at the right edge;
@@ -145,11 +133,6 @@ impl Screen {
 
     pub fn size(&self) -> (u16, u16) {
         self.size
-    }
-
-    /// A blank frame of the screen's size.
-    pub fn frame(&self) -> Frame {
-        Frame::new(self.size)
     }
 
     /// Draws `frame`, sending only the rows that differ from the screen.
