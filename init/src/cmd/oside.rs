@@ -499,6 +499,29 @@ fn with_field(layer: &Layer, field: &str, value: Value) -> Result<Layer, String>
     Layer::from_json(&Value::Object(obj))
 }
 
+/// After a layer was added or removed behind layer `i`: its EtherType,
+/// IP protocol or next header follows the new next layer (`<auto>`), if
+/// the packet then encodes; else it keeps its value.
+fn auto_protocol(packet: &mut Packet, i: usize) {
+    let field = match packet.layers[i] {
+        Layer::Ether(_) | Layer::Dot1Q(_) => "etype",
+        Layer::Ip(_) => "proto",
+        Layer::Ipv6(_)
+        | Layer::Ipv6HopByHop(_)
+        | Layer::Ipv6Routing(_)
+        | Layer::Ipv6DestOptions(_)
+        | Layer::Ipv6Fragment(_) => "next_header",
+        _ => return,
+    };
+    let Ok(auto) = with_field(&packet.layers[i], field, Value::from("<auto>")) else {
+        return;
+    };
+    let old = std::mem::replace(&mut packet.layers[i], auto);
+    if packet.encode().is_err() {
+        packet.layers[i] = old;
+    }
+}
+
 enum Mode {
     Browse,
     Edit(LineEdit),
@@ -755,6 +778,9 @@ impl Oside {
                 serde_json::from_str(object).expect("the new-layer table is valid JSON");
             record.packet.layers.insert(at + n, layer);
         }
+        if at > 0 {
+            auto_protocol(&mut record.packet, at - 1);
+        }
         self.layer = at as isize;
         self.field = 0;
         self.modified = true;
@@ -771,6 +797,9 @@ impl Oside {
         };
         if i < record.packet.layers.len() {
             let removed = record.packet.layers.remove(i);
+            if i > 0 {
+                auto_protocol(&mut record.packet, i - 1);
+            }
             self.modified = true;
             self.message = format!("{} removed", removed.name());
         }
