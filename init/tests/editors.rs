@@ -42,11 +42,16 @@ struct Tmux {
 
 impl Tmux {
     fn start(dir: &TempDir, command: &str) -> Tmux {
+        Self::start_with(dir, command, "")
+    }
+
+    /// `start`, with a shell command run first (`stty ...`).
+    fn start_with(dir: &TempDir, command: &str, setup: &str) -> Tmux {
         let session = common::unique("tm");
         let stty_before = dir.path("stty.before");
         let stty_after = dir.path("stty.after");
         let script = format!(
-            "stty -g > {}; {} -c '{command}'; echo EXIT=$?; stty -g > {}; sleep 3600",
+            "{setup} stty -g > {}; {} -c '{command}'; echo EXIT=$?; stty -g > {}; sleep 3600",
             stty_before.display(),
             common::myinit_bin(),
             stty_after.display()
@@ -283,6 +288,30 @@ fn edit_redraws_for_the_new_size_after_a_resize() {
     t.keys(&["C-x"]);
     assert_eq!(t.wait_exit(), 0);
     assert_eq!(std::fs::read(&file).unwrap(), b"1one\ntwo\n");
+}
+
+#[test]
+fn edit_asks_the_terminal_its_size_when_the_tty_says_0x0() {
+    let dir = TempDir::new();
+    let file = dir.path("serial.txt");
+    std::fs::write(&file, "one\n").unwrap();
+    // As on a serial console: the tty knows no size. tmux answers the
+    // cursor-position report with its 100x30; 80x24 would put the status
+    // line on row 23.
+    let t = Tmux::start_with(
+        &dir,
+        &format!("edit {}", file.display()),
+        "stty rows 0 cols 0;",
+    );
+    let screen = t.wait_until("the status line on row 29", |s| {
+        s.lines()
+            .nth(28)
+            .is_some_and(|l| l.contains("line 1:1 of 2"))
+    });
+    let status = screen.lines().nth(28).unwrap();
+    assert_eq!(status.len(), 99, "not 100 columns wide: {status:?}");
+    t.keys(&["C-q"]);
+    assert_eq!(t.wait_exit(), 0);
 }
 
 #[test]

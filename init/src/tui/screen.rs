@@ -116,10 +116,8 @@ impl Screen {
     /// The tty's size; when it says 0x0 (a serial console), the terminal's
     /// answer to a cursor-position report at the far corner; else 80x24.
     fn ask_size(&mut self) -> (u16, u16) {
-        if let Ok((w, h)) = terminal::size() {
-            if w > 0 && h > 0 {
-                return (w, h);
-            }
+        if let Some(size) = tty_size() {
+            return size;
         }
         let _ = execute!(self.out, cursor::SavePosition, MoveTo(998, 998));
         // crossterm sends `ESC [ 6 n` and waits (at most 2 s) for the answer.
@@ -192,8 +190,10 @@ impl Screen {
         loop {
             match event::read()? {
                 Event::Key(key) if key.kind != KeyEventKind::Release => return Ok(Some(key)),
-                Event::Resize(w, h) => {
-                    self.size = if w > 0 && h > 0 { (w, h) } else { self.size };
+                Event::Resize(..) => {
+                    // The tty's own numbers (see `tty_size`); a tty that
+                    // says 0x0 keeps the size the terminal reported.
+                    self.size = tty_size().unwrap_or(self.size);
                     self.shown.clear();
                     return Ok(None);
                 }
@@ -213,6 +213,18 @@ impl Drop for Screen {
         );
         let _ = terminal::disable_raw_mode();
     }
+}
+
+/// The size the tty holds, if it holds one. Not crossterm's `size()`: when
+/// the tty says 0x0 that asks `tput`, which answers terminfo's default
+/// rather than what the terminal has.
+fn tty_size() -> Option<(u16, u16)> {
+    // SAFETY: TIOCGWINSZ writes a winsize struct we own.
+    let size = unsafe {
+        let mut size: libc::winsize = std::mem::zeroed();
+        (libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) == 0).then_some(size)
+    }?;
+    (size.ws_col > 0 && size.ws_row > 0).then_some((size.ws_col, size.ws_row))
 }
 
 /// Whether `key` is Ctrl + `letter`.
