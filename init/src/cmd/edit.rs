@@ -42,11 +42,14 @@ const MAX_FILE: u64 = 16 << 20;
 
 fn edit_cmd(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     let args: EditArgs = parse_args("edit", args)?;
+    if args.file.is_empty() {
+        return Err(super::usage("FILE is empty"));
+    }
     let path = PathBuf::from(&args.file);
     // Everything that can be wrong with the file is found before the
     // terminal is touched.
     let buffer = Buffer::load(&path).map_err(|e| anyhow!("{}: {e}", args.file))?;
-    let mut screen = Screen::open("edit")?;
+    let mut screen = Screen::open()?;
     let mut editor = Editor {
         name: args.file,
         path,

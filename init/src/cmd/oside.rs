@@ -66,10 +66,13 @@ const MAX_BYTES: u64 = 256 << 20;
 
 fn oside_cmd(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     let args: OsideArgs = parse_args("oside", args)?;
+    if args.file.is_empty() {
+        return Err(super::usage("FILE is empty"));
+    }
     let path = PathBuf::from(&args.file);
     // A bad file is found before the terminal is touched.
     let (format, records) = load(&path).map_err(|e| anyhow!("{}: {e}", args.file))?;
-    let mut screen = Screen::open("oside")?;
+    let mut screen = Screen::open()?;
     let mut oside = Oside {
         name: args.file,
         path,

@@ -89,14 +89,13 @@ pub struct Screen {
 }
 
 impl Screen {
-    /// Takes over the terminal: stdin and stdout must be one. `who` names
-    /// the command in the error.
-    pub fn open(who: &str) -> anyhow::Result<Screen> {
+    /// Takes over the terminal: stdin and stdout must be one.
+    pub fn open() -> anyhow::Result<Screen> {
         if !io::stdin().is_terminal() || !io::stdout().is_terminal() {
-            anyhow::bail!("{who} needs a terminal (stdin and stdout are not one)");
+            anyhow::bail!("needs a terminal (stdin and stdout are not one)");
         }
         terminal::enable_raw_mode()
-            .map_err(|e| anyhow::anyhow!("{who}: cannot set the terminal to raw mode: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("cannot set the terminal to raw mode: {e}"))?;
         let mut screen = Screen {
             out: io::stdout(),
             size: FALLBACK_SIZE,
