@@ -912,3 +912,39 @@ fn oside_refuses_a_malformed_file_with_one_error_line() {
     assert_eq!(errors.len(), 1, "{screen}");
     assert!(errors[0].contains("record 3"), "{screen}");
 }
+
+#[test]
+fn oside_takes_ip_flags_in_their_json_form_and_edits_the_timestamp_layer() {
+    let dir = TempDir::new();
+    let file = dir.path("syn.pcap");
+    write_tcp_pcap(&file);
+    let t = Tmux::start(&dir, &format!("oside {}", file.display()));
+    t.wait_for("packet 1/3");
+    // Layer -1 is the timestamp.
+    t.keys(&["Up", "e", "C-u"]);
+    t.type_text("1800000000123456000");
+    t.keys(&["Enter"]);
+    t.wait_for("1 1800000000.123456 ether/Ip/Tcp/raw");
+    // Ip flags: version ihl tos len id flags.
+    t.keys(&["Down", "Down"]);
+    for _ in 0..5 {
+        t.keys(&["Right"]);
+    }
+    t.keys(&["e", "C-u"]);
+    t.type_text(
+        r#"{"reserved":false,"dont_fragment":false,"more_fragments":true,"fragment_offset":0}"#,
+    );
+    t.keys(&["Enter"]);
+    t.wait_for(r#""more_fragments":true"#);
+    t.keys(&["f", "s"]);
+    t.wait_for("saved 3 packets");
+    t.keys(&["q"]);
+    assert_eq!(t.wait_exit(), 0);
+    assert_eq!(
+        tshark(
+            &file,
+            &["frame.time_epoch", "ip.flags", "ip.checksum.status"]
+        )[0],
+        "1800000000.123456000,0x01,1"
+    );
+}

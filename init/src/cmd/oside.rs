@@ -62,7 +62,7 @@ struct OsideArgs {
 
 /// Bounds on what is read into memory.
 const MAX_PACKETS: usize = 100_000;
-const MAX_BYTES: u64 = 256 << 20;
+const MAX_BYTES: u64 = 64 << 20;
 
 fn oside_cmd(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     let args: OsideArgs = parse_args("oside", args)?;
