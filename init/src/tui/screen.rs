@@ -204,9 +204,14 @@ impl Screen {
 
 impl Drop for Screen {
     fn drop(&mut self) {
+        // Cleared while still on the alternate screen: an xterm then shows
+        // the shell's screen again untouched, a VT100 (which has no
+        // alternate screen) a clean one with the prompt at the top.
         let _ = execute!(
             self.out,
             SetAttribute(Attribute::Reset),
+            Clear(ClearType::All),
+            MoveTo(0, 0),
             cursor::Show,
             terminal::LeaveAlternateScreen
         );
