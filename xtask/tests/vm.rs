@@ -709,3 +709,48 @@ fn capture_on_a_tap_writes_pcap_and_jsonl_on_6_1() {
         "{jsonl}"
     );
 }
+
+#[test]
+fn edit_fixes_a_script_on_the_share_over_the_serial_console_and_run_runs_it() {
+    let share = TempDir::new("edit");
+    // The script misses its command's first letter; `edit` puts it back.
+    share.write("fix.run", "cho fixed-by-edit\n");
+    let mut vm = Interactive::boot(&[
+        "--share",
+        &share.0.to_string_lossy(),
+        "--append",
+        "myinit.countdown=30",
+        "--timeout",
+        "200",
+    ]);
+    vm.console
+        .wait_for("autoexec in ", Duration::from_secs(150));
+    vm.type_keys("x");
+    vm.console
+        .wait_for("myinit: shell ready", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    vm.type_keys("edit /mnt/host/fix.run\r");
+    // The full screen is up: its status line, in the serial console's
+    // 80x24, shows the file and the cursor.
+    let at = vm
+        .console
+        .wait_for_after(0, "line 1:1 of 2", Duration::from_secs(30));
+    vm.type_keys("e");
+    let at = vm
+        .console
+        .wait_for_after(at, "line 1:2 of 2", Duration::from_secs(20));
+    // Ctrl+S saves, Ctrl+Q quits (raw mode: no XON/XOFF on the tty).
+    vm.type_keys("\x13");
+    let at = vm
+        .console
+        .wait_for_after(at, "saved 19 bytes", Duration::from_secs(20));
+    vm.type_keys("\x11");
+    std::thread::sleep(Duration::from_millis(500));
+    vm.type_keys("run /mnt/host/fix.run\r");
+    vm.console
+        .wait_for_after(at, "\nfixed-by-edit\r\n", Duration::from_secs(20));
+    vm.type_keys("poweroff 0\r");
+    let (status, text, _) = vm.finish();
+    assert_eq!(status, Some(0), "{text}");
+    assert_eq!(share.read("fix.run"), "echo fixed-by-edit\n");
+}

@@ -19,12 +19,14 @@ pub mod builtin;
 pub mod capture;
 pub mod debug_tc;
 pub mod droptrace;
+pub mod edit;
 pub mod files;
 pub mod ifconfig;
 pub mod inject;
 pub mod ip;
 pub mod modules;
 pub mod nettest;
+pub mod oside;
 pub mod system;
 pub mod tap;
 
@@ -220,12 +222,14 @@ pub fn all() -> &'static [&'static CommandSpec] {
             builtin::COMMANDS,
             capture::COMMANDS,
             droptrace::COMMANDS,
+            edit::COMMANDS,
             files::COMMANDS,
             ifconfig::COMMANDS,
             inject::COMMANDS,
             ip::COMMANDS,
             modules::COMMANDS,
             nettest::COMMANDS,
+            oside::COMMANDS,
             system::COMMANDS,
             tap::COMMANDS,
         ]

@@ -728,6 +728,14 @@ impl Packet {
     /// fields. A bad layer list ("<auto>" with nothing to compute it from, a
     /// field out of range) is an error naming the layer.
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        self.encode_layout().map(|(bytes, _)| bytes)
+    }
+
+    /// `encode`, and where each layer's header starts in the bytes (one
+    /// offset per layer; a header runs to the next one's start). `oside`
+    /// highlights a field's bytes from it.
+    pub fn encode_layout(&self) -> Result<(Vec<u8>, Vec<usize>), EncodeError> {
+        let mut header_lens = vec![0; self.layers.len()];
         let mut layers = self.layers.clone();
         for layer in &mut layers {
             layer.resolve_random();
@@ -745,11 +753,20 @@ impl Packet {
                 layertype: layers[i].name(),
                 message,
             })?;
+            header_lens[i] = header.len();
             let mut bytes = header;
             bytes.extend_from_slice(&tail);
             tail = bytes;
         }
-        Ok(tail)
+        let starts = header_lens
+            .iter()
+            .scan(0, |at, len| {
+                let start = *at;
+                *at += len;
+                Some(start)
+            })
+            .collect();
+        Ok((tail, starts))
     }
 }
 

@@ -1,5 +1,5 @@
-//! Terminal helpers shared by commands that react to a single key
-//! (the boot countdowns, `droptrace watch`).
+//! The single-key console mode of the boot countdowns and `droptrace watch`:
+//! no echo, no line buffering, but signals and output processing kept.
 
 use std::time::Duration;
 
