@@ -22,6 +22,8 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum JobKind {
     Droptrace,
+    /// The fake hosts of one interface (target: the interface).
+    Fakehost,
     /// The registry's own tests.
     #[cfg(test)]
     Test,
@@ -31,6 +33,7 @@ impl JobKind {
     pub fn name(self) -> &'static str {
         match self {
             JobKind::Droptrace => "droptrace",
+            JobKind::Fakehost => "fakehost",
             #[cfg(test)]
             JobKind::Test => "test",
         }

@@ -7,6 +7,7 @@ mod boot;
 mod cmd;
 mod droptrace;
 mod ebpf;
+mod fakehost;
 mod jobs;
 mod kernel;
 mod kmod;

@@ -18,6 +18,7 @@ use crate::shell::Ctx;
 pub mod builtin;
 pub mod debug_tc;
 pub mod droptrace;
+pub mod fakehost;
 pub mod files;
 pub mod ifconfig;
 pub mod inject;
@@ -218,6 +219,7 @@ pub fn all() -> &'static [&'static CommandSpec] {
         let mut list: Vec<&'static CommandSpec> = [
             builtin::COMMANDS,
             droptrace::COMMANDS,
+            fakehost::COMMANDS,
             files::COMMANDS,
             ifconfig::COMMANDS,
             inject::COMMANDS,
