@@ -540,7 +540,7 @@ mod tests {
     #[test]
     fn default_macs_are_local_unicast_stable_and_distinct() {
         let a = default_mac("10.0.0.2".parse().unwrap());
-        assert_eq!(a.to_string(), "02:00:0a:00:00:02");
+        assert_eq!(a.lower().to_string(), "02:00:0a:00:00:02");
         let b = default_mac("2001:db8::1".parse().unwrap());
         let c = default_mac("2001:db8:1::1".parse().unwrap());
         assert_ne!(b, c);
@@ -559,7 +559,7 @@ mod tests {
         .unwrap();
         assert!(h.icmp && h.router);
         assert_eq!(h.prefix, Some(("2001:db8:1::".parse().unwrap(), 64)));
-        assert_eq!(h.mac.to_string(), "02:aa:bb:cc:dd:ee");
+        assert_eq!(h.mac.lower().to_string(), "02:aa:bb:cc:dd:ee");
         assert_eq!(h.alias(), Some("fe80::aa:bbff:fecc:ddee".parse().unwrap()));
         let err = |ip: &str, w: &str| parse_host(ip, &words(w)).unwrap_err().to_string();
         assert!(err("1.2.3", "").contains("not an IPv4 or IPv6 address"));
