@@ -129,30 +129,35 @@ impl Link {
     }
 }
 
-fn sysfs_index(iface: &str, file: &str) -> Option<u32> {
-    std::fs::read_to_string(format!("/sys/class/net/{iface}/{file}"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// The veth peer of `iface` in this namespace: the interface whose index
-/// is `iface`'s iflink and whose iflink is `iface`.
-fn veth_peer(iface: &str, ifindex: u32) -> Option<u32> {
-    let link = sysfs_index(iface, "iflink")?;
-    if link == ifindex {
-        return None;
+/// The veth peer of `iface` when it is in this namespace: the link the
+/// kernel names in IFLA_LINK with no IFLA_LINK_NETNSID (which would mean
+/// another namespace), itself linked back to `iface`. Asked over netlink:
+/// /sys may show another namespace (`nsenter --net` keeps the mount).
+async fn veth_peer(ifindex: u32) -> Option<u32> {
+    use futures::TryStreamExt as _;
+    use rtnetlink::packet_route::link::LinkAttribute;
+    let (connection, handle, _) = rtnetlink::new_connection().ok()?;
+    let task = tokio::spawn(connection);
+    let linked = |msg: &rtnetlink::packet_route::link::LinkMessage| {
+        let other_ns = msg
+            .attributes
+            .iter()
+            .any(|a| matches!(a, LinkAttribute::LinkNetNsId(_)));
+        let link = msg.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Link(i) => Some(*i),
+            _ => None,
+        });
+        link.filter(|_| !other_ns)
+    };
+    let result = async {
+        let mut own = handle.link().get().match_index(ifindex).execute();
+        let peer = linked(&own.try_next().await.ok()??)?;
+        let mut back = handle.link().get().match_index(peer).execute();
+        (linked(&back.try_next().await.ok()??)? == ifindex).then_some(peer)
     }
-    std::fs::read_dir("/sys/class/net")
-        .ok()?
-        .flatten()
-        .find_map(|d| {
-            let name = d.file_name().to_string_lossy().into_owned();
-            (sysfs_index(&name, "ifindex") == Some(link)
-                && sysfs_index(&name, "iflink") == Some(ifindex))
-            .then_some(link)
-        })
+    .await;
+    task.abort();
+    result
 }
 
 fn packet_socket(ifindex: u32) -> std::io::Result<OwnedFd> {
@@ -495,7 +500,7 @@ pub fn start(
         // SAFETY: the fd moves into the AsyncFd and stays open while registered.
         Some(fd) => (Link::Tap(unsafe { AsyncFd::register(fd) }?), "packet (tap)"),
         None => {
-            let peer = veth_peer(iface, ifindex).ok_or_else(|| {
+            let peer = state.rt.block_on(veth_peer(ifindex)).ok_or_else(|| {
                 anyhow!(
                     "{iface}: the packet backend answers on TAPs made by `tap add` and on veths \
                      whose peer is in this namespace"
