@@ -21,7 +21,7 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
            The ebpf backend answers in the kernel (TC egress, redirected to IF's ingress);\n\
            the packet backend works on TAPs from `tap add` and on veths whose peer is here.\n\
            Example: fakehost add veth0 10.0.0.2 icmp; ping 10.0.0.2",
-    run: run,
+    run: fakehost,
     cli: Some(Cli::command),
 }];
 
@@ -70,7 +70,7 @@ enum Sub {
     Show,
 }
 
-fn run(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
+fn fakehost(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     let cli: Cli = parse_args("fakehost", args)?;
     let state = ctx.state();
     let lines = match cli.command {
