@@ -32,6 +32,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "tshark",
     // To inspect TC/eBPF attachments in tests.
     "bpftool",
+    // rdisc6: a Router Solicitation from a test (fakehost's RAs).
+    "ndisc6",
 ];
 
 /// QEMU's packages break each other across versions (qemu-utils 10 breaks
