@@ -33,13 +33,18 @@ struct Server {
 impl Server {
     /// Starts `myinit -c "COMMANDS; echo READY; sleep 60"` and waits for READY.
     fn start(ns: &Netns, commands: &str, clsact: bool) -> Server {
+        Self::start_with_stderr(ns, commands, clsact, Stdio::null())
+    }
+
+    /// `start`, its stderr (the log lines) going to `stderr`.
+    fn start_with_stderr(ns: &Netns, commands: &str, clsact: bool, stderr: Stdio) -> Server {
         let script = format!("{commands}; echo READY; sleep 60");
         let net = format!("--net=/run/netns/{}", ns.name);
         let mut cmd = Command::new("nsenter");
         cmd.args([net.as_str(), myinit_bin(), "-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(stderr);
         if clsact {
             cmd.env("MYINIT_TC", "clsact");
         } else {
@@ -457,4 +462,46 @@ fn bad_fakehost_input_gets_one_line_errors_and_changes_nothing() {
         rows[0].contains("10.77.0.2") && rows[0].ends_with(" -"),
         "the second add changed it: {r:#?}"
     );
+}
+
+fn a_flood_gets_rate_limited_log_lines_with_a_suppressed_count(backend: &str) {
+    let ns = veth_ns();
+    let log = std::env::temp_dir().join(format!("{}.log", ns.name));
+    let file = std::fs::File::create(&log).unwrap();
+    let server = Server::start_with_stderr(
+        &ns,
+        &format!("fakehost add v0 10.77.0.2 icmp --backend {backend}"),
+        false,
+        Stdio::from(file),
+    );
+    let flood = ns.exec("ping", &["-f", "-c", "2000", "-W", "2", "10.77.0.2"]);
+    assert!(text(&flood).contains("2000 received"), "{}", text(&flood));
+    drop(server);
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let logged = lines
+        .lines()
+        .filter(|l| l.starts_with("ICMP: Echo request"))
+        .count();
+    // 2000 answers in well under 10 s: at most a burst and 20 lines a second.
+    assert!(
+        (1..300).contains(&logged),
+        "{logged} echo lines logged: {lines}"
+    );
+    let suppressed: u64 = lines
+        .lines()
+        .filter(|l| l.ends_with(" log lines suppressed") && !l.contains("stopped"))
+        .map(|l| l.split_whitespace().nth(2).unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(suppressed + logged as u64, 2000, "{lines}");
+}
+
+#[test]
+fn a_flood_gets_rate_limited_log_lines_with_ebpf() {
+    a_flood_gets_rate_limited_log_lines_with_a_suppressed_count("ebpf");
+}
+
+#[test]
+fn a_flood_gets_rate_limited_log_lines_with_the_packet_backend() {
+    a_flood_gets_rate_limited_log_lines_with_a_suppressed_count("packet");
 }

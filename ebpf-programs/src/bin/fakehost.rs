@@ -13,7 +13,7 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::{BPF_F_INGRESS, TC_ACT_OK, TC_ACT_REDIRECT},
+    bindings::{__sk_buff, BPF_F_INGRESS, TC_ACT_OK, TC_ACT_REDIRECT},
     helpers::{bpf_csum_diff, bpf_redirect, bpf_skb_change_tail},
     macros::{classifier, map},
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
@@ -112,51 +112,54 @@ fn emit(
     submit_batched(entry, &FAKEHOST_EVENTS, WAKEUP_BYTES);
 }
 
-/// The one's complement checksum of `data` folded to 16 bits, in the
-/// byte order of the data (store it as it comes).
+/// The ICMPv6 checksum of the answer in `frame` (Ethernet, IPv6, then a
+/// `body`-byte ICMPv6 message whose checksum field is zero): the pseudo
+/// header's addresses and the body are summed from the frame itself by the
+/// helper (any length that is a multiple of 4), its length and next header
+/// added here. The result is in the byte order of the data: store it as is.
 #[inline(always)]
-fn checksum(data: &mut [u8]) -> u16 {
-    // SAFETY: the helper reads `data.len()` bytes of stack memory; its
-    // length is a multiple of 4 at every call site.
+fn icmpv6_checksum(frame: &mut [u8], body: usize) -> u16 {
+    let (addresses, rest) = frame[ETH_LEN + 8..].split_at_mut(32);
+    // SAFETY: both ranges are stack memory of the given lengths.
     let sum = unsafe {
+        let sum = bpf_csum_diff(
+            core::ptr::null_mut(),
+            0,
+            addresses.as_mut_ptr().cast(),
+            32,
+            0,
+        );
         bpf_csum_diff(
             core::ptr::null_mut(),
             0,
-            data.as_mut_ptr().cast(),
-            data.len() as u32,
-            0,
+            rest.as_mut_ptr().cast(),
+            body as u32,
+            sum as u32,
         )
     };
-    let mut s = sum as u64 & 0xffff_ffff;
+    let mut s = (sum as u64 & 0xffff_ffff)
+        + u64::from(u32::from_ne_bytes([0, 0, 0, body as u8]))
+        + u64::from(u32::from_ne_bytes([0, 0, 0, IPPROTO_ICMPV6]));
+    s = (s & 0xffff) + (s >> 16);
     s = (s & 0xffff) + (s >> 16);
     s = (s & 0xffff) + (s >> 16);
     !(s as u16)
 }
 
-/// Sizes the packet to `len` bytes and writes `frame` over its start, then
+/// Sizes the packet to `frame`'s length, writes `frame` over it and
 /// redirects it to the interface's ingress.
 #[inline(always)]
-fn send_back(ctx: &TcContext, frame: &[u8], len: u32) -> i32 {
-    if ctx.len() != len {
-        // SAFETY: the context is this packet's __sk_buff.
-        if unsafe { bpf_skb_change_tail(ctx.skb.skb, len, 0) } != 0 {
-            return TC_ACT_OK as i32;
-        }
+fn send_back(ctx: &TcContext, frame: &[u8]) -> Option<i32> {
+    let len = frame.len() as u32;
+    // SAFETY: the context is this packet's __sk_buff.
+    if ctx.len() != len && unsafe { bpf_skb_change_tail(ctx.skb.skb, len, 0) } != 0 {
+        return None;
     }
     // SAFETY: `frame` is stack memory of its own length.
     let stored = unsafe {
-        aya_ebpf::helpers::bpf_skb_store_bytes(
-            ctx.skb.skb,
-            0,
-            frame.as_ptr().cast(),
-            frame.len() as u32,
-            0,
-        )
+        aya_ebpf::helpers::bpf_skb_store_bytes(ctx.skb.skb, 0, frame.as_ptr().cast(), len, 0)
     };
-    if stored != 0 {
-        return TC_ACT_OK as i32;
-    }
-    redirect(ctx)
+    (stored == 0).then(|| redirect(ctx))
 }
 
 #[inline(always)]
@@ -169,39 +172,64 @@ fn redirect(ctx: &TcContext) -> i32 {
     unsafe { bpf_redirect(ifindex, BPF_F_INGRESS as u64) as i32 }
 }
 
-fn arp(ctx: &TcContext) -> Option<i32> {
+#[inline(always)]
+fn host_of(key: &FakeHostKey) -> Option<&'static FakeHostConfig> {
+    // SAFETY: the map value stays valid while the program runs.
+    unsafe { FAKEHOSTS.get(key) }
+}
+
+// Each answer is its own BPF function (inline(never)): the verifier of
+// Linux 6.1 counts the stack of every frame on a call chain against 512
+// bytes, and one inlined function would hold all their buffers at once.
+// They return a plain verdict: a scalar is what a BPF call returns in r0.
+
+#[inline(never)]
+fn arp(skb: *mut __sk_buff) -> i32 {
+    arp_answer(skb).unwrap_or(TC_ACT_OK as i32)
+}
+
+#[inline(always)]
+fn arp_answer(skb: *mut __sk_buff) -> Option<i32> {
+    let ctx = TcContext::new(skb);
     // htype 1, ptype IPv4, hlen 6, plen 4, op 1 (request).
     let head: [u8; 8] = ctx.load(ETH_LEN).ok()?;
     if head != [0, 1, 8, 0, 6, 4, 0, 1] {
         return None;
     }
-    let sha: [u8; 6] = ctx.load(ETH_LEN + 8).ok()?;
-    let spa: [u8; 4] = ctx.load(ETH_LEN + 14).ok()?;
-    let tpa: [u8; 4] = ctx.load(ETH_LEN + 24).ok()?;
-    let key = v4_key(tpa);
-    // SAFETY: the value is copied out at once.
-    let host = *unsafe { FAKEHOSTS.get(&key) }?;
-    let eth_src: [u8; 6] = ctx.load(6).ok()?;
     let mut f = Buf([0u8; 44]);
     let b = &mut f.0;
+    // The request's sender (the device) and addresses. (Fixed-size loads:
+    // aya's load_bytes gives 6.1's verifier a length that may be zero.)
+    let eth_src: [u8; 6] = ctx.load(6).ok()?;
+    let sender: [u8; 10] = ctx.load(ETH_LEN + 8).ok()?;
+    let tpa: [u8; 4] = ctx.load(ETH_LEN + 24).ok()?;
     b[0..6].copy_from_slice(&eth_src);
+    b[32..42].copy_from_slice(&sender);
+    b[28..32].copy_from_slice(&tpa);
+    let key = v4_key(tpa);
+    let host = host_of(&key)?;
     b[6..12].copy_from_slice(&host.mac);
     b[12..14].copy_from_slice(&be16(ETH_P_ARP));
     b[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
     b[22..28].copy_from_slice(&host.mac);
-    b[28..32].copy_from_slice(&tpa);
-    b[32..38].copy_from_slice(&sha);
-    b[38..42].copy_from_slice(&spa);
     count(&key, ANSWER_ARP);
     let mut target = [0u8; 16];
     target[..4].copy_from_slice(&tpa);
     let mut asker = [0u8; 16];
-    asker[..4].copy_from_slice(&spa);
+    asker[..4].copy_from_slice(&b[38..42]);
+    let sha = [b[32], b[33], b[34], b[35], b[36], b[37]];
     emit(ANSWER_ARP, 4, &sha, &host.mac, &target, &asker);
-    Some(send_back(ctx, &f.0[..42], 42))
+    send_back(&ctx, &f.0[..42])
 }
 
-fn echo4(ctx: &TcContext) -> Option<i32> {
+#[inline(never)]
+fn echo4(skb: *mut __sk_buff) -> i32 {
+    echo4_answer(skb).unwrap_or(TC_ACT_OK as i32)
+}
+
+#[inline(always)]
+fn echo4_answer(skb: *mut __sk_buff) -> Option<i32> {
+    let ctx = TcContext::new(skb);
     let vhl: u8 = ctx.load(ETH_LEN).ok()?;
     let frag: [u8; 2] = ctx.load(ETH_LEN + 6).ok()?;
     let proto: u8 = ctx.load(ETH_LEN + 9).ok()?;
@@ -218,8 +246,7 @@ fn echo4(ctx: &TcContext) -> Option<i32> {
     let src: [u8; 4] = ctx.load(ETH_LEN + 12).ok()?;
     let dst: [u8; 4] = ctx.load(ETH_LEN + 16).ok()?;
     let key = v4_key(dst);
-    // SAFETY: the value is copied out at once.
-    let host = *unsafe { FAKEHOSTS.get(&key) }?;
+    let host = host_of(&key)?;
     if host.flags & FAKEHOST_ICMP == 0 {
         return None;
     }
@@ -243,25 +270,17 @@ fn echo4(ctx: &TcContext) -> Option<i32> {
     let mut asker = [0u8; 16];
     asker[..4].copy_from_slice(&src);
     emit(ANSWER_ECHO, 4, &eth_src, &host.mac, &target, &asker);
-    Some(redirect(ctx))
+    Some(redirect(&ctx))
 }
 
-fn ipv6(ctx: &TcContext) -> Option<i32> {
-    let next: u8 = ctx.load(ETH_LEN + 6).ok()?;
-    if next != IPPROTO_ICMPV6 {
-        return None;
-    }
-    let icmp = ETH_LEN + IPV6_LEN;
-    let kind: u8 = ctx.load(icmp).ok()?;
-    match kind {
-        128 => echo6(ctx),
-        133 => router_solicitation(ctx),
-        135 => neighbor_solicitation(ctx),
-        _ => None,
-    }
+#[inline(never)]
+fn echo6(skb: *mut __sk_buff) -> i32 {
+    echo6_answer(skb).unwrap_or(TC_ACT_OK as i32)
 }
 
-fn echo6(ctx: &TcContext) -> Option<i32> {
+#[inline(always)]
+fn echo6_answer(skb: *mut __sk_buff) -> Option<i32> {
+    let ctx = TcContext::new(skb);
     let icmp = ETH_LEN + IPV6_LEN;
     let type_code: u16 = ctx.load(icmp).ok()?;
     if type_code != u16::from_ne_bytes([128, 0]) {
@@ -270,8 +289,7 @@ fn echo6(ctx: &TcContext) -> Option<i32> {
     let src: [u8; 16] = ctx.load(ETH_LEN + 8).ok()?;
     let dst: [u8; 16] = ctx.load(ETH_LEN + 24).ok()?;
     let key = FakeHostKey { addr: dst };
-    // SAFETY: the value is copied out at once.
-    let host = *unsafe { FAKEHOSTS.get(&key) }?;
+    let host = host_of(&key)?;
     if host.flags & FAKEHOST_ICMP == 0 || host.flags & FAKEHOST_ALIAS != 0 {
         return None;
     }
@@ -288,29 +306,13 @@ fn echo6(ctx: &TcContext) -> Option<i32> {
         .ok()?;
     count(&key, ANSWER_ECHO);
     emit(ANSWER_ECHO, 6, &eth_src, &host.mac, &dst, &src);
-    Some(redirect(ctx))
+    Some(redirect(&ctx))
 }
 
-/// Writes the IPv6 pseudo-header (RFC 8200 §8.1) for an ICMPv6 body of
-/// `len` bytes into `p[0..40]`.
+/// The Ethernet and IPv6 headers of an NDP answer (hop limit 255); the
+/// IPv6 destination is written by the caller.
 #[inline(always)]
-fn pseudo_header(p: &mut [u8], src: &[u8; 16], dst: &[u8; 16], len: u8) {
-    p[0..16].copy_from_slice(src);
-    p[16..32].copy_from_slice(dst);
-    p[32..36].copy_from_slice(&[0, 0, 0, len]);
-    p[36..40].copy_from_slice(&[0, 0, 0, IPPROTO_ICMPV6]);
-}
-
-/// The Ethernet and IPv6 headers of an NDP answer (hop limit 255).
-#[inline(always)]
-fn ndp_headers(
-    b: &mut [u8],
-    eth_dst: &[u8; 6],
-    mac: &[u8; 6],
-    src: &[u8; 16],
-    dst: &[u8; 16],
-    len: u8,
-) {
+fn ndp_headers(b: &mut [u8], eth_dst: &[u8; 6], mac: &[u8; 6], src: &[u8; 16], len: u8) {
     b[0..6].copy_from_slice(eth_dst);
     b[6..12].copy_from_slice(mac);
     b[12..14].copy_from_slice(&be16(ETH_P_IPV6));
@@ -319,40 +321,45 @@ fn ndp_headers(
     b[20] = IPPROTO_ICMPV6;
     b[21] = 255;
     b[22..38].copy_from_slice(src);
-    b[38..54].copy_from_slice(dst);
 }
 
 const ALL_NODES: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
+const NDP: usize = ETH_LEN + IPV6_LEN;
 
-fn neighbor_solicitation(ctx: &TcContext) -> Option<i32> {
-    let icmp = ETH_LEN + IPV6_LEN;
+#[inline(never)]
+fn neighbor_solicitation(skb: *mut __sk_buff) -> i32 {
+    neighbor_solicitation_answer(skb).unwrap_or(TC_ACT_OK as i32)
+}
+
+#[inline(always)]
+fn neighbor_solicitation_answer(skb: *mut __sk_buff) -> Option<i32> {
+    let ctx = TcContext::new(skb);
     let hop_limit: u8 = ctx.load(ETH_LEN + 7).ok()?;
-    let code: u8 = ctx.load(icmp + 1).ok()?;
+    let code: u8 = ctx.load(NDP + 1).ok()?;
     if hop_limit != 255 || code != 0 {
         return None;
     }
-    let target: [u8; 16] = ctx.load(icmp + 8).ok()?;
+    let target: [u8; 16] = ctx.load(NDP + 8).ok()?;
     let key = FakeHostKey { addr: target };
-    // SAFETY: the value is copied out at once.
-    let host = *unsafe { FAKEHOSTS.get(&key) }?;
+    let host = host_of(&key)?;
     let src: [u8; 16] = ctx.load(ETH_LEN + 8).ok()?;
     let eth_src: [u8; 6] = ctx.load(6).ok()?;
     // A duplicate address detection probe comes from `::`; the answer then
     // goes to all nodes, unsolicited (RFC 4861 §7.2.4).
     let dad = src == [0u8; 16];
-    let (eth_dst, dst) = if dad {
-        (ALL_NODES_MAC, ALL_NODES)
-    } else {
-        (eth_src, src)
-    };
     const BODY: usize = 32;
-    let mut f = Buf([0u8; ETH_LEN + IPV6_LEN + 2]);
-    ndp_headers(&mut f.0, &eth_dst, &host.mac, &target, &dst, BODY as u8);
-    // Pseudo-header then the NA, checksummed together.
-    let mut c = Buf([0u8; 40 + BODY]);
-    pseudo_header(&mut c.0, &target, &dst, BODY as u8);
-    let na = &mut c.0[40..];
+    let mut f = Buf([0u8; NDP + BODY + 2]);
+    let b = &mut f.0;
+    ndp_headers(
+        b,
+        if dad { &ALL_NODES_MAC } else { &eth_src },
+        &host.mac,
+        &target,
+        BODY as u8,
+    );
+    b[38..54].copy_from_slice(if dad { &ALL_NODES } else { &src });
+    let na = &mut b[NDP..NDP + BODY];
     na[0] = 136;
     let mut flags = 0x20; // Override
     if !dad {
@@ -366,57 +373,47 @@ fn neighbor_solicitation(ctx: &TcContext) -> Option<i32> {
     na[24] = 2; // Target Link-Layer Address, 1 x 8 bytes
     na[25] = 1;
     na[26..32].copy_from_slice(&host.mac);
-    let sum = checksum(&mut c.0);
-    c.0[42..44].copy_from_slice(&sum.to_ne_bytes());
-    let total = (ETH_LEN + IPV6_LEN + BODY) as u32;
-    if ctx.len() != total {
-        // SAFETY: the context is this packet's __sk_buff.
-        if unsafe { bpf_skb_change_tail(ctx.skb.skb, total, 0) } != 0 {
-            return None;
-        }
-    }
-    let headers: [u8; ETH_LEN + IPV6_LEN] = f.0[..ETH_LEN + IPV6_LEN].try_into().ok()?;
-    ctx.store(0, &headers, 0).ok()?;
-    let body: [u8; BODY] = c.0[40..].try_into().ok()?;
-    ctx.store(ETH_LEN + IPV6_LEN, &body, 0).ok()?;
+    let sum = icmpv6_checksum(b, BODY);
+    b[NDP + 2..NDP + 4].copy_from_slice(&sum.to_ne_bytes());
     let kind = if dad { ANSWER_DAD } else { ANSWER_NA };
     count(&key, kind);
     emit(kind, 6, &eth_src, &host.mac, &target, &src);
-    Some(redirect(ctx))
+    send_back(&ctx, &f.0[..NDP + BODY])
 }
 
-fn router_solicitation(ctx: &TcContext) -> Option<i32> {
-    let icmp = ETH_LEN + IPV6_LEN;
+#[inline(never)]
+fn router_solicitation(skb: *mut __sk_buff) -> i32 {
+    router_solicitation_answer(skb).unwrap_or(TC_ACT_OK as i32)
+}
+
+#[inline(always)]
+fn router_solicitation_answer(skb: *mut __sk_buff) -> Option<i32> {
+    let ctx = TcContext::new(skb);
     let hop_limit: u8 = ctx.load(ETH_LEN + 7).ok()?;
-    let code: u8 = ctx.load(icmp + 1).ok()?;
+    let code: u8 = ctx.load(NDP + 1).ok()?;
     if hop_limit != 255 || code != 0 {
         return None;
     }
-    let host = *FAKEHOST_ROUTER_SLOT.get(0)?;
+    let host = FAKEHOST_ROUTER_SLOT.get(0)?;
     if host.flags & FAKEHOST_ROUTER == 0 {
         return None;
     }
     let src: [u8; 16] = ctx.load(ETH_LEN + 8).ok()?;
     let eth_src: [u8; 6] = ctx.load(6).ok()?;
-    let (eth_dst, dst) = if src == [0u8; 16] {
-        (ALL_NODES_MAC, ALL_NODES)
-    } else {
-        (eth_src, src)
-    };
+    let unspecified = src == [0u8; 16];
     let with_prefix = host.prefix_len != 0;
-    let body: u8 = if with_prefix { 56 } else { 24 };
-    let mut f = Buf([0u8; ETH_LEN + IPV6_LEN + 2]);
-    ndp_headers(
-        &mut f.0,
-        &eth_dst,
-        &host.mac,
-        &host.router_source,
-        &dst,
-        body,
-    );
-    let mut c = Buf([0u8; 40 + 56]);
-    pseudo_header(&mut c.0, &host.router_source, &dst, body);
-    let ra = &mut c.0[40..];
+    const BODY: usize = 56;
+    let body = if with_prefix { BODY } else { 24 };
+    let mut f = Buf([0u8; NDP + BODY + 2]);
+    let b = &mut f.0;
+    let eth_dst = if unspecified {
+        &ALL_NODES_MAC
+    } else {
+        &eth_src
+    };
+    ndp_headers(b, eth_dst, &host.mac, &host.router_source, body as u8);
+    b[38..54].copy_from_slice(if unspecified { &ALL_NODES } else { &src });
+    let ra = &mut b[NDP..NDP + BODY];
     ra[0] = 134;
     ra[4] = 64; // current hop limit
     ra[6..8].copy_from_slice(&be16(1800)); // router lifetime (s)
@@ -432,32 +429,20 @@ fn router_solicitation(ctx: &TcContext) -> Option<i32> {
         ra[32..36].copy_from_slice(&14400u32.to_be_bytes());
         ra[40..56].copy_from_slice(&host.prefix);
     }
-    let sum = if with_prefix {
-        checksum(&mut c.0)
-    } else {
-        checksum(&mut c.0[..40 + 24])
-    };
-    c.0[42..44].copy_from_slice(&sum.to_ne_bytes());
-    let total = (ETH_LEN + IPV6_LEN) as u32 + body as u32;
-    // SAFETY: the context is this packet's __sk_buff.
-    if ctx.len() != total && unsafe { bpf_skb_change_tail(ctx.skb.skb, total, 0) } != 0 {
-        return None;
-    }
-    let headers: [u8; ETH_LEN + IPV6_LEN] = f.0[..ETH_LEN + IPV6_LEN].try_into().ok()?;
-    ctx.store(0, &headers, 0).ok()?;
-    if with_prefix {
-        let ra: [u8; 56] = c.0[40..].try_into().ok()?;
-        ctx.store(ETH_LEN + IPV6_LEN, &ra, 0).ok()?;
-    } else {
-        let ra: [u8; 24] = c.0[40..64].try_into().ok()?;
-        ctx.store(ETH_LEN + IPV6_LEN, &ra, 0).ok()?;
-    }
     let key = FakeHostKey {
         addr: host.router_source,
     };
     count(&key, ANSWER_RA);
     emit(ANSWER_RA, 6, &eth_src, &host.mac, &host.router_source, &src);
-    Some(redirect(ctx))
+    if with_prefix {
+        let sum = icmpv6_checksum(b, BODY);
+        b[NDP + 2..NDP + 4].copy_from_slice(&sum.to_ne_bytes());
+        send_back(&ctx, &f.0[..NDP + BODY])
+    } else {
+        let sum = icmpv6_checksum(b, 24);
+        b[NDP + 2..NDP + 4].copy_from_slice(&sum.to_ne_bytes());
+        send_back(&ctx, &f.0[..NDP + 24])
+    }
 }
 
 /// Requests leaving through the interface (TC egress).
@@ -466,15 +451,25 @@ pub fn fakehost_egress(ctx: TcContext) -> i32 {
     let Ok(ethertype) = ctx.load::<[u8; 2]>(12) else {
         return TC_ACT_OK as i32;
     };
-    let answered = match u16::from_be_bytes(ethertype) {
-        ETH_P_ARP => arp(&ctx),
-        ETH_P_IP => echo4(&ctx),
-        ETH_P_IPV6 => ipv6(&ctx),
-        _ => None,
-    };
-    match answered {
-        Some(verdict) if verdict == TC_ACT_REDIRECT as i32 => verdict,
+    let skb = ctx.skb.skb;
+    let verdict = match u16::from_be_bytes(ethertype) {
+        ETH_P_ARP => arp(skb),
+        ETH_P_IP => echo4(skb),
+        ETH_P_IPV6 => match (
+            ctx.load::<u8>(ETH_LEN + 6),
+            ctx.load::<u8>(ETH_LEN + IPV6_LEN),
+        ) {
+            (Ok(IPPROTO_ICMPV6), Ok(128)) => echo6(skb),
+            (Ok(IPPROTO_ICMPV6), Ok(133)) => router_solicitation(skb),
+            (Ok(IPPROTO_ICMPV6), Ok(135)) => neighbor_solicitation(skb),
+            _ => TC_ACT_OK as i32,
+        },
         _ => TC_ACT_OK as i32,
+    };
+    if verdict == TC_ACT_REDIRECT as i32 {
+        verdict
+    } else {
+        TC_ACT_OK as i32
     }
 }
 
