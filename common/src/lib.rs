@@ -10,6 +10,7 @@ extern crate alloc;
 
 pub mod capture;
 pub mod droptrace;
+pub mod fakehost;
 
 #[cfg(feature = "modules")]
 pub mod modules;

@@ -23,6 +23,8 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 pub enum JobKind {
     Droptrace,
     Capture,
+    /// The fake hosts of one interface (target: the interface).
+    Fakehost,
     /// The registry's own tests.
     #[cfg(test)]
     Test,
@@ -33,6 +35,7 @@ impl JobKind {
         match self {
             JobKind::Droptrace => "droptrace",
             JobKind::Capture => "capture",
+            JobKind::Fakehost => "fakehost",
             #[cfg(test)]
             JobKind::Test => "test",
         }

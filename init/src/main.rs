@@ -8,6 +8,7 @@ mod capture;
 mod cmd;
 mod droptrace;
 mod ebpf;
+mod fakehost;
 mod jobs;
 mod kernel;
 mod kmod;

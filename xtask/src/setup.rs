@@ -39,6 +39,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "netsniff-ng",
     "bpftrace",
     "busybox-static",
+    // rdisc6: a Router Solicitation from a test (fakehost's RAs).
+    "ndisc6",
 ];
 
 /// QEMU's packages break each other across versions (qemu-utils 10 breaks

@@ -754,3 +754,65 @@ fn edit_fixes_a_script_on_the_share_over_the_serial_console_and_run_runs_it() {
     assert_eq!(status, Some(0), "{text}");
     assert_eq!(share.read("fix.run"), "echo fixed-by-edit\n");
 }
+
+#[test]
+fn fake_hosts_answer_arp_ndp_and_ping_on_tap0_with_clsact_on_6_1() {
+    let share = TempDir::new("fakehost");
+    // A TAP with no reader: the kernel's requests leave tap0's egress,
+    // where the eBPF program (clsact on 6.1) answers them.
+    share.write(
+        "autoexec.run",
+        "set -e\n\
+         tap add tap0\n\
+         ifconfig tap0 192.168.78.1/24 up\n\
+         ip addr add fd00:78::1/64 dev tap0\n\
+         fakehost add tap0 192.168.78.2 icmp > /mnt/host/add.txt\n\
+         fakehost add tap0 fd00:78::2 icmp router >> /mnt/host/add.txt\n\
+         sleep 2\n\
+         ping -c 2 192.168.78.2 > /mnt/host/ping4.txt\n\
+         ping -c 2 fd00:78::2 > /mnt/host/ping6.txt\n\
+         ip neigh show dev tap0 > /mnt/host/neigh.txt\n\
+         fakehost show > /mnt/host/show.txt\n\
+         debug-tc show tap0 egress > /mnt/host/attached.txt\n\
+         fakehost del tap0 192.168.78.2\n\
+         fakehost del tap0 fd00:78::2 > /mnt/host/del.txt\n\
+         debug-tc show tap0 egress > /mnt/host/after.txt\n",
+    );
+    let run = vm(&[
+        "--share",
+        &share.0.to_string_lossy(),
+        "--append",
+        SHORT,
+        "--timeout",
+        "240",
+    ]);
+    assert_eq!(run.status, 0, "{}", run.stdout);
+    let add = share.read("add.txt");
+    assert_eq!(add.matches("(backend ebpf (clsact))").count(), 2, "{add}");
+    for file in ["ping4.txt", "ping6.txt"] {
+        let ping = share.read(file);
+        assert!(
+            ping.contains("2 packets transmitted, 2 received"),
+            "{file}: {ping}"
+        );
+    }
+    let neigh = share.read("neigh.txt");
+    assert!(neigh.contains("02:00:c0:a8:4e:02"), "{neigh}");
+    let show = share.read("show.txt");
+    let row = show
+        .lines()
+        .find(|l| l.starts_with("tap0 ") && l.contains(" fd00:78::2 "))
+        .unwrap_or_else(|| panic!("{show}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    // ARP NA DAD ECHO RA: the NA for the ping, and both echoes answered.
+    assert!(cols[6].parse::<u64>().unwrap() >= 1, "{row}");
+    assert!(cols[8].parse::<u64>().unwrap() >= 2, "{row}");
+    assert!(share.read("attached.txt").contains("fakehost_egress"));
+    let del = share.read("del.txt");
+    assert!(del.contains("program detached"), "{del}");
+    let after = share.read("after.txt");
+    assert!(
+        after.contains("tap0 egress: 0 BPF program(s) attached"),
+        "{after}"
+    );
+}

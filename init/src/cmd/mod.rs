@@ -20,6 +20,7 @@ pub mod capture;
 pub mod debug_tc;
 pub mod droptrace;
 pub mod edit;
+pub mod fakehost;
 pub mod files;
 pub mod ifconfig;
 pub mod inject;
@@ -223,6 +224,7 @@ pub fn all() -> &'static [&'static CommandSpec] {
             capture::COMMANDS,
             droptrace::COMMANDS,
             edit::COMMANDS,
+            fakehost::COMMANDS,
             files::COMMANDS,
             ifconfig::COMMANDS,
             inject::COMMANDS,

@@ -1,0 +1,478 @@
+//! The fake host answerer (`init/src/fakehost/ebpf.rs` loads this object,
+//! one per interface): a TC egress program that turns the kernel's own ARP
+//! requests, Neighbor and Router Solicitations and (per host) echo requests
+//! to a fake host into that host's answer and hands the answer back to the
+//! same interface's ingress, as if it had come from the wire. Nothing else
+//! is touched (`TC_ACT_OK`).
+//!
+//! Echo replies are rewritten in place with incremental checksum updates
+//! (the data can be any length). ARP, NA and RA answers are short and fixed
+//! in shape, so they are built whole on the stack and written over the
+//! request, the packet resized to fit and the ICMPv6 checksum computed.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::{__sk_buff, BPF_F_INGRESS, TC_ACT_OK, TC_ACT_REDIRECT},
+    helpers::{bpf_csum_diff, bpf_redirect, bpf_skb_change_tail},
+    macros::{classifier, map},
+    maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::TcContext,
+};
+use myinit_common::fakehost::{
+    FakeHostConfig, FakeHostCounters, FakeHostEvent, FakeHostKey, ANSWER_ARP, ANSWER_DAD,
+    ANSWER_ECHO, ANSWER_KINDS, ANSWER_NA, ANSWER_RA, FAKEHOST_ALIAS, FAKEHOST_ICMP,
+    FAKEHOST_ROUTER,
+};
+use myinit_ebpf::{reserve_zeroed, submit_batched};
+
+/// Fake hosts on this interface by address.
+#[map]
+static FAKEHOSTS: HashMap<FakeHostKey, FakeHostConfig> = HashMap::with_max_entries(256, 0);
+
+/// Answers per host and CPU (userspace inserts zeroed counters with the
+/// host): per CPU, as this target has no 64-bit atomic add.
+#[map]
+static FAKEHOST_COUNTERS: PerCpuHashMap<FakeHostKey, FakeHostCounters> =
+    PerCpuHashMap::with_max_entries(256, 0);
+
+/// The router that answers Router Solicitations (slot 0; `FAKEHOST_ROUTER`
+/// clear: none). An RS names no host, so it cannot be found by key.
+#[map]
+static FAKEHOST_ROUTER_SLOT: Array<FakeHostConfig> = Array::with_max_entries(1, 0);
+
+/// One event per answer, for the log lines.
+#[map]
+static FAKEHOST_EVENTS: RingBuf = RingBuf::with_byte_size(256 << 10, 0);
+
+/// Events the ring could not take, per CPU (index 0).
+#[map]
+static FAKEHOST_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Queued bytes at which the reader is woken; below that it polls.
+const WAKEUP_BYTES: u64 = 8 << 10;
+
+const ETH_LEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IPV6: u16 = 0x86dd;
+const IPV6_LEN: usize = 40;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
+
+/// A frame built on the stack; 4-byte aligned for `bpf_csum_diff`.
+#[repr(C, align(4))]
+struct Buf<const N: usize>([u8; N]);
+
+#[inline(always)]
+fn be16(v: u16) -> [u8; 2] {
+    v.to_be_bytes()
+}
+
+#[inline(always)]
+fn v4_key(addr: [u8; 4]) -> FakeHostKey {
+    let mut key = FakeHostKey::default();
+    key.addr[10] = 0xff;
+    key.addr[11] = 0xff;
+    key.addr[12..].copy_from_slice(&addr);
+    key
+}
+
+#[inline(always)]
+fn count(key: &FakeHostKey, kind: u8) {
+    if let Some(counters) = FAKEHOST_COUNTERS.get_ptr_mut(key) {
+        let i = kind as usize;
+        if i < ANSWER_KINDS {
+            // SAFETY: this CPU's slot; programs do not migrate mid-run.
+            unsafe { (*counters).answers[i] += 1 };
+        }
+    }
+}
+
+#[inline(always)]
+fn emit(
+    kind: u8,
+    ip_version: u8,
+    asker_mac: &[u8; 6],
+    mac: &[u8; 6],
+    target: &[u8; 16],
+    asker: &[u8; 16],
+) {
+    let Some(mut entry) = reserve_zeroed::<FakeHostEvent>(&FAKEHOST_EVENTS, &FAKEHOST_LOST) else {
+        return;
+    };
+    // SAFETY: the entry holds a whole zeroed event.
+    let event = unsafe { &mut *entry.as_mut_ptr() };
+    event.kind = kind;
+    event.ip_version = ip_version;
+    event.asker_mac = *asker_mac;
+    event.mac = *mac;
+    event.target = *target;
+    event.asker = *asker;
+    submit_batched(entry, &FAKEHOST_EVENTS, WAKEUP_BYTES);
+}
+
+/// The ICMPv6 checksum of the answer in `frame` (Ethernet, IPv6, then a
+/// `body`-byte ICMPv6 message whose checksum field is zero): the pseudo
+/// header's addresses and the body are summed from the frame itself by the
+/// helper (any length that is a multiple of 4), its length and next header
+/// added here. The result is in the byte order of the data: store it as is.
+#[inline(always)]
+fn icmpv6_checksum(frame: &mut [u8], body: usize) -> u16 {
+    let (addresses, rest) = frame[ETH_LEN + 8..].split_at_mut(32);
+    // SAFETY: both ranges are stack memory of the given lengths.
+    let sum = unsafe {
+        let sum = bpf_csum_diff(
+            core::ptr::null_mut(),
+            0,
+            addresses.as_mut_ptr().cast(),
+            32,
+            0,
+        );
+        bpf_csum_diff(
+            core::ptr::null_mut(),
+            0,
+            rest.as_mut_ptr().cast(),
+            body as u32,
+            sum as u32,
+        )
+    };
+    let mut s = (sum as u64 & 0xffff_ffff)
+        + u64::from(u32::from_ne_bytes([0, 0, 0, body as u8]))
+        + u64::from(u32::from_ne_bytes([0, 0, 0, IPPROTO_ICMPV6]));
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    s = (s & 0xffff) + (s >> 16);
+    !(s as u16)
+}
+
+/// Sizes the packet to `frame`'s length, writes `frame` over it and
+/// redirects it to the interface's ingress.
+#[inline(always)]
+fn send_back(ctx: &TcContext, frame: &[u8]) -> Option<i32> {
+    let len = frame.len() as u32;
+    // SAFETY: the context is this packet's __sk_buff.
+    if ctx.len() != len && unsafe { bpf_skb_change_tail(ctx.skb.skb, len, 0) } != 0 {
+        return None;
+    }
+    // SAFETY: `frame` is stack memory of its own length.
+    let stored = unsafe {
+        aya_ebpf::helpers::bpf_skb_store_bytes(ctx.skb.skb, 0, frame.as_ptr().cast(), len, 0)
+    };
+    (stored == 0).then(|| redirect(ctx))
+}
+
+#[inline(always)]
+fn redirect(ctx: &TcContext) -> i32 {
+    // SAFETY: the context is this packet's __sk_buff.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    // SAFETY: plain helper call. BPF_F_INGRESS: the answer enters the stack
+    // as if received; its destination MAC is the device's own (the request's
+    // source), so eth_type_trans does not drop it as PACKET_OTHERHOST.
+    unsafe { bpf_redirect(ifindex, BPF_F_INGRESS as u64) as i32 }
+}
+
+#[inline(always)]
+fn host_of(key: &FakeHostKey) -> Option<&'static FakeHostConfig> {
+    // SAFETY: the map value stays valid while the program runs.
+    unsafe { FAKEHOSTS.get(key) }
+}
+
+// Each answer is its own BPF function (inline(never)): the verifier of
+// Linux 6.1 counts the stack of every frame on a call chain against 512
+// bytes, and one inlined function would hold all their buffers at once.
+// They return a plain verdict: a scalar is what a BPF call returns in r0.
+
+#[inline(never)]
+fn arp(skb: *mut __sk_buff) -> i32 {
+    arp_answer(skb).unwrap_or(TC_ACT_OK as i32)
+}
+
+#[inline(always)]
+fn arp_answer(skb: *mut __sk_buff) -> Option<i32> {
+    let ctx = TcContext::new(skb);
+    // htype 1, ptype IPv4, hlen 6, plen 4, op 1 (request).
+    let head: [u8; 8] = ctx.load(ETH_LEN).ok()?;
+    if head != [0, 1, 8, 0, 6, 4, 0, 1] {
+        return None;
+    }
+    let mut f = Buf([0u8; 44]);
+    let b = &mut f.0;
+    // The request's sender (the device) and addresses. (Fixed-size loads:
+    // aya's load_bytes gives 6.1's verifier a length that may be zero.)
+    let eth_src: [u8; 6] = ctx.load(6).ok()?;
+    let sender: [u8; 10] = ctx.load(ETH_LEN + 8).ok()?;
+    let tpa: [u8; 4] = ctx.load(ETH_LEN + 24).ok()?;
+    b[0..6].copy_from_slice(&eth_src);
+    b[32..42].copy_from_slice(&sender);
+    b[28..32].copy_from_slice(&tpa);
+    let key = v4_key(tpa);
+    let host = host_of(&key)?;
+    b[6..12].copy_from_slice(&host.mac);
+    b[12..14].copy_from_slice(&be16(ETH_P_ARP));
+    b[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]);
+    b[22..28].copy_from_slice(&host.mac);
+    count(&key, ANSWER_ARP);
+    let mut target = [0u8; 16];
+    target[..4].copy_from_slice(&tpa);
+    let mut asker = [0u8; 16];
+    asker[..4].copy_from_slice(&b[38..42]);
+    let sha = [b[32], b[33], b[34], b[35], b[36], b[37]];
+    emit(ANSWER_ARP, 4, &sha, &host.mac, &target, &asker);
+    send_back(&ctx, &f.0[..42])
+}
+
+#[inline(never)]
+fn echo4(skb: *mut __sk_buff) -> i32 {
+    echo4_answer(skb).unwrap_or(TC_ACT_OK as i32)
+}
+
+#[inline(always)]
+fn echo4_answer(skb: *mut __sk_buff) -> Option<i32> {
+    let ctx = TcContext::new(skb);
+    let vhl: u8 = ctx.load(ETH_LEN).ok()?;
+    let frag: [u8; 2] = ctx.load(ETH_LEN + 6).ok()?;
+    let proto: u8 = ctx.load(ETH_LEN + 9).ok()?;
+    // Fragments are not reassembled here: only whole datagrams.
+    if vhl >> 4 != 4 || proto != IPPROTO_ICMP || (frag[0] & 0x3f) != 0 || frag[1] != 0 {
+        return None;
+    }
+    let icmp = ETH_LEN + ((vhl & 0xf) as usize) * 4;
+    let type_code: u16 = ctx.load(icmp).ok()?;
+    // Type 8 (echo request), code 0, as the bytes are in memory.
+    if type_code != u16::from_ne_bytes([8, 0]) {
+        return None;
+    }
+    let src: [u8; 4] = ctx.load(ETH_LEN + 12).ok()?;
+    let dst: [u8; 4] = ctx.load(ETH_LEN + 16).ok()?;
+    let key = v4_key(dst);
+    let host = host_of(&key)?;
+    if host.flags & FAKEHOST_ICMP == 0 {
+        return None;
+    }
+    let eth_src: [u8; 6] = ctx.load(6).ok()?;
+    let reply = u16::from_ne_bytes([0, 0]);
+    // Swapped addresses leave the IPv4 header checksum as it is (a sum
+    // does not care about order), and ICMPv4 has no pseudo-header: only
+    // the type word changes the ICMP checksum.
+    ctx.store(0, &eth_src, 0).ok()?;
+    ctx.store(6, &host.mac, 0).ok()?;
+    ctx.store(ETH_LEN + 12, &dst, 0).ok()?;
+    ctx.store(ETH_LEN + 16, &src, 0).ok()?;
+    ctx.store(icmp, &reply, 0).ok()?;
+    // The helper leaves a CHECKSUM_PARTIAL checksum alone: the stack
+    // trusts those on receive.
+    ctx.l4_csum_replace(icmp + 2, type_code as u64, reply as u64, 2)
+        .ok()?;
+    count(&key, ANSWER_ECHO);
+    let mut target = [0u8; 16];
+    target[..4].copy_from_slice(&dst);
+    let mut asker = [0u8; 16];
+    asker[..4].copy_from_slice(&src);
+    emit(ANSWER_ECHO, 4, &eth_src, &host.mac, &target, &asker);
+    Some(redirect(&ctx))
+}
+
+#[inline(never)]
+fn echo6(skb: *mut __sk_buff) -> i32 {
+    echo6_answer(skb).unwrap_or(TC_ACT_OK as i32)
+}
+
+#[inline(always)]
+fn echo6_answer(skb: *mut __sk_buff) -> Option<i32> {
+    let ctx = TcContext::new(skb);
+    let icmp = ETH_LEN + IPV6_LEN;
+    let type_code: u16 = ctx.load(icmp).ok()?;
+    if type_code != u16::from_ne_bytes([128, 0]) {
+        return None;
+    }
+    let src: [u8; 16] = ctx.load(ETH_LEN + 8).ok()?;
+    let dst: [u8; 16] = ctx.load(ETH_LEN + 24).ok()?;
+    let key = FakeHostKey { addr: dst };
+    let host = host_of(&key)?;
+    if host.flags & FAKEHOST_ICMP == 0 || host.flags & FAKEHOST_ALIAS != 0 {
+        return None;
+    }
+    let eth_src: [u8; 6] = ctx.load(6).ok()?;
+    let reply = u16::from_ne_bytes([129, 0]);
+    // The pseudo-header holds both addresses: swapping them keeps its sum,
+    // so again only the type word changes the checksum.
+    ctx.store(0, &eth_src, 0).ok()?;
+    ctx.store(6, &host.mac, 0).ok()?;
+    ctx.store(ETH_LEN + 8, &dst, 0).ok()?;
+    ctx.store(ETH_LEN + 24, &src, 0).ok()?;
+    ctx.store(icmp, &reply, 0).ok()?;
+    ctx.l4_csum_replace(icmp + 2, type_code as u64, reply as u64, 2)
+        .ok()?;
+    count(&key, ANSWER_ECHO);
+    emit(ANSWER_ECHO, 6, &eth_src, &host.mac, &dst, &src);
+    Some(redirect(&ctx))
+}
+
+/// The Ethernet and IPv6 headers of an NDP answer (hop limit 255); the
+/// IPv6 destination is written by the caller.
+#[inline(always)]
+fn ndp_headers(b: &mut [u8], eth_dst: &[u8; 6], mac: &[u8; 6], src: &[u8; 16], len: u8) {
+    b[0..6].copy_from_slice(eth_dst);
+    b[6..12].copy_from_slice(mac);
+    b[12..14].copy_from_slice(&be16(ETH_P_IPV6));
+    b[14..18].copy_from_slice(&[0x60, 0, 0, 0]);
+    b[18..20].copy_from_slice(&[0, len]);
+    b[20] = IPPROTO_ICMPV6;
+    b[21] = 255;
+    b[22..38].copy_from_slice(src);
+}
+
+const ALL_NODES: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const ALL_NODES_MAC: [u8; 6] = [0x33, 0x33, 0, 0, 0, 1];
+const NDP: usize = ETH_LEN + IPV6_LEN;
+
+#[inline(never)]
+fn neighbor_solicitation(skb: *mut __sk_buff) -> i32 {
+    neighbor_solicitation_answer(skb).unwrap_or(TC_ACT_OK as i32)
+}
+
+#[inline(always)]
+fn neighbor_solicitation_answer(skb: *mut __sk_buff) -> Option<i32> {
+    let ctx = TcContext::new(skb);
+    let hop_limit: u8 = ctx.load(ETH_LEN + 7).ok()?;
+    let code: u8 = ctx.load(NDP + 1).ok()?;
+    if hop_limit != 255 || code != 0 {
+        return None;
+    }
+    let target: [u8; 16] = ctx.load(NDP + 8).ok()?;
+    let key = FakeHostKey { addr: target };
+    let host = host_of(&key)?;
+    let src: [u8; 16] = ctx.load(ETH_LEN + 8).ok()?;
+    let eth_src: [u8; 6] = ctx.load(6).ok()?;
+    // A duplicate address detection probe comes from `::`; the answer then
+    // goes to all nodes, unsolicited (RFC 4861 §7.2.4).
+    let dad = src == [0u8; 16];
+    const BODY: usize = 32;
+    let mut f = Buf([0u8; NDP + BODY + 2]);
+    let b = &mut f.0;
+    ndp_headers(
+        b,
+        if dad { &ALL_NODES_MAC } else { &eth_src },
+        &host.mac,
+        &target,
+        BODY as u8,
+    );
+    b[38..54].copy_from_slice(if dad { &ALL_NODES } else { &src });
+    let na = &mut b[NDP..NDP + BODY];
+    na[0] = 136;
+    let mut flags = 0x20; // Override
+    if !dad {
+        flags |= 0x40; // Solicited
+    }
+    if host.flags & FAKEHOST_ROUTER != 0 {
+        flags |= 0x80;
+    }
+    na[4] = flags;
+    na[8..24].copy_from_slice(&target);
+    na[24] = 2; // Target Link-Layer Address, 1 x 8 bytes
+    na[25] = 1;
+    na[26..32].copy_from_slice(&host.mac);
+    let sum = icmpv6_checksum(b, BODY);
+    b[NDP + 2..NDP + 4].copy_from_slice(&sum.to_ne_bytes());
+    let kind = if dad { ANSWER_DAD } else { ANSWER_NA };
+    count(&key, kind);
+    emit(kind, 6, &eth_src, &host.mac, &target, &src);
+    send_back(&ctx, &f.0[..NDP + BODY])
+}
+
+#[inline(never)]
+fn router_solicitation(skb: *mut __sk_buff) -> i32 {
+    router_solicitation_answer(skb).unwrap_or(TC_ACT_OK as i32)
+}
+
+#[inline(always)]
+fn router_solicitation_answer(skb: *mut __sk_buff) -> Option<i32> {
+    let ctx = TcContext::new(skb);
+    let hop_limit: u8 = ctx.load(ETH_LEN + 7).ok()?;
+    let code: u8 = ctx.load(NDP + 1).ok()?;
+    if hop_limit != 255 || code != 0 {
+        return None;
+    }
+    let host = FAKEHOST_ROUTER_SLOT.get(0)?;
+    if host.flags & FAKEHOST_ROUTER == 0 {
+        return None;
+    }
+    let src: [u8; 16] = ctx.load(ETH_LEN + 8).ok()?;
+    let eth_src: [u8; 6] = ctx.load(6).ok()?;
+    let unspecified = src == [0u8; 16];
+    let with_prefix = host.prefix_len != 0;
+    const BODY: usize = 56;
+    let body = if with_prefix { BODY } else { 24 };
+    let mut f = Buf([0u8; NDP + BODY + 2]);
+    let b = &mut f.0;
+    let eth_dst = if unspecified {
+        &ALL_NODES_MAC
+    } else {
+        &eth_src
+    };
+    ndp_headers(b, eth_dst, &host.mac, &host.router_source, body as u8);
+    b[38..54].copy_from_slice(if unspecified { &ALL_NODES } else { &src });
+    let ra = &mut b[NDP..NDP + BODY];
+    ra[0] = 134;
+    ra[4] = 64; // current hop limit
+    ra[6..8].copy_from_slice(&be16(1800)); // router lifetime (s)
+    ra[16] = 1; // Source Link-Layer Address
+    ra[17] = 1;
+    ra[18..24].copy_from_slice(&host.mac);
+    if with_prefix {
+        ra[24] = 3; // Prefix Information, 4 x 8 bytes
+        ra[25] = 4;
+        ra[26] = host.prefix_len;
+        ra[27] = 0xc0; // on-link, autonomous
+        ra[28..32].copy_from_slice(&86400u32.to_be_bytes());
+        ra[32..36].copy_from_slice(&14400u32.to_be_bytes());
+        ra[40..56].copy_from_slice(&host.prefix);
+    }
+    let key = FakeHostKey {
+        addr: host.router_source,
+    };
+    count(&key, ANSWER_RA);
+    emit(ANSWER_RA, 6, &eth_src, &host.mac, &host.router_source, &src);
+    if with_prefix {
+        let sum = icmpv6_checksum(b, BODY);
+        b[NDP + 2..NDP + 4].copy_from_slice(&sum.to_ne_bytes());
+        send_back(&ctx, &f.0[..NDP + BODY])
+    } else {
+        let sum = icmpv6_checksum(b, 24);
+        b[NDP + 2..NDP + 4].copy_from_slice(&sum.to_ne_bytes());
+        send_back(&ctx, &f.0[..NDP + 24])
+    }
+}
+
+/// Requests leaving through the interface (TC egress).
+#[classifier]
+pub fn fakehost_egress(ctx: TcContext) -> i32 {
+    let Ok(ethertype) = ctx.load::<[u8; 2]>(12) else {
+        return TC_ACT_OK as i32;
+    };
+    let skb = ctx.skb.skb;
+    let verdict = match u16::from_be_bytes(ethertype) {
+        ETH_P_ARP => arp(skb),
+        ETH_P_IP => echo4(skb),
+        ETH_P_IPV6 => match (
+            ctx.load::<u8>(ETH_LEN + 6),
+            ctx.load::<u8>(ETH_LEN + IPV6_LEN),
+        ) {
+            (Ok(IPPROTO_ICMPV6), Ok(128)) => echo6(skb),
+            (Ok(IPPROTO_ICMPV6), Ok(133)) => router_solicitation(skb),
+            (Ok(IPPROTO_ICMPV6), Ok(135)) => neighbor_solicitation(skb),
+            _ => TC_ACT_OK as i32,
+        },
+        _ => TC_ACT_OK as i32,
+    };
+    if verdict == TC_ACT_REDIRECT as i32 {
+        verdict
+    } else {
+        TC_ACT_OK as i32
+    }
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,222 @@
+//! The eBPF backend: `ebpf-programs/src/bin/fakehost.rs` attached at the
+//! interface's TC egress (TCX, or clsact on older kernels). Userspace only
+//! fills the host map and prints the log lines from the event ring; every
+//! answer is made in the kernel.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use aya::maps::{Array, HashMap, MapData, PerCpuHashMap, PerCpuValues};
+use aya::programs::SchedClassifier;
+use myinit_common::fakehost::{FakeHostConfig, FakeHostCounters, FakeHostEvent, FakeHostKey};
+
+use super::{Answer, Counts, FakeHost, HostSet, LogLimiter};
+use crate::ebpf::ring::{self, RingReader};
+use crate::ebpf::tc::{self, Attached, Hook};
+use crate::ebpf::Object;
+use crate::jobs::{drain_events, Drained, EventSource};
+use crate::kernel::btf::KernelBtf;
+use crate::packet::MacAddr;
+use crate::state::State;
+
+/// The object built from `ebpf-programs/src/bin/fakehost.rs` by init/build.rs.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fakehost"));
+
+const PROGRAM: &str = "fakehost_egress";
+/// Events taken per turn before other tasks get theirs.
+const BATCH: usize = 1024;
+
+/// The program's maps of hosts, counters and the RS-answering router.
+struct EbpfHosts {
+    hosts: HashMap<MapData, FakeHostKey, FakeHostConfig>,
+    counters: PerCpuHashMap<MapData, FakeHostKey, FakeHostCounters>,
+    router: Array<MapData, FakeHostConfig>,
+}
+
+impl EbpfHosts {
+    fn put(&mut self, ip: IpAddr, config: FakeHostConfig) -> anyhow::Result<()> {
+        let key = super::key_of(ip);
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        let zero = PerCpuValues::try_from(vec![FakeHostCounters::default(); cpus])?;
+        self.counters
+            .insert(key, zero, 0)
+            .context("adding to the counter map")?;
+        self.hosts
+            .insert(key, config, 0)
+            .context("adding to the host map")?;
+        Ok(())
+    }
+
+    fn take(&mut self, ip: IpAddr) {
+        let key = super::key_of(ip);
+        let _ = self.hosts.remove(&key);
+        let _ = self.counters.remove(&key);
+    }
+}
+
+impl HostSet for EbpfHosts {
+    fn insert(&mut self, host: &FakeHost) -> anyhow::Result<()> {
+        self.put(host.ip, host.config())?;
+        if let Some(alias) = host.alias() {
+            if let Err(e) = self.put(IpAddr::V6(alias), host.alias_config()) {
+                self.take(host.ip);
+                return Err(e);
+            }
+        }
+        if host.router {
+            self.router
+                .set(0, host.config(), 0)
+                .context("setting the router slot")?;
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, host: &FakeHost) -> anyhow::Result<()> {
+        if host.router {
+            self.router
+                .set(0, FakeHostConfig::default(), 0)
+                .context("clearing the router slot")?;
+        }
+        self.take(host.ip);
+        if let Some(alias) = host.alias() {
+            self.take(IpAddr::V6(alias));
+        }
+        Ok(())
+    }
+
+    fn counts(&self, host: &FakeHost) -> Counts {
+        let mut counts = Counts::default();
+        let addresses = std::iter::once(host.ip).chain(host.alias().map(IpAddr::V6));
+        for ip in addresses {
+            if let Ok(per_cpu) = self.counters.get(&super::key_of(ip), 0) {
+                for c in per_cpu.iter() {
+                    super::add_counts(&mut counts, c);
+                }
+            }
+        }
+        counts
+    }
+}
+
+fn address(version: u8, bytes: &[u8; 16]) -> IpAddr {
+    if version == 4 {
+        IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
+    } else {
+        IpAddr::from(*bytes)
+    }
+}
+
+/// The attached program and its event ring, owned by the job.
+struct EbpfAnswerer {
+    iface: String,
+    object: Object,
+    attached: Option<Attached>,
+    events: RingReader,
+    limiter: LogLimiter,
+    answers: u64,
+}
+
+impl EventSource for EbpfAnswerer {
+    async fn ready(&mut self) {
+        self.events.ready().await;
+    }
+
+    fn drain(&mut self, max: usize) -> Drained {
+        let (iface, limiter, answers) = (&self.iface, &mut self.limiter, &mut self.answers);
+        let now = Instant::now();
+        let taken = self.events.drain(max, |bytes| {
+            if let Some(e) = ring::record::<FakeHostEvent>(bytes) {
+                *answers += 1;
+                let answer = Answer {
+                    kind: e.kind,
+                    target: address(e.ip_version, &e.target),
+                    asker: address(e.ip_version, &e.asker),
+                    mac: MacAddr(e.mac),
+                };
+                super::print_lines(limiter.offer(answer.line(iface), now));
+            }
+        });
+        Drained { taken, done: false }
+    }
+
+    fn stop_new(&mut self) {
+        self.detach();
+    }
+}
+
+impl EbpfAnswerer {
+    fn detach(&mut self) {
+        if let Some(attached) = self.attached.take() {
+            if let Ok(program) = self.object.program_mut::<SchedClassifier>(PROGRAM) {
+                if let Err(e) = tc::detach(program, attached) {
+                    eprintln!("fakehost: {e}");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for EbpfAnswerer {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+/// Loads and attaches the program on `iface` and starts its job; returns
+/// the host maps and the backend's name.
+pub fn start(state: &State, iface: &str) -> anyhow::Result<(Box<dyn HostSet>, String)> {
+    let _runtime = state.rt.enter();
+    let btf = KernelBtf::get();
+    let aya_btf = btf.as_ref().ok().map(|b| &b.aya);
+    let mut object = Object::load(OBJECT, aya_btf, |_| {})?;
+    let path = tc::choose_path()?;
+    {
+        let program: &mut SchedClassifier = object.program_mut(PROGRAM)?;
+        program.load().context("loading the TC program")?;
+    }
+    let attached = {
+        let program: &mut SchedClassifier = object.program_mut(PROGRAM)?;
+        state
+            .rt
+            .block_on(tc::attach(program, PROGRAM, iface, Hook::Egress, path))?
+    };
+    let name = format!("ebpf ({})", path.name());
+    let hosts = EbpfHosts {
+        hosts: HashMap::try_from(object.take_map("FAKEHOSTS")?)?,
+        counters: PerCpuHashMap::try_from(object.take_map("FAKEHOST_COUNTERS")?)?,
+        router: Array::try_from(object.take_map("FAKEHOST_ROUTER_SLOT")?)?,
+    };
+    object.forward_log();
+    let events = RingReader::take(&mut object, "FAKEHOST_EVENTS", "FAKEHOST_LOST")?;
+    let answerer = EbpfAnswerer {
+        iface: iface.to_string(),
+        object,
+        attached: Some(attached),
+        events,
+        limiter: LogLimiter::new(iface),
+        answers: 0,
+    };
+    let (report_name, target) = (name.clone(), iface.to_string());
+    state.jobs.spawn(
+        &state.rt,
+        super::job_id(iface),
+        format!("fakehost {iface} {name}"),
+        move |cancel| async move {
+            let mut answerer = answerer;
+            drain_events(&mut answerer, &cancel, BATCH).await;
+            let lost = answerer.events.lost();
+            let (answers, suppressed) = (answerer.answers, answerer.limiter.suppressed_total);
+            if let Some(line) = answerer.limiter.flush() {
+                eprintln!("{line}");
+            }
+            // Detached before the report says so.
+            drop(answerer);
+            format!(
+                "fakehost: {target}: stopped ({report_name}): {answers} answers logged, \
+                 {suppressed} log lines suppressed, {lost} events lost; program detached"
+            )
+        },
+    )?;
+    Ok((Box::new(hosts), name))
+}
