@@ -16,6 +16,7 @@ use thiserror::Error;
 use crate::shell::Ctx;
 
 pub mod builtin;
+pub mod convert;
 pub mod debug_tc;
 pub mod droptrace;
 pub mod files;
@@ -217,6 +218,7 @@ pub fn all() -> &'static [&'static CommandSpec] {
     ALL.get_or_init(|| {
         let mut list: Vec<&'static CommandSpec> = [
             builtin::COMMANDS,
+            convert::COMMANDS,
             droptrace::COMMANDS,
             files::COMMANDS,
             ifconfig::COMMANDS,

@@ -19,7 +19,7 @@ use std::io::{self, BufRead, Write};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::layers::{self, Layer, Packet, LINKTYPE_ETHERNET};
+use super::layers::{self, Layer, Packet, LINKTYPE_ETHERNET, LINKTYPE_RAW};
 
 /// Which way a packet went through the interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -126,6 +126,11 @@ impl<R: BufRead> Reader<R> {
         }
     }
 
+    /// The number of the last line read (1-based; 0 before the first).
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
     /// Reads the next line into `buf` without its newline. `Ok(None)` at the
     /// end; `Ok(Some(false))` when the line was too long (and was skipped).
     fn read_line(&mut self) -> io::Result<Option<bool>> {
@@ -203,11 +208,12 @@ pub fn parse_record(line: &[u8]) -> Result<Record, String> {
         return Err("not a JSON object".into());
     };
     let linktype = match obj.get("linktype") {
-        None => LINKTYPE_ETHERNET,
-        Some(v) => v
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| format!("linktype: expected a link type number, found {v}"))?,
+        None => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| format!("linktype: expected a link type number, found {v}"))?,
+        ),
     };
     let packet = match (obj.get("layers"), obj.get("data")) {
         (Some(Value::Array(list)), _) => {
@@ -220,10 +226,18 @@ pub fn parse_record(line: &[u8]) -> Result<Record, String> {
             packet
         }
         (Some(other), _) => return Err(format!("layers: expected an array, found {other}")),
-        (None, Some(Value::String(hex))) => layers::decode(linktype, &from_hex(hex)?),
+        (None, Some(Value::String(hex))) => {
+            layers::decode(linktype.unwrap_or(LINKTYPE_ETHERNET), &from_hex(hex)?)
+        }
         (None, Some(other)) => return Err(format!("data: expected a hex string, found {other}")),
         (None, None) => return Err("neither `layers` nor `data`".into()),
     };
+    // Without the key: what the first layer is. Our writers always say
+    // when it is not Ethernet, but a hand-written L3 packet may not.
+    let linktype = linktype.unwrap_or_else(|| match packet.layers.first() {
+        Some(Layer::Ip(_) | Layer::Ipv6(_)) => LINKTYPE_RAW,
+        _ => LINKTYPE_ETHERNET,
+    });
     Ok(Record {
         timestamp_ns: timestamp_ns(&obj)?,
         direction: match obj.get("direction") {

@@ -73,6 +73,10 @@ pub struct Record<'a> {
     pub direction: Option<Direction>,
     /// pcapng interface id (0 in classic pcap).
     pub interface: u32,
+    /// pcapng: the interface's `if_name`, if its description has one.
+    pub ifname: Option<&'a str>,
+    /// pcapng: the packet's `opt_comment`s, joined by newlines.
+    pub comment: Option<String>,
     pub data: &'a [u8],
 }
 
@@ -98,9 +102,11 @@ pub enum FileError {
 }
 
 /// Per-interface facts of a pcapng file that its packets need.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Interface {
     linktype: u32,
+    /// `if_name`.
+    name: Option<String>,
     /// `if_tsresol`: 10^-n s, or 2^-n s with the top bit set.
     tsresol: u8,
     /// `if_tsoffset`, in seconds.
@@ -325,8 +331,15 @@ impl<R: Read> PacketReader<R> {
         let at = self.input.start + found.data_at;
         // Consumed now, but the bytes stay until the next call refills.
         self.input.consume(found.consumed);
+        let ifname = match &self.format {
+            Format::PcapNg { interfaces, .. } => interfaces
+                .get(found.meta.interface as usize)
+                .and_then(|i| i.name.as_deref()),
+            Format::Pcap { .. } => None,
+        };
         Ok(Some(Record {
             data: &self.input.buf[at..at + found.data_len],
+            ifname,
             ..found.meta
         }))
     }
@@ -377,6 +390,8 @@ fn pcap_record<R: Read>(
             original_len: orig_len,
             direction: None,
             interface: 0,
+            ifname: None,
+            comment: None,
             data: &[],
         },
         data_at: PCAP_RECORD_HEADER,
@@ -403,12 +418,23 @@ fn pcapng_block<R: Read>(
         .next_block(bytes)
         .map_err(|e| block_error(offset, e))?;
     let data_at = |data: &[u8]| data.as_ptr() as usize - bytes.as_ptr() as usize;
+    let mut comment: Option<String> = None;
     let (interface, ticks, original_len, direction, at, data_len) = match block {
         Block::EnhancedPacket(b) => {
-            let direction = b.options.iter().find_map(|o| match o {
-                EnhancedPacketOption::Flags(f) => Direction::from_epb_flags(*f),
-                _ => None,
-            });
+            let mut direction = None;
+            for option in &b.options {
+                match option {
+                    EnhancedPacketOption::Flags(f) => direction = Direction::from_epb_flags(*f),
+                    EnhancedPacketOption::Comment(c) => match &mut comment {
+                        Some(all) => {
+                            all.push('\n');
+                            all.push_str(c);
+                        }
+                        None => comment = Some(c.to_string()),
+                    },
+                    _ => {}
+                }
+            }
             // pcap-file made the raw ticks a Duration of that many ns.
             let ticks = b.timestamp.as_nanos() as u64;
             let (at, n) = (data_at(&b.data), b.data.len());
@@ -447,6 +473,8 @@ fn pcapng_block<R: Read>(
             original_len,
             direction,
             interface,
+            ifname: None,
+            comment,
             data: &[],
         },
         data_at: at,
@@ -463,6 +491,7 @@ fn take_in(block: Block<'_>, interfaces: &mut Vec<Interface>) {
         Block::InterfaceDescription(idb) => {
             let mut interface = Interface {
                 linktype: u32::from(idb.linktype),
+                name: None,
                 tsresol: 6,
                 tsoffset: 0,
             };
@@ -470,6 +499,7 @@ fn take_in(block: Block<'_>, interfaces: &mut Vec<Interface>) {
                 match option {
                     InterfaceDescriptionOption::IfTsResol(r) => interface.tsresol = *r,
                     InterfaceDescriptionOption::IfTsOffset(s) => interface.tsoffset = *s as i64,
+                    InterfaceDescriptionOption::IfName(n) => interface.name = Some(n.to_string()),
                     _ => {}
                 }
             }
