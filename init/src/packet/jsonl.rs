@@ -476,6 +476,22 @@ mod tests {
     }
 
     #[test]
+    fn a_line_without_linktype_takes_it_from_its_first_layer() {
+        let ip = r#"{"layertype":"Ip","version":4,"ihl":"<auto>","tos":0,"len":"<auto>","id":0,"flags":{"reserved":false,"dont_fragment":false,"more_fragments":false,"fragment_offset":0},"ttl":64,"proto":"<auto>","chksum":"<auto>","src":"10.0.0.1","dst":"10.0.0.2","options":[]}"#;
+        let udp = r#"{"layertype":"Udp","sport":1,"dport":2,"len":"<auto>","chksum":"<auto>"}"#;
+        let text = format!(
+            "{{\"timestamp_us\":1,\"layers\":[{ip},{udp}]}}\n\
+             {{\"timestamp_us\":1,\"linktype\":228,\"layers\":[{ip},{udp}]}}\n\
+             {{\"timestamp_us\":1,\"data\":\"4500\"}}\n"
+        );
+        let linktypes: Vec<u32> = read_all(&text)
+            .into_iter()
+            .map(|r| r.unwrap().linktype)
+            .collect();
+        assert_eq!(linktypes, [LINKTYPE_RAW, 228, LINKTYPE_ETHERNET]);
+    }
+
+    #[test]
     fn timestamp_ns_is_used_unless_timestamp_us_was_edited() {
         let line =
             |us: u64, ns: u64| format!(r#"{{"timestamp_us":{us},"timestamp_ns":{ns},"data":""}}"#);

@@ -916,6 +916,56 @@ mod tests {
     }
 
     #[test]
+    fn pcapng_records_carry_their_interface_name_and_comments() {
+        let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+        let veth = w.add_interface("veth0", 1).unwrap();
+        let anonymous = w.describe_interface(None, 101).unwrap();
+        w.write(veth, 1, 18, ETH, None, Some("sent by ping"))
+            .unwrap();
+        w.write(anonymous, 2, 20, IP4, None, None).unwrap();
+        let mut file = w.finish().unwrap();
+        // A second comment on one packet, as Wireshark may write.
+        let mut w = pcap_file::pcapng::PcapNgWriter::new(Vec::new()).unwrap();
+        w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::ETHERNET, 0))
+            .unwrap();
+        w.write_pcapng_block(EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp: Duration::from_nanos(3),
+            original_len: ETH.len() as u32,
+            data: Cow::Borrowed(ETH),
+            options: vec![
+                EnhancedPacketOption::Comment(Cow::Borrowed("one")),
+                EnhancedPacketOption::Comment(Cow::Borrowed("two")),
+            ],
+        })
+        .unwrap();
+        // Only its EPB is appended: interface 0 is veth0 there.
+        let blocks = w.into_inner();
+        let len_at = |at: usize| u32::from_le_bytes(blocks[at + 4..at + 8].try_into().unwrap());
+        let idb = len_at(0) as usize;
+        let epb = idb + len_at(idb) as usize;
+        file.extend_from_slice(&blocks[epb..]);
+        let mut reader = PacketReader::new(&file[..]).unwrap();
+        let mut got = Vec::new();
+        while let Some(r) = reader.next_record().unwrap() {
+            got.push((r.ifname.map(str::to_string), r.comment.clone()));
+        }
+        assert_eq!(
+            got,
+            [
+                (Some("veth0".to_string()), Some("sent by ping".to_string())),
+                (None, None),
+                (Some("veth0".to_string()), Some("one\ntwo".to_string())),
+            ]
+        );
+        // Classic pcap has neither.
+        let file = pcap(false, false, 1, &[ETH]);
+        let mut reader = PacketReader::new(&file[..]).unwrap();
+        let r = reader.next_record().unwrap().unwrap();
+        assert_eq!((r.ifname, r.comment), (None, None));
+    }
+
+    #[test]
     fn tick_resolutions_rescale_to_ns() {
         assert_eq!(ticks_to_ns(1_500_000, 6, 0), 1_500_000_000);
         assert_eq!(ticks_to_ns(7, 9, 0), 7);
