@@ -754,3 +754,46 @@ fn a_full_disk_is_an_error_that_leaves_no_half_written_file() {
     );
     assert_eq!(std::fs::read_dir(&mnt).unwrap().count(), 0);
 }
+
+#[test]
+fn ctrl_c_stops_a_conversion_from_a_stalled_pipe_and_leaves_nothing() {
+    use std::io::Write;
+    let dir = TempDir::new("intr");
+    let fifo = dir.path("in.fifo");
+    run_ok("mkfifo", &[&fifo]);
+    for (command, start) in [
+        (
+            "pcap2json",
+            std::fs::read(REAL_CAPTURE).unwrap()[..2000].to_vec(),
+        ),
+        ("json2pcap", CAPTURE_DIALECT.as_bytes().to_vec()),
+    ] {
+        let out = dir.path("out");
+        let mut child = Command::new(common::myinit_bin())
+            .args(["-c", &format!("{command} {fifo} {out}; echo after")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Some packets, then the writer stays open without writing more.
+        let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        writer.write_all(&start).unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(child.try_wait().unwrap().is_none(), "{command} ended early");
+        run_ok("kill", &["-INT", &child.id().to_string()]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("{command} did not stop on SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let run = common::MyinitRun::from(child.wait_with_output().unwrap());
+        drop(writer);
+        assert_eq!(run.status, 130, "{run:?}");
+        assert_eq!(run.stdout, "", "{run:?}");
+        assert_eq!(run.stderr, format!("-c:1: {command}: interrupted\n"));
+        assert_eq!(dir.files(), ["in.fifo"], "{command}");
+    }
+}

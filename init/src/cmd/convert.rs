@@ -106,14 +106,15 @@ struct Json2PcapArgs {
 fn pcap2json(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     let args: Pcap2JsonArgs = super::parse_args("pcap2json", args)?;
     let input = open_input(ctx, &args.input)?;
-    let progress = Progress::new("pcap2json", &args.input, ctx.interrupts());
+    let mut progress = Progress::new("pcap2json", &args.input, ctx.interrupts());
     let (input_name, output_name) = (args.input.clone(), args.output.clone());
-    let packets = run_blocking(ctx, move || {
+    let packets = run_blocking(ctx, &args.output, move || {
         let mut out = OutFile::create(&output_name)?;
         let mut writer = BufWriter::with_capacity(OUT_BUFFER, out.file()?);
-        let packets = pcap_to_jsonl(input, &mut writer, &input_name, &output_name, progress)?;
+        let packets = pcap_to_jsonl(input, &mut writer, &input_name, &output_name, &mut progress)?;
         writer.flush().map_err(|e| write_error(&output_name, &e))?;
         drop(writer);
+        progress.check_interrupted()?;
         out.commit()?;
         Ok(packets)
     })?;
@@ -134,17 +135,25 @@ fn json2pcap(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         ));
     }
     let input = open_input(ctx, &args.input)?;
-    let progress = Progress::new("json2pcap", &args.input, ctx.interrupts());
+    let mut progress = Progress::new("json2pcap", &args.input, ctx.interrupts());
     let (input_name, output_name, force_ns) = (args.input.clone(), args.output.clone(), args.ns);
-    let summary = run_blocking(ctx, move || {
+    let summary = run_blocking(ctx, &args.output, move || {
         let mut out = OutFile::create(&output_name)?;
         let file = out.file()?;
         let summary = if pcapng {
-            jsonl_to_pcapng(input, file, &input_name, &output_name, progress)?
+            jsonl_to_pcapng(input, file, &input_name, &output_name, &mut progress)?
         } else {
             let source = Source::new(input, &input_name)?;
-            jsonl_to_pcap(&source, file, &input_name, &output_name, force_ns, progress)?
+            jsonl_to_pcap(
+                &source,
+                file,
+                &input_name,
+                &output_name,
+                force_ns,
+                &mut progress,
+            )?
         };
+        progress.check_interrupted()?;
         out.commit()?;
         Ok(summary)
     })?;
@@ -169,20 +178,27 @@ fn open_input(ctx: &Ctx<'_>, name: &str) -> anyhow::Result<File> {
     })
 }
 
-/// Runs a conversion off the shell thread, where its reads may block (a
-/// FIFO). Ctrl-C: the conversion notices it at its next packet and removes
-/// its file; the shell waits a moment for that, never longer.
+/// Runs a conversion (writing `out`) off the shell thread, where its reads
+/// may block (a FIFO). Ctrl-C: the conversion notices it at its next packet
+/// and removes its file; the shell waits a moment for that, never longer,
+/// and then removes the file itself (the conversion, blocked in a read,
+/// never renames it: it checks for Ctrl-C first).
 fn run_blocking<T: Send + 'static>(
     ctx: &Ctx<'_>,
+    out: &str,
     work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
     let mut interrupts = ctx.interrupts();
+    let tmp = OutFile::tmp_path(out);
     ctx.block_on_uninterrupted(async move {
         let mut task = tokio::task::spawn_blocking(work);
         tokio::select! {
             done = &mut task => done.map_err(|e| anyhow!("the conversion failed: {e}"))?,
             _ = interrupts.changed() => {
-                let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+                let ended = tokio::time::timeout(Duration::from_secs(1), task).await;
+                if let (Err(_), Some(tmp)) = (ended, tmp) {
+                    let _ = std::fs::remove_file(tmp);
+                }
                 Err(Interrupted.into())
             }
         }
@@ -199,6 +215,14 @@ struct OutFile {
 }
 
 impl OutFile {
+    /// Where `create` writes OUT first: None when OUT is written directly.
+    fn tmp_path(out: &str) -> Option<PathBuf> {
+        match std::fs::metadata(out) {
+            Ok(m) if !m.is_file() => None,
+            _ => Some(PathBuf::from(format!("{out}.tmp"))),
+        }
+    }
+
     fn create(out: &str) -> anyhow::Result<OutFile> {
         let path = PathBuf::from(out);
         match std::fs::metadata(&path) {
@@ -284,14 +308,20 @@ impl Progress {
         }
     }
 
+    /// An error if Ctrl-C came since the conversion started.
+    fn check_interrupted(&self) -> anyhow::Result<()> {
+        if self.interrupts.has_changed().unwrap_or(false) {
+            return Err(Interrupted.into());
+        }
+        Ok(())
+    }
+
     /// Called after each packet (`done` so far) of `pass`.
     fn tick(&mut self, done: u64, pass: &str) -> anyhow::Result<()> {
         if !done.is_multiple_of(256) {
             return Ok(());
         }
-        if self.interrupts.has_changed().unwrap_or(false) {
-            return Err(Interrupted.into());
-        }
+        self.check_interrupted()?;
         if self.last.elapsed() >= PROGRESS_EVERY {
             self.last = Instant::now();
             eprintln!(
@@ -309,7 +339,7 @@ fn pcap_to_jsonl(
     out: &mut impl Write,
     input_name: &str,
     output_name: &str,
-    mut progress: Progress,
+    progress: &mut Progress,
 ) -> anyhow::Result<u64> {
     let mut reader = PacketReader::new(input).map_err(|e| match e {
         // The usual mix-up: the file is already JSONL.
@@ -397,7 +427,7 @@ fn jsonl_to_pcapng(
     file: File,
     input_name: &str,
     output_name: &str,
-    mut progress: Progress,
+    progress: &mut Progress,
 ) -> anyhow::Result<Written> {
     let out = BufWriter::with_capacity(OUT_BUFFER, file);
     let mut writer = PcapNgWriter::new(out).map_err(|e| write_error(output_name, &e))?;
@@ -464,7 +494,7 @@ fn jsonl_to_pcap(
     input_name: &str,
     output_name: &str,
     force_ns: bool,
-    mut progress: Progress,
+    progress: &mut Progress,
 ) -> anyhow::Result<Written> {
     let mut scan = Scan::default();
     each_record(source.open(input_name)?, input_name, |line, record| {
