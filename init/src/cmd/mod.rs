@@ -17,6 +17,7 @@ use crate::shell::Ctx;
 
 pub mod builtin;
 pub mod capture;
+pub mod convert;
 pub mod debug_tc;
 pub mod droptrace;
 pub mod edit;
@@ -222,6 +223,7 @@ pub fn all() -> &'static [&'static CommandSpec] {
         let mut list: Vec<&'static CommandSpec> = [
             builtin::COMMANDS,
             capture::COMMANDS,
+            convert::COMMANDS,
             droptrace::COMMANDS,
             edit::COMMANDS,
             fakehost::COMMANDS,

@@ -19,7 +19,7 @@ use std::io::{self, BufRead, Write};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::layers::{self, Layer, Packet, LINKTYPE_ETHERNET};
+use super::layers::{self, Layer, Packet, LINKTYPE_ETHERNET, LINKTYPE_RAW};
 
 /// Which way a packet went through the interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -208,11 +208,12 @@ pub fn parse_record(line: &[u8]) -> Result<Record, String> {
         return Err("not a JSON object".into());
     };
     let linktype = match obj.get("linktype") {
-        None => LINKTYPE_ETHERNET,
-        Some(v) => v
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| format!("linktype: expected a link type number, found {v}"))?,
+        None => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| format!("linktype: expected a link type number, found {v}"))?,
+        ),
     };
     let packet = match (obj.get("layers"), obj.get("data")) {
         (Some(Value::Array(list)), _) => {
@@ -225,10 +226,18 @@ pub fn parse_record(line: &[u8]) -> Result<Record, String> {
             packet
         }
         (Some(other), _) => return Err(format!("layers: expected an array, found {other}")),
-        (None, Some(Value::String(hex))) => layers::decode(linktype, &from_hex(hex)?),
+        (None, Some(Value::String(hex))) => {
+            layers::decode(linktype.unwrap_or(LINKTYPE_ETHERNET), &from_hex(hex)?)
+        }
         (None, Some(other)) => return Err(format!("data: expected a hex string, found {other}")),
         (None, None) => return Err("neither `layers` nor `data`".into()),
     };
+    // Without the key: what the first layer is. Our writers always say
+    // when it is not Ethernet, but a hand-written L3 packet may not.
+    let linktype = linktype.unwrap_or_else(|| match packet.layers.first() {
+        Some(Layer::Ip(_) | Layer::Ipv6(_)) => LINKTYPE_RAW,
+        _ => LINKTYPE_ETHERNET,
+    });
     Ok(Record {
         timestamp_ns: timestamp_ns(&obj)?,
         direction: match obj.get("direction") {
@@ -464,6 +473,22 @@ mod tests {
         // `data`: the hex frame, decoded as far as it goes.
         assert_eq!(records[1].packet.encode().unwrap(), &udp_frame()[..16]);
         assert_eq!(records[1].packet.layers[0].name(), "ether");
+    }
+
+    #[test]
+    fn a_line_without_linktype_takes_it_from_its_first_layer() {
+        let ip = r#"{"layertype":"Ip","version":4,"ihl":"<auto>","tos":0,"len":"<auto>","id":0,"flags":{"reserved":false,"dont_fragment":false,"more_fragments":false,"fragment_offset":0},"ttl":64,"proto":"<auto>","chksum":"<auto>","src":"10.0.0.1","dst":"10.0.0.2","options":[]}"#;
+        let udp = r#"{"layertype":"Udp","sport":1,"dport":2,"len":"<auto>","chksum":"<auto>"}"#;
+        let text = format!(
+            "{{\"timestamp_us\":1,\"layers\":[{ip},{udp}]}}\n\
+             {{\"timestamp_us\":1,\"linktype\":228,\"layers\":[{ip},{udp}]}}\n\
+             {{\"timestamp_us\":1,\"data\":\"4500\"}}\n"
+        );
+        let linktypes: Vec<u32> = read_all(&text)
+            .into_iter()
+            .map(|r| r.unwrap().linktype)
+            .collect();
+        assert_eq!(linktypes, [LINKTYPE_RAW, 228, LINKTYPE_ETHERNET]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ pub mod layers;
 pub mod linktype;
 pub mod mac;
 pub mod pcap;
-// capture and json2pcap are the writers' users to come; tests use them now.
+// json2pcap uses the writers; capture, their other user, is to come.
 #[cfg_attr(not(test), allow(dead_code))]
 pub mod pcap_writer;
 

@@ -73,6 +73,10 @@ pub struct Record<'a> {
     pub direction: Option<Direction>,
     /// pcapng interface id (0 in classic pcap).
     pub interface: u32,
+    /// pcapng: the interface's `if_name`, if its description has one.
+    pub ifname: Option<&'a str>,
+    /// pcapng: the packet's `opt_comment`s, joined by newlines.
+    pub comment: Option<String>,
     pub data: &'a [u8],
 }
 
@@ -98,9 +102,11 @@ pub enum FileError {
 }
 
 /// Per-interface facts of a pcapng file that its packets need.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Interface {
     linktype: u32,
+    /// `if_name`.
+    name: Option<String>,
     /// `if_tsresol`: 10^-n s, or 2^-n s with the top bit set.
     tsresol: u8,
     /// `if_tsoffset`, in seconds.
@@ -325,8 +331,15 @@ impl<R: Read> PacketReader<R> {
         let at = self.input.start + found.data_at;
         // Consumed now, but the bytes stay until the next call refills.
         self.input.consume(found.consumed);
+        let ifname = match &self.format {
+            Format::PcapNg { interfaces, .. } => interfaces
+                .get(found.meta.interface as usize)
+                .and_then(|i| i.name.as_deref()),
+            Format::Pcap { .. } => None,
+        };
         Ok(Some(Record {
             data: &self.input.buf[at..at + found.data_len],
+            ifname,
             ..found.meta
         }))
     }
@@ -377,6 +390,8 @@ fn pcap_record<R: Read>(
             original_len: orig_len,
             direction: None,
             interface: 0,
+            ifname: None,
+            comment: None,
             data: &[],
         },
         data_at: PCAP_RECORD_HEADER,
@@ -403,12 +418,23 @@ fn pcapng_block<R: Read>(
         .next_block(bytes)
         .map_err(|e| block_error(offset, e))?;
     let data_at = |data: &[u8]| data.as_ptr() as usize - bytes.as_ptr() as usize;
+    let mut comment: Option<String> = None;
     let (interface, ticks, original_len, direction, at, data_len) = match block {
         Block::EnhancedPacket(b) => {
-            let direction = b.options.iter().find_map(|o| match o {
-                EnhancedPacketOption::Flags(f) => Direction::from_epb_flags(*f),
-                _ => None,
-            });
+            let mut direction = None;
+            for option in &b.options {
+                match option {
+                    EnhancedPacketOption::Flags(f) => direction = Direction::from_epb_flags(*f),
+                    EnhancedPacketOption::Comment(c) => match &mut comment {
+                        Some(all) => {
+                            all.push('\n');
+                            all.push_str(c);
+                        }
+                        None => comment = Some(c.to_string()),
+                    },
+                    _ => {}
+                }
+            }
             // pcap-file made the raw ticks a Duration of that many ns.
             let ticks = b.timestamp.as_nanos() as u64;
             let (at, n) = (data_at(&b.data), b.data.len());
@@ -447,6 +473,8 @@ fn pcapng_block<R: Read>(
             original_len,
             direction,
             interface,
+            ifname: None,
+            comment,
             data: &[],
         },
         data_at: at,
@@ -463,6 +491,7 @@ fn take_in(block: Block<'_>, interfaces: &mut Vec<Interface>) {
         Block::InterfaceDescription(idb) => {
             let mut interface = Interface {
                 linktype: u32::from(idb.linktype),
+                name: None,
                 tsresol: 6,
                 tsoffset: 0,
             };
@@ -470,6 +499,7 @@ fn take_in(block: Block<'_>, interfaces: &mut Vec<Interface>) {
                 match option {
                     InterfaceDescriptionOption::IfTsResol(r) => interface.tsresol = *r,
                     InterfaceDescriptionOption::IfTsOffset(s) => interface.tsoffset = *s as i64,
+                    InterfaceDescriptionOption::IfName(n) => interface.name = Some(n.to_string()),
                     _ => {}
                 }
             }
@@ -883,6 +913,56 @@ mod tests {
                 (3, 0, 1, ts[1], 14, None, ETH[..14].to_vec()),
             ]
         );
+    }
+
+    #[test]
+    fn pcapng_records_carry_their_interface_name_and_comments() {
+        let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+        let veth = w.add_interface("veth0", 1).unwrap();
+        let anonymous = w.describe_interface(None, 101).unwrap();
+        w.write(veth, 1, 18, ETH, None, Some("sent by ping"))
+            .unwrap();
+        w.write(anonymous, 2, 20, IP4, None, None).unwrap();
+        let mut file = w.finish().unwrap();
+        // A second comment on one packet, as Wireshark may write.
+        let mut w = pcap_file::pcapng::PcapNgWriter::new(Vec::new()).unwrap();
+        w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::ETHERNET, 0))
+            .unwrap();
+        w.write_pcapng_block(EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp: Duration::from_nanos(3),
+            original_len: ETH.len() as u32,
+            data: Cow::Borrowed(ETH),
+            options: vec![
+                EnhancedPacketOption::Comment(Cow::Borrowed("one")),
+                EnhancedPacketOption::Comment(Cow::Borrowed("two")),
+            ],
+        })
+        .unwrap();
+        // Only its EPB is appended: interface 0 is veth0 there.
+        let blocks = w.into_inner();
+        let len_at = |at: usize| u32::from_le_bytes(blocks[at + 4..at + 8].try_into().unwrap());
+        let idb = len_at(0) as usize;
+        let epb = idb + len_at(idb) as usize;
+        file.extend_from_slice(&blocks[epb..]);
+        let mut reader = PacketReader::new(&file[..]).unwrap();
+        let mut got = Vec::new();
+        while let Some(r) = reader.next_record().unwrap() {
+            got.push((r.ifname.map(str::to_string), r.comment.clone()));
+        }
+        assert_eq!(
+            got,
+            [
+                (Some("veth0".to_string()), Some("sent by ping".to_string())),
+                (None, None),
+                (Some("veth0".to_string()), Some("one\ntwo".to_string())),
+            ]
+        );
+        // Classic pcap has neither.
+        let file = pcap(false, false, 1, &[ETH]);
+        let mut reader = PacketReader::new(&file[..]).unwrap();
+        let r = reader.next_record().unwrap().unwrap();
+        assert_eq!((r.ifname, r.comment), (None, None));
     }
 
     #[test]

@@ -124,16 +124,26 @@ impl<W: Write> PcapNgWriter<W> {
 
     /// Describes an interface; its packets name it by the id returned.
     pub fn add_interface(&mut self, name: &str, linktype: u32) -> io::Result<u32> {
+        self.describe_interface(Some(name), linktype)
+    }
+
+    /// `add_interface`, for packets whose interface has no known name
+    /// (json2pcap of lines without `ifname`): no `if_name` option.
+    pub fn describe_interface(&mut self, name: Option<&str>, linktype: u32) -> io::Result<u32> {
         let id = self.inner.interfaces().len() as u32;
+        let mut options = Vec::new();
+        if let Some(name) = name {
+            options.push(InterfaceDescriptionOption::IfName(Cow::Owned(
+                name.to_string(),
+            )));
+        }
+        // pcap-file writes packet timestamps in ns whatever the interface
+        // says, so the interface must say ns.
+        options.push(InterfaceDescriptionOption::IfTsResol(9));
         let idb = InterfaceDescriptionBlock {
             linktype: DataLink::from(linktype),
             snaplen: SNAPLEN,
-            // pcap-file writes packet timestamps in ns whatever the
-            // interface says, so the interface must say ns.
-            options: vec![
-                InterfaceDescriptionOption::IfName(Cow::Owned(name.to_string())),
-                InterfaceDescriptionOption::IfTsResol(9),
-            ],
+            options,
         };
         self.inner.write_pcapng_block(idb).map_err(io_error)?;
         Ok(id)
