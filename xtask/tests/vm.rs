@@ -816,3 +816,111 @@ fn fake_hosts_answer_arp_ndp_and_ping_on_tap0_with_clsact_on_6_1() {
         "{after}"
     );
 }
+
+#[test]
+fn oside_edits_a_capture_of_the_same_boot_and_inject_sends_the_change_on_6_1() {
+    let share = TempDir::new("oside");
+    let mut vm = Interactive::boot(&[
+        "--share",
+        &share.0.to_string_lossy(),
+        "--append",
+        "myinit.countdown=30",
+        "--timeout",
+        "300",
+    ]);
+    vm.console
+        .wait_for("autoexec in ", Duration::from_secs(150));
+    vm.type_keys("x");
+    vm.console
+        .wait_for("myinit: shell ready", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(500));
+    // No IPv6 on tap0 (no router solicitations or MLD reports), so the
+    // first capture holds the three echo requests and nothing else; the
+    // static neighbour sends them at once.
+    vm.type_keys(
+        "tap add tap0\r\
+         echo 1 > /proc/sys/net/ipv6/conf/tap0/disable_ipv6\r\
+         ifconfig tap0 10.0.9.1/24 up\r\
+         ip neigh add 10.0.9.2 lladdr 02:00:00:00:09:02 dev tap0\r\
+         capture start tap0 /mnt/host/a.pcap --dir tx\r\
+         ping -c 3 -i 0.2 -W 0.2 10.0.9.2 > /dev/null\r\
+         capture stop tap0\r",
+    );
+    let at = vm.console.wait_for_after(
+        0,
+        "capture tap0: stopped: 3 packets",
+        Duration::from_secs(60),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    vm.type_keys("oside /mnt/host/a.pcap\r");
+    let at = vm
+        .console
+        .wait_for_after(at, "packet 1/3", Duration::from_secs(30));
+    // Packet 1, layer 0 (ether): Down to Ip, then Right past version ihl
+    // tos len id flags ttl proto chksum src to dst (VT100 arrow keys).
+    vm.type_keys("\x1b[B");
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(100));
+        vm.type_keys("\x1b[C");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // e edits, Ctrl+U clears the line, Enter keeps the new value.
+    vm.type_keys("e");
+    std::thread::sleep(Duration::from_millis(300));
+    vm.type_keys("\x15");
+    vm.type_keys("10.0.9.7\r");
+    let at = vm
+        .console
+        .wait_for_after(at, "10.0.9.1 > 10.0.9.7", Duration::from_secs(20));
+    vm.type_keys("f");
+    let at = vm.console.wait_for_after(
+        at,
+        "checksums and lengths recomputed",
+        Duration::from_secs(20),
+    );
+    vm.type_keys("s");
+    let at = vm
+        .console
+        .wait_for_after(at, "saved 3 packets", Duration::from_secs(20));
+    vm.type_keys("q");
+    std::thread::sleep(Duration::from_millis(500));
+    // inject into a TAP that myinit holds writes to its fd: the frames
+    // arrive on tap0, so the second capture takes what tap0 receives.
+    vm.type_keys(
+        "capture start tap0 /mnt/host/b.pcap --dir rx\r\
+         inject /mnt/host/a.pcap tap0 --topspeed\r\
+         capture stop tap0\r",
+    );
+    vm.console.wait_for_after(
+        at,
+        "capture tap0: stopped: 3 packets",
+        Duration::from_secs(60),
+    );
+    vm.type_keys("poweroff 0\r");
+    let (status, text, _) = vm.finish();
+    assert_eq!(status, Some(0), "{text}");
+    // The second capture is what tap0 received: the edited packet with
+    // valid checksums (status 1 is tshark's "Good"), the two others as
+    // captured.
+    let b = share.0.join("b.pcap");
+    let out = std::process::Command::new("tshark")
+        .args(["-r", &b.to_string_lossy()])
+        .args(["-o", "ip.check_checksum:TRUE"])
+        .args(["-T", "fields", "-E", "separator=,"])
+        .args(["-e", "ip.src", "-e", "ip.dst", "-e", "icmp.type"])
+        .args(["-e", "ip.checksum.status", "-e", "icmp.checksum.status"])
+        .output()
+        .expect("tshark (apt-get install tshark)");
+    let rows = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = rows.lines().collect();
+    assert_eq!(
+        rows,
+        [
+            "10.0.9.1,10.0.9.7,8,1,1",
+            "10.0.9.1,10.0.9.2,8,1,1",
+            "10.0.9.1,10.0.9.2,8,1,1",
+        ],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
