@@ -73,6 +73,7 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
         ftrace::remove_stale(&tracefs);
     }
     let _runtime = state.rt.enter();
+    let started_ns = monotonic_ns();
     let mut lines = Vec::new();
     let use_ebpf = match opts.backend {
         Backend::Ftrace => None,
@@ -140,6 +141,7 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
                 &backend_name,
                 source,
                 Decoder::new(kernel.reasons),
+                started_ns,
             )?;
         }
         None => {
@@ -175,7 +177,14 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
                 more: false,
                 turns: 0,
             };
-            launch(state, &opts, &backend_name, source, Decoder::new(reasons))?;
+            launch(
+                state,
+                &opts,
+                &backend_name,
+                source,
+                Decoder::new(reasons),
+                started_ns,
+            )?;
         }
     }
     Ok(lines)
@@ -212,6 +221,7 @@ fn launch<S: DropSource>(
     backend_name: &str,
     source: S,
     decoder: Decoder,
+    started_ns: u64,
 ) -> anyhow::Result<()> {
     let drops = source.drops();
     {
@@ -223,7 +233,7 @@ fn launch<S: DropSource>(
         s.set_filter(opts.filter.clone());
         s.summary_mode = opts.summary;
         s.backend = backend_name.to_string();
-        s.started_ns = monotonic_ns();
+        s.started_ns = started_ns;
         s.running = true;
     }
     let mut description = format!("droptrace {backend_name}");
