@@ -110,6 +110,8 @@ impl ReasonNames {
         let mut names: Vec<(f64, &str)> = self
             .core
             .values()
+            // Enum bounds, not reasons a drop can have.
+            .filter(|n| !matches!(n.as_str(), "MAX" | "SUBSYS_MASK"))
             .map(|n| (strsim::normalized_damerau_levenshtein(typed, n), n.as_str()))
             .collect();
         names.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
