@@ -108,9 +108,10 @@ impl DropStore {
         self.limit.is_some_and(|l| self.matched >= l)
     }
 
-    fn push(&mut self, kept: Kept, watchers: &broadcast::Sender<Kept>) {
+    fn push(&mut self, kept: Kept, watchers: &broadcast::Sender<Arc<Kept>>) {
+        // An allocation only while someone watches (at screen speed anyway).
         if watchers.receiver_count() > 0 {
-            let _ = watchers.send(kept.clone());
+            let _ = watchers.send(Arc::new(kept.clone()));
         }
         if self.events.len() >= self.keep {
             self.events.pop_front();
@@ -119,7 +120,11 @@ impl DropStore {
     }
 
     /// Adds raw eBPF drops; returns true once the run's COUNT is reached.
-    fn ingest_raw(&mut self, events: &[DropEvent], watchers: &broadcast::Sender<Kept>) -> bool {
+    fn ingest_raw(
+        &mut self,
+        events: &[DropEvent],
+        watchers: &broadcast::Sender<Arc<Kept>>,
+    ) -> bool {
         for e in events {
             if self.limit_reached() {
                 break;
@@ -140,7 +145,7 @@ impl DropStore {
     fn ingest_text(
         &mut self,
         records: impl IntoIterator<Item = DropRecord>,
-        watchers: &broadcast::Sender<Kept>,
+        watchers: &broadcast::Sender<Arc<Kept>>,
     ) -> bool {
         for record in records {
             if self.limit_reached() {
@@ -179,9 +184,17 @@ impl DropStore {
 
     /// The kept drops, decoded, that pass `filter`, oldest first.
     pub fn decoded(&mut self, filter: &DropFilter) -> Vec<DropRecord> {
-        let kept: Vec<Kept> = self.events.iter().cloned().collect();
-        kept.iter()
-            .map(|k| self.decode(k))
+        let (events, decoder) = (&self.events, &mut self.decoder);
+        let mut fallback = None;
+        events
+            .iter()
+            .map(|k| match k {
+                Kept::Text(r) => r.as_ref().clone(),
+                Kept::Raw(e) => match decoder.as_mut() {
+                    Some(d) => d.ebpf(e),
+                    None => fallback.get_or_insert_with(Decoder::without_names).ebpf(e),
+                },
+            })
             .filter(|r| filter.matches(r))
             .collect()
     }
@@ -243,7 +256,8 @@ impl DropStore {
 /// listens on.
 pub struct Drops {
     store: Mutex<DropStore>,
-    watchers: broadcast::Sender<Kept>,
+    /// Arcs, not records: the channel's slots are allocated up front.
+    watchers: broadcast::Sender<Arc<Kept>>,
 }
 
 impl Default for Drops {
@@ -261,7 +275,7 @@ impl Drops {
     }
 
     /// New drops as they arrive (subscribe before starting, to miss none).
-    pub fn subscribe(&self) -> broadcast::Receiver<Kept> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Kept>> {
         self.watchers.subscribe()
     }
 
