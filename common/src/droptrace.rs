@@ -9,6 +9,13 @@ pub const DROP_HAS_L3: u16 = 1 << 1;
 pub const DROP_HAS_L4: u16 = 1 << 2;
 /// `DropEvent::flags`: the program had the `sk_buff` member offsets (from BTF).
 pub const DROP_HAS_SKB_OFFSETS: u16 = 1 << 3;
+/// `DropEvent::flags`: `netns` (the device's network namespace) was read.
+pub const DROP_HAS_NETNS: u16 = 1 << 4;
+
+/// `MODE` global: one event per drop into the ring buffer.
+pub const MODE_EVENTS: u32 = 0;
+/// `MODE` global: only counts, in the per-CPU `DROP_SUMMARY` map.
+pub const MODE_SUMMARY: u32 = 1;
 
 /// One `kfree_skb` event as the drop tracer's eBPF programs emit it. Fields
 /// that could not be read stay zero and their `DROP_HAS_*` flag stays clear,
@@ -48,10 +55,32 @@ pub struct DropEvent {
     pub comm: [u8; 16],
     /// `skb->dev->name`.
     pub dev: [u8; 16],
+    /// Inode of the device's network namespace (`skb->dev->nd_net.net->ns.inum`,
+    /// as `lsns` and `ip netns identify` show it; see `DROP_HAS_NETNS`).
+    pub netns: u32,
+    pub _pad2: u32,
+}
+
+/// Key of the summary mode's per-CPU count map: one counter per distinct
+/// (reason, location, device, protocol). Fields that could not be read are 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DropSummaryKey {
+    pub location: u64,
+    pub reason: u32,
+    pub ifindex: u32,
+    pub netns: u32,
+    /// `skb->protocol` in host order (an EtherType).
+    pub protocol: u16,
+    pub _pad: u16,
 }
 
 // The eBPF program zeroes a reserved event 8 bytes at a time.
 const _: () = assert!(core::mem::size_of::<DropEvent>().is_multiple_of(8));
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), Copy, no padding bytes left implicit, every bit pattern valid.
+unsafe impl aya::Pod for DropSummaryKey {}
 
 #[cfg(feature = "user")]
 // SAFETY: DropEvent is repr(C), Copy, and every bit pattern is valid.

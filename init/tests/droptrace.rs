@@ -62,6 +62,24 @@ elif mode == 'frame':
         s.send(f)
         if gap:
             time.sleep(gap)
+elif mode == 'hbh':
+    dst, count = sys.argv[3], int(sys.argv[4])
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.bind(('::', 4000))
+    # A hop-by-hop header holding one PadN option (8 bytes in all).
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_HOPOPTS, bytes([0, 0, 1, 4, 0, 0, 0, 0]))
+    for _ in range(count):
+        s.sendto(b'drop', (dst, 9))
+        time.sleep(0.002)
+elif mode == 'ether':
+    iface, dst_mac, src_mac, count = sys.argv[3:7]
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((iface, 0))
+    # An EtherType no protocol handles (local experimental).
+    f = mac(dst_mac) + mac(src_mac) + b'\x88\xb5' + bytes(46)
+    for _ in range(int(count)):
+        s.send(f)
+        time.sleep(0.002)
 time.sleep(0.2)
 "#;
 
@@ -190,6 +208,11 @@ fn with<'a>(events: &'a [Value], field: &str, value: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e[field] == value).collect()
 }
 
+/// The COMM of a `show`/`watch` row (the column after TIME).
+fn comm_of(row: &str) -> Option<&str> {
+    row.split_whitespace().nth(1)
+}
+
 fn function(event: &Value) -> &str {
     event["location"]
         .as_str()
@@ -205,7 +228,10 @@ fn reasons_locations_devices_and_packets_of_real_drops() {
     let out = temp_file("dtr");
     let foreign = "02:00:00:00:00:99";
     let script = [
-        format!("droptrace start --backend ebpf --dev {}", link.b_dev),
+        format!(
+            "droptrace start --backend ebpf --dev {} --netns {}",
+            link.b_dev, link.b.name
+        ),
         link.udp("dtudp", 3),
         link.frames("dtother", foreign, 3, false, "0.002"),
         link.frames("dtcsum", &link.b_mac, 3, true, "0.002"),
@@ -267,7 +293,7 @@ fn reasons_locations_devices_and_packets_of_real_drops() {
     let row = r
         .stdout
         .lines()
-        .find(|l| l.starts_with("dtother"))
+        .find(|l| comm_of(l) == Some("dtother"))
         .unwrap_or_else(|| panic!("no dtother row: {}", r.stdout));
     assert!(
         row.contains("OTHERHOST") && row.contains(&link.b_dev),
@@ -426,7 +452,10 @@ fn a_flood_is_captured_or_reported_lost() {
     for backend in ["ebpf", "ftrace"] {
         let before = kernel_counter(&link.b, "IpExt", "InCsumErrors");
         let filter = if backend == "ebpf" {
-            format!("--dev {} --reason IP_CSUM", link.b_dev)
+            format!(
+                "--dev {} --netns {} --reason IP_CSUM",
+                link.b_dev, link.b.name
+            )
         } else {
             "--reason IP_CSUM".to_string()
         };
@@ -470,7 +499,10 @@ fn save_writes_one_json_object_per_shown_drop() {
     let link = Link::new("dts", 4);
     let out = temp_file("dts");
     let script = [
-        format!("droptrace start --dev {}", link.b_dev),
+        format!(
+            "droptrace start --dev {} --netns {}",
+            link.b_dev, link.b.name
+        ),
         link.udp("dtsave", 7),
         "droptrace stop".into(),
         "droptrace show".into(),
@@ -481,7 +513,11 @@ fn save_writes_one_json_object_per_shown_drop() {
     r.assert_ok();
     let events = jsonl(&out);
     let _ = std::fs::remove_file(&out);
-    let rows = r.stdout.lines().filter(|l| l.starts_with("dtsave")).count();
+    let rows = r
+        .stdout
+        .lines()
+        .filter(|l| comm_of(l) == Some("dtsave"))
+        .count();
     let shown: usize = r
         .stdout
         .lines()
@@ -518,8 +554,8 @@ fn watch_prints_drops_as_they_happen() {
     };
     let r = myinit_env(
         &format!(
-            "droptrace watch 5 --seconds 20 --dev {} --reason NO_SOCKET",
-            link.b_dev
+            "droptrace watch 5 --seconds 20 --dev {} --netns {} --reason NO_SOCKET",
+            link.b_dev, link.b.name
         ),
         &[],
     );
@@ -529,7 +565,7 @@ fn watch_prints_drops_as_they_happen() {
     let rows = r
         .stdout
         .lines()
-        .filter(|l| l.starts_with("dtwatch"))
+        .filter(|l| comm_of(l) == Some("dtwatch"))
         .count();
     assert_eq!(rows, 5, "{}", r.stdout);
     assert!(r.stdout.contains("droptrace: stopped"), "{}", r.stdout);
@@ -754,7 +790,10 @@ fn stopping_releases_every_bpf_object_and_sigterm_cleans_up() {
 fn a_count_limited_run_stops_by_itself_and_says_so() {
     let link = Link::new("dtcnt", 9);
     let script = [
-        format!("droptrace start 2 --backend ebpf --dev {}", link.b_dev),
+        format!(
+            "droptrace start 2 --backend ebpf --dev {} --netns {}",
+            link.b_dev, link.b.name
+        ),
         link.udp("dtcount", 6),
         // The job ended by itself: a notice, and `jobs` shows it finished.
         "sleep 0.5".into(),
@@ -895,4 +934,254 @@ fn keep_beyond_what_memory_allows_is_refused_with_the_cap() {
         &[],
     );
     r.assert_ok();
+}
+
+/// The inode of a namespace the test made, as `lsns` shows it.
+fn netns_inode(ns: &Netns) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/run/netns/{}", ns.name))
+        .unwrap()
+        .ino()
+}
+
+#[test]
+fn summary_mode_counts_exactly_what_the_kernel_counted_under_a_flood() {
+    let _flood = FLOOD.lock().unwrap_or_else(|e| e.into_inner());
+    const FRAMES: u32 = 200_000;
+    let link = Link::new("dtm", 7);
+    let before = kernel_counter(&link.b, "IpExt", "InCsumErrors");
+    let script = [
+        format!(
+            "droptrace start --summary --netns {} --reason IP_CSUM",
+            link.b.name
+        ),
+        link.frames(&unique("dtmflood"), &link.b_mac, FRAMES, true, "0"),
+        "droptrace stop".into(),
+        "droptrace show".into(),
+        "droptrace summary".into(),
+    ]
+    .join("; ");
+    let r = myinit_env(&script, &[]);
+    r.assert_ok();
+    let produced = kernel_counter(&link.b, "IpExt", "InCsumErrors") - before;
+    assert!(
+        produced > FRAMES as u64 / 2,
+        "only {produced} checksum errors"
+    );
+    assert!(
+        r.stdout.contains("summary mode: only counts were kept"),
+        "{}",
+        r.stdout
+    );
+    // By reason: exactly the kernel's own count, at any rate.
+    let counted: u64 = r
+        .stdout
+        .lines()
+        .find_map(|l| {
+            let mut words = l.split_whitespace();
+            let n = words.next()?.parse().ok()?;
+            (words.next() == Some("IP_CSUM") && words.next().is_none()).then_some(n)
+        })
+        .unwrap_or_else(|| panic!("no IP_CSUM count: {}", r.stdout));
+    assert_eq!(counted, produced, "{}", r.stdout);
+    let (_, matched, lost) = stop_counts(&r.stdout);
+    assert_eq!((matched, lost), (produced, 0), "{}", r.stdout);
+    // The detailed row names the location and the namespace.
+    let inode = netns_inode(&link.b).to_string();
+    assert!(
+        r.stdout.lines().any(|l| l.contains("IP_CSUM")
+            && l.contains("ip_rcv_core")
+            && l.contains(&inode)
+            && l.ends_with("ipv4")),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn ipv6_extension_headers_are_walked_to_the_ports() {
+    let link = Link::new("dt6", 8);
+    let (a6, b6) = ("fd77:8::1", "fd77:8::2");
+    link.a.ip(&[
+        "addr",
+        "add",
+        &format!("{a6}/64"),
+        "dev",
+        &link.a_dev,
+        "nodad",
+    ]);
+    link.b.ip(&[
+        "addr",
+        "add",
+        &format!("{b6}/64"),
+        "dev",
+        &link.b_dev,
+        "nodad",
+    ]);
+    link.a.ip(&[
+        "neigh",
+        "add",
+        b6,
+        "lladdr",
+        &link.b_mac,
+        "dev",
+        &link.a_dev,
+    ]);
+    let out = temp_file("dt6");
+    let script = [
+        format!(
+            "droptrace start --dev {} --netns {}",
+            link.b_dev, link.b.name
+        ),
+        link.send("hbh", "dthbh", &[b6, "3"]),
+        "droptrace stop".into(),
+        "droptrace show".into(),
+        format!("droptrace save {}", out.display()),
+    ]
+    .join("; ");
+    let r = myinit_env(&script, &[]);
+    r.assert_ok();
+    let events = jsonl(&out);
+    let _ = std::fs::remove_file(&out);
+    let mine = with(&events, "comm", "dthbh");
+    assert_eq!(mine.len(), 3, "{}", r.stdout);
+    for e in mine {
+        assert_eq!(e["reason"], "NO_SOCKET", "{e}");
+        assert_eq!(e["packet"]["l4"], "udp", "{e}");
+        assert_eq!(e["packet"]["sport"], 4000, "{e}");
+        assert_eq!(e["packet"]["dport"], 9, "{e}");
+    }
+    assert!(
+        r.stdout.contains(&format!("udp [{a6}]:4000 > [{b6}]:9")),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn a_misspelt_reason_is_refused_with_the_closest_names() {
+    let r = myinit_env(
+        "droptrace start --reason NO_SOCKETS; droptrace show --reason BOGUS; droptrace stop; echo still here",
+        &[],
+    );
+    let errors: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("--reason"))
+        .collect();
+    assert!(
+        errors[0].contains(
+            "droptrace: --reason NO_SOCKETS: this kernel has no such drop reason; closest first: NO_SOCKET,"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("--reason BOGUS: this kernel has no such drop reason"),
+        "{}",
+        r.stderr
+    );
+    // Nothing was started.
+    assert!(r.stderr.contains("droptrace: not running"), "{}", r.stderr);
+    assert!(r.stdout.contains("still here"));
+}
+
+#[test]
+fn show_has_time_the_last_n_and_dev_in_our_own_namespace_unless_netns() {
+    let link = Link::new("dtt", 11);
+    let script = [
+        // The device is in namespace b, not ours: --dev alone matches nothing of it.
+        format!("droptrace start --dev {}", link.b_dev),
+        link.udp("dttown", 3),
+        "droptrace stop".into(),
+        "droptrace show".into(),
+        format!(
+            "droptrace start --dev {} --netns {}",
+            link.b_dev, link.b.name
+        ),
+        link.udp("dttime", 5),
+        "droptrace stop".into(),
+        "droptrace show 2".into(),
+        "droptrace show --last 3 --abs".into(),
+    ]
+    .join("; ");
+    let r = myinit_env(&script, &[]);
+    r.assert_ok();
+    let rows = |comm: &str| -> Vec<&str> {
+        r.stdout
+            .lines()
+            .filter(|l| comm_of(l) == Some(comm))
+            .collect()
+    };
+    assert!(rows("dttown").is_empty(), "{}", r.stdout);
+    assert!(
+        r.stdout.lines().filter(|l| l.starts_with("TIME ")).count() >= 3,
+        "{}",
+        r.stdout
+    );
+    let timed = rows("dttime");
+    assert_eq!(timed.len(), 5, "2 then 3: {}", r.stdout);
+    let secs = |row: &str| -> f64 {
+        let t = row.split_whitespace().next().unwrap();
+        t.strip_prefix('+').unwrap().parse().unwrap()
+    };
+    // Relative to start: within the run, in order.
+    let (a, b) = (secs(timed[0]), secs(timed[1]));
+    assert!(0.0 < a && a <= b && b < 30.0, "{}", r.stdout);
+    assert!(r.stdout.contains("2 shown;") && r.stdout.contains("3 shown;"));
+    for row in &timed[2..] {
+        let t = row.split_whitespace().next().unwrap();
+        let parts: Vec<&str> = t.split(':').collect();
+        assert_eq!(parts.len(), 3, "HH:MM:SS.micros: {row}");
+        assert!(parts[2].contains('.') && !t.starts_with('+'), "{row}");
+    }
+}
+
+#[test]
+fn a_long_location_keeps_the_columns_aligned() {
+    let link = Link::new("dtl", 10);
+    let script = [
+        format!(
+            "droptrace start --dev {} --netns {}",
+            link.b_dev, link.b.name
+        ),
+        link.send(
+            "ether",
+            "dtlong",
+            &[&link.a_dev, &link.b_mac, &link.a_mac, "3"],
+        ),
+        link.udp("dtshort", 2),
+        "droptrace stop".into(),
+        "droptrace show".into(),
+    ]
+    .join("; ");
+    let r = myinit_env(&script, &[]);
+    r.assert_ok();
+    let header = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("TIME "))
+        .expect("a header");
+    let column = header.find("REASON").unwrap();
+    let long: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| comm_of(l) == Some("dtlong"))
+        .collect();
+    assert_eq!(long.len(), 3, "{}", r.stdout);
+    let location = long[0].split_whitespace().nth(4).unwrap();
+    assert!(location.len() > 36, "a long location: {location}");
+    for row in r
+        .stdout
+        .lines()
+        .filter(|l| matches!(comm_of(l), Some("dtlong" | "dtshort")))
+    {
+        assert_eq!(
+            row.get(column..column + 1).map(|c| c != " "),
+            Some(true),
+            "REASON starts under its header:\n{header}\n{row}"
+        );
+        assert_eq!(row.as_bytes()[column - 1], b' ', "{header}\n{row}");
+    }
 }

@@ -5,19 +5,21 @@
 #![no_main]
 
 use aya_ebpf::{
+    bindings::BPF_NOEXIST,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id, bpf_ktime_get_ns,
     },
     macros::{btf_tracepoint, map, tracepoint},
-    maps::{PerCpuArray, RingBuf},
+    maps::{PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePointContext, TracePointContext},
     Global,
 };
 use aya_log_ebpf::debug;
 use myinit_common::droptrace::{
-    DropEvent, DROP_HAS_DEV, DROP_HAS_L3, DROP_HAS_L4, DROP_HAS_SKB_OFFSETS,
+    DropEvent, DropSummaryKey, DROP_HAS_DEV, DROP_HAS_L3, DROP_HAS_L4, DROP_HAS_NETNS,
+    DROP_HAS_SKB_OFFSETS, MODE_SUMMARY,
 };
-use myinit_ebpf::{kread, reserve_zeroed, submit_batched, ABSENT};
+use myinit_ebpf::{count_lost, kread, reserve_zeroed, submit_batched, ABSENT};
 
 /// Drop events for userspace; 4 MiB holds ~26k events between two reads,
 /// enough for a flood on a small VM without loss.
@@ -28,9 +30,20 @@ static DROP_EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 /// finds them at its next poll (every 10 ms).
 const WAKEUP_BYTES: u64 = 256 << 10;
 
-/// Events the ring buffer could not take, per CPU (index 0).
+/// Events the ring buffer could not take (or, in summary mode, drops whose
+/// new key found the count map full), per CPU (index 0).
 #[map]
 static DROP_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Summary mode's counts: per CPU, so no atomic or lock on the drop path.
+/// 16k distinct (reason, location, device, protocol) keys; more are lost.
+#[map]
+static DROP_SUMMARY: PerCpuHashMap<DropSummaryKey, u64> = PerCpuHashMap::with_max_entries(16384, 0);
+
+/// `MODE_EVENTS` or `MODE_SUMMARY`, set by userspace before load (a
+/// constant to the verifier, so the other path is pruned).
+#[unsafe(no_mangle)]
+static MODE: Global<u32> = Global::new(0);
 
 // Offsets of the classic `skb:kfree_skb` record's fields. They differ between
 // kernels (6.1 has no rx_sk), so userspace reads them from the tracepoint's
@@ -52,8 +65,6 @@ static SKB_OFF_HEAD: Global<u32> = Global::new(ABSENT);
 #[unsafe(no_mangle)]
 static SKB_OFF_NETWORK_HEADER: Global<u32> = Global::new(ABSENT);
 #[unsafe(no_mangle)]
-static SKB_OFF_TRANSPORT_HEADER: Global<u32> = Global::new(ABSENT);
-#[unsafe(no_mangle)]
 static SKB_OFF_DEV: Global<u32> = Global::new(ABSENT);
 #[unsafe(no_mangle)]
 static SKB_OFF_LEN: Global<u32> = Global::new(ABSENT);
@@ -63,11 +74,28 @@ static SKB_OFF_PROTOCOL: Global<u32> = Global::new(ABSENT);
 static NETDEV_OFF_IFINDEX: Global<u32> = Global::new(ABSENT);
 #[unsafe(no_mangle)]
 static NETDEV_OFF_NAME: Global<u32> = Global::new(ABSENT);
+/// `net_device.nd_net` (a `possible_net_t`, whose first member is `net`).
+#[unsafe(no_mangle)]
+static NETDEV_OFF_ND_NET: Global<u32> = Global::new(ABSENT);
+/// `net.ns.inum`: the namespace's inode number.
+#[unsafe(no_mangle)]
+static NET_OFF_INUM: Global<u32> = Global::new(ABSENT);
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 /// `skb->network_header` / `transport_header` value meaning "not set".
 const HEADER_UNSET: u16 = 0xffff;
+/// IPv6 extension headers walked before giving up on finding the L4
+/// header (a bounded loop for the verifier; real packets carry one or two).
+const MAX_IPV6_EXT: usize = 8;
+
+/// The device's network namespace inode, 0 when unknown.
+#[inline(always)]
+fn netns_of(dev: u64) -> u32 {
+    kread::<u64>(dev, NETDEV_OFF_ND_NET.load())
+        .and_then(|net| kread::<u32>(net, NET_OFF_INUM.load()))
+        .unwrap_or(0)
+}
 
 #[inline(always)]
 fn read_field<T: Copy + Default>(ctx: &TracePointContext, off: u32) -> T {
@@ -103,6 +131,10 @@ fn fill_from_skb(skb: u64, event: &mut DropEvent, protocol_from_skb: bool) {
                 event.dev = name;
                 event.flags |= DROP_HAS_DEV;
             }
+            event.netns = netns_of(dev);
+            if event.netns != 0 {
+                event.flags |= DROP_HAS_NETNS;
+            }
         }
     }
     let _ = fill_packet(skb, event);
@@ -118,7 +150,9 @@ fn fill_packet(skb: u64, event: &mut DropEvent) -> Option<()> {
     let l3 = head + network as u64;
     let l4 = match event.protocol {
         ETH_P_IP => {
-            let ip = kread::<[u8; 20]>(l3, 0)?;
+            // Header and ports in one read when there are no options (the
+            // common case): each probe read is a helper call.
+            let ip = kread::<[u8; 24]>(l3, 0)?;
             if ip[0] >> 4 != 4 {
                 return None;
             }
@@ -133,42 +167,85 @@ fn fill_packet(skb: u64, event: &mut DropEvent) -> Option<()> {
             if (u16::from(ip[6] & 0x1f) << 8 | u16::from(ip[7])) != 0 {
                 return None;
             }
-            l3 + u64::from(ip[0] & 0x0f) * 4
+            let ihl = ip[0] & 0x0f;
+            if ihl == 5 {
+                return fill_l4(event, [ip[20], ip[21], ip[22], ip[23]]);
+            }
+            l3 + u64::from(ihl) * 4
         }
         ETH_P_IPV6 => {
-            let ip = kread::<[u8; 8]>(l3, 0)?;
+            let ip = kread::<[u8; 40]>(l3, 0)?;
             if ip[0] >> 4 != 6 {
                 return None;
             }
-            event.saddr = kread::<[u8; 16]>(l3, 8)?;
-            event.daddr = kread::<[u8; 16]>(l3, 24)?;
-            event.ip_version = 6;
-            event.l4_proto = ip[6];
-            event.flags |= DROP_HAS_L3;
-            // Extension headers: the stack's own transport offset, when set.
-            match kread::<u16>(skb, SKB_OFF_TRANSPORT_HEADER.load()) {
-                Some(t) if t != HEADER_UNSET && t > network => head + t as u64,
-                _ => l3 + 40,
+            for i in 0..16 {
+                event.saddr[i] = ip[8 + i];
+                event.daddr[i] = ip[24 + i];
             }
+            event.ip_version = 6;
+            event.flags |= DROP_HAS_L3;
+            let (proto, l4) = walk_ipv6_ext(ip[6], l3 + 40)?;
+            event.l4_proto = proto;
+            l4
         }
         _ => return None,
     };
+    fill_l4(event, kread::<[u8; 4]>(l4, 0)?)
+}
+
+/// Ports (TCP, UDP, SCTP, UDP-Lite) or ICMP type and code from the first
+/// four bytes of the L4 header.
+#[inline(always)]
+fn fill_l4(event: &mut DropEvent, l4: [u8; 4]) -> Option<()> {
     match event.l4_proto {
-        // TCP, UDP, SCTP, UDP-Lite: ports. ICMP, ICMPv6: type and code.
         6 | 17 | 132 | 136 => {
-            let ports = kread::<[u8; 4]>(l4, 0)?;
-            event.sport = u16::from_be_bytes([ports[0], ports[1]]);
-            event.dport = u16::from_be_bytes([ports[2], ports[3]]);
+            event.sport = u16::from_be_bytes([l4[0], l4[1]]);
+            event.dport = u16::from_be_bytes([l4[2], l4[3]]);
         }
         1 | 58 => {
-            let icmp = kread::<[u8; 2]>(l4, 0)?;
-            event.sport = u16::from(icmp[0]);
-            event.dport = u16::from(icmp[1]);
+            event.sport = u16::from(l4[0]);
+            event.dport = u16::from(l4[1]);
         }
         _ => return None,
     }
     event.flags |= DROP_HAS_L4;
     Some(())
+}
+
+/// Follows IPv6 extension headers (hop-by-hop, routing, destination
+/// options, fragment, AH) from `next` at `at` to the upper-layer protocol
+/// and its header; the protocol alone (no header) for a non-first fragment
+/// or a chain longer than `MAX_IPV6_EXT`. The stack's transport offset is
+/// not used: at many drop points it is not set yet.
+#[inline(always)]
+fn walk_ipv6_ext(mut next: u8, mut at: u64) -> Option<(u8, u64)> {
+    for _ in 0..MAX_IPV6_EXT {
+        match next {
+            // Hop-by-hop, routing, destination options: length in 8-byte units, after the first 8.
+            0 | 43 | 60 => {
+                let h = kread::<[u8; 2]>(at, 0)?;
+                next = h[0];
+                at += (u64::from(h[1]) + 1) * 8;
+            }
+            // Fragment: 8 bytes; only the first fragment has the L4 header.
+            44 => {
+                let h = kread::<[u8; 4]>(at, 0)?;
+                next = h[0];
+                if (u16::from_be_bytes([h[2], h[3]]) & 0xfff8) != 0 {
+                    return Some((next, 0));
+                }
+                at += 8;
+            }
+            // AH: length in 4-byte units, minus 2.
+            51 => {
+                let h = kread::<[u8; 2]>(at, 0)?;
+                next = h[0];
+                at += (u64::from(h[1]) + 2) * 4;
+            }
+            _ => return Some((next, at)),
+        }
+    }
+    Some((next, 0))
 }
 
 /// Builds the event in place in the ring buffer (the BPF stack is too
@@ -198,9 +275,57 @@ fn emit(
     Some((reason, location))
 }
 
+/// Summary mode: one more on the drop's (reason, location, device,
+/// protocol) counter; nothing else is read and no event is made.
+#[inline(always)]
+fn count(skb: u64, location: u64, reason: u32, protocol: u16, protocol_from_skb: bool) {
+    let mut key = DropSummaryKey {
+        location,
+        reason,
+        protocol,
+        ..Default::default()
+    };
+    if protocol_from_skb {
+        if let Some(protocol) = kread::<u16>(skb, SKB_OFF_PROTOCOL.load()) {
+            key.protocol = u16::from_be(protocol);
+        }
+    }
+    if let Some(dev) = kread::<u64>(skb, SKB_OFF_DEV.load()) {
+        if dev != 0 {
+            key.ifindex = kread::<u32>(dev, NETDEV_OFF_IFINDEX.load()).unwrap_or(0);
+            key.netns = netns_of(dev);
+        }
+    }
+    if let Some(n) = DROP_SUMMARY.get_ptr_mut(&key) {
+        // SAFETY: this CPU's own slot; a program runs to its end on one CPU.
+        unsafe { *n += 1 };
+        return;
+    }
+    // A new key; EEXIST when another CPU inserted it meanwhile (its
+    // element holds zero for this CPU), so look again before giving up.
+    if DROP_SUMMARY.insert(&key, &1, BPF_NOEXIST as u64).is_ok() {
+        return;
+    }
+    match DROP_SUMMARY.get_ptr_mut(&key) {
+        // SAFETY: as above.
+        Some(n) => unsafe { *n += 1 },
+        None => count_lost(&DROP_LOST),
+    }
+}
+
 /// Classic tracepoint `skb:kfree_skb`: available on every kernel with tracing.
 #[tracepoint(category = "skb", name = "kfree_skb")]
 pub fn kfree_skb(ctx: TracePointContext) -> u32 {
+    if MODE.load() == MODE_SUMMARY {
+        count(
+            read_field::<u64>(&ctx, KFREE_SKB_OFF_SKBADDR.load()),
+            read_field::<u64>(&ctx, KFREE_SKB_OFF_LOCATION.load()),
+            read_field::<u32>(&ctx, KFREE_SKB_OFF_REASON.load()),
+            read_field::<u16>(&ctx, KFREE_SKB_OFF_PROTOCOL.load()),
+            false,
+        );
+        return 0;
+    }
     let emitted = emit(
         read_field::<u64>(&ctx, KFREE_SKB_OFF_SKBADDR.load()),
         read_field::<u64>(&ctx, KFREE_SKB_OFF_LOCATION.load()),
@@ -222,6 +347,10 @@ pub fn kfree_skb_btf(ctx: BtfTracePointContext) -> u32 {
     let skb: u64 = ctx.arg(0);
     let location: u64 = ctx.arg(1);
     let reason: u64 = ctx.arg(2);
+    if MODE.load() == MODE_SUMMARY {
+        count(skb, location, reason as u32, 0, true);
+        return 0;
+    }
     if emit(skb, location, reason as u32, 0, true).is_some() {
         debug!(
             &ctx,

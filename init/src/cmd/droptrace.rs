@@ -1,7 +1,6 @@
 //! droptrace: the kfree_skb drop tracer command (see src/droptrace/).
 
 use std::io::Write;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _};
@@ -21,10 +20,14 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
     name: "droptrace",
     usage: "",
     summary: "trace where and why the kernel drops packets (kfree_skb)",
-    help: "FILTER is --reason NAME, --dev IFACE, --proto NAME|NUM, each optional.\n\
+    help: "FILTER is --reason NAME, --dev IFACE, --proto NAME|NUM, --netns NS, each optional.\n\
            Reasons come from the kernel's BTF (enum skb_drop_reason) or the tracepoint's\n\
-           format file; the device and packet are read from the sk_buff by the eBPF\n\
-           backend using offsets from BTF (the ftrace backend shows `?`).",
+           format file, and --reason must be one of them; the device, its namespace and\n\
+           the packet are read from the sk_buff by the eBPF backend using offsets from\n\
+           BTF (the ftrace backend shows `?`). --dev matches in droptrace's own network\n\
+           namespace unless --netns names another (or any).\n\
+           --summary counts in the kernel (per-CPU map by reason, location, device and\n\
+           protocol): exact at any rate, no drop kept; `summary` reads the counts.",
     run: droptrace,
     cli: Some(Cli::command),
 }];
@@ -33,9 +36,9 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
 #[command(
     name = "droptrace",
     disable_help_subcommand = true,
-    override_usage = "droptrace start [COUNT] [--backend auto|ebpf|ftrace] [--hook auto|tp-btf|tracepoint] [--keep N] [FILTER...]\n\
+    override_usage = "droptrace start [COUNT] [--backend auto|ebpf|ftrace] [--hook auto|tp-btf|tracepoint] [--keep N] [--summary] [FILTER...]\n\
                       droptrace stop\n\
-                      droptrace show [FILTER...]\n\
+                      droptrace show [N] [--last N] [--abs] [FILTER...]\n\
                       droptrace clear\n\
                       droptrace summary [FILTER...]\n\
                       droptrace watch [COUNT] [--seconds S] [--backend auto|ebpf|ftrace] [FILTER...]\n\
@@ -58,11 +61,28 @@ struct FilterArgs {
     /// sctp, gre, igmp, udplite or a protocol number
     #[arg(long, value_name = "NAME|NUM")]
     proto: Option<String>,
+    /// only drops on devices of this network namespace: its inode (as lsns
+    /// shows it), its name in `ip netns`, or any; --dev alone means ours
+    #[arg(long, value_name = "NS")]
+    netns: Option<String>,
 }
 
 impl FilterArgs {
     fn filter(&self) -> anyhow::Result<DropFilter> {
-        DropFilter::new(self.reason.clone(), self.dev.clone(), self.proto.clone()).map_err(usage)
+        // Only a reason needs the kernel's list (and reading it costs).
+        let names = if self.reason.is_some() {
+            crate::droptrace::reason_names()
+        } else {
+            Default::default()
+        };
+        DropFilter::new(
+            self.reason.clone(),
+            self.dev.clone(),
+            self.proto.clone(),
+            self.netns.clone(),
+            &names,
+        )
+        .map_err(usage)
     }
 }
 
@@ -83,20 +103,33 @@ enum Sub {
         /// in 1/8 of the available memory, at 512 bytes a drop)
         #[arg(long, default_value_t = DEFAULT_KEEP, value_name = "N")]
         keep: usize,
+        /// only count, in the kernel, by reason, location, device and
+        /// protocol: no event per drop, exact at any rate (eBPF only)
+        #[arg(long)]
+        summary: bool,
         #[command(flatten)]
         filter: FilterArgs,
     },
     /// stop tracing; queued events are read first
     Stop,
-    /// the kept drops: COMM PID CPU LOCATION REASON DEV PACKET, and how many
-    /// were captured, matched and lost
+    /// the kept drops: TIME COMM PID CPU LOCATION REASON DEV NETNS PACKET,
+    /// and how many were captured, matched and lost
     Show {
+        /// only the last N (of those the filter passes)
+        count: Option<usize>,
+        /// the same as N
+        #[arg(long, value_name = "N", conflicts_with = "count")]
+        last: Option<usize>,
+        /// TIME as the wall-clock time (UTC) instead of seconds since start
+        #[arg(long)]
+        abs: bool,
         #[command(flatten)]
         filter: FilterArgs,
     },
     /// forget the kept drops and counts
     Clear,
-    /// counts by reason and by location, most frequent first
+    /// counts by reason and by location, most frequent first (with
+    /// --summary: also by reason, location, device and protocol together)
     Summary {
         #[command(flatten)]
         filter: FilterArgs,
@@ -133,6 +166,7 @@ fn droptrace(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
             backend,
             hook,
             keep,
+            summary,
             filter,
         } => {
             if keep == 0 {
@@ -148,6 +182,7 @@ fn droptrace(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
                 limit: count,
                 keep,
                 filter: filter.filter()?,
+                summary,
             };
             for line in job::start(&ctx.state(), opts)? {
                 writeln!(ctx.out, "{line}")?;
@@ -163,7 +198,12 @@ fn droptrace(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
             writeln!(ctx.out, "{report}")?;
             Ok(0)
         }
-        Sub::Show { filter } => show(ctx, &filter.filter()?),
+        Sub::Show {
+            count,
+            last,
+            abs,
+            filter,
+        } => show(ctx, count.or(last), abs, &filter.filter()?),
         Sub::Clear => {
             ctx.state().drops.lock().clear();
             Ok(0)
@@ -179,48 +219,166 @@ fn droptrace(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     }
 }
 
-/// The kept drops that pass a view filter.
-fn selected(ctx: &Ctx<'_>, filter: &DropFilter) -> (Vec<Arc<DropRecord>>, String) {
+/// The kept drops that pass a view filter, decoded, and the footer.
+fn selected(ctx: &Ctx<'_>, filter: &DropFilter) -> (Vec<DropRecord>, String) {
     let drops = ctx.state().drops.clone();
-    let s = drops.lock();
-    let events: Vec<_> = s
-        .events
-        .iter()
-        .filter(|r| filter.matches(r))
-        .cloned()
-        .collect();
+    let mut s = drops.lock();
+    let events = s.decoded(filter);
     let footer = s.footer(events.len());
     (events, footer)
 }
 
-fn row(r: &DropRecord) -> String {
-    format!(
-        "{:<16} {:<7} {:<3} {:<36} {:<20} {:<10} {}",
-        r.comm,
-        r.pid,
-        r.cpu,
-        r.location,
-        r.reason,
-        r.dev.as_deref().unwrap_or("?"),
-        r.packet_text()
-    )
+/// The widest LOCATION a `watch` row gives room to; longer ones are cut
+/// (`show` sizes its columns to what it prints).
+const WATCH_LOCATION: usize = 36;
+
+/// Column widths of a table: COMM PID CPU LOCATION REASON DEV NETNS.
+struct Columns {
+    time: usize,
+    location: usize,
+    reason: usize,
+    dev: usize,
 }
 
-fn header() -> String {
-    format!(
-        "{:<16} {:<7} {:<3} {:<36} {:<20} {:<10} {}",
-        "COMM", "PID", "CPU", "LOCATION", "REASON", "DEV", "PACKET"
-    )
+impl Columns {
+    const WATCH: Columns = Columns {
+        time: 12,
+        location: WATCH_LOCATION,
+        reason: 20,
+        dev: 10,
+    };
+
+    fn fit(rows: &[(String, &DropRecord)]) -> Columns {
+        let mut c = Columns {
+            time: 4,
+            location: 8,
+            reason: 6,
+            dev: 3,
+        };
+        for (time, r) in rows {
+            c.time = c.time.max(time.len());
+            c.location = c.location.max(r.location.len());
+            c.reason = c.reason.max(r.reason.len());
+            c.dev = c.dev.max(r.dev.as_deref().map_or(1, str::len));
+        }
+        c
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn line(
+        &self,
+        time: &str,
+        comm: &str,
+        pid: &str,
+        cpu: &str,
+        location: &str,
+        reason: &str,
+        dev: &str,
+        netns: &str,
+        packet: &str,
+    ) -> String {
+        let location = cut(location, self.location);
+        format!(
+            "{time:<tw$} {comm:<16} {pid:<7} {cpu:<3} {location:<lw$} {reason:<rw$} {dev:<dw$} {netns:<10} {packet}",
+            tw = self.time,
+            lw = self.location,
+            rw = self.reason,
+            dw = self.dev,
+        )
+    }
+
+    fn header(&self) -> String {
+        self.line(
+            "TIME", "COMM", "PID", "CPU", "LOCATION", "REASON", "DEV", "NETNS", "PACKET",
+        )
+    }
+
+    fn row(&self, time: &str, r: &DropRecord) -> String {
+        self.line(
+            time,
+            &r.comm,
+            &r.pid.to_string(),
+            &r.cpu.to_string(),
+            &r.location,
+            &r.reason,
+            r.dev.as_deref().unwrap_or("?"),
+            &r.netns.map_or("?".into(), |n| n.to_string()),
+            &r.packet_text(),
+        )
+    }
 }
 
-fn show(ctx: &mut Ctx<'_>, filter: &DropFilter) -> anyhow::Result<i32> {
-    let (events, footer) = selected(ctx, filter);
-    let mut text = header();
+/// `text` cut to `width` characters, the cut marked with `…`.
+fn cut(text: &str, width: usize) -> std::borrow::Cow<'_, str> {
+    if text.chars().count() <= width {
+        return text.into();
+    }
+    let kept: String = text.chars().take(width.saturating_sub(1)).collect();
+    format!("{kept}…").into()
+}
+
+/// TIME: seconds since `start` (`+1.234567`), or with `abs` the wall-clock
+/// time of day in UTC, from the monotonic time of the drop.
+fn time_text(time_ns: u64, started_ns: u64, abs: bool) -> String {
+    if abs {
+        let now_mono = job::monotonic_ns();
+        let now_real = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as u64;
+        let real = now_real.saturating_sub(now_mono.saturating_sub(time_ns));
+        let day_ns = real % 86_400_000_000_000;
+        let secs = day_ns / 1_000_000_000;
+        return format!(
+            "{:02}:{:02}:{:02}.{:06}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            day_ns % 1_000_000_000 / 1000
+        );
+    }
+    let rel = time_ns.saturating_sub(started_ns);
+    format!("+{}.{:06}", rel / 1_000_000_000, rel % 1_000_000_000 / 1000)
+}
+
+fn show(
+    ctx: &mut Ctx<'_>,
+    last: Option<usize>,
+    abs: bool,
+    filter: &DropFilter,
+) -> anyhow::Result<i32> {
+    let drops = ctx.state().drops.clone();
+    let (summary_mode, started_ns, footer) = {
+        let s = drops.lock();
+        (s.summary_mode, s.started_ns, s.footer(0))
+    };
+    if summary_mode {
+        writeln!(
+            ctx.out,
+            "droptrace: summary mode: only counts were kept, no drops (droptrace summary shows them)\n{footer}"
+        )?;
+        return Ok(0);
+    }
+    let (mut events, footer) = selected(ctx, filter);
+    if let Some(n) = last {
+        events.drain(..events.len().saturating_sub(n));
+    }
+    let rows: Vec<(String, &DropRecord)> = events
+        .iter()
+        .map(|r| (time_text(r.time_ns, started_ns, abs), r))
+        .collect();
+    let columns = Columns::fit(&rows);
+    let mut text = columns.header();
     text.push('\n');
-    for r in &events {
-        text.push_str(&row(r));
+    for (time, r) in &rows {
+        text.push_str(&columns.row(time, r));
         text.push('\n');
     }
+    // The footer counts what is printed.
+    let footer = match footer.split_once(" shown;") {
+        Some((_, rest)) => format!("{} shown;{rest}", rows.len()),
+        None => footer,
+    };
     text.push_str(&footer);
     text.push('\n');
     ctx.out.write_all(text.as_bytes())?;
@@ -233,18 +391,74 @@ fn sorted_counts(counts: impl IntoIterator<Item = (String, u64)>) -> Vec<(String
     v
 }
 
+/// A summary key's device: its name when it is in our namespace (the
+/// index means nothing elsewhere), else `ifN`.
+fn key_dev(ifindex: u32, netns: u32, own: Option<u32>) -> String {
+    if ifindex == 0 {
+        return "?".into();
+    }
+    if Some(netns) == own {
+        if let Ok(name) = nix::net::if_::if_indextoname(ifindex) {
+            return name.to_string_lossy().into_owned();
+        }
+    }
+    format!("if{ifindex}")
+}
+
 fn summary(ctx: &mut Ctx<'_>, filter: &DropFilter) -> anyhow::Result<i32> {
-    let (by_reason, by_location, footer) = if filter.is_empty() {
+    let drops = ctx.state().drops.clone();
+    let mut s = drops.lock();
+    let mut detail = String::new();
+    let (by_reason, by_location, footer) = if s.summary_mode {
+        let mut reasons = std::collections::HashMap::new();
+        let mut locations = std::collections::HashMap::new();
+        let mut rows = Vec::new();
+        let own = crate::droptrace::event::own_netns();
+        let counts = s.kernel_counts.clone();
+        for (key, n) in counts {
+            if !s.key_matches(filter, &key) {
+                continue;
+            }
+            let Some(decoder) = s.decoder.as_mut() else {
+                continue;
+            };
+            let (reason, location) = (decoder.reason(key.reason), decoder.location(key.location));
+            *reasons.entry(reason.clone()).or_insert(0u64) += n;
+            *locations.entry(location.clone()).or_insert(0u64) += n;
+            rows.push((
+                n,
+                reason,
+                location,
+                key_dev(key.ifindex, key.netns, own),
+                key.netns,
+                crate::droptrace::event::ethertype_name(key.protocol),
+            ));
+        }
+        rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+        let lw = rows.iter().map(|r| r.2.len()).max().unwrap_or(8).max(8);
+        let rw = rows.iter().map(|r| r.1.len()).max().unwrap_or(6).max(6);
+        detail.push_str(&format!(
+            "{:>8}  {:<rw$} {:<lw$} {:<10} {:<10} PROTO\n",
+            "COUNT", "REASON", "LOCATION", "DEV", "NETNS"
+        ));
+        for (n, reason, location, dev, netns, proto) in rows {
+            detail.push_str(&format!(
+                "{n:>8}  {reason:<rw$} {location:<lw$} {dev:<10} {netns:<10} {proto}\n"
+            ));
+        }
+        let footer = format!(
+            "summary mode: counted in the kernel, no drop kept; {}",
+            s.footer(0)
+        );
+        (sorted_counts(reasons), sorted_counts(locations), footer)
+    } else if filter.is_empty() {
         // The whole run, including drops no longer kept.
-        let drops = ctx.state().drops.clone();
-        let s = drops.lock();
-        (
-            sorted_counts(s.by_reason.clone()),
-            sorted_counts(s.by_location.clone()),
-            s.footer(s.events.len()),
-        )
+        let (reasons, locations) = s.counts();
+        let footer = s.footer(s.events.len());
+        (sorted_counts(reasons), sorted_counts(locations), footer)
     } else {
-        let (events, footer) = selected(ctx, filter);
+        let events = s.decoded(filter);
+        let footer = s.footer(events.len());
         let mut reasons = std::collections::HashMap::new();
         let mut locations = std::collections::HashMap::new();
         for r in &events {
@@ -253,6 +467,7 @@ fn summary(ctx: &mut Ctx<'_>, filter: &DropFilter) -> anyhow::Result<i32> {
         }
         (sorted_counts(reasons), sorted_counts(locations), footer)
     };
+    drop(s);
     let mut text = format!("{:>8}  REASON\n", "COUNT");
     for (reason, n) in &by_reason {
         text.push_str(&format!("{n:>8}  {reason}\n"));
@@ -261,6 +476,7 @@ fn summary(ctx: &mut Ctx<'_>, filter: &DropFilter) -> anyhow::Result<i32> {
     for (location, n) in &by_location {
         text.push_str(&format!("{n:>8}  {location}\n"));
     }
+    text.push_str(&detail);
     text.push_str(&footer);
     text.push('\n');
     ctx.out.write_all(text.as_bytes())?;
@@ -271,7 +487,7 @@ fn save(ctx: &mut Ctx<'_>, file: &str, filter: &DropFilter) -> anyhow::Result<i3
     let (events, _) = selected(ctx, filter);
     let mut text = String::new();
     for r in &events {
-        text.push_str(&serde_json::to_string(r.as_ref())?);
+        text.push_str(&serde_json::to_string(r)?);
         text.push('\n');
     }
     std::fs::write(file, text).with_context(|| format!("{file}: cannot write"))?;
@@ -301,6 +517,7 @@ fn watch(
             limit: None,
             keep: state.drops.lock().keep,
             filter: filter.clone(),
+            summary: false,
         };
         for line in job::start(&state, opts)? {
             writeln!(ctx.out, "{line}")?;
@@ -323,7 +540,8 @@ fn watch(
         _ => None,
     };
     let mut input_ended = false;
-    writeln!(ctx.out, "{}", header())?;
+    let started_ns = state.drops.lock().started_ns;
+    writeln!(ctx.out, "{}", Columns::WATCH.header())?;
     ctx.out.flush()?;
     let mut interrupts = ctx.interrupts();
     let out = &mut *ctx.out;
@@ -350,10 +568,12 @@ fn watch(
                     }
                 }
                 event = rx.recv() => match event {
-                    Ok(r) => {
+                    Ok(kept) => {
+                        let r = state.drops.lock().decode(&kept);
                         if filter.matches(&r) {
                             shown += 1;
-                            writeln!(out, "{}", row(&r))?;
+                            let time = time_text(r.time_ns, started_ns, false);
+                            writeln!(out, "{}", Columns::WATCH.row(&time, &r))?;
                             out.flush()?;
                         }
                     }

@@ -7,8 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
+use aya::maps::{MapData, PerCpuHashMap};
 use aya::programs::{BtfTracePoint, TracePoint};
-use myinit_common::droptrace::DropEvent;
+use myinit_common::droptrace::{DropEvent, DropSummaryKey, MODE_EVENTS, MODE_SUMMARY};
 
 use super::job::Hook;
 use super::KernelInfo;
@@ -51,12 +52,14 @@ impl DropHook {
 pub struct SkbOffsets {
     pub head: u32,
     pub network_header: u32,
-    pub transport_header: u32,
     pub dev: u32,
     pub len: u32,
     pub protocol: u32,
     pub ifindex: u32,
     pub name: u32,
+    /// `net_device.nd_net` and `net.ns.inum` (the ns_common inside `net`):
+    /// the device's namespace, when the BTF has them.
+    pub netns: Option<(u32, u32)>,
 }
 
 impl SkbOffsets {
@@ -67,12 +70,16 @@ impl SkbOffsets {
         Some(SkbOffsets {
             head: skb("head")?,
             network_header: skb("network_header")?,
-            transport_header: skb("transport_header")?,
             dev: skb("dev")?,
             len: skb("len")?,
             protocol: skb("protocol")?,
             ifindex: dev("ifindex")?,
             name: dev("name")?,
+            netns: dev("nd_net").zip(
+                btf.member_offset("net", "ns")
+                    .zip(btf.member_offset("ns_common", "inum"))
+                    .map(|(ns, inum)| ns + inum),
+            ),
         })
     }
 }
@@ -81,6 +88,8 @@ impl SkbOffsets {
 pub struct DropTracer {
     object: Object,
     pub events: RingReader,
+    /// Summary mode's per-CPU counts (empty in event mode).
+    summary: PerCpuHashMap<MapData, DropSummaryKey, u64>,
     pub hook: DropHook,
 }
 
@@ -92,6 +101,7 @@ impl DropTracer {
         btf: Option<&aya::Btf>,
         tracefs: Option<&Path>,
         offsets: Option<SkbOffsets>,
+        mode: &'static u32,
     ) -> anyhow::Result<Self> {
         let tp_offsets = match hook {
             DropHook::Tracepoint => {
@@ -117,16 +127,18 @@ impl DropTracer {
             }
             DropHook::BtfTracepoint => [u32::MAX; 4],
         };
-        let skb = offsets.map_or([u32::MAX; 8], |o| {
+        let skb = offsets.map_or([u32::MAX; 9], |o| {
+            let (nd_net, inum) = o.netns.unwrap_or((u32::MAX, u32::MAX));
             [
                 o.head,
                 o.network_header,
-                o.transport_header,
                 o.dev,
                 o.len,
                 o.protocol,
                 o.ifindex,
                 o.name,
+                nd_net,
+                inum,
             ]
         });
         let mut object = Object::load(OBJECT, btf, |loader| {
@@ -137,15 +149,17 @@ impl DropTracer {
                 ("KFREE_SKB_OFF_REASON", &tp_offsets[3]),
                 ("SKB_OFF_HEAD", &skb[0]),
                 ("SKB_OFF_NETWORK_HEADER", &skb[1]),
-                ("SKB_OFF_TRANSPORT_HEADER", &skb[2]),
-                ("SKB_OFF_DEV", &skb[3]),
-                ("SKB_OFF_LEN", &skb[4]),
-                ("SKB_OFF_PROTOCOL", &skb[5]),
-                ("NETDEV_OFF_IFINDEX", &skb[6]),
-                ("NETDEV_OFF_NAME", &skb[7]),
+                ("SKB_OFF_DEV", &skb[2]),
+                ("SKB_OFF_LEN", &skb[3]),
+                ("SKB_OFF_PROTOCOL", &skb[4]),
+                ("NETDEV_OFF_IFINDEX", &skb[5]),
+                ("NETDEV_OFF_NAME", &skb[6]),
+                ("NETDEV_OFF_ND_NET", &skb[7]),
+                ("NET_OFF_INUM", &skb[8]),
             ] {
                 loader.override_global(name, value, true);
             }
+            loader.override_global("MODE", mode, true);
         })?;
         match hook {
             DropHook::Tracepoint => {
@@ -166,9 +180,11 @@ impl DropTracer {
         }
         object.forward_log();
         let events = RingReader::take(&mut object, "DROP_EVENTS", "DROP_LOST")?;
+        let summary = PerCpuHashMap::try_from(object.take_map("DROP_SUMMARY")?)?;
         Ok(DropTracer {
             object,
             events,
+            summary,
             hook,
         })
     }
@@ -188,6 +204,17 @@ impl DropTracer {
         };
     }
 
+    /// Summary mode's counts so far, summed over CPUs. Iterating a hash map
+    /// that the kernel updates may skip or repeat a key that is inserted
+    /// meanwhile; counts of keys present are exact.
+    pub fn summary_counts(&self) -> Vec<(DropSummaryKey, u64)> {
+        self.summary
+            .iter()
+            .filter_map(Result::ok)
+            .map(|(key, per_cpu)| (key, per_cpu.iter().sum()))
+            .collect()
+    }
+
     /// Takes every queued event (for the self-test).
     fn drain_all(&mut self) -> Vec<DropEvent> {
         let mut out = Vec::new();
@@ -205,7 +232,11 @@ impl DropTracer {
 /// can insist on one. BTF is read once for both the kernel facts and aya's
 /// loader. The returned `KernelInfo` carries the reason names to decode
 /// the events.
-pub fn attach(hook: Hook) -> anyhow::Result<(DropTracer, KernelInfo)> {
+pub fn attach(hook: Hook, summary: bool) -> anyhow::Result<(DropTracer, KernelInfo)> {
+    // Statics: the loader borrows globals for as long as it lives.
+    static EVENTS: u32 = MODE_EVENTS;
+    static SUMMARY: u32 = MODE_SUMMARY;
+    let mode = if summary { &SUMMARY } else { &EVENTS };
     let btf = KernelBtf::get();
     let mut kernel = KernelInfo::probe(&btf);
     let aya_btf = btf.as_ref().ok().map(|b| &b.aya);
@@ -215,7 +246,7 @@ pub fn attach(hook: Hook) -> anyhow::Result<(DropTracer, KernelInfo)> {
         bail!("--hook tp-btf: {}", kernel.describe());
     }
     if tp_btf_ok && hook != Hook::Tracepoint {
-        match DropTracer::attach(DropHook::BtfTracepoint, aya_btf, None, kernel.offsets) {
+        match DropTracer::attach(DropHook::BtfTracepoint, aya_btf, None, kernel.offsets, mode) {
             Ok(tracer) => return Ok((tracer, kernel)),
             Err(e) if hook == Hook::TpBtf => return Err(e),
             Err(e) => btf_failure = Some(format!("{e:#}")),
@@ -233,6 +264,7 @@ pub fn attach(hook: Hook) -> anyhow::Result<(DropTracer, KernelInfo)> {
         aya_btf,
         Some(&tracefs),
         kernel.offsets,
+        mode,
     )?;
     Ok((tracer, kernel))
 }
@@ -242,7 +274,7 @@ pub fn attach(hook: Hook) -> anyhow::Result<(DropTracer, KernelInfo)> {
 /// and reports what the program saw. Used by `kconfig bpf` to show that
 /// eBPF really works on this kernel.
 pub async fn self_test() -> anyhow::Result<String> {
-    let (mut tracer, kernel) = attach(Hook::Auto)?;
+    let (mut tracer, kernel) = attach(Hook::Auto, false)?;
     let ours = std::process::id();
     // A closed port on loopback: the kernel frees the skb as a drop.
     if let Ok(netlink) = crate::net::netlink::Netlink::open() {

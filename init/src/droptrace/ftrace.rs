@@ -326,6 +326,7 @@ pub fn parse_line(
         protocol,
         dev: None,
         ifindex: None,
+        netns: None,
         len: None,
         packet: None,
         skb: format!("0x{}", skb.trim_start_matches("0x")),

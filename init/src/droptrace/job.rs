@@ -4,22 +4,20 @@
 //! detaches first and then takes what is still queued, so nothing that was
 //! captured is lost on stop.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 
 use super::ebpf::DropTracer;
-use super::event::{packet_from_event, DropFilter, DropRecord, ReasonNames};
+use super::event::{Decoder, DropFilter};
 use super::ftrace::{self, FtraceSession};
 use super::store::Drops;
 use crate::ebpf::ring;
 use crate::jobs::{drain_events, Drained, Ended, EventSource, JobId, JobKind};
-use crate::kernel::kallsyms::Kallsyms;
 use crate::kernel::tracefs;
 use crate::state::State;
-use myinit_common::droptrace::{DropEvent, DROP_HAS_DEV, DROP_HAS_SKB_OFFSETS};
+use myinit_common::droptrace::DropEvent;
 
 /// Events taken per turn before other tasks get theirs.
 const BATCH: usize = 4096;
@@ -55,56 +53,8 @@ pub struct StartOptions {
     pub limit: Option<u64>,
     pub keep: usize,
     pub filter: DropFilter,
-}
-
-/// Raw addresses and reason numbers to names, each location resolved once.
-pub struct Decoder {
-    kallsyms: Arc<Kallsyms>,
-    reasons: ReasonNames,
-    locations: HashMap<u64, String>,
-}
-
-fn c_string(bytes: &[u8]) -> String {
-    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
-}
-
-impl Decoder {
-    pub fn new(reasons: ReasonNames) -> Self {
-        Decoder {
-            kallsyms: Kallsyms::get(),
-            reasons,
-            locations: HashMap::new(),
-        }
-    }
-
-    /// `function+0xoff/0xsize`, symbolized once per address.
-    fn location(kallsyms: &Kallsyms, locations: &mut HashMap<u64, String>, addr: u64) -> String {
-        locations
-            .entry(addr)
-            .or_insert_with(|| kallsyms.symbolize(addr))
-            .clone()
-    }
-
-    pub fn ebpf(&mut self, e: &DropEvent) -> DropRecord {
-        let location = Self::location(&self.kallsyms, &mut self.locations, e.location);
-        let has_dev = e.flags & DROP_HAS_DEV != 0;
-        DropRecord {
-            time_ns: e.timestamp_ns,
-            cpu: e.cpu,
-            pid: e.pid,
-            comm: c_string(&e.comm),
-            location,
-            reason: self.reasons.name(e.reason),
-            reason_code: Some(e.reason),
-            protocol: e.protocol,
-            dev: has_dev.then(|| c_string(&e.dev)),
-            ifindex: has_dev.then_some(e.ifindex),
-            len: (e.flags & DROP_HAS_SKB_OFFSETS != 0).then_some(e.len),
-            packet: packet_from_event(e),
-            skb: format!("{:#x}", e.skb),
-        }
-    }
+    /// Count in the kernel only (no event per drop).
+    pub summary: bool,
 }
 
 /// The droptrace job's identity: there is one drop tracer.
@@ -123,13 +73,19 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
         ftrace::remove_stale(&tracefs);
     }
     let _runtime = state.rt.enter();
+    let started_ns = monotonic_ns();
     let mut lines = Vec::new();
     let use_ebpf = match opts.backend {
         Backend::Ftrace => None,
-        Backend::Ebpf => {
-            Some(super::ebpf::attach(opts.hook).map_err(|e| anyhow!("eBPF backend: {e:#}"))?)
-        }
-        Backend::Auto => match super::ebpf::attach(opts.hook) {
+        Backend::Ebpf => Some(
+            super::ebpf::attach(opts.hook, opts.summary)
+                .map_err(|e| anyhow!("eBPF backend: {e:#}"))?,
+        ),
+        Backend::Auto if opts.summary => Some(
+            super::ebpf::attach(opts.hook, true)
+                .map_err(|e| anyhow!("--summary needs the eBPF backend: {e:#}"))?,
+        ),
+        Backend::Auto => match super::ebpf::attach(opts.hook, false) {
             Ok(t) => Some(t),
             Err(e) => {
                 lines.push(format!(
@@ -139,6 +95,9 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
             }
         },
     };
+    if opts.summary && opts.backend == Backend::Ftrace {
+        bail!("--summary counts in the kernel: it needs the eBPF backend");
+    }
     let filter_needs_packet = opts.filter.needs_packet();
     let drops = state.drops.clone();
     match use_ebpf {
@@ -153,14 +112,37 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
             if filter_needs_packet && kernel.offsets.is_none() {
                 bail!("--dev and --proto of L4 protocols need the packet summary, which this kernel's BTF cannot give");
             }
+            if opts.summary {
+                lines.push(
+                    "droptrace: summary mode: counts by reason, location, device and protocol in the kernel; no drop is kept"
+                        .into(),
+                );
+                if opts
+                    .filter
+                    .proto
+                    .as_deref()
+                    .is_some_and(|p| !matches!(p, "ipv4" | "ipv6" | "arp"))
+                    || (opts.filter.dev.is_some() && opts.filter.netns != super::event::own_netns())
+                {
+                    bail!("--summary counts by EtherType and by device in our own namespace: --proto tcp|udp|… and --dev with another --netns need full events");
+                }
+            }
             let source = EbpfDrops {
                 name: format!("ebpf {}", tracer.hook.describe()),
                 tracer,
-                decoder: Decoder::new(kernel.reasons),
                 drops: drops.clone(),
-                scratch: Vec::new(),
+                scratch: Vec::with_capacity(BATCH),
+                summary: opts.summary,
+                turns: 0,
             };
-            launch(state, &opts, &backend_name, source)?;
+            launch(
+                state,
+                &opts,
+                &backend_name,
+                source,
+                Decoder::new(kernel.reasons),
+                started_ns,
+            )?;
         }
         None => {
             if filter_needs_packet {
@@ -190,12 +172,19 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
             }
             let source = FtraceDrops {
                 session,
-                decoder: Decoder::new(reasons),
+                decoder: Decoder::new(reasons.clone()),
                 drops,
                 more: false,
                 turns: 0,
             };
-            launch(state, &opts, &backend_name, source)?;
+            launch(
+                state,
+                &opts,
+                &backend_name,
+                source,
+                Decoder::new(reasons),
+                started_ns,
+            )?;
         }
     }
     Ok(lines)
@@ -207,6 +196,22 @@ trait DropSource: EventSource + Send + 'static {
     fn name(&self) -> String;
     fn lost(&self) -> u64;
     fn drops(&self) -> Arc<Drops>;
+    /// After the drain loop: take the last of what the kernel kept.
+    fn finish(&mut self) {}
+}
+
+/// CLOCK_MONOTONIC now, the clock of `bpf_ktime_get_ns` and of our
+/// tracefs instance (`trace_clock` mono).
+pub fn monotonic_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec that we own.
+    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) } != 0 {
+        return 0;
+    }
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
 /// Resets the store for a new run and starts the job on `source`.
@@ -215,6 +220,8 @@ fn launch<S: DropSource>(
     opts: &StartOptions,
     backend_name: &str,
     source: S,
+    decoder: Decoder,
+    started_ns: u64,
 ) -> anyhow::Result<()> {
     let drops = source.drops();
     {
@@ -222,8 +229,11 @@ fn launch<S: DropSource>(
         s.clear();
         s.keep = opts.keep;
         s.limit = opts.limit;
-        s.filter = opts.filter.clone();
+        s.decoder = Some(decoder);
+        s.set_filter(opts.filter.clone());
+        s.summary_mode = opts.summary;
         s.backend = backend_name.to_string();
+        s.started_ns = started_ns;
         s.running = true;
     }
     let mut description = format!("droptrace {backend_name}");
@@ -237,6 +247,7 @@ fn launch<S: DropSource>(
             // Marks the run stopped even if the task panics, so `start` works again.
             let _running = Running(drops.clone());
             let ended = drain_events(&mut source, &cancel, BATCH).await;
+            source.finish();
             let (name, lost) = (source.name(), source.lost());
             // Detached and removed before the report says it stopped.
             drop(source);
@@ -264,13 +275,29 @@ impl Drop for Running {
     }
 }
 
-/// The eBPF ring buffer, decoded into the store.
+/// The eBPF ring buffer, its records copied into the store as they are
+/// (decoding waits until something shows them); in summary mode the
+/// kernel's count map, read into the store now and then.
 struct EbpfDrops {
     name: String,
     tracer: DropTracer,
-    decoder: Decoder,
     drops: Arc<Drops>,
-    scratch: Vec<DropRecord>,
+    /// Reused for every batch: no allocation per event.
+    scratch: Vec<DropEvent>,
+    summary: bool,
+    turns: u32,
+}
+
+/// Summary mode reads the kernel's counts every this many turns (~100 ms).
+const SUMMARY_TURNS: u32 = 10;
+
+impl EbpfDrops {
+    fn read_summary(&mut self) {
+        let counts = self.tracer.summary_counts();
+        let mut s = self.drops.lock();
+        s.set_kernel_counts(counts);
+        s.lost = self.tracer.events.lost();
+    }
 }
 
 impl DropSource for EbpfDrops {
@@ -285,6 +312,12 @@ impl DropSource for EbpfDrops {
     fn drops(&self) -> Arc<Drops> {
         self.drops.clone()
     }
+
+    fn finish(&mut self) {
+        if self.summary {
+            self.read_summary();
+        }
+    }
 }
 
 impl EventSource for EbpfDrops {
@@ -293,13 +326,21 @@ impl EventSource for EbpfDrops {
     }
 
     fn drain(&mut self, max: usize) -> Drained {
-        let (decoder, scratch) = (&mut self.decoder, &mut self.scratch);
+        if self.summary {
+            self.turns += 1;
+            if self.turns.is_multiple_of(SUMMARY_TURNS) {
+                self.read_summary();
+            }
+            return Drained::default();
+        }
+        let scratch = &mut self.scratch;
         let taken = self.tracer.events.drain(max, |bytes| {
             if let Some(event) = ring::record::<DropEvent>(bytes) {
-                scratch.push(decoder.ebpf(&event));
+                scratch.push(event);
             }
         });
-        let done = self.drops.ingest(scratch.drain(..));
+        let done = self.drops.ingest_raw(scratch);
+        scratch.clear();
         if taken > 0 {
             self.drops.lock().lost = self.tracer.events.lost();
         }
@@ -348,16 +389,13 @@ impl EventSource for FtraceDrops {
         }
         let mut records = Vec::new();
         let event = self.session.event.clone();
-        let Decoder {
-            kallsyms,
-            reasons,
-            locations,
-        } = &mut self.decoder;
-        let mut symbolize = |addr| Decoder::location(kallsyms, locations, addr);
+        let decoder = &mut self.decoder;
+        let reasons = decoder.reasons.clone();
+        let mut symbolize = |addr| decoder.location(addr);
         let read = self
             .session
             .read_batch(FTRACE_BATCH, |line| {
-                if let Some(r) = ftrace::parse_line(line, &event, reasons, &mut symbolize) {
+                if let Some(r) = ftrace::parse_line(line, &event, &reasons, &mut symbolize) {
                     records.push(r);
                 }
             })

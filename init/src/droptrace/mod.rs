@@ -74,6 +74,20 @@ impl KernelInfo {
     }
 }
 
+/// The running kernel's reason names, to check `--reason` against: from
+/// BTF, else the format file; empty (nothing to check against) when
+/// neither can be read.
+pub fn reason_names() -> ReasonNames {
+    if let Ok(btf) = KernelBtf::get() {
+        if let Some(names) = ReasonNames::from_btf(&btf.types).filter(|n| !n.is_empty()) {
+            return names;
+        }
+    }
+    tracefs::dir()
+        .map(|dir| format_reasons(&dir))
+        .unwrap_or_default()
+}
+
 /// Reason names from the kfree_skb format file's `__print_symbolic` table.
 pub fn format_reasons(tracefs: &Path) -> ReasonNames {
     let format =
@@ -85,7 +99,7 @@ pub fn format_reasons(tracefs: &Path) -> ReasonNames {
 /// whether each backend can run, found by trying (the eBPF programs are
 /// loaded and attached, then dropped) rather than by version, and why not.
 pub fn capabilities() -> String {
-    capabilities_with(&ebpf::attach(Hook::Auto))
+    capabilities_with(&ebpf::attach(Hook::Auto, false))
 }
 
 /// `capabilities` for a tracer attached already (`kconfig bpf`'s self-test
