@@ -59,7 +59,7 @@ pub fn task_helpers_allowed() -> bool {
     .all(|helper| is_helper_supported(ProgramType::SchedClassifier, helper).unwrap_or(false))
 }
 
-fn permission_denied(error: &anyhow::Error) -> bool {
+pub fn permission_denied(error: &anyhow::Error) -> bool {
     error.chain().any(|e| {
         e.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.raw_os_error() == Some(libc::EPERM))
@@ -67,7 +67,7 @@ fn permission_denied(error: &anyhow::Error) -> bool {
 }
 
 /// An error and its sources on one line.
-fn chain(error: &dyn std::error::Error) -> String {
+pub fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {

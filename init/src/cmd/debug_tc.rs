@@ -18,6 +18,7 @@ use myinit_common::capture::{
 
 use super::parse_seconds;
 use super::{parse_args, usage, CommandSpec};
+use crate::capture::ebpf::{chain, permission_denied, task_helpers_allowed};
 use crate::ebpf::ring::{self, RingReader};
 use crate::ebpf::tc::{self, Attached, Hook};
 use crate::ebpf::Object;
@@ -382,36 +383,4 @@ async fn show(iface: String, hook: Hook) -> anyhow::Result<String> {
         entries.len()
     ));
     Ok(text)
-}
-
-/// Whether TC programs may call the task helpers here (probed: 6.1's
-/// verifier refuses them to SCHED_CLS, 6.18's allows them).
-fn task_helpers_allowed() -> bool {
-    use aya::programs::ProgramType;
-    use aya::sys::{is_helper_supported, BpfHelper};
-    [
-        BpfHelper::BPF_FUNC_get_current_pid_tgid,
-        BpfHelper::BPF_FUNC_get_current_comm,
-    ]
-    .into_iter()
-    .all(|helper| is_helper_supported(ProgramType::SchedClassifier, helper).unwrap_or(false))
-}
-
-fn permission_denied(error: &anyhow::Error) -> bool {
-    error.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.raw_os_error() == Some(libc::EPERM))
-    })
-}
-
-/// An error and its sources on one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }

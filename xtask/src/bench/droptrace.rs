@@ -235,7 +235,8 @@ fn measure(
             let dev = if opts.contains("ftrace") {
                 String::new()
             } else {
-                format!(" --dev {}", pair.rx)
+                // The device lives in the receiving namespace, not ours.
+                format!(" --dev {} --netns {}", pair.rx, pair.ns_rx)
             };
             shell.run(
                 &format!("droptrace start {opts} --reason IP_CSUM{dev}"),
