@@ -231,8 +231,9 @@ fn measure(
         }
         Contender::Myinit(opts) => {
             let mut shell = MyinitShell::start(bench, None)?;
-            // The ftrace backend cannot see the device (it shows `?`).
-            let dev = if opts.contains("ftrace") {
+            // The ftrace backend cannot see the device (it shows `?`), and
+            // summary mode resolves --dev only in its own namespace.
+            let dev = if opts.contains("ftrace") || opts.contains("--summary") {
                 String::new()
             } else {
                 // The device lives in the receiving namespace, not ours.
