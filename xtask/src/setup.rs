@@ -55,6 +55,11 @@ const QEMU_FAMILY: &[&str] = &[
     "qemu-system-data",
 ];
 
+/// What qemu-system-x86 needs at its own suite's version: `pkg/suite` on
+/// the package alone does not carry its dependencies along (seen on a
+/// fresh bookworm machine), so they are asked for from that suite too.
+const QEMU_DEPENDS: &[&str] = &["qemu-system-common", "qemu-system-data", "seabios"];
+
 /// What a package must give once installed: checked after installing so a
 /// half-working install is a failed step, not a later puzzle.
 const PROGRAMS: &[(&str, &str, &str)] = &[
@@ -260,6 +265,17 @@ fn madison_suite(text: &str, version: &str) -> Option<String> {
         let cols: Vec<&str> = l.split('|').map(str::trim).collect();
         let suite = cols.get(2)?.split_whitespace().nth(1)?.split('/').next()?;
         (cols.get(1) == Some(&version)).then(|| suite.to_string())
+    })
+}
+
+/// Whether an `apt-cache madison` listing has a line from `suite`.
+fn madison_offers(text: &str, suite: &str) -> bool {
+    text.lines().any(|l| {
+        l.split('|')
+            .nth(2)
+            .and_then(|c| c.split_whitespace().nth(1))
+            .and_then(|s| s.split('/').next())
+            == Some(suite)
     })
 }
 
@@ -515,6 +531,17 @@ fn debian_packages() -> anyhow::Result<()> {
         Some(suite) => format!("{p}/{suite}"),
         None => p.to_string(),
     }));
+    if let (Some(suite), true) = (&suite, family.contains(&"qemu-system-x86")) {
+        for dep in QEMU_DEPENDS {
+            let offered = apt
+                .cache(&["madison", dep])
+                .is_some_and(|t| madison_offers(&t, suite));
+            let request = format!("{dep}/{suite}");
+            if offered && !requests.contains(&request) {
+                requests.push(request);
+            }
+        }
+    }
 
     let sim = simulate(&apt, &requests, &log)?;
     if !sim.removals.is_empty() {
@@ -767,6 +794,18 @@ mod tests {
         ));
         assert!(!dpkg_newer("1.0~rc1", "1.0"));
         assert!(dpkg_newer("1:0.1", "9.9"));
+    }
+
+    #[test]
+    fn madison_tells_whether_a_suite_offers_a_package() {
+        let text = "\
+   seabios | 1.16.3-2~bpo12+1 | http://deb.debian.org/debian bookworm-backports/main amd64 Packages
+   seabios |   1.16.2-1 | http://deb.debian.org/debian bookworm/main amd64 Packages
+";
+        assert!(madison_offers(text, "bookworm-backports"));
+        assert!(madison_offers(text, "bookworm"));
+        assert!(!madison_offers(text, "bookworm-security"));
+        assert!(!madison_offers("", "bookworm"));
     }
 
     #[test]
