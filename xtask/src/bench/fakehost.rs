@@ -426,13 +426,17 @@ fn measure(
         "fakehost add: {}",
         added.join(" / ")
     );
+    let answered = |shell: &mut MyinitShell| -> anyhow::Result<u64> {
+        let show = shell.run("fakehost show", Duration::from_secs(30))?;
+        echo_count(&show, &link.dev, &fake).with_context(|| {
+            format!("no ECHO count for {fake} in fakehost show: {}", show.join(" / "))
+        })
+    };
     // Ping first, on a quiet link; its ARP request resolves the fake host.
     let ping = ping_once(link, &fake, pings)?;
+    let answered0 = answered(&mut shell)?;
     let mut sample = flood_once(link, flood, Some(shell.pid()))?;
-    let show = shell.run("fakehost show", Duration::from_secs(30))?;
-    sample.answered = Some(echo_count(&show, &link.dev, &fake).with_context(|| {
-        format!("no ECHO count for {fake} in fakehost show: {}", show.join(" / "))
-    })?);
+    sample.answered = Some(answered(&mut shell)? - answered0);
     shell.run(
         &format!("fakehost del {} {fake}", link.dev),
         Duration::from_secs(30),
