@@ -109,6 +109,16 @@ impl Link {
         let mut anchor = Command::new("ip");
         anchor.args(["netns", "exec", &link.ns, "sleep", "3600"]);
         link.anchor = Some(Watched::spawn(anchor)?);
+        // Until `ip netns exec` has entered the namespace, its /proc/net is ours.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while link.rx_packets(&link.peer).is_err() {
+            ensure!(
+                Instant::now() < deadline,
+                "the anchor process did not enter {} within 10 s",
+                link.ns
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         Ok(link)
     }
 
