@@ -319,6 +319,20 @@ fn flood_table(bench: &Bench, frames: u64, samples: &[Vec<FloodSample>]) -> Tabl
             Cell::num(med(v, &|s| Some(s.csum_errors as f64)), 0),
         ]);
     }
+    for (c, v) in CONTENDERS.iter().zip(samples).skip(1) {
+        let share = med(v, &|s| s.answered.map(|a| a as f64 / frames as f64 * 100.0));
+        let offered = med(v, &|s| Some(frames as f64 / s.flood_s));
+        table.notes.push(format!(
+            "{}: answered {share:.1} % of the requests offered at {offered:.0}/s",
+            c.label()
+        ));
+    }
+    table.notes.push(
+        "the eBPF backend answers inside the generator's own sends: its replies/s is the rate the generator keeps up \
+         with that work (below 100 % answered it would be saturated); the packet backend's requests queue in \
+         its AF_PACKET socket, which drops what it cannot hold: below 100 % it is saturated"
+            .into(),
+    );
     if rates[1].is_finite() && rates[2].is_finite() && rates[2] > 0.0 {
         table.speedups.push((
             "echo replies/s, eBPF backend vs packet backend".into(),
