@@ -253,7 +253,8 @@ fn quick_fakehost_bench_answers_the_flood_and_pings_with_both_backends() {
     assert_eq!(speedups.len(), 1, "{speedups:?}");
     assert_eq!(speedups[0]["target"].as_f64(), Some(5.0));
     assert!(
-        stdout.contains("eBPF backend vs packet backend: **") && stdout.contains("(target ≥ 5.00×: "),
+        stdout.contains("eBPF backend vs packet backend: **")
+            && stdout.contains("(target ≥ 5.00×: "),
         "{stdout}"
     );
 

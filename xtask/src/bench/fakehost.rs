@@ -394,7 +394,10 @@ fn rtt_table(bench: &Bench, pings: u64, samples: &[Vec<PingSample>]) -> Table {
         p99s.push(p99);
         table.row(vec![
             Cell::text(c.label()),
-            Cell::num(median(&v.iter().map(|s| s.sent as f64).collect::<Vec<_>>()), 0),
+            Cell::num(
+                median(&v.iter().map(|s| s.sent as f64).collect::<Vec<_>>()),
+                0,
+            ),
             Cell::num(
                 median(&v.iter().map(|s| s.rtts.len() as f64).collect::<Vec<_>>()),
                 0,
@@ -453,7 +456,10 @@ fn measure(
     let answered = |shell: &mut MyinitShell| -> anyhow::Result<u64> {
         let show = shell.run("fakehost show", Duration::from_secs(30))?;
         echo_count(&show, &link.dev, &fake).with_context(|| {
-            format!("no ECHO count for {fake} in fakehost show: {}", show.join(" / "))
+            format!(
+                "no ECHO count for {fake} in fakehost show: {}",
+                show.join(" / ")
+            )
         })
     };
     // Ping first, on a quiet link; its ARP request resolves the fake host.
