@@ -222,7 +222,9 @@ fn quick_fakehost_bench_answers_the_flood_and_pings_with_both_backends() {
     // Alone, nothing answers: every request reaches the peer.
     assert_eq!(flood[0]["replies"].as_f64(), Some(0.0), "{flood:?}");
     assert_eq!(flood[0]["to peer"].as_f64(), Some(100_000.0), "{flood:?}");
-    for backend in ["--backend ebpf", "--backend packet"] {
+    assert_eq!(flood.len(), 4, "{flood:?}");
+    assert!(label(&flood[3]).contains("trafgen --rate"), "{flood:?}");
+    for backend in ["--backend ebpf", "--backend packet (", "offered the eBPF"] {
         let row = flood
             .iter()
             .find(|r| label(r).contains(backend))

@@ -37,12 +37,17 @@ enum Contender {
     None,
     /// myinit fakehost with this `--backend`.
     Myinit(&'static str),
+    /// The packet backend offered the rate the eBPF backend kept up with in
+    /// the same round (`trafgen --rate`): its saturation at that load.
+    PacketPaced,
 }
 
-const CONTENDERS: [Contender; 3] = [
+/// The first three alternate within a round; the paced one ends it.
+const CONTENDERS: [Contender; 4] = [
     Contender::None,
     Contender::Myinit("ebpf"),
     Contender::Myinit("packet"),
+    Contender::PacketPaced,
 ];
 
 impl Contender {
@@ -50,6 +55,10 @@ impl Contender {
         match self {
             Contender::None => "none (generator alone)".into(),
             Contender::Myinit(b) => format!("myinit fakehost --backend {b} (static musl)"),
+            Contender::PacketPaced => {
+                "myinit fakehost --backend packet, offered the eBPF backend's replies/s (trafgen --rate)"
+                    .into()
+            }
         }
     }
 }
@@ -216,16 +225,20 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
     let frames = bench.scaled(1_000_000);
     let pings = if bench.quick { 100 } else { 1000 };
     let flood = Flood::new(&echo_request(link.mac), frames)?;
-    let n = CONTENDERS.len();
-    let mut floods: Vec<Vec<FloodSample>> = vec![Vec::new(); n];
-    let mut rtts: Vec<Vec<PingSample>> = vec![Vec::new(); n];
+    let mut floods: Vec<Vec<FloodSample>> = vec![Vec::new(); CONTENDERS.len()];
+    let mut rtts: Vec<Vec<PingSample>> = vec![Vec::new(); CONTENDERS.len()];
     for round in 0..bench.rounds as usize {
         // A different order each round, so a drift of the machine's load
         // does not always favour the same contender.
-        for k in 0..n {
-            let i = (k + round) % n;
+        let n = 3;
+        let order = (0..n).map(|k| (k + round) % n).chain([3]);
+        for i in order {
             let c = CONTENDERS[i];
-            let (f, p) = measure(bench, &link, &flood, c, pings)
+            // This round's eBPF rate, for the paced run.
+            let rate = floods[1]
+                .last()
+                .map(|s| (s.replies as f64 / s.span_s).round() as u64);
+            let (f, p) = measure(bench, &link, &flood, c, pings, rate)
                 .with_context(|| format!("round {}: {}", round + 1, c.label()))?;
             let ping = p.as_ref().map_or(String::new(), |p| {
                 format!(
@@ -292,8 +305,11 @@ fn flood_table(bench: &Bench, frames: u64, samples: &[Vec<FloodSample>]) -> Tabl
         let rate = med(v, &|s| Some(s.replies as f64 / s.span_s));
         let cpu = med(v, &|s| s.cpu_s);
         // Per reply: myinit's own CPU plus what the answers cost the
-        // sender's CPU (in-kernel answers run in its context).
-        let cost = (cpu + (flood_s - base)) / replies * 1e6;
+        // sender's CPU (in-kernel answers run in its context); a paced
+        // sender is slow by design: its own CPU only.
+        let paced = *c == Contender::PacketPaced;
+        let slowdown = if paced { 0.0 } else { flood_s - base };
+        let cost = (cpu + slowdown) / replies * 1e6;
         let is_none = *c == Contender::None;
         rates.push(rate);
         table.row(vec![
@@ -301,7 +317,11 @@ fn flood_table(bench: &Bench, frames: u64, samples: &[Vec<FloodSample>]) -> Tabl
             Cell::Int(frames),
             Cell::num(flood_s, 3),
             Cell::num(frames as f64 / flood_s, 0),
-            Cell::text(format!("{:.2}×", flood_s / base)),
+            if paced {
+                Cell::None
+            } else {
+                Cell::text(format!("{:.2}×", flood_s / base))
+            },
             Cell::num(med(v, &|s| s.answered.map(|a| a as f64)), 0),
             Cell::num(replies, 0),
             if is_none {
@@ -333,6 +353,17 @@ fn flood_table(bench: &Bench, frames: u64, samples: &[Vec<FloodSample>]) -> Tabl
          its AF_PACKET socket, which drops what it cannot hold: below 100 % it is saturated"
             .into(),
     );
+    if rates[1].is_finite() && rates[3].is_finite() && rates[3] > 0.0 {
+        let offered = med(&samples[3], &|s| Some(frames as f64 / s.flood_s));
+        table.notes.push(format!(
+            "paced: trafgen --rate asked for the eBPF backend's {:.0} requests/s and reached {offered:.0} \
+             (with --rate it sends with sendto(2), not its ring); there the packet backend made {:.0} replies/s: \
+             eBPF {:.2}× that",
+            rates[1],
+            rates[3],
+            rates[1] / rates[3]
+        ));
+    }
     if rates[1].is_finite() && rates[2].is_finite() && rates[2] > 0.0 {
         table.speedups.push((
             "echo replies/s, eBPF backend vs packet backend".into(),
@@ -378,7 +409,7 @@ fn rtt_table(bench: &Bench, pings: u64, samples: &[Vec<PingSample>]) -> Table {
         ],
     );
     let mut p99s = Vec::new();
-    for (c, v) in CONTENDERS.iter().zip(samples).skip(1) {
+    for (c, v) in CONTENDERS.iter().zip(samples).skip(1).take(2) {
         let per_round = |f: &dyn Fn(&[f64]) -> f64| {
             median(
                 &v.iter()
@@ -436,9 +467,15 @@ fn measure(
     flood: &Flood,
     contender: Contender,
     pings: u64,
+    ebpf_rate: Option<u64>,
 ) -> anyhow::Result<(FloodSample, Option<PingSample>)> {
-    let Contender::Myinit(backend) = contender else {
-        return Ok((flood_once(link, flood, None)?, None));
+    let (backend, rate) = match contender {
+        Contender::None => return Ok((flood_once(link, flood, None, None)?, None)),
+        Contender::Myinit(backend) => (backend, None),
+        Contender::PacketPaced => (
+            "packet",
+            Some(ebpf_rate.context("no eBPF rate measured in this round")?),
+        ),
     };
     let mut shell = MyinitShell::start(bench, Some(&link.ns))?;
     let fake = dotted(FAKE_IP);
@@ -463,26 +500,36 @@ fn measure(
         })
     };
     // Ping first, on a quiet link; its ARP request resolves the fake host.
-    let ping = ping_once(link, &fake, pings)?;
+    let ping = if rate.is_none() {
+        Some(ping_once(link, &fake, pings)?)
+    } else {
+        None
+    };
     let answered0 = answered(&mut shell)?;
-    let mut sample = flood_once(link, flood, Some(shell.pid()))?;
+    let mut sample = flood_once(link, flood, Some(shell.pid()), rate)?;
     sample.answered = Some(answered(&mut shell)? - answered0);
     shell.run(
         &format!("fakehost del {} {fake}", link.dev),
         Duration::from_secs(30),
     )?;
     shell.exit()?;
-    Ok((sample, Some(ping)))
+    Ok((sample, ping))
 }
 
-/// One flood; `myinit`: the answering process, whose CPU time is taken.
-fn flood_once(link: &Link, flood: &Flood, myinit: Option<u32>) -> anyhow::Result<FloodSample> {
+/// One flood (at `pps`, or as fast as trafgen goes); `myinit`: the
+/// answering process, whose CPU time is taken.
+fn flood_once(
+    link: &Link,
+    flood: &Flood,
+    myinit: Option<u32>,
+    pps: Option<u64>,
+) -> anyhow::Result<FloodSample> {
     let replies0 = link.snmp("Icmp", "InEchoReps")?;
     let csum0 = link.snmp("Icmp", "InCsumErrors")?;
     let peer0 = link.rx_packets(&link.peer)?;
     let cpu0 = myinit.map(cpu_seconds).transpose()?;
     let started = Instant::now();
-    let flood_s = flood.run_egress(&link.ns, &link.dev)?;
+    let flood_s = flood.run_egress(&link.ns, &link.dev, pps)?;
     // A userspace answerer may still be working through what it queued:
     // wait until the count stops moving (bounded).
     let mut last = link.snmp("Icmp", "InEchoReps")?;

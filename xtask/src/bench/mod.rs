@@ -580,32 +580,34 @@ impl Flood {
 impl Flood {
     /// Sends the flood from `dev` in `netns` through the qdisc layer
     /// (`--qdisc-path`; trafgen bypasses it by default, and with it the TC
-    /// egress hook), so programs at `dev`'s egress see every frame; returns
-    /// the seconds it took.
-    pub fn run_egress(&self, netns: &str, dev: &str) -> anyhow::Result<f64> {
+    /// egress hook), so programs at `dev`'s egress see every frame; at
+    /// `pps` frames/s (`--rate`: trafgen then sends with sendto(2) instead
+    /// of its ring) or as fast as it goes. Returns the seconds it took.
+    pub fn run_egress(&self, netns: &str, dev: &str, pps: Option<u64>) -> anyhow::Result<f64> {
         let started = Instant::now();
         let count = self.count.to_string();
         let config = self.config.display().to_string();
-        sh(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                netns,
-                "trafgen",
-                "--dev",
-                dev,
-                "--conf",
-                &config,
-                "--num",
-                &count,
-                "--cpus",
-                "1",
-                "--no-sock-mem",
-                "--qdisc-path",
-            ],
-        )
-        .context("trafgen")?;
+        let mut args = vec![
+            "netns",
+            "exec",
+            netns,
+            "trafgen",
+            "--dev",
+            dev,
+            "--conf",
+            &config,
+            "--num",
+            &count,
+            "--cpus",
+            "1",
+            "--no-sock-mem",
+            "--qdisc-path",
+        ];
+        let rate = pps.map(|r| format!("{}pps", r.max(1)));
+        if let Some(rate) = &rate {
+            args.extend(["--rate", rate.as_str()]);
+        }
+        sh("ip", &args).context("trafgen")?;
         Ok(started.elapsed().as_secs_f64())
     }
 }
