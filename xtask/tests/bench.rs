@@ -82,10 +82,6 @@ fn quick_bench_of_every_built_part_writes_tables_of_the_documented_shape() {
         stdout.contains("## bench capture\n\nnot built yet"),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("## bench fakehost\n\nnot built yet"),
-        "{stdout}"
-    );
 
     let read = |part: &str| -> Value {
         let path = out.0.join(format!("{part}.json"));
@@ -159,6 +155,8 @@ fn quick_bench_of_every_built_part_writes_tables_of_the_documented_shape() {
     );
     assert!(paced["drift %"].as_f64().is_some(), "{paced}");
 
+    check_shape(&read("fakehost"), "fakehost");
+
     let boot = read("boot");
     check_shape(&boot, "boot");
     let inits = labels(&boot, "init");
@@ -176,13 +174,101 @@ fn quick_bench_of_every_built_part_writes_tables_of_the_documented_shape() {
 }
 
 #[test]
-fn a_part_not_built_yet_is_one_clear_error() {
+fn an_unknown_part_is_one_clear_error() {
     let run = common::xtask()
-        .args(["bench", "fakehost", "--quick"])
+        .args(["bench", "nope", "--quick"])
         .stdin(Stdio::null())
         .output()
         .expect("run xtask bench");
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success());
-    assert!(stderr.contains("bench fakehost: not built yet"), "{stderr}");
+    assert!(
+        stderr.contains("expected one of droptrace, capture, inject, fakehost, boot or all"),
+        "{stderr}"
+    );
+}
+
+/// `bench fakehost --quick`: both backends answer the flood and the pings,
+/// the counts agree with the kernel's, and the speed-up is reported
+/// against its at-least target.
+#[test]
+fn quick_fakehost_bench_answers_the_flood_and_pings_with_both_backends() {
+    let out = common::TempDir::new("bench-fakehost");
+    let run = common::xtask()
+        .args(["bench", "fakehost", "--quick", "--out"])
+        .arg(&out.0)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run xtask bench");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "bench failed:\n{stdout}\n{stderr}");
+    let path = out.0.join("fakehost.json");
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    check_shape(&doc, "fakehost");
+    assert!(out.0.join("fakehost.md").is_file());
+
+    let flood = doc["tables"][0]["rows"].as_array().unwrap();
+    let label = |r: &Value| r["contender"].as_str().unwrap().to_string();
+    assert!(label(&flood[0]).starts_with("none"), "{flood:?}");
+    assert!(
+        flood[0]["requests/s"].as_f64().is_some_and(|r| r > 0.0),
+        "{flood:?}"
+    );
+    for row in flood {
+        assert_eq!(row["requests sent"].as_f64(), Some(100_000.0), "{row}");
+        assert_eq!(row["ICMP csum errors"].as_f64(), Some(0.0), "{row}");
+    }
+    // Alone, nothing answers: every request reaches the peer.
+    assert_eq!(flood[0]["replies"].as_f64(), Some(0.0), "{flood:?}");
+    assert_eq!(flood[0]["to peer"].as_f64(), Some(100_000.0), "{flood:?}");
+    assert_eq!(flood.len(), 4, "{flood:?}");
+    assert!(label(&flood[3]).contains("trafgen --rate"), "{flood:?}");
+    for backend in ["--backend ebpf", "--backend packet (", "offered the eBPF"] {
+        let row = flood
+            .iter()
+            .find(|r| label(r).contains(backend))
+            .unwrap_or_else(|| panic!("no {backend} row: {flood:?}"));
+        let replies = row["replies"].as_f64().unwrap();
+        let answered = row["answered"].as_f64().unwrap();
+        // The kernel received what the backend answered (no more), and
+        // something was answered.
+        assert!(replies > 0.0 && replies <= answered, "{row}");
+        assert!(answered <= 100_000.0, "{row}");
+        assert!(row["replies/s"].as_f64().is_some_and(|r| r > 0.0), "{row}");
+        assert!(row["myinit CPU s"].as_f64().is_some(), "{row}");
+    }
+    // The eBPF backend takes the requests at the egress hook: what it
+    // answered never reached the peer.
+    let ebpf = flood.iter().find(|r| label(r).contains("ebpf")).unwrap();
+    assert_eq!(
+        ebpf["answered"].as_f64().unwrap() + ebpf["to peer"].as_f64().unwrap(),
+        100_000.0,
+        "{ebpf}"
+    );
+    let speedups: Vec<&Value> = doc["tables"][0]["ratios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["better"] == "higher")
+        .collect();
+    assert_eq!(speedups.len(), 1, "{speedups:?}");
+    assert_eq!(speedups[0]["target"].as_f64(), Some(5.0));
+    assert!(
+        stdout.contains("eBPF backend vs packet backend: **")
+            && stdout.contains("(target ≥ 5.00×: "),
+        "{stdout}"
+    );
+
+    let rtt = doc["tables"][1]["rows"].as_array().unwrap();
+    assert_eq!(rtt.len(), 2, "{rtt:?}");
+    for row in rtt {
+        assert_eq!(row["sent"].as_f64(), Some(100.0), "{row}");
+        assert_eq!(row["received"].as_f64(), Some(100.0), "{row}");
+        let (med, p99) = (
+            row["RTT median ms"].as_f64().unwrap(),
+            row["RTT p99 ms"].as_f64().unwrap(),
+        );
+        assert!(med > 0.0 && p99 >= med, "{row}");
+    }
 }

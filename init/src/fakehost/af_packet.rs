@@ -473,7 +473,7 @@ impl EventSource for PacketAnswerer {
             if let Some((frame, answer)) = answered {
                 self.link.send(&frame);
                 self.answers += 1;
-                super::print_lines(self.limiter.offer(answer.line(&self.iface), now));
+                super::print_lines(self.limiter.offer(|| answer.line(&self.iface), now));
             }
         }
         Drained { taken, done: false }

@@ -134,7 +134,7 @@ impl EventSource for EbpfAnswerer {
                     asker: address(e.ip_version, &e.asker),
                     mac: MacAddr(e.mac),
                 };
-                super::print_lines(limiter.offer(answer.line(iface), now));
+                super::print_lines(limiter.offer(|| answer.line(iface), now));
             }
         });
         Drained { taken, done: false }

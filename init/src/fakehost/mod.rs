@@ -483,8 +483,10 @@ impl LogLimiter {
         }
     }
 
-    /// The lines to print for `line` now (none, it, or a suppressed count and it).
-    pub fn offer(&mut self, line: String, now: Instant) -> Vec<String> {
+    /// The lines to print for `line` now (none, it, or a suppressed count
+    /// and it). `line` is made only when it is printed: under a flood most
+    /// are not, and formatting each was most of the reader's work.
+    pub fn offer(&mut self, line: impl FnOnce() -> String, now: Instant) -> Vec<String> {
         let earned = now.duration_since(self.refilled).as_millis() as u64
             * u64::from(LINES_PER_SECOND)
             / 1000;
@@ -502,7 +504,7 @@ impl LogLimiter {
         if let Some(note) = self.flush() {
             out.push(note);
         }
-        out.push(line);
+        out.push(line());
         out
     }
 
@@ -576,10 +578,10 @@ mod tests {
         let start = Instant::now();
         let mut printed = 0;
         for i in 0..1000 {
-            printed += limiter.offer(format!("line {i}"), start).len();
+            printed += limiter.offer(|| format!("line {i}"), start).len();
         }
         assert_eq!(printed, BURST as usize);
-        let later = limiter.offer("again".into(), start + Duration::from_secs(1));
+        let later = limiter.offer(|| "again".into(), start + Duration::from_secs(1));
         assert_eq!(
             later[0],
             format!("fakehost: v0: {} log lines suppressed", 1000 - BURST)
