@@ -62,9 +62,11 @@ const SPIN: Duration = Duration::from_micros(200);
 /// The CPU a real-time replay gives back while it spins: it owes this part
 /// of the time it was awake, and pays it by sleeping in a gap long enough
 /// (`PAY_AHEAD` + `PAY_MIN`), or, when the schedule is too dense for that,
-/// `PAY_AT_ONCE` at a time. Below 5 % (the kernel's real-time limit,
-/// `sched_rt_runtime_us`) the kernel itself stops a spinning real-time
-/// thread for 50 ms once a second (measured: packets 50 ms late).
+/// `PAY_AT_ONCE` at a time. Never sleeping, it is stopped by the kernel's
+/// real-time limit (`sched_rt_runtime_us`, 95 %) for 50 ms once a second;
+/// measured on the loaded VM, 1/11 keeps that off 1 s replays but not
+/// always off longer ones, and 1/5 (more wake-ups, each of which may come
+/// late there) made the tail worse, not better.
 const FAIR_SHARE: f64 = 1.0 / 11.0;
 const PAY_AHEAD: Duration = Duration::from_micros(50);
 const PAY_MIN: Duration = Duration::from_micros(20);
