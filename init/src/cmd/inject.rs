@@ -19,8 +19,9 @@
 //! tcpreplay's drift). A paced replay runs at real-time priority (see
 //! `Pacer`): the wait sleeps while the packet is far off and spins the last
 //! `SPIN` for precision (a sleep wakes up tens of µs late, a spin on the
-//! vDSO clock does not), and it gives the CPU back now and then when a
-//! dense schedule leaves no gap to sleep in.
+//! vDSO clock does not); it gives part of the CPU back by sleeping in
+//! some of the short gaps (a millisecond at a time on a schedule too dense
+//! for that), as the kernel would otherwise stop it for 50 ms at a time.
 //!
 //! Sends the kernel keeps refusing (a full queue, ENOBUFS from a peer whose
 //! MTU is smaller than the frame) are retried for `REFUSED_FOR`, then the
