@@ -1134,6 +1134,72 @@ fn pps_spaces_the_packets_evenly_whatever_the_file_says() {
     assert!(r.stdout.contains(" packets/s, worst lateness "), "{r:?}");
 }
 
+/// (policy, CPU seconds) of each thread of process `pid`, from
+/// /proc/PID/task/*/stat (policy 1 is SCHED_FIFO, 0 SCHED_OTHER).
+fn thread_policies(pid: u32) -> Vec<(u64, f64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the command's ')': state is field 3, utime 14,
+            // stime 15, policy 41.
+            let fields: Vec<u64> = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .map(|f| f.parse().unwrap_or(0))
+                .collect();
+            // SAFETY: sysconf has no preconditions.
+            let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+            let cpu = (fields.get(11)? + fields.get(12)?) as f64 / hz;
+            Some((*fields.get(38)?, cpu))
+        })
+        .collect()
+}
+
+/// A paced replay holds real-time priority (so a loaded machine does not
+/// preempt it) only while it runs, and sleeps through long gaps: 40
+/// packets 25 ms apart take far less than the second's CPU.
+#[test]
+fn a_paced_replay_runs_at_real_time_priority_only_while_it_runs_and_sleeps_in_long_gaps() {
+    let bench = veth_bench("ijr");
+    let dir = TempDir::new("ijr");
+    let frames = numbered_frames(40);
+    let file = dir.write("r.pcap", &pcap_every(&frames, Duration::from_millis(25)));
+    let (rx0, _, _) = counters(&bench.ns, &bench.b);
+    let child = Kill(Some(
+        Command::new("ip")
+            .args(["netns", "exec", &bench.ns.name, myinit_bin(), "-c"])
+            .arg(format!("inject {file} {}; sleep 3", bench.a))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    let pid = child.0.as_ref().unwrap().id();
+    let started = Instant::now();
+    let mut fifo_while_sending = false;
+    while counters(&bench.ns, &bench.b).0 < rx0 + 40 {
+        assert!(started.elapsed() < Duration::from_secs(10), "not all sent");
+        let sent = counters(&bench.ns, &bench.b).0 - rx0;
+        if (1..35).contains(&sent) {
+            fifo_while_sending |= thread_policies(pid).iter().any(|(p, _)| *p == 1);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(fifo_while_sending, "no SCHED_FIFO thread during the replay");
+    // In the `sleep` that follows: back to the ordinary policy.
+    std::thread::sleep(Duration::from_millis(300));
+    let after = thread_policies(pid);
+    assert!(!after.is_empty(), "myinit ended early");
+    assert!(after.iter().all(|(p, _)| *p == 0), "{after:?}");
+    let cpu: f64 = after.iter().map(|(_, c)| c).sum();
+    assert!(cpu < 0.3, "a 1 s replay of 40 packets used {cpu} s of CPU");
+}
+
 /// `--loop 3` sends the file three times at its pace (the next round one
 /// average gap after the last packet); with `--count` it stops at N.
 #[test]

@@ -154,6 +154,39 @@ fn quick_bench_of_every_built_part_writes_tables_of_the_documented_shape() {
         "{paced}"
     );
     assert!(paced["drift %"].as_f64().is_some(), "{paced}");
+    // myinit's paced row: the whole file, its recorded span, the lateness
+    // figures and its own summary's worst lateness, each a number.
+    let ours = &inject["tables"][1]["rows"][1];
+    assert!(
+        ours["sender"].as_str().unwrap().contains("myinit inject"),
+        "{ours}"
+    );
+    assert_eq!(ours["captured"].as_f64(), Some(10_000.0), "{ours}");
+    assert!(
+        ours["recorded span s"]
+            .as_f64()
+            .is_some_and(|s| (s - 0.9999).abs() < 1e-9),
+        "{ours}"
+    );
+    for column in [
+        "received span s",
+        "sender's own span s",
+        "p50 lateness µs",
+        "p99 lateness µs",
+        "max lateness µs",
+        "sender's own worst lateness µs",
+    ] {
+        assert!(ours[column].as_f64().is_some(), "{column}: {ours}");
+    }
+    let targets: Vec<&str> = inject["tables"][1]["ratios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["what"].as_str())
+        .collect();
+    for want in ["0.01 %", "100 µs", "|drift|, myinit inject vs tcpreplay"] {
+        assert!(targets.iter().any(|t| t.contains(want)), "{targets:?}");
+    }
 
     check_shape(&read("fakehost"), "fakehost");
 

@@ -16,9 +16,12 @@
 //! Pacing: by default the file's own timing. Each packet is due at an
 //! absolute time, counted from when the first packet went, so a late packet
 //! never delays the ones after it (errors do not add up over a long file,
-//! tcpreplay's drift). The wait sleeps while the packet is far off and
-//! spins the last `SPIN` for precision: a sleep wakes up tens of µs late
-//! (timer slack, scheduling), a spin on the vDSO clock does not.
+//! tcpreplay's drift). A paced replay runs at real-time priority (see
+//! `Pacer`): the wait sleeps while the packet is far off and spins the last
+//! `SPIN` for precision (a sleep wakes up tens of µs late, a spin on the
+//! vDSO clock does not); it gives part of the CPU back by sleeping in
+//! some of the short gaps (a millisecond at a time on a schedule too dense
+//! for that), as the kernel would otherwise stop it for 50 ms at a time.
 //!
 //! Sends the kernel keeps refusing (a full queue, ENOBUFS from a peer whose
 //! MTU is smaller than the frame) are retried for `REFUSED_FOR`, then the
@@ -48,12 +51,29 @@ const UNSEEKABLE_LIMIT: usize = 16 << 20;
 const REFUSED_FOR: Duration = Duration::from_secs(1);
 /// The pause between two tries of a refused packet.
 const RETRY_PAUSE: Duration = Duration::from_millis(1);
-/// The last part of a wait that is spun rather than slept. Measured on a
-/// loaded 2-core VM (1000 packets 2 ms apart, real-time priority): 200 µs
-/// gave a p99 lateness of 6-580 µs, 1 ms a worse one (0.6-2.3 ms): what
-/// makes packets late there is preemption, which a longer spin only
-/// exposes more to.
+/// The last part of a wait that is spun rather than slept. Measured on the
+/// loaded 2-core VM of this project (its other builds and qemu runs at a
+/// load average of 3-4; 20,000 waits 100 µs apart at real-time priority):
+/// sleeping in every gap until 50 µs before the packet gave a p99 lateness
+/// of 51-884 µs, as a woken thread often waits for the task it preempts to
+/// leave the kernel (no kernel preemption there); spinning through the
+/// gaps, with the fair share below slept, gave 2-17 µs in 3 runs out of 4.
+/// Past this the wait sleeps: a long gap is not worth a CPU.
 const SPIN: Duration = Duration::from_micros(200);
+/// The CPU a real-time replay gives back while it spins: it owes this part
+/// of the time it was awake, and pays it by sleeping in a gap long enough
+/// (`PAY_AHEAD` + `PAY_MIN`), or, when the schedule is too dense for that,
+/// `PAY_AT_ONCE` at a time. Never sleeping, it is stopped by the kernel
+/// (its real-time limit, `sched_rt_runtime_us`: 95 %) for 50 ms about once
+/// a second, packets 50 ms late. Short sleeps count for less than they
+/// last (two context switches each), so the share is well above 5 %:
+/// measured on the loaded VM (10 s replays, 100 µs apart), 1/11 still got
+/// those 50 ms stops in 2 runs of 3 (p99 lateness 24 µs-42 ms), 1/6 in 1
+/// of 3 (p99 3 µs in the others).
+const FAIR_SHARE: f64 = 1.0 / 6.0;
+const PAY_AHEAD: Duration = Duration::from_micros(50);
+const PAY_MIN: Duration = Duration::from_micros(20);
+const PAY_AT_ONCE: Duration = Duration::from_millis(1);
 /// The longest single sleep, so that Ctrl-C is noticed during long gaps.
 const SLEEP_SLICE: Duration = Duration::from_millis(50);
 /// How often a long replay says how far it got.
@@ -525,70 +545,109 @@ impl Pace {
     }
 }
 
-/// Waits until `deadline`: sleeps, then spins the last `SPIN`.
-fn wait_until(
-    deadline: Instant,
-    interrupts: &tokio::sync::watch::Receiver<u64>,
-) -> Result<(), Interrupted> {
-    loop {
-        let now = Instant::now();
-        let Some(left) = deadline
-            .checked_duration_since(now)
-            .filter(|d| !d.is_zero())
-        else {
-            return Ok(());
-        };
-        if left > SPIN {
-            if interrupts.has_changed().unwrap_or(false) {
-                return Err(Interrupted);
-            }
-            std::thread::sleep((left - SPIN).min(SLEEP_SLICE));
-        } else {
-            std::hint::spin_loop();
-        }
-    }
+/// Waits for each packet's due time, holding the calling thread at
+/// real-time priority (SCHED_FIFO 1) and a timer slack of 1 ns for the
+/// whole paced replay, then restoring both. On a loaded machine an
+/// ordinary thread is preempted for milliseconds while it spins and is run
+/// late after a sleep; a real-time one is neither, but must give the CPU
+/// back itself (`FAIR_SHARE`). Without the right to real-time priority (no
+/// CAP_SYS_NICE, a cgroup without a real-time budget) the replay runs at
+/// its ordinary priority and the scheduler shares the CPU by itself.
+struct Pacer {
+    realtime: Option<(libc::c_int, libc::sched_param)>,
+    slack: Option<libc::c_int>,
+    /// The CPU time owed to other tasks, in s (negative: paid ahead).
+    owed: f64,
+    /// Until when the time awake has been counted into `owed`.
+    counted: Instant,
 }
 
-/// The calling thread at real-time priority (SCHED_FIFO 1) until dropped,
-/// then back to its policy. Taken for the end of a wait and the send that
-/// follows it: on a loaded machine an ordinary thread that wakes up is
-/// often not run for milliseconds, and a spin can be preempted; a
-/// real-time one runs at once. It is taken only around a wait that sleeps,
-/// so a busy schedule (gaps below `SPIN`) never holds the CPU at this
-/// priority, and the kernel's real-time throttling bounds it anyway.
-/// Without the right to it (no CAP_SYS_NICE, a cgroup without a real-time
-/// budget) the replay simply runs at its ordinary priority.
-struct Realtime {
-    policy: libc::c_int,
-    param: libc::sched_param,
-}
-
-impl Realtime {
-    fn enter() -> Option<Realtime> {
-        // Hand-written: no maintained crate wraps sched_setscheduler; three
-        // plain syscalls on the calling thread (pid 0).
+impl Pacer {
+    fn new() -> Pacer {
+        // Hand-written: no maintained crate wraps these; plain calls on the
+        // calling thread. The pthread calls, not sched_setscheduler: musl's
+        // sched_* functions are stubs that fail with ENOSYS (POSIX means
+        // them per process, Linux per thread), so the shipped static build
+        // never got real-time priority through them.
         // SAFETY: sched_param is plain old data; the calls only read and
         // write the values passed, which live for the calls.
-        unsafe {
-            let policy = libc::sched_getscheduler(0);
+        let realtime = unsafe {
+            let me = libc::pthread_self();
+            let mut policy = 0;
             let mut param: libc::sched_param = std::mem::zeroed();
-            if policy < 0 || libc::sched_getparam(0, &mut param) != 0 {
-                return None;
-            }
             // Zeroed, then set: musl's sched_param has more fields than glibc's.
             let mut fifo: libc::sched_param = std::mem::zeroed();
             fifo.sched_priority = 1;
-            (libc::sched_setscheduler(0, libc::SCHED_FIFO, &fifo) == 0)
-                .then_some(Realtime { policy, param })
+            (libc::pthread_getschedparam(me, &mut policy, &mut param) == 0
+                && libc::pthread_setschedparam(me, libc::SCHED_FIFO, &fifo) == 0)
+                .then_some((policy, param))
+        };
+        // SAFETY: prctl with integer arguments only.
+        let slack = unsafe {
+            let old = libc::prctl(libc::PR_GET_TIMERSLACK);
+            (old > 0 && libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) == 0)
+                .then_some(old)
+        };
+        Pacer {
+            realtime,
+            slack,
+            owed: 0.0,
+            counted: Instant::now(),
+        }
+    }
+
+    /// Waits until `deadline`: sleeps until `SPIN` before it, then spins,
+    /// paying the fair share on the way.
+    fn wait_until(
+        &mut self,
+        deadline: Instant,
+        interrupts: &tokio::sync::watch::Receiver<u64>,
+    ) -> Result<(), Interrupted> {
+        loop {
+            let now = Instant::now();
+            if self.realtime.is_some() {
+                self.owed += (now - self.counted).as_secs_f64() * FAIR_SHARE;
+            }
+            self.counted = now;
+            let Some(left) = deadline
+                .checked_duration_since(now)
+                .filter(|d| !d.is_zero())
+            else {
+                return Ok(());
+            };
+            let pause = if left > SPIN {
+                (left - SPIN).min(SLEEP_SLICE)
+            } else if self.owed > 0.0 && left > PAY_AHEAD + PAY_MIN {
+                left - PAY_AHEAD
+            } else if self.owed >= PAY_AT_ONCE.as_secs_f64() {
+                PAY_AT_ONCE
+            } else {
+                std::hint::spin_loop();
+                continue;
+            };
+            if interrupts.has_changed().unwrap_or(false) {
+                return Err(Interrupted);
+            }
+            std::thread::sleep(pause);
+            let woke = Instant::now();
+            // Credit for a long sleep is capped: it must not allow a long
+            // stretch of spinning later.
+            self.owed = (self.owed - (woke - now).as_secs_f64()).max(-PAY_AT_ONCE.as_secs_f64());
+            self.counted = woke;
         }
     }
 }
 
-impl Drop for Realtime {
+impl Drop for Pacer {
     fn drop(&mut self) {
-        // SAFETY: as in enter(); the values were read from this thread.
+        // SAFETY: as in new(); the values were read from this thread.
         unsafe {
-            libc::sched_setscheduler(0, self.policy, &self.param);
+            if let Some((policy, param)) = &self.realtime {
+                libc::pthread_setschedparam(libc::pthread_self(), *policy, param);
+            }
+            if let Some(slack) = self.slack {
+                libc::prctl(libc::PR_SET_TIMERSLACK, slack as libc::c_ulong);
+            }
         }
     }
 }
@@ -749,6 +808,8 @@ impl Replay<'_> {
         let mut progress = Progress::new();
         let mut frame = Frame::new();
         let mut round = 0u64;
+        // Dropped (priority restored) when the replay ends, however it ends.
+        let mut pacer = (self.pace != Pace::Top).then(Pacer::new);
         let result = 'rounds: loop {
             if tally.sent >= total {
                 break Ok(());
@@ -784,12 +845,8 @@ impl Replay<'_> {
                     (Some(first), Some(due)) => Some(first.checked_add(due).unwrap_or(first)),
                     _ => None,
                 };
-                let mut realtime = None;
-                if let Some(at) = due {
-                    if at.saturating_duration_since(Instant::now()) > SPIN {
-                        realtime = Realtime::enter();
-                    }
-                    if let Err(e) = wait_until(at, &self.interrupts) {
+                if let (Some(at), Some(pacer)) = (due, pacer.as_mut()) {
+                    if let Err(e) = pacer.wait_until(at, &self.interrupts) {
                         break 'rounds Err(e.into());
                     }
                 }
@@ -803,9 +860,7 @@ impl Replay<'_> {
                     lateness
                         .add(due.map_or(Duration::ZERO, |at| now.saturating_duration_since(at)));
                 }
-                let sent = self.send(&frame, tally);
-                drop(realtime);
-                if let Err(e) = sent {
+                if let Err(e) = self.send(&frame, tally) {
                     break 'rounds Err(e);
                 }
                 // When it went, as for the first: the span is that of the

@@ -2,7 +2,10 @@
 //! pair by myinit's `inject` and by `tcpreplay`: once at top speed
 //! (packets/s, counted by the receiving interface), once at the recorded
 //! pace (the receiver's own timestamps from `tcpdump` against the recorded
-//! ones: drift over the whole span, worst and p99 per-packet lateness).
+//! ones: drift over the whole span, p50, p99 and worst per-packet lateness;
+//! beside them what each sender says of itself). The paced results suffer
+//! most from a loaded machine, so the table notes the load average and the
+//! CPU time the host took from this VM (steal) during them.
 
 use std::path::Path;
 use std::process::Command;
@@ -122,14 +125,26 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
         vec![Sender::Tcpreplay]
     };
     let mut paced: Vec<Vec<Pace>> = vec![Vec::new(); paced_senders.len()];
+    let load_before = load_average();
+    let steal_before = cpu_times()?;
     for round in 0..bench.rounds as usize {
         for k in 0..paced_senders.len() {
             let i = (k + round) % paced_senders.len();
             let p = recorded_pace(bench, &pair, &scratch, &file, paced_senders[i])
                 .with_context(|| format!("recorded pace, {}", paced_senders[i].label(true)))?;
+            eprintln!(
+                "bench inject: round {} {} at the recorded pace: drift {:.6} %, lateness p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+                round + 1,
+                paced_senders[i].label(true),
+                p.drift_pct,
+                p.p50_us,
+                p.p99_us,
+                p.worst_us
+            );
             paced[i].push(p);
         }
     }
+    let (busy, steal) = cpu_times()?.since(steal_before);
     let span = GAP.as_secs_f64() * (count - 1) as f64;
     let mut pace = Table::new(
         format!(
@@ -140,45 +155,89 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
         ),
         &[
             "sender",
+            "recorded span s",
             "received span s",
+            "sender's own span s",
             "drift %",
-            "worst lateness µs",
+            "p50 lateness µs",
             "p99 lateness µs",
+            "max lateness µs",
+            "sender's own worst lateness µs",
             "captured",
             "capture dropped",
             "receiver rx_packets",
         ],
     );
-    let mut drifts = Vec::new();
+    // (|drift| %, p99 µs) per sender.
+    let mut figures = Vec::new();
     for (sender, v) in paced_senders.iter().zip(&paced) {
         let m = |f: &dyn Fn(&Pace) -> f64| median(&v.iter().map(f).collect::<Vec<_>>());
-        let drift = m(&|p| p.drift_pct);
-        drifts.push(drift);
+        // The median of the absolute drifts: signs may differ between rounds.
+        let drift = m(&|p| p.drift_pct.abs());
+        let p99 = m(&|p| p.p99_us);
+        figures.push((drift, p99));
         pace.row(vec![
             Cell::text(sender.label(true)),
+            Cell::num(m(&|p| p.recorded_s), 6),
             Cell::num(m(&|p| p.span_s), 6),
-            Cell::num(drift, 4),
+            Cell::num(m(&|p| p.own_span_s), 6),
+            Cell::num(m(&|p| p.drift_pct), 6),
+            Cell::num(m(&|p| p.p50_us), 1),
+            Cell::num(p99, 1),
             Cell::num(m(&|p| p.worst_us), 1),
-            Cell::num(m(&|p| p.p99_us), 1),
+            Cell::num(m(&|p| p.own_worst_us), 1),
             Cell::num(m(&|p| p.received as f64), 0),
             Cell::num(m(&|p| p.capture_dropped as f64), 0),
             Cell::num(m(&|p| p.rx_packets as f64), 0),
         ]);
     }
     if has_timing {
-        pace.ratios.push((
-            "|drift|, myinit inject vs tcpreplay".into(),
-            drifts[1].abs() / drifts[0].abs(),
-            Some(0.1),
-        ));
+        let ((ours_drift, ours_p99), (their_drift, their_p99)) = (figures[1], figures[0]);
+        // The figures go into the text too: the ratios are shown with two
+        // decimals, and these are often far below 0.01.
+        let ratios = [
+            (
+                format!("|drift|, myinit inject vs tcpreplay ({ours_drift:.6} % vs {their_drift:.4} %)"),
+                ours_drift / their_drift,
+                0.1,
+            ),
+            (
+                format!("p99 lateness, myinit inject vs tcpreplay ({ours_p99:.1} µs vs {their_p99:.1} µs)"),
+                ours_p99.max(0.0) / their_p99,
+                0.1,
+            ),
+            (
+                format!("|drift|, myinit inject vs the issue's 0.01 % ({ours_drift:.6} %)"),
+                ours_drift / 0.01,
+                1.0,
+            ),
+            (
+                format!("p99 lateness, myinit inject vs the issue's 100 µs ({ours_p99:.1} µs)"),
+                ours_p99.max(0.0) / 100.0,
+                1.0,
+            ),
+        ];
+        for (what, ratio, target) in ratios {
+            if ratio.is_finite() {
+                pace.ratios.push((what, ratio, Some(target)));
+            } else {
+                pace.notes
+                    .push(format!("{what}: no ratio (a zero or missing figure)"));
+            }
+        }
     } else {
         pace.notes.push(
             "myinit inject: skipped, it has no timing yet (no --topspeed in `help inject`); tcpreplay alone, as the reference".into(),
         );
     }
     pace.notes.push(
-        "times are the receiver's kernel timestamps (tcpdump, ns) against the recorded ones; lateness = how much later than its recorded offset from the first packet a packet arrived".into(),
+        "times are the receiver's kernel timestamps (tcpdump, ns) against the recorded ones; lateness = how much later than its recorded offset from the first packet a packet arrived (negative: earlier); drift = (received span - recorded span) / recorded span; the sender's own figures are from its summary (tcpreplay's `Actual: … sent in`, inject's span and worst lateness)".into(),
     );
+    pace.notes.push(format!(
+        "machine during the paced runs: load average {load_before} before, {} after; the host took {:.1} % of this VM's CPU time (steal, /proc/stat) out of {busy:.0} CPU s",
+        load_average(),
+        steal
+    ));
     Ok(vec![speed, pace])
 }
 
@@ -272,10 +331,15 @@ fn top_speed(
 /// What the receiver saw of one paced replay.
 #[derive(Default, Clone, Copy)]
 struct Pace {
+    recorded_s: f64,
     span_s: f64,
     drift_pct: f64,
+    p50_us: f64,
     worst_us: f64,
     p99_us: f64,
+    /// The sender's own figures, from what it printed (NaN: not given).
+    own_span_s: f64,
+    own_worst_us: f64,
     received: u64,
     capture_dropped: u64,
     /// The receiving interface's own count, to tell a sender's loss from the capture's.
@@ -316,9 +380,9 @@ fn recorded_pace(
     let mut tcpdump = Watched::spawn(cmd)?;
     tcpdump.wait_for("listening on", Duration::from_secs(30))?;
     let rx_before = pair.rx_counter("rx_packets")?;
-    match sender {
+    let (own_span_s, own_worst_us) = match sender {
         Sender::Tcpreplay => {
-            sh(
+            let out = sh(
                 "ip",
                 &[
                     "netns",
@@ -331,17 +395,35 @@ fn recorded_pace(
                     arg(file)?,
                 ],
             )?;
+            // "Actual: 10000 packets (640000 bytes) sent in 1.000123 seconds"
+            let span = out
+                .lines()
+                .find_map(|l| number_before_f64(l.split_once(" sent in ")?.1, " seconds"));
+            (span.unwrap_or(f64::NAN), f64::NAN)
         }
         Sender::Myinit => {
             let mut shell = MyinitShell::start(bench, Some(&pair.ns_tx))?;
-            shell.run(
+            let out = shell.run(
                 &format!("inject {} {}", arg(file)?, pair.tx),
                 Duration::from_secs(600),
             )?;
             shell.exit()?;
+            // "inject: N packets from F to IF, 0 failed, 0.999900 s, 10000.0
+            // packets/s, worst lateness 41 µs, p99 12 µs"
+            let summary = out
+                .iter()
+                .rfind(|l| l.starts_with("inject: ") && l.contains(" failed"))
+                .with_context(|| format!("no inject summary in {}", out.join(" / ")))?;
+            let after_failed = summary.split_once(" failed").map_or("", |(_, r)| r);
+            (
+                number_before_f64(after_failed, " s,").unwrap_or(f64::NAN),
+                number_before_f64(summary, " µs, p99")
+                    .or_else(|| number_before_f64(summary, " µs"))
+                    .unwrap_or(f64::NAN),
+            )
         }
         Sender::Trafgen => unreachable!("trafgen has no recorded pace"),
-    }
+    };
     std::thread::sleep(Duration::from_millis(1200));
     let rx_packets = pair.rx_counter("rx_packets")? - rx_before;
     tcpdump.interrupt();
@@ -363,7 +445,67 @@ fn recorded_pace(
     let mut pace = lateness(&arrivals).context("tcpdump received nothing")?;
     pace.capture_dropped = capture_dropped;
     pace.rx_packets = rx_packets;
+    pace.own_span_s = own_span_s;
+    pace.own_worst_us = own_worst_us;
     Ok(pace)
+}
+
+/// The decimal number just before `label` in `text`: ("0.5 s, …", " s,") → 0.5.
+fn number_before_f64(text: &str, label: &str) -> Option<f64> {
+    let at = text.find(label)?;
+    text[..at]
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .rfind(|w| !w.is_empty())?
+        .parse()
+        .ok()
+}
+
+/// The 1-minute load average, as /proc/loadavg has it.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The machine's CPU time from /proc/stat's `cpu` line, in ticks: all of it
+/// and the part the host took (steal).
+#[derive(Clone, Copy)]
+struct CpuTimes {
+    total: u64,
+    steal: u64,
+}
+
+fn cpu_times() -> anyhow::Result<CpuTimes> {
+    let text = std::fs::read_to_string("/proc/stat").context("/proc/stat")?;
+    let fields: Vec<u64> = text
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("cpu "))
+        .context("/proc/stat: no cpu line")?
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal guest guest_nice:
+    // guest time is already in user.
+    Ok(CpuTimes {
+        total: fields.iter().take(8).sum(),
+        steal: fields.get(7).copied().unwrap_or(0),
+    })
+}
+
+impl CpuTimes {
+    /// CPU seconds elapsed since `before`, and the % of them stolen.
+    fn since(self, before: CpuTimes) -> (f64, f64) {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let total = self.total.saturating_sub(before.total);
+        let steal = self.steal.saturating_sub(before.steal);
+        (
+            total as f64 / hz,
+            steal as f64 * 100.0 / total.max(1) as f64,
+        )
+    }
 }
 
 /// From (packet number, arrival time) pairs: the span from the first to the
@@ -379,12 +521,14 @@ fn lateness(arrivals: &[(u32, f64)]) -> Option<Pace> {
         .map(|&(seq, t)| ((t - first_t) - (seq.saturating_sub(first_seq)) as f64 * gap) * 1e6)
         .collect();
     late.sort_by(f64::total_cmp);
-    let p99 = late[((late.len() - 1) as f64 * 0.99) as usize];
+    let at = |q: f64| late[((late.len() - 1) as f64 * q) as usize];
     Some(Pace {
+        recorded_s: recorded,
+        p50_us: at(0.5),
+        p99_us: at(0.99),
         span_s: last_t - first_t,
         drift_pct: (last_t - first_t - recorded) / recorded * 100.0,
         worst_us: late[late.len() - 1],
-        p99_us: p99,
         received: arrivals.len() as u64,
         ..Pace::default()
     })
@@ -409,5 +553,18 @@ mod tests {
         let want = 10e-6 / (3.0 * gap) * 100.0;
         assert!((p.drift_pct - want).abs() < 1e-6, "{}", p.drift_pct);
         assert_eq!(p.received, 4);
+        assert!((p.recorded_s - 3.0 * gap).abs() < 1e-9);
+        assert!((p.p50_us - 0.0).abs() < 0.01, "{}", p.p50_us);
+    }
+
+    #[test]
+    fn the_senders_own_figures_are_read_from_their_summaries() {
+        let inject = "inject: 10 packets from f to i, 0 failed, 0.000900 s, 10000.0 packets/s, worst lateness 41 µs, p99 12 µs";
+        let after = inject.split_once(" failed").unwrap().1;
+        assert_eq!(number_before_f64(after, " s,"), Some(0.0009));
+        assert_eq!(number_before_f64(inject, " µs, p99"), Some(41.0));
+        let tcpreplay = "Actual: 10000 packets (640000 bytes) sent in 1.000123 seconds";
+        let rest = tcpreplay.split_once(" sent in ").unwrap().1;
+        assert_eq!(number_before_f64(rest, " seconds"), Some(1.000123));
     }
 }
