@@ -121,7 +121,7 @@ enum Sub {
         stack: bool,
         /// distinct stacks the stack map holds (default 4096, about 1 KiB
         /// of kernel memory each); more are counted as lost stacks
-        #[arg(long, value_name = "N", requires = "stack")]
+        #[arg(long, value_name = "N")]
         stack_entries: Option<u32>,
         /// keep the first N bytes (1 to 2048) of each dropped packet, for
         /// save FILE.pcapng (eBPF only, not with --summary)
@@ -215,6 +215,11 @@ fn droptrace(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
             if snaplen != 0 && summary {
                 return Err(usage(
                     "--snaplen keeps packets with each drop; --summary keeps no drop",
+                ));
+            }
+            if stack_entries.is_some() && !stack {
+                return Err(usage(
+                    "--stack-entries N sizes the stack map of --stack: give --stack too",
                 ));
             }
             if stack_entries == Some(0) {
