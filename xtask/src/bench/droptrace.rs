@@ -67,6 +67,13 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
     if has_summary {
         contenders.push(Contender::Myinit("--backend ebpf --summary"));
     }
+    // What the options cost when on (off, the verifier prunes their code).
+    if help.contains("--stack") {
+        contenders.push(Contender::Myinit("--backend ebpf --stack"));
+    }
+    if help.contains("--snaplen") {
+        contenders.push(Contender::Myinit("--backend ebpf --snaplen 64"));
+    }
     contenders.push(Contender::Myinit("--backend ftrace"));
 
     let pair = VethPair::new()?;
