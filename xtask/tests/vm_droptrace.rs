@@ -460,8 +460,7 @@ fn check_stacks_and_packets(share: &TempDir, name: &str, frames: &[Vec<u8>]) {
     let decoded = jsonl
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|e| e["dev"] == "tap1" && e["reason"] == "OTHERHOST")
-        .next()
+        .find(|e| e["dev"] == "tap1" && e["reason"] == "OTHERHOST")
         .unwrap_or_else(|| panic!("{name}: no OTHERHOST drop in {jsonl}"));
     let layers = decoded["packet"]["layers"].as_array().expect("layers");
     assert_eq!(layers[0]["layertype"], "ether", "{name}: {decoded}");
