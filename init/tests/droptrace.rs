@@ -1509,4 +1509,18 @@ fn stack_and_snaplen_refuse_what_they_cannot_do_in_one_line() {
     has("this run kept no packet bytes (droptrace start --snaplen N)");
     assert!(!file.exists(), "no file is written");
     assert!(r.stdout.contains("still here"));
+    // Without BTF there are no sk_buff offsets: no packet bytes, said so;
+    // stacks need none.
+    let r = myinit_env(
+        "droptrace start --snaplen 64; droptrace start --stack; droptrace stop",
+        &[("MYINIT_BTF", "/nonexistent/vmlinux")],
+    );
+    assert!(
+        r.stderr.contains(
+            "droptrace: --snaplen: eBPF backend: packet bytes need sk_buff's mac_header, tail and data offsets, which this kernel's BTF does not give"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("0 stacks lost"), "{}", r.stdout);
 }

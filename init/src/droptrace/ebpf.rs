@@ -138,7 +138,7 @@ impl DropTracer {
         };
         let stack = u32::from(options.stack_entries.is_some());
         if options.snaplen != 0 && offsets.and_then(|o| o.packet).is_none() {
-            bail!("--snaplen needs sk_buff's mac_header, tail and data offsets, which this kernel's BTF does not give");
+            bail!("packet bytes need sk_buff's mac_header, tail and data offsets, which this kernel's BTF does not give");
         }
         let tp_offsets = match hook {
             DropHook::Tracepoint => {

@@ -104,11 +104,10 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
         Backend::Ebpf => Some(
             super::ebpf::attach(opts.hook, trace).map_err(|e| anyhow!("eBPF backend: {e:#}"))?,
         ),
-        Backend::Auto if ebpf_only.is_some() => {
-            Some(super::ebpf::attach(opts.hook, trace).map_err(|e| {
-                anyhow!("{} needs the eBPF backend: {e:#}", ebpf_only.unwrap_or(""))
-            })?)
-        }
+        Backend::Auto if ebpf_only.is_some() => Some(
+            super::ebpf::attach(opts.hook, trace)
+                .map_err(|e| anyhow!("{}: eBPF backend: {e:#}", ebpf_only.unwrap_or("")))?,
+        ),
         Backend::Auto => match super::ebpf::attach(opts.hook, trace) {
             Ok(t) => Some(t),
             Err(e) => {
@@ -272,6 +271,10 @@ fn launch<S: DropSource>(
         s.set_filter(opts.filter.clone());
         s.summary_mode = opts.summary;
         s.stack_on = opts.stack_entries.is_some();
+        if !s.stack_on {
+            // A former run's stack map: its kernel memory goes now.
+            s.stacks = None;
+        }
         s.set_snaplen(opts.snaplen as usize);
         s.backend = backend_name.to_string();
         s.started_ns = started_ns;
