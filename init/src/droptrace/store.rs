@@ -94,6 +94,10 @@ pub struct DropStore {
     /// eBPF drops by reason number and location address.
     by_reason_code: HashMap<u32, u64>,
     by_location_addr: HashMap<u64, u64>,
+    /// The run of drops with the same (reason, location) not yet added to
+    /// the two maps: a flood repeats one pair, so most drops cost a compare
+    /// instead of two hash-map updates.
+    pending: Option<(u32, u64, u64)>,
     /// ftrace drops by name (its text has names already).
     by_reason_name: HashMap<String, u64>,
     by_location_name: HashMap<String, u64>,
@@ -129,6 +133,7 @@ impl DropStore {
             limit: None,
             by_reason_code: HashMap::new(),
             by_location_addr: HashMap::new(),
+            pending: None,
             by_reason_name: HashMap::new(),
             by_location_name: HashMap::new(),
             summary_mode: false,
@@ -151,6 +156,7 @@ impl DropStore {
         self.lost = 0;
         self.by_reason_code.clear();
         self.by_location_addr.clear();
+        self.pending = None;
         self.by_reason_name.clear();
         self.by_location_name.clear();
         self.kernel_counts.clear();
@@ -262,8 +268,15 @@ impl DropStore {
                 continue;
             }
             self.matched += 1;
-            *self.by_reason_code.entry(e.reason).or_default() += 1;
-            *self.by_location_addr.entry(e.location).or_default() += 1;
+            match &mut self.pending {
+                Some((reason, location, n)) if *reason == e.reason && *location == e.location => {
+                    *n += 1
+                }
+                _ => {
+                    self.flush_pending();
+                    self.pending = Some((e.reason, e.location, 1));
+                }
+            }
             if self.stack_on {
                 let id = if e.flags & DROP_HAS_STACK != 0 {
                     e.stack_id
@@ -356,9 +369,18 @@ impl DropStore {
             .collect()
     }
 
+    /// Adds the pending run of one (reason, location) to the maps.
+    fn flush_pending(&mut self) {
+        if let Some((reason, location, n)) = self.pending.take() {
+            *self.by_reason_code.entry(reason).or_default() += n;
+            *self.by_location_addr.entry(location).or_default() += n;
+        }
+    }
+
     /// The run's counts by reason name and by location, over every
     /// matched drop (kept or evicted).
     pub fn counts(&mut self) -> (HashMap<String, u64>, HashMap<String, u64>) {
+        self.flush_pending();
         let mut reasons = self.by_reason_name.clone();
         let mut locations = self.by_location_name.clone();
         if let Some(d) = self.decoder.as_mut() {
@@ -447,5 +469,42 @@ impl Drops {
     /// Adds decoded drops; true once the run's COUNT is reached.
     pub fn ingest(&self, records: impl IntoIterator<Item = DropRecord>) -> bool {
         self.lock().ingest_text(records, &self.watchers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_by_reason_and_location_include_the_pending_run() {
+        let drops = Drops::default();
+        drops.lock().decoder = Some(Decoder::without_names());
+        let event = |reason, location| DropEvent {
+            reason,
+            location,
+            ..Default::default()
+        };
+        // Runs of one pair, a change, and back: every drop counted once.
+        let events = [
+            event(2, 0x10),
+            event(2, 0x10),
+            event(3, 0x20),
+            event(2, 0x10),
+            event(2, 0x30),
+            event(2, 0x30),
+        ];
+        drops.ingest_raw(&events, &[]);
+        let (reasons, locations) = drops.lock().counts();
+        assert_eq!(reasons.get("reason 2"), Some(&5));
+        assert_eq!(reasons.get("reason 3"), Some(&1));
+        assert_eq!(locations.get("0x10"), Some(&3));
+        assert_eq!(locations.get("0x20"), Some(&1));
+        assert_eq!(locations.get("0x30"), Some(&2));
+        // Asked twice: nothing counted twice.
+        let (again, _) = drops.lock().counts();
+        assert_eq!(again, reasons);
+        drops.lock().clear();
+        assert!(drops.lock().counts().0.is_empty());
     }
 }
