@@ -577,7 +577,8 @@ fn without_btf_the_classic_tracepoint_still_names_reasons() {
     let link = Link::new("dtc", 6);
     let out = temp_file("dtc");
     let script = [
-        "droptrace start --backend ebpf".to_string(),
+        // Other tests and benches drop packets meanwhile: keep enough.
+        "droptrace start --backend ebpf --keep 200000".to_string(),
         link.udp("dtclassic", 3),
         "droptrace stop".into(),
         format!("droptrace save {}", out.display()),
