@@ -98,6 +98,8 @@ pub struct DropStore {
     /// the two maps: a flood repeats one pair, so most drops cost a compare
     /// instead of two hash-map updates.
     pending: Option<(u32, u64, u64)>,
+    /// Indices of a batch's matched drops (reused: no allocation per batch).
+    batch: Vec<usize>,
     /// ftrace drops by name (its text has names already).
     by_reason_name: HashMap<String, u64>,
     by_location_name: HashMap<String, u64>,
@@ -134,6 +136,7 @@ impl DropStore {
             by_reason_code: HashMap::new(),
             by_location_addr: HashMap::new(),
             pending: None,
+            batch: Vec::new(),
             by_reason_name: HashMap::new(),
             by_location_name: HashMap::new(),
             summary_mode: false,
@@ -259,6 +262,10 @@ impl DropStore {
         watchers: &broadcast::Sender<Arc<Kept>>,
     ) -> bool {
         let snaplen = self.packets.snaplen;
+        // Counted first; then only the drops that stay are copied into the
+        // queue: in a flood most of a batch would be evicted by its own end.
+        let mut matched = std::mem::take(&mut self.batch);
+        matched.clear();
         for (i, e) in events.iter().enumerate() {
             if self.limit_reached() {
                 break;
@@ -285,6 +292,15 @@ impl DropStore {
                 };
                 *self.by_stack.entry(id).or_default() += 1;
             }
+            matched.push(i);
+        }
+        // Someone watching sees every drop; else only the last `keep` stay.
+        let evicted_anyway = if watchers.receiver_count() > 0 {
+            0
+        } else {
+            matched.len().saturating_sub(self.keep)
+        };
+        for &i in &matched[evicted_anyway..] {
             let slot = if snaplen != 0 {
                 let data = packets
                     .get(i * snaplen..(i + 1) * snaplen)
@@ -293,8 +309,9 @@ impl DropStore {
             } else {
                 0
             };
-            self.push(Kept::Raw(*e, slot), watchers);
+            self.push(Kept::Raw(events[i], slot), watchers);
         }
+        self.batch = matched;
         self.limit_reached()
     }
 
@@ -506,5 +523,41 @@ mod tests {
         assert_eq!(again, reasons);
         drops.lock().clear();
         assert!(drops.lock().counts().0.is_empty());
+    }
+
+    #[test]
+    fn a_batch_larger_than_keep_leaves_its_last_drops_kept() {
+        let drops = Drops::default();
+        drops.lock().keep = 3;
+        drops.lock().set_snaplen(4);
+        let events: Vec<DropEvent> = (0..10)
+            .map(|i| DropEvent {
+                reason: i,
+                caplen: 4,
+                flags: DROP_HAS_PACKET,
+                link_len: 0,
+                pkt_len: 4,
+                ..Default::default()
+            })
+            .collect();
+        // Packet i's bytes are [i; 4].
+        let packets: Vec<u8> = (0..10u8).flat_map(|i| [i; 4]).collect();
+        drops.ingest_raw(&events[..6], &packets[..24]);
+        drops.ingest_raw(&events[6..], &packets[24..]);
+        let s = drops.lock();
+        assert_eq!((s.captured, s.matched), (10, 10));
+        let kept: Vec<(u32, Vec<u8>)> = s
+            .events
+            .iter()
+            .map(|k| match k {
+                Kept::Raw(e, _) => (e.reason, s.packet(k).unwrap().data.to_vec()),
+                Kept::Text(_) => unreachable!(),
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            [(7, vec![7; 4]), (8, vec![8; 4]), (9, vec![9; 4])],
+            "the last three, each with its own bytes"
+        );
     }
 }
