@@ -11,6 +11,19 @@ pub const DROP_HAS_L4: u16 = 1 << 2;
 pub const DROP_HAS_SKB_OFFSETS: u16 = 1 << 3;
 /// `DropEvent::flags`: `netns` (the device's network namespace) was read.
 pub const DROP_HAS_NETNS: u16 = 1 << 4;
+/// `DropEvent::flags`: `stack_id` names a kernel stack in the `DROP_STACKS` map.
+pub const DROP_HAS_STACK: u16 = 1 << 5;
+/// `DropEvent::flags`: `caplen` packet bytes follow the event in its record.
+pub const DROP_HAS_PACKET: u16 = 1 << 6;
+
+/// `stack_id` of a drop whose stack was not taken (no `--stack`) or could
+/// not be stored (the stack map full: counted in `DROP_STACK_LOST`).
+pub const STACK_NONE: u32 = u32::MAX;
+
+/// The most packet bytes an event carries (`--snaplen`): a whole frame of a
+/// 1500-byte MTU with room for VLAN tags; longer packets are cut (their
+/// `pkt_len` says how long they were).
+pub const MAX_SNAPLEN: u32 = 2048;
 
 /// `MODE` global: one event per drop into the ring buffer.
 pub const MODE_EVENTS: u32 = 0;
@@ -48,7 +61,8 @@ pub struct DropEvent {
     /// Source and destination port; for ICMP the type and code.
     pub sport: u16,
     pub dport: u16,
-    pub _pad: u16,
+    /// Packet bytes after the event (see `DROP_HAS_PACKET`), at most `--snaplen`.
+    pub caplen: u16,
     /// Addresses in network order; IPv4 uses the first 4 bytes.
     pub saddr: [u8; 16],
     pub daddr: [u8; 16],
@@ -58,11 +72,20 @@ pub struct DropEvent {
     /// Inode of the device's network namespace (`skb->dev->nd_net.net->ns.inum`,
     /// as `lsns` and `ip netns identify` show it; see `DROP_HAS_NETNS`).
     pub netns: u32,
-    pub _pad2: u32,
+    /// Id in the `DROP_STACKS` map (see `DROP_HAS_STACK`), else `STACK_NONE`.
+    pub stack_id: u32,
+    /// Length of the packet from where its bytes start (the MAC header, or
+    /// the network header when `link_len` is 0) to its end.
+    pub pkt_len: u32,
+    /// Bytes from the MAC header to the network header (0: the bytes start
+    /// at the network header; 14: an Ethernet header).
+    pub link_len: u16,
+    pub _pad: u16,
 }
 
 /// Key of the summary mode's per-CPU count map: one counter per distinct
-/// (reason, location, device, protocol). Fields that could not be read are 0.
+/// (reason, location, device, protocol[, stack]). Fields that could not be
+/// read are 0.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct DropSummaryKey {
@@ -73,6 +96,9 @@ pub struct DropSummaryKey {
     /// `skb->protocol` in host order (an EtherType).
     pub protocol: u16,
     pub _pad: u16,
+    /// The kernel stack (`--stack`), `STACK_NONE` without one.
+    pub stack_id: u32,
+    pub _pad2: u32,
 }
 
 // The eBPF program zeroes a reserved event 8 bytes at a time.

@@ -8,7 +8,10 @@
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::bpf_probe_read_kernel,
-    maps::{ring_buf::RingBufEntry, PerCpuArray, RingBuf},
+    maps::{
+        ring_buf::{RingBufBytes, RingBufEntry},
+        PerCpuArray, RingBuf,
+    },
 };
 
 /// An offset userspace could not find in the running kernel's BTF or
@@ -84,6 +87,17 @@ pub fn reserve_header_zeroed<T: 'static>(
 /// reader also polls on a short timer for what stays below the mark.
 #[inline(always)]
 pub fn submit_batched<T>(entry: RingBufEntry<T>, ring: &RingBuf, wakeup_bytes: u64) {
+    let flags = if ring.query(BPF_RB_AVAIL_DATA as u64) >= wakeup_bytes {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(flags as u64);
+}
+
+/// `submit_batched` for a record reserved by size (`reserve_bytes`).
+#[inline(always)]
+pub fn submit_bytes_batched(entry: RingBufBytes<'_>, ring: &RingBuf, wakeup_bytes: u64) {
     let flags = if ring.query(BPF_RB_AVAIL_DATA as u64) >= wakeup_bytes {
         BPF_RB_FORCE_WAKEUP
     } else {

@@ -577,7 +577,8 @@ fn without_btf_the_classic_tracepoint_still_names_reasons() {
     let link = Link::new("dtc", 6);
     let out = temp_file("dtc");
     let script = [
-        "droptrace start --backend ebpf".to_string(),
+        // Other tests and benches drop packets meanwhile: keep enough.
+        "droptrace start --backend ebpf --keep 200000".to_string(),
         link.udp("dtclassic", 3),
         "droptrace stop".into(),
         format!("droptrace save {}", out.display()),
@@ -1184,4 +1185,343 @@ fn a_long_location_keeps_the_columns_aligned() {
         );
         assert_eq!(row.as_bytes()[column - 1], b' ', "{header}\n{row}");
     }
+}
+
+/// The frame the sender's `frame` mode builds: Ethernet, IPv4 (a correct
+/// header checksum), UDP 4000 > 5000 without a checksum, payload `drop`.
+fn sent_frame(dst_mac: &str, src_mac: &str, src: &str, dst: &str) -> Vec<u8> {
+    let mac = |text: &str| -> Vec<u8> {
+        text.split(':')
+            .map(|x| u8::from_str_radix(x, 16).unwrap())
+            .collect()
+    };
+    let ip4 = |text: &str| -> [u8; 4] { text.parse::<std::net::Ipv4Addr>().unwrap().octets() };
+    let mut ip = vec![0x45, 0, 0, 32, 0, 1, 0, 0, 64, 17, 0, 0];
+    ip.extend(ip4(src));
+    ip.extend(ip4(dst));
+    let mut sum: u32 = ip
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+    let mut frame = mac(dst_mac);
+    frame.extend(mac(src_mac));
+    frame.extend([0x08, 0x00]);
+    frame.extend(ip);
+    frame.extend([0x0f, 0xa0, 0x13, 0x88, 0, 12, 0, 0]);
+    frame.extend(b"drop");
+    frame
+}
+
+/// The frame lines of `show --stack` under the first row of `comm`.
+fn frames_under<'a>(stdout: &'a str, comm: &str) -> Vec<&'a str> {
+    stdout
+        .lines()
+        .skip_while(|l| comm_of(l) != Some(comm))
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .map(str::trim)
+        .collect()
+}
+
+fn is_netif_receive_frame(frame: &str) -> bool {
+    frame.starts_with("__netif_receive_skb") || frame.starts_with("netif_receive_skb")
+}
+
+#[test]
+fn the_stack_of_an_otherhost_drop_runs_from_netif_receive_skb_to_ip_rcv_core() {
+    let link = Link::new("dtk", 12);
+    let filter = format!("--dev {} --netns {}", link.b_dev, link.b.name);
+    let script = [
+        format!("droptrace start --stack {filter}"),
+        link.frames("dtkstack", "02:00:00:00:00:97", 3, false, "0.002"),
+        link.udp("dtkudp", 2),
+        "droptrace stop".into(),
+        "droptrace show --stack".into(),
+        "droptrace summary --stack".into(),
+        // Summary mode counts by stack in the kernel.
+        format!("droptrace start --summary --stack --netns {}", link.b.name),
+        link.frames("dtksum", "02:00:00:00:00:97", 4, false, "0.002"),
+        "droptrace stop".into(),
+        "droptrace summary --stack".into(),
+    ]
+    .join("; ");
+    let r = myinit_env(&script, &[]);
+    r.assert_ok();
+    assert!(r.stdout.contains("0 stacks lost"), "{}", r.stdout);
+    let frames = frames_under(&r.stdout, "dtkstack");
+    // Innermost first: the freeing function, the drop site, then the receive path.
+    let core = frames
+        .iter()
+        .position(|f| f.starts_with("ip_rcv_core+0x"))
+        .unwrap_or_else(|| panic!("no ip_rcv_core frame: {frames:#?}\n{}", r.stdout));
+    let netif = frames
+        .iter()
+        .position(|f| is_netif_receive_frame(f))
+        .unwrap_or_else(|| panic!("no __netif_receive_skb frame: {frames:#?}"));
+    assert!(core < netif, "{frames:#?}");
+    assert!(
+        !frames.iter().any(|f| f.starts_with("bpf_prog_")),
+        "the tracer's own frames are not shown: {frames:#?}"
+    );
+    // The UDP drops have a stack of their own, through the UDP receive path.
+    let udp = frames_under(&r.stdout, "dtkudp");
+    assert!(
+        udp.iter().any(|f| f.starts_with("__udp4_lib_rcv")),
+        "{udp:#?}"
+    );
+    // summary --stack: 3 drops on stacks through ip_rcv_core, 2 through
+    // the UDP receive path (the same path may have more than one stack).
+    let on_stacks = |text: &str, function: &str| -> u64 {
+        stack_blocks(text)
+            .iter()
+            .filter(|(_, frames)| frames.iter().any(|f| f.starts_with(function)))
+            .map(|(n, _)| n)
+            .sum()
+    };
+    let (events_part, kernel) = r
+        .stdout
+        .split_once("droptrace: summary mode:")
+        .unwrap_or_else(|| panic!("no summary-mode start: {}", r.stdout));
+    assert_eq!(on_stacks(events_part, "ip_rcv_core+"), 3, "{events_part}");
+    assert_eq!(
+        on_stacks(events_part, "__udp4_lib_rcv+"),
+        2,
+        "{events_part}"
+    );
+    // Summary mode: the kernel's counts by stack, the frames under them.
+    assert_eq!(on_stacks(kernel, "ip_rcv_core+"), 4, "{kernel}");
+    assert!(
+        stack_blocks(kernel)
+            .iter()
+            .any(|(_, frames)| frames.iter().any(|f| is_netif_receive_frame(f))),
+        "{kernel}"
+    );
+}
+
+/// `summary --stack`'s blocks: `N  stack ID` and the frames under it.
+fn stack_blocks(text: &str) -> Vec<(u64, Vec<&str>)> {
+    let mut blocks: Vec<(u64, Vec<&str>)> = Vec::new();
+    for line in text.lines() {
+        if let Some((n, _)) = line.trim().split_once("  stack ") {
+            if let Ok(n) = n.trim().parse() {
+                blocks.push((n, Vec::new()));
+                continue;
+            }
+        }
+        match blocks.last_mut() {
+            Some((_, frames)) if line.starts_with("            ") => frames.push(line.trim()),
+            _ => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn a_full_stack_map_is_counted_as_lost_stacks_and_said() {
+    let link = Link::new("dtj", 13);
+    let script = [
+        // One bucket: the first stack takes it, every other stack is lost.
+        format!(
+            "droptrace start --stack --stack-entries 1 --dev {} --netns {}",
+            link.b_dev, link.b.name
+        ),
+        link.frames("dtjother", "02:00:00:00:00:96", 3, false, "0.002"),
+        link.udp("dtjudp", 3),
+        "droptrace stop".into(),
+        "droptrace show --stack".into(),
+        "droptrace summary --stack".into(),
+    ]
+    .join("; ");
+    let r = myinit_env(&script, &[]);
+    r.assert_ok();
+    let report = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("droptrace: stopped"))
+        .unwrap();
+    let lost: u64 = report
+        .split(", ")
+        .find_map(|p| p.strip_suffix(" stacks lost"))
+        .unwrap_or_else(|| panic!("{report}"))
+        .parse()
+        .unwrap();
+    // At least one of the two stacks did not fit (others' drops may add more).
+    assert!(lost >= 3, "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("(stack lost: the stack map could not take it)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.lines().any(|l| l
+            .trim_start()
+            .ends_with("stack lost (the stack map could not take it)")),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn snaplen_packets_saved_as_pcapng_show_in_tshark_with_why_each_was_dropped() {
+    let link = Link::new("dtn", 14);
+    let dir = std::env::temp_dir().join(unique("dtn"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (pcapng, jsonl_file) = (dir.join("drops.pcapng"), dir.join("drops.jsonl"));
+    let foreign = "02:00:00:00:00:95";
+    let script = [
+        format!(
+            "droptrace start --snaplen 128 --dev {} --netns {}",
+            link.b_dev, link.b.name
+        ),
+        link.frames("dtnother", foreign, 2, false, "0.002"),
+        link.frames("dtncsum", &link.b_mac, 2, true, "0.002"),
+        "droptrace stop".into(),
+        format!("droptrace save {}", pcapng.display()),
+        format!("droptrace save {}", jsonl_file.display()),
+    ]
+    .join("; ");
+    let r = myinit_env(&script, &[]);
+    r.assert_ok();
+    // Other drops on the device (IPv6 neighbour discovery, MLD) are saved too.
+    assert!(r.stdout.contains("droptrace: saved "), "{}", r.stdout);
+    let tshark = std::process::Command::new("tshark")
+        .args(["-r", pcapng.to_str().unwrap(), "-T", "json", "-x"])
+        .output()
+        .expect("tshark (apt-get install tshark)");
+    assert!(
+        tshark.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tshark.stderr)
+    );
+    let packets: Value = serde_json::from_slice(&tshark.stdout).unwrap();
+    let fields = std::process::Command::new("tshark")
+        .args([
+            "-r",
+            pcapng.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+            "-e",
+            "frame.comment",
+            "-e",
+            "frame.interface_name",
+        ])
+        .output()
+        .unwrap();
+    let fields = String::from_utf8_lossy(&fields.stdout).into_owned();
+    let packets = packets.as_array().unwrap();
+    // This test's packets, by the task in their comment.
+    let (lines, packets): (Vec<&str>, Vec<&Value>) = fields
+        .lines()
+        .zip(packets)
+        .filter(|(l, _)| l.contains(" task=dtn"))
+        .unzip();
+    assert_eq!(lines.len(), 4, "{fields}");
+    let inode = netns_inode(&link.b);
+    for (i, line) in lines.iter().enumerate() {
+        let (reason, dst_mac, comm) = if i < 2 {
+            ("OTHERHOST", foreign, "dtnother")
+        } else {
+            ("IP_CSUM", link.b_mac.as_str(), "dtncsum")
+        };
+        let (comment, ifname) = line.split_once('|').unwrap();
+        assert_eq!(ifname, link.b_dev, "{line}");
+        assert!(
+            comment.starts_with(&format!("reason={reason} location=ip_rcv_core+0x")),
+            "{line}"
+        );
+        assert!(
+            comment.contains(&format!(" dev={} netns={inode} task={comm}[", link.b_dev)),
+            "{line}"
+        );
+        let raw = packets[i]["_source"]["layers"]["frame_raw"][0]
+            .as_str()
+            .unwrap();
+        let mut want = sent_frame(dst_mac, &link.a_mac, &link.a_ip, &link.b_ip);
+        if reason == "IP_CSUM" {
+            // The sender spoils the checksum this way.
+            want[24] ^= 0x55;
+            want[25] ^= 0x55;
+        }
+        let want: String = want.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(raw, want, "packet {i}: the bytes that were sent");
+    }
+    // JSONL: today's fields, plus the packet decoded (capture dialect layers).
+    let events = jsonl(&jsonl_file);
+    let _ = std::fs::remove_dir_all(&dir);
+    let mine = with(&events, "comm", "dtnother");
+    assert_eq!(mine.len(), 2);
+    let p = &mine[0]["packet"];
+    assert_eq!(p["dport"], 5000, "{p}");
+    let layers = p["layers"].as_array().unwrap();
+    let types: Vec<&str> = layers
+        .iter()
+        .map(|l| l["layertype"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["ether", "Ip", "Udp", "raw"], "{p}");
+    assert_eq!(layers[0]["dst"], foreign.to_ascii_uppercase());
+    assert_eq!(layers[1]["src"], link.a_ip.as_str());
+    assert_eq!(layers[2]["dport"], 5000);
+    assert_eq!(
+        (p["caplen"].as_u64(), p["wire_len"].as_u64()),
+        (Some(46), Some(46))
+    );
+}
+
+#[test]
+fn stack_and_snaplen_refuse_what_they_cannot_do_in_one_line() {
+    let file = std::env::temp_dir().join(format!("{}.pcapng", unique("dtq")));
+    let r = myinit_env(
+        &format!(
+            "droptrace start --snaplen 0; droptrace start --snaplen 4096; \
+             droptrace start --summary --snaplen 64; droptrace start --backend ftrace --stack; \
+             droptrace start --stack-entries 5; \
+             droptrace start; droptrace stop; droptrace show --stack; droptrace summary --stack; \
+             droptrace save {}; echo still here",
+            file.display()
+        ),
+        &[],
+    );
+    let errors: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.contains("droptrace: "))
+        .collect();
+    let has = |text: &str| {
+        assert!(
+            errors.iter().any(|l| l.contains(text)),
+            "{text}: {}",
+            r.stderr
+        )
+    };
+    has("--snaplen 0: 1 to 2048 bytes of each packet");
+    has("--snaplen 4096: 1 to 2048 bytes of each packet");
+    has("--snaplen keeps packets with each drop; --summary keeps no drop");
+    has("--stack needs the eBPF backend");
+    has("--stack-entries N sizes the stack map of --stack: give --stack too");
+    has("show --stack: this run took no stacks (droptrace start --stack)");
+    has("summary --stack: this run took no stacks (droptrace start --stack)");
+    has("this run kept no packet bytes (droptrace start --snaplen N)");
+    assert!(!file.exists(), "no file is written");
+    assert!(r.stdout.contains("still here"));
+    // Without BTF there are no sk_buff offsets: no packet bytes, said so;
+    // stacks need none.
+    let r = myinit_env(
+        "droptrace start --snaplen 64; droptrace start --stack; droptrace stop",
+        &[("MYINIT_BTF", "/nonexistent/vmlinux")],
+    );
+    assert!(
+        r.stderr.contains(
+            "droptrace: --snaplen: eBPF backend: packet bytes need sk_buff's mac_header, tail and data offsets, which this kernel's BTF does not give"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("0 stacks lost"), "{}", r.stdout);
 }

@@ -82,9 +82,13 @@ fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
     w.into_writer()
 }
 
+/// Both eBPF hooks also take kernel stacks and packet bytes.
 const BACKENDS: [(&str, &str); 3] = [
-    ("btf", "--backend ebpf --hook tp-btf"),
-    ("tp", "--backend ebpf --hook tracepoint"),
+    ("btf", "--backend ebpf --hook tp-btf --stack --snaplen 256"),
+    (
+        "tp",
+        "--backend ebpf --hook tracepoint --stack --snaplen 256",
+    ),
     ("ftrace", "--backend ftrace"),
 ];
 
@@ -203,10 +207,17 @@ fn droptrace_on_debian_6_1_names_reasons_locations_and_packets_with_every_backen
             "droptrace start {args} > /mnt/host/start-{name}.txt\n\
              run /mnt/host/workload.run > /mnt/host/workload-{name}.txt\n\
              set -e\n\
-             droptrace stop\n\
+             droptrace stop > /mnt/host/stop-{name}.txt\n\
              droptrace show > /mnt/host/show-{name}.txt\n\
              droptrace save /mnt/host/{name}.jsonl\n"
         ));
+        if name != "ftrace" {
+            script.push_str(&format!(
+                "droptrace show --stack > /mnt/host/show-stack-{name}.txt\n\
+                 droptrace summary --stack > /mnt/host/summary-stack-{name}.txt\n\
+                 droptrace save /mnt/host/{name}.pcapng > /mnt/host/save-{name}.txt\n"
+            ));
+        }
     }
     script.push_str(
         "cat /sys/kernel/tracing/events/skb/kfree_skb/format > /mnt/host/format.txt\n\
@@ -354,10 +365,104 @@ fn droptrace_on_debian_6_1_names_reasons_locations_and_packets_with_every_backen
         }
         per_backend.push((name, ours(&drops)));
     }
+    // --stack and --snaplen on 6.1, with both hooks.
+    for name in ["btf", "tp"] {
+        check_stacks_and_packets(&share, name, &frames);
+    }
     // All three saw the same drops at the same locations.
     let (first, expected) = &per_backend[0];
     assert_eq!(expected.values().sum::<usize>(), 6, "{expected:?}");
     for (name, counts) in &per_backend[1..] {
         assert_eq!(counts, expected, "{name} differs from {first}");
     }
+}
+
+/// The frame lines under the first `show --stack` row whose LOCATION is in
+/// `function` and whose DEV is `dev`.
+fn frames_under<'a>(show: &'a str, function: &str, dev: &str) -> Vec<&'a str> {
+    show.lines()
+        .skip_while(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            !(words.len() > 6 && words[4].starts_with(function) && words[6] == dev)
+        })
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
+        .map(str::trim)
+        .collect()
+}
+
+/// Kernel stacks and packet bytes on 6.1: the OTHERHOST drop's stack runs
+/// from the receive path to ip_rcv_core; the pcapng, read by the host's
+/// tshark, holds the two injected frames byte for byte, each with its
+/// reason in its comment; the JSONL has them decoded.
+fn check_stacks_and_packets(share: &TempDir, name: &str, frames: &[Vec<u8>]) {
+    let stop = share.read(&format!("stop-{name}.txt"));
+    assert!(stop.contains(" 0 stacks lost"), "{name}: {stop}");
+    let start = share.read(&format!("start-{name}.txt"));
+    assert!(
+        start.contains("kernel stacks into a map of") && start.contains("first 256 bytes"),
+        "{name}: {start}"
+    );
+    let show = share.read(&format!("show-stack-{name}.txt"));
+    let stack = frames_under(&show, "ip_rcv_core", "tap1");
+    assert!(
+        stack.iter().any(|f| f.starts_with("ip_rcv_core+0x"))
+            && stack.iter().any(|f| f.starts_with("__netif_receive_skb")
+                || f.starts_with("netif_receive_skb")),
+        "{name}: {stack:#?}\n{show}"
+    );
+    let summary = share.read(&format!("summary-stack-{name}.txt"));
+    assert!(summary.contains("  STACK\n"), "{name}: {summary}");
+    assert!(
+        share
+            .read(&format!("save-{name}.txt"))
+            .starts_with("droptrace: saved "),
+        "{name}"
+    );
+    let pcapng = share.0.join(format!("{name}.pcapng"));
+    let tshark = |args: &[&str]| -> String {
+        let out = std::process::Command::new("tshark")
+            .arg("-r")
+            .arg(&pcapng)
+            .args(args)
+            .output()
+            .expect("tshark on the host (apt-get install tshark)");
+        assert!(
+            out.status.success(),
+            "{name}: tshark: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let comments = tshark(&["-T", "fields", "-e", "frame.comment"]);
+    let json: serde_json::Value = serde_json::from_str(&tshark(&["-T", "json", "-x"])).unwrap();
+    let packets = json.as_array().unwrap();
+    let comments: Vec<&str> = comments.lines().collect();
+    assert_eq!(comments.len(), packets.len(), "{name}");
+    for (reason, frame) in [("OTHERHOST", &frames[0]), ("IP_CSUM", &frames[1])] {
+        let found: Vec<usize> = comments
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| {
+                c.starts_with(&format!("reason={reason} location=ip_rcv_core+0x"))
+                    && c.contains(" dev=tap1 ")
+            })
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(found.len(), 1, "{name}: {reason}: {comments:#?}");
+        let raw = packets[found[0]]["_source"]["layers"]["frame_raw"][0]
+            .as_str()
+            .unwrap();
+        let want: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(raw, want, "{name}: {reason}: the bytes injected");
+    }
+    let jsonl = std::fs::read_to_string(share.0.join(format!("{name}.jsonl"))).unwrap();
+    let decoded = jsonl
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["dev"] == "tap1" && e["reason"] == "OTHERHOST")
+        .unwrap_or_else(|| panic!("{name}: no OTHERHOST drop in {jsonl}"));
+    let layers = decoded["packet"]["layers"].as_array().expect("layers");
+    assert_eq!(layers[0]["layertype"], "ether", "{name}: {decoded}");
+    assert_eq!(layers[2]["dport"], 5000, "{name}: {decoded}");
 }

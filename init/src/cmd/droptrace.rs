@@ -9,8 +9,9 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use super::{parse_args, seconds_option, usage, CommandSpec};
 use crate::droptrace::event::{DropFilter, DropRecord};
 use crate::droptrace::job::{self, Backend, Hook, StartOptions};
-use crate::droptrace::store::DEFAULT_KEEP;
+use crate::droptrace::store::{DropStore, Kept, DEFAULT_KEEP};
 use crate::shell::Ctx;
+use myinit_common::droptrace::{DROP_HAS_STACK, MAX_SNAPLEN, STACK_NONE};
 
 /// Memory one kept drop takes, rounded up from the 445 bytes measured with
 /// 1.79 million drops (record, strings, `Arc` and queue slot).
@@ -27,7 +28,14 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
            BTF (the ftrace backend shows `?`). --dev matches in droptrace's own network\n\
            namespace unless --netns names another (or any).\n\
            --summary counts in the kernel (per-CPU map by reason, location, device and\n\
-           protocol): exact at any rate, no drop kept; `summary` reads the counts.",
+           protocol): exact at any rate, no drop kept; `summary` reads the counts.\n\
+           --stack takes each drop's kernel stack (a stack map; frames named from\n\
+           /proc/kallsyms when shown: show --stack, summary --stack); stacks the map\n\
+           cannot hold are counted as lost. --snaplen N keeps the first N bytes (at\n\
+           most 2048) of each dropped packet from its MAC header (or its network header\n\
+           when it has none; the linear part of the sk_buff only): save FILE.pcapng\n\
+           writes them with reason, location, device, namespace and task in each\n\
+           packet's comment; save FILE.jsonl adds them decoded (packet.layers).",
     run: droptrace,
     cli: Some(Cli::command),
 }];
@@ -36,11 +44,11 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
 #[command(
     name = "droptrace",
     disable_help_subcommand = true,
-    override_usage = "droptrace start [COUNT] [--backend auto|ebpf|ftrace] [--hook auto|tp-btf|tracepoint] [--keep N] [--summary] [FILTER...]\n\
+    override_usage = "droptrace start [COUNT] [--backend auto|ebpf|ftrace] [--hook auto|tp-btf|tracepoint] [--keep N] [--summary] [--stack [--stack-entries N]] [--snaplen N] [FILTER...]\n\
                       droptrace stop\n\
-                      droptrace show [N] [--last N] [--abs] [FILTER...]\n\
+                      droptrace show [N] [--last N] [--abs] [--stack] [FILTER...]\n\
                       droptrace clear\n\
-                      droptrace summary [FILTER...]\n\
+                      droptrace summary [--stack] [FILTER...]\n\
                       droptrace watch [COUNT] [--seconds S] [--backend auto|ebpf|ftrace] [FILTER...]\n\
                       droptrace save FILE [FILTER...]"
 )]
@@ -107,6 +115,18 @@ enum Sub {
         /// protocol: no event per drop, exact at any rate (eBPF only)
         #[arg(long)]
         summary: bool,
+        /// take each drop's kernel stack (eBPF only; with --summary the
+        /// counts are also by stack)
+        #[arg(long)]
+        stack: bool,
+        /// distinct stacks the stack map holds (default 4096, about 1 KiB
+        /// of kernel memory each); more are counted as lost stacks
+        #[arg(long, value_name = "N")]
+        stack_entries: Option<u32>,
+        /// keep the first N bytes (1 to 2048) of each dropped packet, for
+        /// save FILE.pcapng (eBPF only, not with --summary)
+        #[arg(long, value_name = "N")]
+        snaplen: Option<u32>,
         #[command(flatten)]
         filter: FilterArgs,
     },
@@ -123,6 +143,9 @@ enum Sub {
         /// TIME as the wall-clock time (UTC) instead of seconds since start
         #[arg(long)]
         abs: bool,
+        /// the kernel stack under each drop (a run started with --stack)
+        #[arg(long)]
+        stack: bool,
         #[command(flatten)]
         filter: FilterArgs,
     },
@@ -131,6 +154,10 @@ enum Sub {
     /// counts by reason and by location, most frequent first (with
     /// --summary: also by reason, location, device and protocol together)
     Summary {
+        /// also the counts by kernel stack, with its frames (a run started
+        /// with --stack)
+        #[arg(long)]
+        stack: bool,
         #[command(flatten)]
         filter: FilterArgs,
     },
@@ -149,7 +176,8 @@ enum Sub {
         #[command(flatten)]
         filter: FilterArgs,
     },
-    /// write the kept drops to FILE as JSONL, one drop per line
+    /// write the kept drops to FILE: pcapng when it ends in .pcapng (the
+    /// packets of a run started with --snaplen), else JSONL, one drop per line
     Save {
         /// where to write
         file: String,
@@ -167,12 +195,37 @@ fn droptrace(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
             hook,
             keep,
             summary,
+            stack,
+            stack_entries,
+            snaplen,
             filter,
         } => {
             if keep == 0 {
                 return Err(usage("--keep must be at least 1"));
             }
-            crate::util::check_memory_cap("--keep", keep as u64, DROP_BYTES)?;
+            let snaplen = match snaplen {
+                None => 0,
+                Some(n) if (1..=MAX_SNAPLEN).contains(&n) => n,
+                Some(n) => {
+                    return Err(usage(format!(
+                        "--snaplen {n}: 1 to {MAX_SNAPLEN} bytes of each packet"
+                    )))
+                }
+            };
+            if snaplen != 0 && summary {
+                return Err(usage(
+                    "--snaplen keeps packets with each drop; --summary keeps no drop",
+                ));
+            }
+            if stack_entries.is_some() && !stack {
+                return Err(usage(
+                    "--stack-entries N sizes the stack map of --stack: give --stack too",
+                ));
+            }
+            if stack_entries == Some(0) {
+                return Err(usage("--stack-entries must be at least 1"));
+            }
+            crate::util::check_memory_cap("--keep", keep as u64, DROP_BYTES + u64::from(snaplen))?;
             if hook != Hook::Auto && backend == Backend::Ftrace {
                 return Err(usage("--hook is for the eBPF backend"));
             }
@@ -183,6 +236,8 @@ fn droptrace(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
                 keep,
                 filter: filter.filter()?,
                 summary,
+                stack_entries: stack.then(|| stack_entries.unwrap_or(job::DEFAULT_STACK_ENTRIES)),
+                snaplen,
             };
             for line in job::start(&ctx.state(), opts)? {
                 writeln!(ctx.out, "{line}")?;
@@ -202,13 +257,14 @@ fn droptrace(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
             count,
             last,
             abs,
+            stack,
             filter,
-        } => show(ctx, count.or(last), abs, &filter.filter()?),
+        } => show(ctx, count.or(last), abs, stack, &filter.filter()?),
         Sub::Clear => {
             ctx.state().drops.lock().clear();
             Ok(0)
         }
-        Sub::Summary { filter } => summary(ctx, &filter.filter()?),
+        Sub::Summary { stack, filter } => summary(ctx, stack, &filter.filter()?),
         Sub::Watch {
             count,
             seconds,
@@ -217,15 +273,6 @@ fn droptrace(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         } => watch(ctx, count, seconds, backend, filter.filter()?),
         Sub::Save { file, filter } => save(ctx, &file, &filter.filter()?),
     }
-}
-
-/// The kept drops that pass a view filter, decoded, and the footer.
-fn selected(ctx: &Ctx<'_>, filter: &DropFilter) -> (Vec<DropRecord>, String) {
-    let drops = ctx.state().drops.clone();
-    let mut s = drops.lock();
-    let events = s.decoded(filter);
-    let footer = s.footer(events.len());
-    (events, footer)
 }
 
 /// The widest LOCATION a `watch` row gives room to; longer ones are cut
@@ -341,46 +388,103 @@ fn time_text(time_ns: u64, started_ns: u64, abs: bool) -> String {
     format!("+{}.{:06}", rel / 1_000_000_000, rel % 1_000_000_000 / 1000)
 }
 
+/// A kept drop's stack frames as `show --stack` prints them, one per
+/// line, indented under its row.
+fn stack_lines(s: &mut DropStore, index: usize) -> String {
+    let stack_id = match s.events.get(index) {
+        Some(Kept::Raw(e, _)) if e.flags & DROP_HAS_STACK != 0 => e.stack_id,
+        Some(Kept::Raw(..)) => STACK_NONE,
+        _ => return "    (no stack: the ftrace backend has none)\n".into(),
+    };
+    frames_text(s, stack_id, "    ")
+}
+
+/// The frames of stack `stack_id`, symbolized, each on its own line.
+fn frames_text(s: &mut DropStore, stack_id: u32, indent: &str) -> String {
+    if stack_id == STACK_NONE {
+        return format!("{indent}(stack lost: the stack map could not take it)\n");
+    }
+    let Some(frames) = s.stack_frames(stack_id) else {
+        return format!("{indent}(stack {stack_id} no longer in the stack map)\n");
+    };
+    let mut text = String::new();
+    let mut in_tracer = true;
+    for ip in frames {
+        let name = match s.decoder.as_mut() {
+            Some(d) => d.location(ip),
+            None => format!("{ip:#x}"),
+        };
+        // The innermost frames are the tracer's own (our program and the
+        // tracepoint's glue), the same for every drop: not shown.
+        in_tracer = in_tracer && is_tracing_frame(&name);
+        if !in_tracer {
+            text.push_str(&format!("{indent}{name}\n"));
+        }
+    }
+    text
+}
+
+/// Frames of the tracing machinery between the drop and our program.
+fn is_tracing_frame(name: &str) -> bool {
+    [
+        "bpf_prog_",
+        "bpf_trace_run",
+        "__bpf_trace_",
+        "trace_call_bpf",
+        "perf_trace_",
+        "perf_tp_event",
+        "__traceiter_",
+    ]
+    .iter()
+    .any(|prefix| name.starts_with(prefix))
+}
+
 fn show(
     ctx: &mut Ctx<'_>,
     last: Option<usize>,
     abs: bool,
+    with_stack: bool,
     filter: &DropFilter,
 ) -> anyhow::Result<i32> {
     let drops = ctx.state().drops.clone();
-    let (summary_mode, started_ns, footer) = {
-        let s = drops.lock();
-        (s.summary_mode, s.started_ns, s.footer(0))
-    };
-    if summary_mode {
+    let mut s = drops.lock();
+    if s.summary_mode {
+        let footer = s.footer(0);
+        drop(s);
         writeln!(
             ctx.out,
             "droptrace: summary mode: only counts were kept, no drops (droptrace summary shows them)\n{footer}"
         )?;
         return Ok(0);
     }
-    let (mut events, footer) = selected(ctx, filter);
+    if with_stack && !s.stack_on {
+        return Err(usage(
+            "show --stack: this run took no stacks (droptrace start --stack)",
+        ));
+    }
+    let started_ns = s.started_ns;
+    let mut events = s.decoded_kept(filter);
     if let Some(n) = last {
         events.drain(..events.len().saturating_sub(n));
     }
     let rows: Vec<(String, &DropRecord)> = events
         .iter()
-        .map(|r| (time_text(r.time_ns, started_ns, abs), r))
+        .map(|(r, _)| (time_text(r.time_ns, started_ns, abs), r))
         .collect();
     let columns = Columns::fit(&rows);
     let mut text = columns.header();
     text.push('\n');
-    for (time, r) in &rows {
+    for ((time, r), (_, index)) in rows.iter().zip(&events) {
         text.push_str(&columns.row(time, r));
         text.push('\n');
+        if with_stack {
+            text.push_str(&stack_lines(&mut s, *index));
+        }
     }
     // The footer counts what is printed.
-    let footer = match footer.split_once(" shown;") {
-        Some((_, rest)) => format!("{} shown;{rest}", rows.len()),
-        None => footer,
-    };
-    text.push_str(&footer);
+    text.push_str(&s.footer(rows.len()));
     text.push('\n');
+    drop(s);
     ctx.out.write_all(text.as_bytes())?;
     Ok(0)
 }
@@ -405,9 +509,58 @@ fn key_dev(ifindex: u32, netns: u32, own: Option<u32>) -> String {
     format!("if{ifindex}")
 }
 
-fn summary(ctx: &mut Ctx<'_>, filter: &DropFilter) -> anyhow::Result<i32> {
+/// Drops per kernel stack id (`STACK_NONE`: stack lost) that pass `filter`:
+/// the kernel's counts in summary mode, else the run's (or with a filter,
+/// the kept drops').
+fn counts_by_stack(s: &mut DropStore, filter: &DropFilter) -> Vec<(u32, u64)> {
+    let mut by_stack = std::collections::HashMap::<u32, u64>::new();
+    if s.summary_mode {
+        for (key, n) in s.kernel_counts.clone() {
+            if s.key_matches(filter, &key) {
+                *by_stack.entry(key.stack_id).or_default() += n;
+            }
+        }
+    } else if filter.is_empty() {
+        by_stack = s.stack_counts().clone();
+    } else {
+        for (_, index) in s.decoded_kept(filter) {
+            if let Some(Kept::Raw(e, _)) = s.events.get(index) {
+                let id = if e.flags & DROP_HAS_STACK != 0 {
+                    e.stack_id
+                } else {
+                    STACK_NONE
+                };
+                *by_stack.entry(id).or_default() += 1;
+            }
+        }
+    }
+    let mut v: Vec<(u32, u64)> = by_stack.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
+}
+
+fn summary(ctx: &mut Ctx<'_>, with_stack: bool, filter: &DropFilter) -> anyhow::Result<i32> {
     let drops = ctx.state().drops.clone();
     let mut s = drops.lock();
+    if with_stack && !s.stack_on {
+        return Err(usage(
+            "summary --stack: this run took no stacks (droptrace start --stack)",
+        ));
+    }
+    let mut stacks = String::new();
+    if with_stack {
+        stacks.push_str(&format!("{:>8}  STACK\n", "COUNT"));
+        for (id, n) in counts_by_stack(&mut s, filter) {
+            if id == STACK_NONE {
+                stacks.push_str(&format!(
+                    "{n:>8}  stack lost (the stack map could not take it)\n"
+                ));
+                continue;
+            }
+            stacks.push_str(&format!("{n:>8}  stack {id}\n"));
+            stacks.push_str(&frames_text(&mut s, id, "            "));
+        }
+    }
     let mut detail = String::new();
     let (by_reason, by_location, footer) = if s.summary_mode {
         let mut reasons = std::collections::HashMap::new();
@@ -477,6 +630,7 @@ fn summary(ctx: &mut Ctx<'_>, filter: &DropFilter) -> anyhow::Result<i32> {
         text.push_str(&format!("{n:>8}  {location}\n"));
     }
     text.push_str(&detail);
+    text.push_str(&stacks);
     text.push_str(&footer);
     text.push('\n');
     ctx.out.write_all(text.as_bytes())?;
@@ -484,14 +638,103 @@ fn summary(ctx: &mut Ctx<'_>, filter: &DropFilter) -> anyhow::Result<i32> {
 }
 
 fn save(ctx: &mut Ctx<'_>, file: &str, filter: &DropFilter) -> anyhow::Result<i32> {
-    let (events, _) = selected(ctx, filter);
+    if file.ends_with(".pcapng") {
+        return save_pcapng(ctx, file, filter);
+    }
+    let drops = ctx.state().drops.clone();
+    let mut s = drops.lock();
     let mut text = String::new();
-    for r in &events {
-        text.push_str(&serde_json::to_string(r)?);
+    let events = s.decoded_kept(filter);
+    for (mut r, index) in events.iter().cloned() {
+        // With --snaplen: the packet's bytes, decoded with the packet model.
+        if let Some(p) = s.events.get(index).and_then(|k| s.packet(k)) {
+            let packet = r.packet.get_or_insert_with(Default::default);
+            packet.layers = Some(crate::packet::layers::decode(p.linktype, p.data).layers);
+            packet.linktype = Some(p.linktype);
+            packet.caplen = Some(p.data.len() as u32);
+            packet.wire_len = Some(p.original_len);
+        }
+        text.push_str(&serde_json::to_string(&r)?);
         text.push('\n');
     }
+    drop(s);
     std::fs::write(file, text).with_context(|| format!("{file}: cannot write"))?;
     writeln!(ctx.out, "droptrace: saved {} drops to {file}", events.len())?;
+    Ok(0)
+}
+
+/// `save FILE.pcapng`: the kept packets, one interface per (namespace,
+/// device, link type), each packet's comment saying why it was dropped.
+fn save_pcapng(ctx: &mut Ctx<'_>, file: &str, filter: &DropFilter) -> anyhow::Result<i32> {
+    use crate::packet::pcap_writer::PcapNgWriter;
+    let drops = ctx.state().drops.clone();
+    let mut s = drops.lock();
+    if s.snaplen() == 0 {
+        return Err(usage(format!(
+            "save {file}: this run kept no packet bytes (droptrace start --snaplen N), so there is nothing to write as pcapng; save FILE.jsonl writes the drops"
+        )));
+    }
+    let events = s.decoded_kept(filter);
+    // The kernel's monotonic clock to the epoch, for the packets' times.
+    let now_real = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    let to_real = |mono: u64| now_real.saturating_sub(job::monotonic_ns().saturating_sub(mono));
+    let out = std::fs::File::create(file).with_context(|| format!("{file}: cannot write"))?;
+    let mut w = PcapNgWriter::new(std::io::BufWriter::new(out))
+        .with_context(|| format!("{file}: cannot write"))?;
+    let mut interfaces = std::collections::HashMap::new();
+    let (mut written, mut without) = (0usize, 0usize);
+    for (r, index) in &events {
+        let Some(p) = s.events.get(*index).and_then(|k| s.packet(k)) else {
+            without += 1;
+            continue;
+        };
+        let key = (r.netns, r.ifindex, p.linktype);
+        let interface = match interfaces.get(&key) {
+            Some(id) => *id,
+            None => {
+                let id = w
+                    .describe_interface(r.dev.as_deref(), p.linktype)
+                    .with_context(|| format!("{file}: cannot write"))?;
+                interfaces.insert(key, id);
+                id
+            }
+        };
+        let comment = format!(
+            "reason={} location={} dev={} netns={} task={}[{}] cpu={}",
+            r.reason,
+            r.location,
+            r.dev.as_deref().unwrap_or("?"),
+            r.netns.map_or("?".into(), |n| n.to_string()),
+            r.comm,
+            r.pid,
+            r.cpu
+        );
+        w.write(
+            interface,
+            to_real(r.time_ns),
+            p.original_len,
+            p.data,
+            None,
+            Some(&comment),
+        )
+        .with_context(|| format!("{file}: cannot write"))?;
+        written += 1;
+    }
+    drop(s);
+    w.finish()
+        .with_context(|| format!("{file}: cannot write"))?;
+    let note = if without > 0 {
+        format!(" ({without} drops without packet bytes left out)")
+    } else {
+        String::new()
+    };
+    writeln!(
+        ctx.out,
+        "droptrace: saved {written} packets to {file}{note}"
+    )?;
     Ok(0)
 }
 
@@ -518,6 +761,8 @@ fn watch(
             keep: state.drops.lock().keep,
             filter: filter.clone(),
             summary: false,
+            stack_entries: None,
+            snaplen: 0,
         };
         for line in job::start(&state, opts)? {
             writeln!(ctx.out, "{line}")?;

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
-use aya::maps::{MapData, PerCpuHashMap};
+use std::sync::Arc;
+
+use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, StackTraceMap};
 use aya::programs::{BtfTracePoint, TracePoint};
 use myinit_common::droptrace::{DropEvent, DropSummaryKey, MODE_EVENTS, MODE_SUMMARY};
 
@@ -52,6 +54,9 @@ impl DropHook {
 pub struct SkbOffsets {
     pub head: u32,
     pub network_header: u32,
+    /// `mac_header`, `tail` and `data`: where `--snaplen` bytes start and
+    /// end, when the BTF has them.
+    pub packet: Option<(u32, u32, u32)>,
     pub dev: u32,
     pub len: u32,
     pub protocol: u32,
@@ -70,6 +75,10 @@ impl SkbOffsets {
         Some(SkbOffsets {
             head: skb("head")?,
             network_header: skb("network_header")?,
+            packet: skb("mac_header")
+                .zip(skb("tail"))
+                .zip(skb("data"))
+                .map(|((mac, tail), data)| (mac, tail, data)),
             dev: skb("dev")?,
             len: skb("len")?,
             protocol: skb("protocol")?,
@@ -84,12 +93,31 @@ impl SkbOffsets {
     }
 }
 
+/// What a run asks of the programs besides the hook.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TraceOptions {
+    /// Count in the kernel only (`--summary`).
+    pub summary: bool,
+    /// Take each drop's kernel stack into a map of this many entries (`--stack`).
+    pub stack_entries: Option<u32>,
+    /// Packet bytes per event (`--snaplen`), 0 for none.
+    pub snaplen: u32,
+}
+
+/// The kernel stacks of a run, by id (the program's `DROP_STACKS` map,
+/// kept open after the run so `show --stack` can still read it).
+pub type Stacks = Arc<StackTraceMap<MapData>>;
+
 /// The loaded and attached drop tracer.
 pub struct DropTracer {
     object: Object,
     pub events: RingReader,
     /// Summary mode's per-CPU counts (empty in event mode).
     summary: PerCpuHashMap<MapData, DropSummaryKey, u64>,
+    /// With `--stack`: the stack map, and the per-CPU count of stacks it
+    /// could not take.
+    pub stacks: Option<Stacks>,
+    stack_lost: PerCpuArray<MapData, u64>,
     pub hook: DropHook,
 }
 
@@ -101,8 +129,17 @@ impl DropTracer {
         btf: Option<&aya::Btf>,
         tracefs: Option<&Path>,
         offsets: Option<SkbOffsets>,
-        mode: &'static u32,
+        options: TraceOptions,
     ) -> anyhow::Result<Self> {
+        let mode = if options.summary {
+            MODE_SUMMARY
+        } else {
+            MODE_EVENTS
+        };
+        let stack = u32::from(options.stack_entries.is_some());
+        if options.snaplen != 0 && offsets.and_then(|o| o.packet).is_none() {
+            bail!("packet bytes need sk_buff's mac_header, tail and data offsets, which this kernel's BTF does not give");
+        }
         let tp_offsets = match hook {
             DropHook::Tracepoint => {
                 let tracefs =
@@ -127,8 +164,9 @@ impl DropTracer {
             }
             DropHook::BtfTracepoint => [u32::MAX; 4],
         };
-        let skb = offsets.map_or([u32::MAX; 9], |o| {
+        let skb = offsets.map_or([u32::MAX; 12], |o| {
             let (nd_net, inum) = o.netns.unwrap_or((u32::MAX, u32::MAX));
+            let (mac, tail, data) = o.packet.unwrap_or((u32::MAX, u32::MAX, u32::MAX));
             [
                 o.head,
                 o.network_header,
@@ -139,6 +177,9 @@ impl DropTracer {
                 o.name,
                 nd_net,
                 inum,
+                mac,
+                tail,
+                data,
             ]
         });
         let mut object = Object::load(OBJECT, btf, |loader| {
@@ -156,10 +197,17 @@ impl DropTracer {
                 ("NETDEV_OFF_NAME", &skb[6]),
                 ("NETDEV_OFF_ND_NET", &skb[7]),
                 ("NET_OFF_INUM", &skb[8]),
+                ("SKB_OFF_MAC_HEADER", &skb[9]),
+                ("SKB_OFF_TAIL", &skb[10]),
+                ("SKB_OFF_DATA", &skb[11]),
+                ("MODE", &mode),
+                ("STACK", &stack),
+                ("SNAPLEN", &options.snaplen),
             ] {
                 loader.override_global(name, value, true);
             }
-            loader.override_global("MODE", mode, true);
+            // Without --stack the map is never written: one entry, not megabytes.
+            loader.map_max_entries("DROP_STACKS", options.stack_entries.unwrap_or(1));
         })?;
         match hook {
             DropHook::Tracepoint => {
@@ -181,10 +229,14 @@ impl DropTracer {
         object.forward_log();
         let events = RingReader::take(&mut object, "DROP_EVENTS", "DROP_LOST")?;
         let summary = PerCpuHashMap::try_from(object.take_map("DROP_SUMMARY")?)?;
+        let stack_map = StackTraceMap::try_from(object.take_map("DROP_STACKS")?)?;
+        let stack_lost = PerCpuArray::try_from(object.take_map("DROP_STACK_LOST")?)?;
         Ok(DropTracer {
             object,
             events,
             summary,
+            stacks: options.stack_entries.map(|_| Arc::new(stack_map)),
+            stack_lost,
             hook,
         })
     }
@@ -215,6 +267,14 @@ impl DropTracer {
             .collect()
     }
 
+    /// Stacks the program could not store, summed over CPUs.
+    pub fn stacks_lost(&self) -> u64 {
+        self.stack_lost
+            .get(&0, 0)
+            .map(|per_cpu| per_cpu.iter().sum())
+            .unwrap_or(0)
+    }
+
     /// Takes every queued event (for the self-test).
     fn drain_all(&mut self) -> Vec<DropEvent> {
         let mut out = Vec::new();
@@ -232,11 +292,7 @@ impl DropTracer {
 /// can insist on one. BTF is read once for both the kernel facts and aya's
 /// loader. The returned `KernelInfo` carries the reason names to decode
 /// the events.
-pub fn attach(hook: Hook, summary: bool) -> anyhow::Result<(DropTracer, KernelInfo)> {
-    // Statics: the loader borrows globals for as long as it lives.
-    static EVENTS: u32 = MODE_EVENTS;
-    static SUMMARY: u32 = MODE_SUMMARY;
-    let mode = if summary { &SUMMARY } else { &EVENTS };
+pub fn attach(hook: Hook, options: TraceOptions) -> anyhow::Result<(DropTracer, KernelInfo)> {
     let btf = KernelBtf::get();
     let mut kernel = KernelInfo::probe(&btf);
     let aya_btf = btf.as_ref().ok().map(|b| &b.aya);
@@ -246,7 +302,13 @@ pub fn attach(hook: Hook, summary: bool) -> anyhow::Result<(DropTracer, KernelIn
         bail!("--hook tp-btf: {}", kernel.describe());
     }
     if tp_btf_ok && hook != Hook::Tracepoint {
-        match DropTracer::attach(DropHook::BtfTracepoint, aya_btf, None, kernel.offsets, mode) {
+        match DropTracer::attach(
+            DropHook::BtfTracepoint,
+            aya_btf,
+            None,
+            kernel.offsets,
+            options,
+        ) {
             Ok(tracer) => return Ok((tracer, kernel)),
             Err(e) if hook == Hook::TpBtf => return Err(e),
             Err(e) => btf_failure = Some(format!("{e:#}")),
@@ -264,7 +326,7 @@ pub fn attach(hook: Hook, summary: bool) -> anyhow::Result<(DropTracer, KernelIn
         aya_btf,
         Some(&tracefs),
         kernel.offsets,
-        mode,
+        options,
     )?;
     Ok((tracer, kernel))
 }
@@ -274,7 +336,7 @@ pub fn attach(hook: Hook, summary: bool) -> anyhow::Result<(DropTracer, KernelIn
 /// and reports what the program saw. Used by `kconfig bpf` to show that
 /// eBPF really works on this kernel.
 pub async fn self_test() -> anyhow::Result<String> {
-    let (mut tracer, kernel) = attach(Hook::Auto, false)?;
+    let (mut tracer, kernel) = attach(Hook::Auto, TraceOptions::default())?;
     let ours = std::process::id();
     // A closed port on loopback: the kernel frees the skb as a drop.
     if let Ok(netlink) = crate::net::netlink::Netlink::open() {

@@ -129,7 +129,7 @@ impl ReasonNames {
 
 /// What is known of the dropped packet. Fields the backend could not read
 /// are absent, never guessed.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct PacketSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub src: Option<IpAddr>,
@@ -146,6 +146,18 @@ pub struct PacketSummary {
     pub icmp_type: Option<u8>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub icmp_code: Option<u8>,
+    /// With `--snaplen`: the kept bytes decoded with the packet model, as
+    /// the `layers` of a capture JSONL line (`droptrace save FILE.jsonl`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<crate::packet::layers::Layer>>,
+    /// The pcap link type of `layers` (1 Ethernet, 101 raw IP).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub linktype: Option<u32>,
+    /// Bytes kept, and the packet's length from the same start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caplen: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wire_len: Option<u32>,
 }
 
 /// One drop, decoded. Serialized as one JSONL line by `droptrace save`.

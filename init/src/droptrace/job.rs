@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 
-use super::ebpf::DropTracer;
+use super::ebpf::{DropTracer, TraceOptions};
 use super::event::{Decoder, DropFilter};
 use super::ftrace::{self, FtraceSession};
 use super::store::Drops;
@@ -55,7 +55,15 @@ pub struct StartOptions {
     pub filter: DropFilter,
     /// Count in the kernel only (no event per drop).
     pub summary: bool,
+    /// `--stack`: kernel stacks into a map of this many entries.
+    pub stack_entries: Option<u32>,
+    /// `--snaplen`: packet bytes kept per drop (0: none).
+    pub snaplen: u32,
 }
+
+/// Default size of the stack map (`--stack-entries`): distinct stacks it
+/// can hold (~1 KiB of kernel memory each, only with `--stack`).
+pub const DEFAULT_STACK_ENTRIES: u32 = 4096;
 
 /// The droptrace job's identity: there is one drop tracer.
 pub fn job_id() -> JobId {
@@ -75,17 +83,32 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
     let _runtime = state.rt.enter();
     let started_ns = monotonic_ns();
     let mut lines = Vec::new();
+    let trace = TraceOptions {
+        summary: opts.summary,
+        stack_entries: opts.stack_entries,
+        snaplen: opts.snaplen,
+    };
+    // What only the eBPF backend can do: no silent fallback to ftrace.
+    let ebpf_only = [
+        (opts.summary, "--summary"),
+        (opts.stack_entries.is_some(), "--stack"),
+        (opts.snaplen != 0, "--snaplen"),
+    ]
+    .into_iter()
+    .find_map(|(on, name)| on.then_some(name));
+    if let (Some(name), Backend::Ftrace) = (ebpf_only, opts.backend) {
+        bail!("{name} needs the eBPF backend (ftrace text has no such field)");
+    }
     let use_ebpf = match opts.backend {
         Backend::Ftrace => None,
         Backend::Ebpf => Some(
-            super::ebpf::attach(opts.hook, opts.summary)
-                .map_err(|e| anyhow!("eBPF backend: {e:#}"))?,
+            super::ebpf::attach(opts.hook, trace).map_err(|e| anyhow!("eBPF backend: {e:#}"))?,
         ),
-        Backend::Auto if opts.summary => Some(
-            super::ebpf::attach(opts.hook, true)
-                .map_err(|e| anyhow!("--summary needs the eBPF backend: {e:#}"))?,
+        Backend::Auto if ebpf_only.is_some() => Some(
+            super::ebpf::attach(opts.hook, trace)
+                .map_err(|e| anyhow!("{}: eBPF backend: {e:#}", ebpf_only.unwrap_or("")))?,
         ),
-        Backend::Auto => match super::ebpf::attach(opts.hook, false) {
+        Backend::Auto => match super::ebpf::attach(opts.hook, trace) {
             Ok(t) => Some(t),
             Err(e) => {
                 lines.push(format!(
@@ -95,9 +118,6 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
             }
         },
     };
-    if opts.summary && opts.backend == Backend::Ftrace {
-        bail!("--summary counts in the kernel: it needs the eBPF backend");
-    }
     let filter_needs_packet = opts.filter.needs_packet();
     let drops = state.drops.clone();
     match use_ebpf {
@@ -127,11 +147,25 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
                     bail!("--summary counts by EtherType and by device in our own namespace: --proto tcp|udp|… and --dev with another --netns need full events");
                 }
             }
+            if let Some(entries) = opts.stack_entries {
+                lines.push(format!(
+                    "droptrace: kernel stacks into a map of {entries} entries (more distinct stacks are counted as lost)"
+                ));
+            }
+            if opts.snaplen != 0 {
+                lines.push(format!(
+                    "droptrace: keeping the first {} bytes of each dropped packet (droptrace save FILE.pcapng writes them)",
+                    opts.snaplen
+                ));
+            }
+            drops.lock().stacks = tracer.stacks.clone();
             let source = EbpfDrops {
                 name: format!("ebpf {}", tracer.hook.describe()),
                 tracer,
                 drops: drops.clone(),
                 scratch: Vec::with_capacity(BATCH),
+                scratch_packets: Vec::new(),
+                snaplen: opts.snaplen as usize,
                 summary: opts.summary,
                 turns: 0,
             };
@@ -195,6 +229,10 @@ trait DropSource: EventSource + Send + 'static {
     /// The backend as the stop report names it.
     fn name(&self) -> String;
     fn lost(&self) -> u64;
+    /// Stacks the kernel could not store (`--stack`).
+    fn stacks_lost(&self) -> u64 {
+        0
+    }
     fn drops(&self) -> Arc<Drops>;
     /// After the drain loop: take the last of what the kernel kept.
     fn finish(&mut self) {}
@@ -232,6 +270,12 @@ fn launch<S: DropSource>(
         s.decoder = Some(decoder);
         s.set_filter(opts.filter.clone());
         s.summary_mode = opts.summary;
+        s.stack_on = opts.stack_entries.is_some();
+        if !s.stack_on {
+            // A former run's stack map: its kernel memory goes now.
+            s.stacks = None;
+        }
+        s.set_snaplen(opts.snaplen as usize);
         s.backend = backend_name.to_string();
         s.started_ns = started_ns;
         s.running = true;
@@ -248,19 +292,22 @@ fn launch<S: DropSource>(
             let _running = Running(drops.clone());
             let ended = drain_events(&mut source, &cancel, BATCH).await;
             source.finish();
-            let (name, lost) = (source.name(), source.lost());
+            let (name, lost, stacks_lost) = (source.name(), source.lost(), source.stacks_lost());
             // Detached and removed before the report says it stopped.
             drop(source);
             let mut s = drops.lock();
             s.lost = lost;
+            s.stacks_lost = stacks_lost;
             s.running = false;
             let how = match ended {
                 Ended::Stopped => "stopped",
                 Ended::ByItself => "COUNT reached",
             };
             format!(
-                "droptrace: {how} ({name}): {} captured, {} matched, {} lost",
-                s.captured, s.matched, s.lost
+                "droptrace: {how} ({name}): {} captured, {} matched, {}",
+                s.captured,
+                s.matched,
+                s.lost_text()
             )
         })?;
     Ok(())
@@ -284,6 +331,9 @@ struct EbpfDrops {
     drops: Arc<Drops>,
     /// Reused for every batch: no allocation per event.
     scratch: Vec<DropEvent>,
+    /// The batch's packet bytes, `snaplen` per event (`--snaplen`).
+    scratch_packets: Vec<u8>,
+    snaplen: usize,
     summary: bool,
     turns: u32,
 }
@@ -297,6 +347,7 @@ impl EbpfDrops {
         let mut s = self.drops.lock();
         s.set_kernel_counts(counts);
         s.lost = self.tracer.events.lost();
+        s.stacks_lost = self.tracer.stacks_lost();
     }
 }
 
@@ -307,6 +358,10 @@ impl DropSource for EbpfDrops {
 
     fn lost(&self) -> u64 {
         self.tracer.events.lost()
+    }
+
+    fn stacks_lost(&self) -> u64 {
+        self.tracer.stacks_lost()
     }
 
     fn drops(&self) -> Arc<Drops> {
@@ -333,16 +388,29 @@ impl EventSource for EbpfDrops {
             }
             return Drained::default();
         }
-        let scratch = &mut self.scratch;
+        let (scratch, packets, snaplen) =
+            (&mut self.scratch, &mut self.scratch_packets, self.snaplen);
         let taken = self.tracer.events.drain(max, |bytes| {
             if let Some(event) = ring::record::<DropEvent>(bytes) {
                 scratch.push(event);
+                if snaplen != 0 {
+                    // A fixed stride: event i's bytes at i * snaplen.
+                    let data = &bytes[std::mem::size_of::<DropEvent>()..];
+                    let n = data.len().min(snaplen).min(usize::from(event.caplen));
+                    packets.extend_from_slice(&data[..n]);
+                    packets.resize(scratch.len() * snaplen, 0);
+                }
             }
         });
-        let done = self.drops.ingest_raw(scratch);
+        let done = self.drops.ingest_raw(scratch, packets);
         scratch.clear();
+        packets.clear();
         if taken > 0 {
-            self.drops.lock().lost = self.tracer.events.lost();
+            let mut s = self.drops.lock();
+            s.lost = self.tracer.events.lost();
+            if s.stack_on {
+                s.stacks_lost = self.tracer.stacks_lost();
+            }
         }
         Drained { taken, done }
     }

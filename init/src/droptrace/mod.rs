@@ -99,7 +99,7 @@ pub fn format_reasons(tracefs: &Path) -> ReasonNames {
 /// whether each backend can run, found by trying (the eBPF programs are
 /// loaded and attached, then dropped) rather than by version, and why not.
 pub fn capabilities() -> String {
-    capabilities_with(&ebpf::attach(Hook::Auto, false))
+    capabilities_with(&ebpf::attach(Hook::Auto, ebpf::TraceOptions::default()))
 }
 
 /// `capabilities` for a tracer attached already (`kconfig bpf`'s self-test
