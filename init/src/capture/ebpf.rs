@@ -16,6 +16,8 @@ use crate::packet::pcap::Direction;
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/capture"));
 
 const HEADER_LEN: usize = std::mem::size_of::<CaptureHeader>();
+/// Where `CaptureHeader::comm` starts in a record.
+const COMM_AT: usize = std::mem::offset_of!(CaptureHeader, comm);
 
 /// A packet from the ring, borrowed for the callback.
 pub struct TcPacket<'a> {
@@ -140,8 +142,17 @@ impl TcCapture {
                 return;
             };
             let end = (HEADER_LEN + h.cap_len as usize).min(bytes.len());
-            let comm_end = h.comm.iter().position(|&b| b == 0).unwrap_or(h.comm.len());
-            let comm = std::str::from_utf8(&h.comm[..comm_end]).unwrap_or("?");
+            // The command name only where there is one (egress of a local
+            // socket): most packets of a flood have none.
+            let process = (h.flags & CAPTURE_HAS_TASK != 0).then(|| {
+                // Borrowed from the record, not the header's copy.
+                let comm = &bytes[COMM_AT..COMM_AT + h.comm.len()];
+                let comm_end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+                (
+                    h.tgid,
+                    std::str::from_utf8(&comm[..comm_end]).unwrap_or("?"),
+                )
+            });
             f(TcPacket {
                 monotonic_ns: h.timestamp_ns,
                 orig_len: h.orig_len,
@@ -151,7 +162,7 @@ impl TcCapture {
                 } else {
                     Direction::Inbound
                 },
-                process: (h.flags & CAPTURE_HAS_TASK != 0).then_some((h.tgid, comm)),
+                process,
             })
         })
     }
