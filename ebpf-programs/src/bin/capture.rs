@@ -8,7 +8,7 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_PROD_POS, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC},
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_PROD_POS, TC_ACT_UNSPEC},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_skb_load_bytes,
     },
@@ -123,7 +123,11 @@ fn capture_into<const N: usize>(ctx: &TcContext, direction: u8, orig_len: u32, w
 fn capture(ctx: &TcContext, direction: u8) {
     let orig_len = ctx.len();
     let snaplen = SNAPLEN.load();
-    let want = if orig_len > snaplen { snaplen } else { orig_len };
+    let want = if orig_len > snaplen {
+        snaplen
+    } else {
+        orig_len
+    };
     // One branch per size class, each with its constant record size.
     let w = want as usize;
     if w <= SIZE_CLASSES[0] {

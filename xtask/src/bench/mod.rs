@@ -9,6 +9,7 @@
 //! anyhow::Result<Vec<Table>>` and one line in `PARTS`.
 
 mod boot;
+mod capture;
 mod droptrace;
 mod inject;
 
@@ -28,7 +29,7 @@ type PartFn = fn(&Bench) -> anyhow::Result<Vec<Table>>;
 /// Every part, in the order `all` runs them; `None`: not built yet.
 const PARTS: &[(&str, Option<PartFn>)] = &[
     ("droptrace", Some(droptrace::run)),
-    ("capture", None),
+    ("capture", Some(capture::run)),
     ("inject", Some(inject::run)),
     ("fakehost", None),
     ("boot", Some(boot::run)),
