@@ -15,9 +15,11 @@ pub const SNAPLEN_MAX: usize = 1514;
 pub const SIZE_CLASSES: [usize; 6] = [64, 128, 256, 512, 1024, SNAPLEN_MAX];
 
 /// The ring buffer's size in bytes (`CAPTURE_RING`): the kernel memory one
-/// eBPF capture pins. 16 MiB queue ~140,000 64-byte frames or ~10,000
-/// full-size ones while the reader is busy writing.
-pub const RING_BYTES: u32 = 16 << 20;
+/// eBPF capture pins. 32 MiB queue ~280,000 64-byte frames or ~21,000
+/// full-size ones (~150 ms of a 1500-byte flood here) while the reader is
+/// busy writing or not scheduled; 16 MiB lost full-size frames on a loaded
+/// 2-core machine.
+pub const RING_BYTES: u32 = 32 << 20;
 
 /// `CaptureHeader::direction`: the packet arrived on the interface.
 pub const CAPTURE_INGRESS: u8 = 0;
