@@ -28,10 +28,11 @@ use myinit_ebpf::reserve_header_zeroed;
 #[map]
 static CAPTURE_RING: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 
-/// Bytes of records after which the reader is woken (~2,000 small records,
-/// ~160 full-size ones); between two it finds them at its next poll (every
-/// 10 ms). A power of two.
-const WAKEUP_BYTES: u64 = 256 << 10;
+/// Bytes of records after which the reader is woken (~8,700 small records,
+/// ~670 full-size ones; 1/32 of the ring); between two it finds them at its
+/// next poll (every 50 ms). Each wake-up costs the reader a few context
+/// switches, so a flood should bring few. A power of two.
+const WAKEUP_BYTES: u64 = 1 << 20;
 
 /// Packets the ring buffer could not take, per CPU (index 0).
 #[map]
@@ -107,7 +108,7 @@ fn capture_into<const N: usize>(ctx: &TcContext, direction: u8, orig_len: u32, w
     // a level that hovers at the mark while the reader works crosses it
     // on nearly every record, and each wake-up is an irq_work (a self-IPI)
     // on the sending CPU. Another CPU's record may hide a crossing; the
-    // reader's 10 ms poll finds what a missed wake-up would have said.
+    // reader's poll finds what a missed wake-up would have said.
     let produced = CAPTURE_RING.query(BPF_RB_PROD_POS as u64);
     // The ring's own 8-byte header, rounded up to 8 as the kernel does.
     let size = (core::mem::size_of::<CaptureRecord<N>>() as u64 + 8 + 7) & !7;

@@ -16,6 +16,10 @@ use crate::packet::pcap::Direction;
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/capture"));
 
 const HEADER_LEN: usize = std::mem::size_of::<CaptureHeader>();
+/// How long the reader waits for the programs' wake-up before it looks
+/// anyway (each look is a few context switches, ~12 µs each here).
+const POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Where `CaptureHeader::comm` starts in a record.
 const COMM_AT: usize = std::mem::offset_of!(CaptureHeader, comm);
 
@@ -124,7 +128,11 @@ impl TcCapture {
                 }
             }
         }
-        let ring = RingReader::take(&mut object, "CAPTURE_RING", "CAPTURE_LOST")?;
+        let mut ring = RingReader::take(&mut object, "CAPTURE_RING", "CAPTURE_LOST")?;
+        // The programs wake the reader every 1 MiB of records, so a flood
+        // is read in big batches; the poll only bounds how late a trickle
+        // (an interactive ping) reaches the file.
+        ring.set_poll(POLL);
         let removed_orphans = attached.iter().map(|(a, _)| a.removed_orphans).sum();
         Ok(TcCapture {
             attached,
