@@ -51,6 +51,11 @@ const CONTENDERS: [Contender; 4] = [
 #[derive(Default, Clone, Copy)]
 struct Sample {
     flood_s: f64,
+    /// trafgen's own CPU time (user + sys) over the flood: the receive path
+    /// and TC programs run in its softirqs and are charged to it (this
+    /// kernel has no IRQ time accounting), while wall time also counts
+    /// the time other processes on this shared machine took its CPU.
+    sender_cpu_s: f64,
     /// The receiving interface's rx_packets over the flood.
     received: u64,
     cpu_s: Option<f64>,
@@ -109,7 +114,8 @@ fn table(bench: &Bench, size: usize, frames: u64, samples: &[Vec<Sample>]) -> Ta
             "contender",
             "flood s",
             "frames/s",
-            "slowdown",
+            "sender CPU s",
+            "sender slowdown",
             "contender CPU s",
             "CPU µs per captured packet",
             "received",
@@ -123,10 +129,12 @@ fn table(bench: &Bench, size: usize, frames: u64, samples: &[Vec<Sample>]) -> Ta
     let med = |v: &[Sample], f: &dyn Fn(&Sample) -> Option<f64>| {
         median(&v.iter().filter_map(f).collect::<Vec<_>>())
     };
-    let base = med(&samples[0], &|s| Some(s.flood_s));
+    let base = med(&samples[0], &|s| Some(s.sender_cpu_s));
+    let base_flood = med(&samples[0], &|s| Some(s.flood_s));
     let mut costs = Vec::new();
     for (c, v) in CONTENDERS.iter().zip(samples) {
         let flood_s = med(v, &|s| Some(s.flood_s));
+        let sender = med(v, &|s| Some(s.sender_cpu_s));
         let received = med(v, &|s| Some(s.received as f64));
         let cpu = med(v, &|s| s.cpu_s);
         let captured = med(v, &|s| s.captured.map(|x| x as f64));
@@ -137,7 +145,7 @@ fn table(bench: &Bench, size: usize, frames: u64, samples: &[Vec<Sample>]) -> Ta
         // round, then the median.
         let cost = med(v, &|s| {
             let (cpu, captured) = (s.cpu_s?, s.captured?);
-            (captured > 0).then(|| (cpu + (s.flood_s - base)) / captured as f64 * 1e6)
+            (captured > 0).then(|| (cpu + (s.sender_cpu_s - base)) / captured as f64 * 1e6)
         });
         costs.push(cost);
         let yes_no = |all: bool| Cell::text(if all { "yes" } else { "no" });
@@ -159,7 +167,8 @@ fn table(bench: &Bench, size: usize, frames: u64, samples: &[Vec<Sample>]) -> Ta
             Cell::text(c.label()),
             Cell::num(flood_s, 3),
             Cell::num(frames as f64 / flood_s, 0),
-            Cell::text(format!("{:.2}×", flood_s / base)),
+            Cell::num(sender, 3),
+            Cell::text(format!("{:.2}×", sender / base)),
             Cell::num(cpu, 3),
             Cell::num(cost, 3),
             Cell::num(received, 0),
@@ -183,8 +192,8 @@ fn table(bench: &Bench, size: usize, frames: u64, samples: &[Vec<Sample>]) -> Ta
         }
     }
     table.notes.push(format!(
-        "generator alone: {:.0} frames/s; CPU per captured packet = (contender's user+sys from /proc/PID/stat + flood time − the generator's alone) ÷ captured, per round, median",
-        frames as f64 / base
+        "generator alone: {:.0} frames/s; CPU per captured packet = (contender's user+sys from /proc/PID/stat + the sender's extra CPU: trafgen's user+sys − the generator's alone) ÷ captured, per round, median; the sender's CPU, not the flood's wall time: the receive path and the TC programs run in trafgen's softirqs and are charged to it, and wall time on this shared machine also counts other processes' turns",
+        frames as f64 / base_flood
     ));
     table.notes.push(
         "received = the receiving veth's rx_packets; captured and lost: myinit's `capture stop` line, tcpdump's \"captured\" and \"dropped by kernel\" lines; incoming packets only (`--dir rx`, `tcpdump -Q in`); files on tmpfs".into(),
@@ -210,10 +219,14 @@ fn measure(
     let _ = std::fs::remove_file(&file);
     let rx_before = pair.rx_counter("rx_packets")?;
     let mut sample = match contender {
-        Contender::None => Sample {
-            flood_s: flood.run(pair)?,
-            ..Sample::default()
-        },
+        Contender::None => {
+            let (flood_s, sender_cpu_s) = timed(flood, pair)?;
+            Sample {
+                flood_s,
+                sender_cpu_s,
+                ..Sample::default()
+            }
+        }
         Contender::Myinit(backend) => {
             let mut shell = MyinitShell::start(bench, Some(&pair.ns_rx))?;
             shell.run(
@@ -227,7 +240,7 @@ fn measure(
             // It has run a command: `ip netns exec` is long replaced by it.
             let pid = exec_pid(shell.pid(), "myinit")?;
             let cpu0 = super::cpu_seconds(pid)?;
-            let flood_s = flood.run(pair)?;
+            let (flood_s, sender_cpu_s) = timed(flood, pair)?;
             let stopped = shell.run(
                 &format!("capture stop {}", pair.rx),
                 Duration::from_secs(300),
@@ -239,6 +252,7 @@ fn measure(
                 .with_context(|| format!("capture stop: {}", stopped.join(" / ")))?;
             let sample = Sample {
                 flood_s,
+                sender_cpu_s,
                 cpu_s: Some(cpu),
                 captured: number_before(line, " packets ("),
                 lost: number_before(line, " lost"),
@@ -258,7 +272,7 @@ fn measure(
             tcpdump.wait_for("listening on", Duration::from_secs(30))?;
             let pid = exec_pid(tcpdump.child.id(), "tcpdump")?;
             let cpu0 = super::cpu_seconds(pid)?;
-            let flood_s = flood.run(pair)?;
+            let (flood_s, sender_cpu_s) = timed(flood, pair)?;
             // libpcap hands a ring block over after its 1 s timeout at the
             // latest: wait for it, or SIGINT would leave the last one unread.
             std::thread::sleep(Duration::from_millis(1500));
@@ -268,6 +282,7 @@ fn measure(
             let count = |label: &str| lines.iter().find_map(|l| number_before(l, label));
             Sample {
                 flood_s,
+                sender_cpu_s,
                 cpu_s: Some(cpu),
                 captured: count(" packets captured"),
                 lost: count(" packets dropped by kernel"),
@@ -281,6 +296,23 @@ fn measure(
         let _ = std::fs::remove_file(&file);
     }
     Ok(sample)
+}
+
+/// The flood's wall seconds and trafgen's CPU seconds (user + sys).
+fn timed(flood: &Flood, pair: &VethPair) -> anyhow::Result<(f64, f64)> {
+    let cpu0 = children_cpu();
+    let wall = flood.run(pair)?;
+    Ok((wall, children_cpu() - cpu0))
+}
+
+/// CPU seconds of the children waited for so far (user + system): trafgen
+/// is the only one waited for during a flood (`ip netns exec` execs it).
+fn children_cpu() -> f64 {
+    // SAFETY: getrusage fills the struct it is handed.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// `pid` after checking it is `name` itself, not a wrapper that forked it
