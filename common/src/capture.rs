@@ -3,12 +3,23 @@
 //! by the packet's first `cap_len` bytes.
 
 /// The largest snap length the programs copy: an Ethernet frame at the
-/// 1500-byte MTU that TAPs and veths use by default (1500 + 14). Each ring
-/// record is fixed-size (`bpf_ringbuf_reserve` needs a constant size), so a
-/// larger maximum would cost every small packet that much ring space: at
-/// 1514 a 4 MiB ring holds ~2,600 full-size packets between two reads.
-/// Longer frames (GSO, jumbo) are cut; `orig_len` keeps their real length.
+/// 1500-byte MTU that TAPs and veths use by default (1500 + 14). Longer
+/// frames (GSO, jumbo) are cut; `orig_len` keeps their real length.
 pub const SNAPLEN_MAX: usize = 1514;
+
+/// The room for packet bytes a ring record may have: a packet goes into the
+/// smallest that holds `min(len, snaplen)` of its bytes.
+/// `bpf_ringbuf_reserve` needs a constant size, so a record cannot be cut
+/// to the packet; these classes keep a 64-byte frame at 112 bytes of ring
+/// instead of the 1.5 KiB a single size would cost it.
+pub const SIZE_CLASSES: [usize; 6] = [64, 128, 256, 512, 1024, SNAPLEN_MAX];
+
+/// The ring buffer's size in bytes (`CAPTURE_RING`): the kernel memory one
+/// eBPF capture pins. 32 MiB queue ~280,000 64-byte frames or ~21,000
+/// full-size ones (~150 ms of a 1500-byte flood here) while the reader is
+/// busy writing or not scheduled; 16 MiB lost full-size frames on a loaded
+/// 2-core machine.
+pub const RING_BYTES: u32 = 32 << 20;
 
 /// `CaptureHeader::direction`: the packet arrived on the interface.
 pub const CAPTURE_INGRESS: u8 = 0;
@@ -45,13 +56,13 @@ pub struct CaptureHeader {
     pub comm: [u8; 16],
 }
 
-/// One ring record: the header and room for `SNAPLEN_MAX` packet bytes, of
-/// which the first `header.cap_len` are the packet's.
+/// One ring record: the header and room for `N` packet bytes (one of
+/// `SIZE_CLASSES`), of which the first `header.cap_len` are the packet's.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct CaptureRecord {
+pub struct CaptureRecord<const N: usize> {
     pub header: CaptureHeader,
-    pub data: [u8; SNAPLEN_MAX],
+    pub data: [u8; N],
 }
 
 // The eBPF program zeroes the header 8 bytes at a time.

@@ -623,3 +623,63 @@ fn lo_is_captured_as_ethernet() {
         );
     }
 }
+
+#[test]
+fn lo_in_both_directions_records_each_packet_once_as_tcpdump_does() {
+    for backend in BACKENDS {
+        let ns = Netns::new("cpo");
+        let dir = TempDir::new();
+        let (ours, theirs) = (dir.file("lo.pcapng"), dir.file("tcpdump.pcap"));
+        // tcpdump on the same lo at the same time: the reference count.
+        let mut tcpdump = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "tcpdump", "-i", "lo", "-n"])
+            .args(["--immediate-mode", "-w", &theirs, "icmp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = std::io::BufReader::new(tcpdump.stderr.take().unwrap());
+        let mut line = String::new();
+        use std::io::BufRead as _;
+        while !line.contains("listening on") {
+            line.clear();
+            assert!(err.read_line(&mut line).unwrap() > 0, "tcpdump ended");
+        }
+        let tcpdump = Background(tcpdump);
+        let r = ns.myinit(&format!(
+            "capture start lo {ours} --backend {backend}; ping -c 2 -i 0.2 127.0.0.1; capture stop lo"
+        ));
+        r.assert_ok();
+        assert!(
+            r.stdout
+                .contains("EN10MB rx+tx (lo: each packet once, as received)"),
+            "{backend}: {r:#?}"
+        );
+        // Two echo requests and their replies, each once.
+        assert!(
+            report(&r, "lo").contains("stopped: 4 packets"),
+            "{backend}: {r:#?}"
+        );
+        let rows = tshark(&ours, &["icmp.type", "frame.interface_name"]);
+        assert_eq!(rows, ["8|lo", "0|lo", "8|lo", "0|lo"], "{backend}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        // SIGINT: tcpdump writes what it has and ends.
+        unsafe { libc::kill(tcpdump.0.id() as i32, libc::SIGINT) };
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        drop(tcpdump);
+        assert_eq!(tcpdump_count(&theirs), 4, "{backend}: tcpdump's own count");
+        // --dir tx still gives the sent copies.
+        let r = ns.myinit(&format!(
+            "capture start lo {ours} --backend {backend} --dir tx; ping -c 1 127.0.0.1; capture stop lo"
+        ));
+        r.assert_ok();
+        assert!(
+            report(&r, "lo").contains("stopped: 2 packets"),
+            "{backend}: {r:#?}"
+        );
+    }
+}
+
+fn tcpdump_count(file: &str) -> usize {
+    tcpdump(file).lines().count()
+}

@@ -77,11 +77,6 @@ fn quick_bench_of_every_built_part_writes_tables_of_the_documented_shape() {
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "bench failed:\n{stdout}\n{stderr}");
-    // The parts not built yet say so instead of vanishing.
-    assert!(
-        stdout.contains("## bench capture\n\nnot built yet"),
-        "{stdout}"
-    );
 
     let read = |part: &str| -> Value {
         let path = out.0.join(format!("{part}.json"));
@@ -188,6 +183,7 @@ fn quick_bench_of_every_built_part_writes_tables_of_the_documented_shape() {
         assert!(targets.iter().any(|t| t.contains(want)), "{targets:?}");
     }
 
+    check_shape(&read("capture"), "capture");
     check_shape(&read("fakehost"), "fakehost");
 
     let boot = read("boot");
@@ -204,6 +200,60 @@ fn quick_bench_of_every_built_part_writes_tables_of_the_documented_shape() {
             .is_some_and(|r| r > 0.0),
         "{myinit}"
     );
+}
+
+/// `bench capture --quick` on its own: both frame sizes, every contender,
+/// and each file holds what its capture says it captured.
+#[test]
+fn quick_capture_bench_captures_both_frame_sizes_and_the_files_hold_the_counts() {
+    let out = common::TempDir::new("bench-capture");
+    let run = common::xtask()
+        .args(["bench", "capture", "--quick", "--out"])
+        .arg(&out.0)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run xtask bench");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "bench failed:\n{stdout}\n{stderr}");
+    let text = std::fs::read_to_string(out.0.join("capture.json")).unwrap();
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    check_shape(&doc, "capture");
+    let tables = doc["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 2, "64 and 1500 bytes: {doc}");
+    for (table, size) in tables.iter().zip(["64-byte", "1500-byte"]) {
+        assert!(table["title"].as_str().unwrap().contains(size), "{table}");
+        let rows = table["rows"].as_array().unwrap();
+        let label = |r: &Value| r["contender"].as_str().unwrap().to_string();
+        let names: Vec<String> = rows.iter().map(label).collect();
+        for want in ["none", "tcpdump", "--backend ebpf", "--backend packet"] {
+            assert!(
+                names.iter().any(|n| n.contains(want)),
+                "no {want}: {names:?}"
+            );
+        }
+        // The generator's rate is there, and every frame reached the receiver.
+        let none = &rows[0];
+        assert!(none["frames/s"].as_f64().is_some_and(|r| r > 0.0), "{none}");
+        for row in rows {
+            let received = row["received"].as_f64().unwrap();
+            assert!(received >= 10_000.0, "{row}");
+            if label(row).starts_with("none") {
+                continue;
+            }
+            // Captured + lost accounts for every frame, and the file holds
+            // exactly what was counted as captured.
+            assert_eq!(row["captured + lost = received"], "yes", "{row}");
+            assert_eq!(row["file = captured"], "yes", "{row}");
+            assert!(row["captured"].as_f64().unwrap() > 0.0, "{row}");
+        }
+        let ratios = table["ratios"].as_array().unwrap();
+        assert_eq!(ratios.len(), 2, "ebpf and packet vs tcpdump: {ratios:?}");
+        for r in ratios {
+            assert!(r["what"].as_str().unwrap().contains("vs tcpdump"), "{r}");
+            assert_eq!(r["target"].as_f64(), Some(0.5), "{r}");
+        }
+    }
 }
 
 #[test]

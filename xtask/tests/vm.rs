@@ -25,6 +25,52 @@ fn the_demo_boots_and_powers_off_with_status_0() {
     // The drop-tracing part of the demo saw the drops it made on purpose.
     assert!(run.stdout.contains("NO_SOCKET"), "{}", run.stdout);
     assert!(run.stdout.contains("NEIGH_FAILED"), "{}", run.stdout);
+    // The capture part: pcap (eBPF, clsact on 6.1) and JSONL (TPACKET_V3)
+    // on tap0 at once, each stopped with nothing lost, then converted to
+    // the other format with the same number of packets.
+    let line = |prefix: &str| -> String {
+        run.stdout
+            .lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting {prefix:?}: {}", run.stdout))
+            .to_string()
+    };
+    let packets = |l: &str, after: &str| -> u64 {
+        let rest = &l[l.find(after).unwrap() + after.len()..];
+        rest.split(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(
+        line("capture tap0: ")
+            .contains("ebpf (clsact), EN10MB rx+tx, snaplen 1514, to /tmp/demo.pcap (pcap)"),
+        "{}",
+        run.stdout
+    );
+    let pcap = line("capture tap0: stopped: ");
+    let jsonl = line("capture tap0#2: stopped: ");
+    for l in [&pcap, &jsonl] {
+        assert!(l.ends_with(", 0 lost"), "{l}");
+        // At least the three echo requests.
+        assert!(packets(l, "stopped: ") >= 3, "{l}");
+    }
+    let to_jsonl = line("pcap2json: ");
+    assert!(
+        to_jsonl.ends_with("packets from /tmp/demo.pcap to /tmp/demo-from-pcap.jsonl"),
+        "{to_jsonl}"
+    );
+    assert_eq!(
+        packets(&to_jsonl, "pcap2json: "),
+        packets(&pcap, "stopped: ")
+    );
+    let to_pcap = line("json2pcap: ");
+    assert!(
+        to_pcap.contains("packets from /tmp/demo.jsonl to /tmp/demo-from-jsonl.pcap"),
+        "{to_pcap}"
+    );
+    assert_eq!(
+        packets(&to_pcap, "json2pcap: "),
+        packets(&jsonl, "stopped: ")
+    );
     // The initrd's own startup.run ran (no share scripts) and set eth0 up.
     assert!(run.stdout.contains("myinit: stage 2: running /startup.run"));
     assert!(

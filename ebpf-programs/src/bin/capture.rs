@@ -8,7 +8,7 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::TC_ACT_UNSPEC,
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_PROD_POS, TC_ACT_UNSPEC},
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_skb_load_bytes,
     },
@@ -18,18 +18,21 @@ use aya_ebpf::{
     Global,
 };
 use myinit_common::capture::{
-    CaptureHeader, CaptureRecord, CAPTURE_EGRESS, CAPTURE_HAS_TASK, CAPTURE_INGRESS, SNAPLEN_MAX,
+    CaptureHeader, CaptureRecord, CAPTURE_EGRESS, CAPTURE_HAS_TASK, CAPTURE_INGRESS, RING_BYTES,
+    SIZE_CLASSES, SNAPLEN_MAX,
 };
-use myinit_ebpf::{reserve_header_zeroed, submit_batched};
+use myinit_ebpf::reserve_header_zeroed;
 
-/// Captured packets for userspace: 4 MiB holds ~2,600 full-size records
-/// between two reads.
+/// Captured packets for userspace, in records sized to the packet (see
+/// `SIZE_CLASSES`).
 #[map]
-static CAPTURE_RING: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+static CAPTURE_RING: RingBuf = RingBuf::with_byte_size(RING_BYTES, 0);
 
-/// Queued bytes at which the reader is woken (~170 full-size records);
-/// below that it finds them at its next poll (every 10 ms).
-const WAKEUP_BYTES: u64 = 256 << 10;
+/// Bytes of records after which the reader is woken (~8,700 small records,
+/// ~670 full-size ones; 1/32 of the ring); between two it finds them at its
+/// next poll (every 50 ms). Each wake-up costs the reader a few context
+/// switches, so a flood should bring few. A power of two.
+const WAKEUP_BYTES: u64 = 1 << 20;
 
 /// Packets the ring buffer could not take, per CPU (index 0).
 #[map]
@@ -47,34 +50,30 @@ static SNAPLEN: Global<u32> = Global::new(SNAPLEN_MAX as u32);
 #[unsafe(no_mangle)]
 static TASK_HELPERS: Global<u8> = Global::new(0);
 
+/// Queues one packet in a record with room for `N` bytes; `want` (the
+/// bytes to copy, at most `N`) was chosen by the caller.
 #[inline(always)]
-fn capture(ctx: &TcContext, direction: u8) {
-    let Some(mut slot) = reserve_header_zeroed::<CaptureRecord>(
+fn capture_into<const N: usize>(ctx: &TcContext, direction: u8, orig_len: u32, want: u32) {
+    let Some(mut slot) = reserve_header_zeroed::<CaptureRecord<N>>(
         &CAPTURE_RING,
         &CAPTURE_LOST,
         core::mem::size_of::<CaptureHeader>(),
     ) else {
         return;
     };
-    // SAFETY: the entry holds a whole CaptureRecord and its header is zeroed.
+    // SAFETY: the entry holds a whole CaptureRecord<N> and its header is zeroed.
     let record = unsafe { &mut *slot.as_mut_ptr() };
     let skb = ctx.skb.skb;
-    let orig_len = ctx.len();
-    let mut cap_len = orig_len;
-    let snaplen = SNAPLEN.load();
-    if cap_len > snaplen {
-        cap_len = snaplen;
-    }
     // The length handed to bpf_skb_load_bytes must be proven within
-    // [1, SNAPLEN_MAX]. Linux 6.1's verifier learns no lower bound from
-    // `!= 0` (and LLVM turns `> 0` into that), so the check is
-    // `len - 1 < SNAPLEN_MAX` on a copy read back through a volatile stack
-    // slot, which LLVM cannot fold back into `len`; a 0 wraps and fails it.
-    let less_one = u64::from(cap_len).wrapping_sub(1);
+    // [1, N]. Linux 6.1's verifier learns no lower bound from `!= 0` (and
+    // LLVM turns `> 0` into that), so the check is `len - 1 < N` on a copy
+    // read back through a volatile stack slot, which LLVM cannot fold back
+    // into `len`; a 0 wraps and fails it.
+    let less_one = u64::from(want).wrapping_sub(1);
     // SAFETY: reading a local through its own reference.
     let less_one = unsafe { core::ptr::read_volatile(&less_one) };
-    cap_len = 0;
-    if less_one < SNAPLEN_MAX as u64 {
+    let mut cap_len = 0;
+    if less_one < N as u64 {
         let len = (less_one + 1) as u32;
         // SAFETY: `len` bytes fit in `data` (checked above); the helper
         // copies at most that many and fails cleanly past the packet's end.
@@ -104,7 +103,47 @@ fn capture(ctx: &TcContext, direction: u8) {
             header.flags |= CAPTURE_HAS_TASK;
         }
     }
-    submit_batched(slot, &CAPTURE_RING, WAKEUP_BYTES);
+    // Wakes the reader once per WAKEUP_BYTES of records produced: when
+    // this record's end passes a multiple of it. Not by the queue's level:
+    // a level that hovers at the mark while the reader works crosses it
+    // on nearly every record, and each wake-up is an irq_work (a self-IPI)
+    // on the sending CPU. Another CPU's record may hide a crossing; the
+    // reader's poll finds what a missed wake-up would have said.
+    let produced = CAPTURE_RING.query(BPF_RB_PROD_POS as u64);
+    // The ring's own 8-byte header, rounded up to 8 as the kernel does.
+    let size = (core::mem::size_of::<CaptureRecord<N>>() as u64 + 8 + 7) & !7;
+    let flags = if produced % WAKEUP_BYTES < size {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    slot.submit(flags as u64);
+}
+
+#[inline(always)]
+fn capture(ctx: &TcContext, direction: u8) {
+    let orig_len = ctx.len();
+    let snaplen = SNAPLEN.load();
+    let want = if orig_len > snaplen {
+        snaplen
+    } else {
+        orig_len
+    };
+    // One branch per size class, each with its constant record size.
+    let w = want as usize;
+    if w <= SIZE_CLASSES[0] {
+        capture_into::<{ SIZE_CLASSES[0] }>(ctx, direction, orig_len, want);
+    } else if w <= SIZE_CLASSES[1] {
+        capture_into::<{ SIZE_CLASSES[1] }>(ctx, direction, orig_len, want);
+    } else if w <= SIZE_CLASSES[2] {
+        capture_into::<{ SIZE_CLASSES[2] }>(ctx, direction, orig_len, want);
+    } else if w <= SIZE_CLASSES[3] {
+        capture_into::<{ SIZE_CLASSES[3] }>(ctx, direction, orig_len, want);
+    } else if w <= SIZE_CLASSES[4] {
+        capture_into::<{ SIZE_CLASSES[4] }>(ctx, direction, orig_len, want);
+    } else {
+        capture_into::<{ SIZE_CLASSES[5] }>(ctx, direction, orig_len, want);
+    }
 }
 
 /// Packets arriving on the interface (TC ingress).

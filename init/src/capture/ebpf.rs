@@ -16,6 +16,12 @@ use crate::packet::pcap::Direction;
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/capture"));
 
 const HEADER_LEN: usize = std::mem::size_of::<CaptureHeader>();
+/// How long the reader waits for the programs' wake-up before it looks
+/// anyway (each look is a few context switches, ~12 µs each here).
+const POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Where `CaptureHeader::comm` starts in a record.
+const COMM_AT: usize = std::mem::offset_of!(CaptureHeader, comm);
 
 /// A packet from the ring, borrowed for the callback.
 pub struct TcPacket<'a> {
@@ -122,7 +128,11 @@ impl TcCapture {
                 }
             }
         }
-        let ring = RingReader::take(&mut object, "CAPTURE_RING", "CAPTURE_LOST")?;
+        let mut ring = RingReader::take(&mut object, "CAPTURE_RING", "CAPTURE_LOST")?;
+        // The programs wake the reader every 1 MiB of records, so a flood
+        // is read in big batches; the poll only bounds how late a trickle
+        // (an interactive ping) reaches the file.
+        ring.set_poll(POLL);
         let removed_orphans = attached.iter().map(|(a, _)| a.removed_orphans).sum();
         Ok(TcCapture {
             attached,
@@ -140,8 +150,17 @@ impl TcCapture {
                 return;
             };
             let end = (HEADER_LEN + h.cap_len as usize).min(bytes.len());
-            let comm_end = h.comm.iter().position(|&b| b == 0).unwrap_or(h.comm.len());
-            let comm = std::str::from_utf8(&h.comm[..comm_end]).unwrap_or("?");
+            // The command name only where there is one (egress of a local
+            // socket): most packets of a flood have none.
+            let process = (h.flags & CAPTURE_HAS_TASK != 0).then(|| {
+                // Borrowed from the record, not the header's copy.
+                let comm = &bytes[COMM_AT..COMM_AT + h.comm.len()];
+                let comm_end = comm.iter().position(|&b| b == 0).unwrap_or(comm.len());
+                (
+                    h.tgid,
+                    std::str::from_utf8(&comm[..comm_end]).unwrap_or("?"),
+                )
+            });
             f(TcPacket {
                 monotonic_ns: h.timestamp_ns,
                 orig_len: h.orig_len,
@@ -151,7 +170,7 @@ impl TcCapture {
                 } else {
                     Direction::Inbound
                 },
-                process: (h.flags & CAPTURE_HAS_TASK != 0).then_some((h.tgid, comm)),
+                process,
             })
         })
     }

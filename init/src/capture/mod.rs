@@ -23,7 +23,7 @@ use self::files::{CaptureFile, Captured, Format};
 use crate::ebpf::tc::{Hook, TcPath};
 use crate::jobs::{drain_events, Drained, Ended, EventSource, JobId, JobKind};
 use crate::net::netlink::Netlink;
-use crate::packet::linktype::{linktype_of_interface, LINKTYPE_ETHERNET};
+use crate::packet::linktype::{linktype_of_interface, ARPHRD_LOOPBACK, LINKTYPE_ETHERNET};
 use crate::packet::pcap::{Direction, MAX_RECORD_DATA};
 use crate::state::State;
 
@@ -299,6 +299,13 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
     let linktype = linktype_of_interface(arphrd).ok_or_else(|| {
         anyhow!("{iface}: interfaces of ARPHRD type {arphrd} cannot be captured (Ethernet or no link header)")
     })?;
+    // lo hands each packet it sends straight back to its own receive path,
+    // so its egress and ingress see the same packet: with both directions
+    // every packet would be written twice. tcpdump on lo shows each once
+    // (libpcap drops lo's outgoing copies), and so does this: the copy
+    // received. `--dir tx` still gives the sent copies.
+    let once = arphrd == ARPHRD_LOOPBACK && opts.dir == Dir::Both;
+    let dir = if once { Dir::Rx } else { opts.dir };
     let id = free_id(state, &iface);
     let second = id.target != iface;
     let want_ebpf = match opts.backend {
@@ -326,7 +333,7 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
             if second && crate::ebpf::tc::choose_path()? == TcPath::Clsact {
                 bail!("{iface}: a second eBPF capture on one interface needs TCX (Linux 6.6+)");
             }
-            TcCapture::open(&iface, opts.dir.hooks(), snaplen).await
+            TcCapture::open(&iface, dir.hooks(), snaplen).await
         });
         match (opened, opts.backend) {
             (Ok(tc), _) => Some(tc),
@@ -398,7 +405,7 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
             error: None,
         },
         info: info.clone(),
-        dir: opts.dir,
+        dir,
     };
     let description = format!("capture {iface} to {} ({backend})", opts.file);
     {
@@ -416,6 +423,7 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
             finish(job, ended, &job_target)
         })?;
     let dir = match opts.dir {
+        _ if once => "rx+tx (lo: each packet once, as received)",
         Dir::Rx => "rx",
         Dir::Tx => "tx",
         Dir::Both => "rx+tx",

@@ -19,7 +19,10 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
            The eBPF backend (TC programs; TCX, or clsact + cls_bpf) copies at most 1514\n\
            bytes of a packet and names the sending process of local packets where the\n\
            kernel allows it (pcapng comment); the packet backend is a TPACKET_V3 ring.\n\
-           Packets the kernel could not queue are counted as lost, never silently.",
+           Packets the kernel could not queue are counted as lost, never silently.\n\
+           Memory is bounded: the kernel side of one capture is a 32 MiB eBPF ring (a\n\
+           record takes the packet's size class: 112 bytes for a 64-byte frame) or an\n\
+           8 MiB TPACKET_V3 ring; the file is written through a 256 KiB buffer.",
     run: capture,
     cli: Some(Cli::command),
 }];

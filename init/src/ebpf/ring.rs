@@ -22,6 +22,8 @@ pub struct RingReader {
     lost: PerCpuArray<MapData, u64>,
     /// The kernel said data is there and the last batch did not empty it.
     more: bool,
+    /// How long `ready` waits for a wake-up (`POLL` unless set).
+    poll: Duration,
 }
 
 impl RingReader {
@@ -39,15 +41,22 @@ impl RingReader {
             ring,
             lost,
             more: false,
+            poll: POLL,
         })
     }
 
-    /// Waits for the kernel's wake-up or `POLL`, whichever comes first.
+    /// A longer wait between looks for a ring whose programs wake the
+    /// reader often enough under load: each look is a few context switches.
+    pub fn set_poll(&mut self, poll: Duration) {
+        self.poll = poll;
+    }
+
+    /// Waits for the kernel's wake-up or the poll period, whichever comes first.
     pub async fn ready(&mut self) {
         if self.more {
             return;
         }
-        if let Ok(Ok(mut guard)) = tokio::time::timeout(POLL, self.ring.readable_mut()).await {
+        if let Ok(Ok(mut guard)) = tokio::time::timeout(self.poll, self.ring.readable_mut()).await {
             // Cleared here, and set again by the kernel's next wake-up:
             // `drain` takes what is queued either way.
             guard.clear_ready();

@@ -9,6 +9,7 @@
 //! anyhow::Result<Vec<Table>>` and one line in `PARTS`.
 
 mod boot;
+mod capture;
 mod droptrace;
 mod fakehost;
 mod inject;
@@ -26,13 +27,13 @@ use serde_json::{json, Value};
 /// What a part runs: its tables, or an error that ends this part only.
 type PartFn = fn(&Bench) -> anyhow::Result<Vec<Table>>;
 
-/// Every part, in the order `all` runs them; `None`: not built yet.
-const PARTS: &[(&str, Option<PartFn>)] = &[
-    ("droptrace", Some(droptrace::run)),
-    ("capture", None),
-    ("inject", Some(inject::run)),
-    ("fakehost", Some(fakehost::run)),
-    ("boot", Some(boot::run)),
+/// Every part, in the order `all` runs them.
+const PARTS: &[(&str, PartFn)] = &[
+    ("droptrace", droptrace::run),
+    ("capture", capture::run),
+    ("inject", inject::run),
+    ("fakehost", fakehost::run),
+    ("boot", boot::run),
 ];
 
 #[derive(clap::Args)]
@@ -69,13 +70,10 @@ pub struct Bench {
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    let wanted: Vec<&(&str, Option<PartFn>)> = PARTS
+    let wanted: Vec<&(&str, PartFn)> = PARTS
         .iter()
         .filter(|(name, _)| args.part == "all" || *name == args.part)
         .collect();
-    if let [(name, None)] = wanted.as_slice() {
-        bail!("bench {name}: not built yet (its command's owner adds xtask/src/bench/{name}.rs)");
-    }
     ensure!(
         is_root(),
         "bench: needs root (network namespaces, eBPF, tracefs)"
@@ -93,10 +91,6 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", bench.out.display()))?;
     let mut failed = Vec::new();
     for (name, part) in wanted {
-        let Some(part) = part else {
-            println!("## bench {name}\n\nnot built yet: skipped.\n");
-            continue;
-        };
         eprintln!(
             "bench: {name} ({} round(s){})",
             bench.rounds,
