@@ -8,7 +8,7 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, BPF_RB_PROD_POS, TC_ACT_UNSPEC},
+    bindings::TC_ACT_UNSPEC,
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_skb_load_bytes,
     },
@@ -21,7 +21,7 @@ use myinit_common::capture::{
     CaptureHeader, CaptureRecord, CAPTURE_EGRESS, CAPTURE_HAS_TASK, CAPTURE_INGRESS, RING_BYTES,
     SIZE_CLASSES, SNAPLEN_MAX,
 };
-use myinit_ebpf::reserve_header_zeroed;
+use myinit_ebpf::{reserve_header_zeroed, submit_batched};
 
 /// Captured packets for userspace, in records sized to the packet (see
 /// `SIZE_CLASSES`).
@@ -103,21 +103,7 @@ fn capture_into<const N: usize>(ctx: &TcContext, direction: u8, orig_len: u32, w
             header.flags |= CAPTURE_HAS_TASK;
         }
     }
-    // Wakes the reader once per WAKEUP_BYTES of records produced: when
-    // this record's end passes a multiple of it. Not by the queue's level:
-    // a level that hovers at the mark while the reader works crosses it
-    // on nearly every record, and each wake-up is an irq_work (a self-IPI)
-    // on the sending CPU. Another CPU's record may hide a crossing; the
-    // reader's poll finds what a missed wake-up would have said.
-    let produced = CAPTURE_RING.query(BPF_RB_PROD_POS as u64);
-    // The ring's own 8-byte header, rounded up to 8 as the kernel does.
-    let size = (core::mem::size_of::<CaptureRecord<N>>() as u64 + 8 + 7) & !7;
-    let flags = if produced % WAKEUP_BYTES < size {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    };
-    slot.submit(flags as u64);
+    submit_batched(slot, &CAPTURE_RING, WAKEUP_BYTES);
 }
 
 #[inline(always)]

@@ -27,8 +27,8 @@ use myinit_ebpf::{count_lost, kread, submit_bytes_batched, ABSENT};
 #[map]
 static DROP_EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
 
-/// Queued bytes at which the reader is woken (~2k events); below that it
-/// finds them at its next poll (every 10 ms).
+/// The reader is woken once per this many bytes of events (~2k events);
+/// between, it finds them at its next poll (every 10 ms).
 const WAKEUP_BYTES: u64 = 256 << 10;
 
 /// Events the ring buffer could not take (or, in summary mode, drops whose
@@ -411,7 +411,7 @@ fn emit<M: Members>(
             copy_packet::<M>(skb, head, network, event, data);
         }
     }
-    submit_bytes_batched(slot, &DROP_EVENTS, WAKEUP_BYTES);
+    submit_bytes_batched(slot, &DROP_EVENTS, WAKEUP_BYTES, record_size() as u64);
     Some((reason, location))
 }
 

@@ -13,10 +13,7 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::{
-        __sk_buff, BPF_F_INGRESS, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
-        TC_ACT_OK, TC_ACT_REDIRECT,
-    },
+    bindings::{__sk_buff, BPF_F_INGRESS, TC_ACT_OK, TC_ACT_REDIRECT},
     helpers::{bpf_csum_diff, bpf_redirect, bpf_skb_change_tail},
     macros::{classifier, map},
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
@@ -27,7 +24,7 @@ use myinit_common::fakehost::{
     ANSWER_ECHO, ANSWER_KINDS, ANSWER_NA, ANSWER_RA, FAKEHOST_ALIAS, FAKEHOST_ICMP,
     FAKEHOST_ROUTER,
 };
-use myinit_ebpf::reserve_zeroed;
+use myinit_ebpf::{reserve_zeroed, submit_batched};
 
 /// Fake hosts on this interface by address.
 #[map]
@@ -52,10 +49,8 @@ static FAKEHOST_EVENTS: RingBuf = RingBuf::with_byte_size(256 << 10, 0);
 #[map]
 static FAKEHOST_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
-/// Queued bytes at which the reader is woken; below that it polls.
+/// The reader is woken once per this many bytes of events; between, it polls.
 const WAKEUP_BYTES: u64 = 8 << 10;
-/// An event's room in the ring: its 8-byte header and the event, 8-aligned.
-const EVENT_ROOM: u64 = ((8 + core::mem::size_of::<FakeHostEvent>() as u64) + 7) & !7;
 
 const ETH_LEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -114,19 +109,7 @@ fn emit(
     event.mac = *mac;
     event.target = *target;
     event.asker = *asker;
-    // The reader is woken only by the event that takes the queued bytes
-    // across the mark, not by every event above it (as submit_batched
-    // does): when the reader lags behind an echo flood that was a wake-up,
-    // an irq_work (a self-IPI: a VM exit here), per answer, a third of the
-    // sender's time. A crossing missed in a race waits for the reader's
-    // 10 ms poll.
-    let queued = FAKEHOST_EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-    let flags = if queued >= WAKEUP_BYTES && queued < WAKEUP_BYTES + EVENT_ROOM {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    };
-    entry.submit(flags as u64);
+    submit_batched(entry, &FAKEHOST_EVENTS, WAKEUP_BYTES);
 }
 
 /// The ICMPv6 checksum of the answer in `frame` (Ethernet, IPv6, then a
