@@ -256,7 +256,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
     );
     if pinned() {
         pace.notes.push(format!(
-            "pinned: the receiver (tcpdump) on CPU {RECEIVER_CPU}, the sender (tcpreplay, or all of myinit's threads) on CPU {SENDER_CPU} (taskset), so the capture, woken for every packet, does not take the sender's CPU"
+            "pinned: the receiver (tcpdump) on CPU {RECEIVER_CPU}, the sender (tcpreplay, or myinit's shell thread, which paces) on CPU {SENDER_CPU} (taskset), so the capture, woken for every packet, does not take the sender's CPU"
         ));
     }
     pace.notes.push(format!(
@@ -415,10 +415,11 @@ fn recorded_pace(
         Sender::Myinit => {
             let mut shell = MyinitShell::start(bench, Some(&pair.ns_tx))?;
             if pinned() {
-                // All its threads: the shell thread paces the replay.
+                // Its main thread, the shell's, paces the replay (and holds
+                // itself on the CPU it is on); the runtime's threads stay free.
                 sh(
                     "taskset",
-                    &["-a", "-p", "-c", SENDER_CPU, &shell.pid().to_string()],
+                    &["-p", "-c", SENDER_CPU, &shell.pid().to_string()],
                 )?;
             }
             let out = shell.run(
