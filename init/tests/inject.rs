@@ -381,6 +381,32 @@ fn frames_sent_on_a_veth_reach_its_peer_with_count_and_interval() {
     assert_eq!(counters(&bench.ns, &bench.b).0 - rx1, 3);
 }
 
+#[test]
+fn a_paced_replay_leaves_the_shell_on_the_cpus_it_had() {
+    // The pacing thread holds itself on one CPU for the replay; what the
+    // shell runs after it must not inherit that.
+    let bench = veth_bench("ijc");
+    let dir = TempDir::new("ijc");
+    let file = dir.write(
+        "c.pcap",
+        &pcap(1, false, false, &[ether(BROADCAST, 0x88b5, &[0xcc; 50])]),
+    );
+    let allowed = |status: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with("Cpus_allowed_list:"))
+            .map(|l| l.split_whitespace().last().unwrap_or("").to_string())
+    };
+    let ours = allowed(&std::fs::read_to_string("/proc/thread-self/status").unwrap());
+    let r = bench.ns.myinit(&format!(
+        "inject {file} {} --count 20 --interval 0.001; cat /proc/self/status",
+        bench.a
+    ));
+    r.assert_ok();
+    assert!(r.stdout.starts_with("inject: 20 packets"), "{r:?}");
+    assert_eq!(allowed(&r.stdout), ours, "{r:?}");
+}
+
 /// A TUN made in the namespace by this test (it keeps the fd, so it can read
 /// what the kernel transmits on it).
 fn tun_in(ns: &Netns, name: &str) -> OwnedFd {

@@ -26,6 +26,27 @@ const GAP: Duration = Duration::from_micros(100);
 /// Where the packet number sits in each frame (after the UDP header).
 const SEQ_AT: usize = 42;
 
+/// The CPUs of the paced runs, on a machine with two or more: the receiver
+/// (tcpdump, woken for every packet) on one, the sender on another, so the
+/// capture does not take turns on the sender's CPU; the same for both
+/// senders.
+const RECEIVER_CPU: &str = "0";
+const SENDER_CPU: &str = "1";
+
+/// Whether the paced runs pin the receiver and the sender apart.
+fn pinned() -> bool {
+    std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
+}
+
+/// `taskset -c CPU` before a command when the runs are pinned.
+fn on_cpu(cpu: &'static str) -> Vec<&'static str> {
+    if pinned() {
+        vec!["taskset", "-c", cpu]
+    } else {
+        Vec::new()
+    }
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Sender {
     Trafgen,
@@ -233,6 +254,11 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
     pace.notes.push(
         "times are the receiver's kernel timestamps (tcpdump, ns) against the recorded ones; lateness = how much later than its recorded offset from the first packet a packet arrived (negative: earlier); drift = (received span - recorded span) / recorded span; the sender's own figures are from its summary (tcpreplay's `Actual: … sent in`, inject's span and worst lateness)".into(),
     );
+    if pinned() {
+        pace.notes.push(format!(
+            "pinned: the receiver (tcpdump) on CPU {RECEIVER_CPU}, the sender (tcpreplay, or myinit's shell thread, which paces) on CPU {SENDER_CPU} (taskset), so the capture, woken for every packet, does not take the sender's CPU"
+        ));
+    }
     pace.notes.push(format!(
         "machine during the paced runs: load average {load_before} before, {} after; the host took {:.1} % of this VM's CPU time (steal, /proc/stat) out of {busy:.0} CPU s",
         load_average(),
@@ -355,46 +381,31 @@ fn recorded_pace(
 ) -> anyhow::Result<Pace> {
     let capture = scratch.path("received.pcap");
     let mut cmd = Command::new("ip");
-    cmd.args([
-        "netns",
-        "exec",
-        &pair.ns_rx,
-        "tcpdump",
-        "-n",
-        "-i",
-        &pair.rx,
-    ])
-    .args([
-        "-s",
-        "96",
-        "-B",
-        "32768",
-        // Else libpcap's TPACKET_V3 block timeout (1 s) holds the last
-        // packets back, and SIGINT loses them.
-        "--immediate-mode",
-        "--time-stamp-precision=nano",
-        "-w",
-    ])
-    .arg(&capture)
-    .args(["udp", "dst", "port", "9"]);
+    cmd.args(["netns", "exec", &pair.ns_rx])
+        .args(on_cpu(RECEIVER_CPU))
+        .args(["tcpdump", "-n", "-i", &pair.rx])
+        .args([
+            "-s",
+            "96",
+            "-B",
+            "32768",
+            // Else libpcap's TPACKET_V3 block timeout (1 s) holds the last
+            // packets back, and SIGINT loses them.
+            "--immediate-mode",
+            "--time-stamp-precision=nano",
+            "-w",
+        ])
+        .arg(&capture)
+        .args(["udp", "dst", "port", "9"]);
     let mut tcpdump = Watched::spawn(cmd)?;
     tcpdump.wait_for("listening on", Duration::from_secs(30))?;
     let rx_before = pair.rx_counter("rx_packets")?;
     let (own_span_s, own_worst_us) = match sender {
         Sender::Tcpreplay => {
-            let out = sh(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &pair.ns_tx,
-                    "tcpreplay",
-                    "-q",
-                    "-i",
-                    &pair.tx,
-                    arg(file)?,
-                ],
-            )?;
+            let mut args = vec!["netns", "exec", &pair.ns_tx];
+            args.extend(on_cpu(SENDER_CPU));
+            args.extend(["tcpreplay", "-q", "-i", &pair.tx, arg(file)?]);
+            let out = sh("ip", &args)?;
             // "Actual: 10000 packets (640000 bytes) sent in 1.000123 seconds"
             let span = out
                 .lines()
@@ -403,6 +414,14 @@ fn recorded_pace(
         }
         Sender::Myinit => {
             let mut shell = MyinitShell::start(bench, Some(&pair.ns_tx))?;
+            if pinned() {
+                // Its main thread, the shell's, paces the replay (and holds
+                // itself on the CPU it is on); the runtime's threads stay free.
+                sh(
+                    "taskset",
+                    &["-p", "-c", SENDER_CPU, &shell.pid().to_string()],
+                )?;
+            }
             let out = shell.run(
                 &format!("inject {} {}", arg(file)?, pair.tx),
                 Duration::from_secs(600),
