@@ -70,6 +70,24 @@ pub struct FakeHostEvent {
     pub target: [u8; 16],
     /// The asker's address (IPv4 in the first 4 bytes; `::` for DAD).
     pub asker: [u8; 16],
+    /// Answers this CPU made since its previous event without an event of
+    /// their own (the program's event budget, `FakeHostBudget`).
+    pub skipped: u32,
+    pub _pad2: u32,
+}
+
+/// A CPU's budget of answer events (a token bucket refilled by jiffies):
+/// under a flood most answers make no event, only a count carried by the
+/// next one, so neither the program nor the reader pays per answer for
+/// log lines that would be suppressed anyway.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FakeHostBudget {
+    pub tokens: u64,
+    /// Jiffies at the last refill.
+    pub refilled: u64,
+    /// Answers without an event since the last event.
+    pub skipped: u64,
 }
 
 // The eBPF program zeroes a reserved event 8 bytes at a time.
@@ -78,9 +96,10 @@ const _: () = assert!(core::mem::size_of::<FakeHostEvent>().is_multiple_of(8));
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
-    // SAFETY: all four are repr(C), Copy, and every bit pattern is valid.
+    // SAFETY: all five are repr(C), Copy, and every bit pattern is valid.
     unsafe impl aya::Pod for FakeHostKey {}
     unsafe impl aya::Pod for FakeHostConfig {}
     unsafe impl aya::Pod for FakeHostCounters {}
     unsafe impl aya::Pod for FakeHostEvent {}
+    unsafe impl aya::Pod for FakeHostBudget {}
 }

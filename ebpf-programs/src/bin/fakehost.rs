@@ -14,14 +14,14 @@
 
 use aya_ebpf::{
     bindings::{__sk_buff, BPF_F_INGRESS, TC_ACT_OK, TC_ACT_REDIRECT},
-    helpers::{bpf_csum_diff, bpf_redirect, bpf_skb_change_tail},
+    helpers::{bpf_csum_diff, bpf_jiffies64, bpf_redirect, bpf_skb_change_tail},
     macros::{classifier, map},
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::TcContext,
 };
 use myinit_common::fakehost::{
-    FakeHostConfig, FakeHostCounters, FakeHostEvent, FakeHostKey, ANSWER_ARP, ANSWER_DAD,
-    ANSWER_ECHO, ANSWER_KINDS, ANSWER_NA, ANSWER_RA, FAKEHOST_ALIAS, FAKEHOST_ICMP,
+    FakeHostBudget, FakeHostConfig, FakeHostCounters, FakeHostEvent, FakeHostKey, ANSWER_ARP,
+    ANSWER_DAD, ANSWER_ECHO, ANSWER_KINDS, ANSWER_NA, ANSWER_RA, FAKEHOST_ALIAS, FAKEHOST_ICMP,
     FAKEHOST_ROUTER,
 };
 use myinit_ebpf::{reserve_zeroed, submit_batched};
@@ -48,6 +48,16 @@ static FAKEHOST_EVENTS: RingBuf = RingBuf::with_byte_size(256 << 10, 0);
 /// Events the ring could not take, per CPU (index 0).
 #[map]
 static FAKEHOST_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Each CPU's event budget (index 0); userspace adds the `skipped` left at
+/// the end to its suppressed count.
+#[map]
+static FAKEHOST_BUDGET: PerCpuArray<FakeHostBudget> = PerCpuArray::with_max_entries(1, 0);
+
+/// Events a CPU may make at once, and one more per jiffy (100–1000 a
+/// second): well above the 20 log lines a second userspace prints, so the
+/// budget only takes away events whose lines would be suppressed there.
+const EVENT_BURST: u64 = 64;
 
 /// The reader is woken once per this many bytes of events; between, it polls.
 const WAKEUP_BYTES: u64 = 8 << 10;
@@ -98,11 +108,35 @@ fn emit(
     target: &[u8; 16],
     asker: &[u8; 16],
 ) {
+    let Some(budget) = FAKEHOST_BUDGET.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot; programs do not migrate mid-run.
+    let budget = unsafe { &mut *budget };
+    if budget.tokens == 0 {
+        // SAFETY: plain helper call.
+        let now = unsafe { bpf_jiffies64() };
+        let earned = now.wrapping_sub(budget.refilled);
+        if earned == 0 {
+            budget.skipped += 1;
+            return;
+        }
+        budget.tokens = if earned < EVENT_BURST {
+            earned
+        } else {
+            EVENT_BURST
+        };
+        budget.refilled = now;
+    }
+    budget.tokens -= 1;
     let Some(mut entry) = reserve_zeroed::<FakeHostEvent>(&FAKEHOST_EVENTS, &FAKEHOST_LOST) else {
+        // Counted as lost; the skipped ones wait for the next event.
         return;
     };
     // SAFETY: the entry holds a whole zeroed event.
     let event = unsafe { &mut *entry.as_mut_ptr() };
+    event.skipped = budget.skipped as u32;
+    budget.skipped = 0;
     event.kind = kind;
     event.ip_version = ip_version;
     event.asker_mac = *asker_mac;
@@ -227,39 +261,95 @@ fn echo4(skb: *mut __sk_buff) -> i32 {
     echo4_answer(skb).unwrap_or(TC_ACT_OK as i32)
 }
 
+/// Bytes an echo answer reads and writes: Ethernet, the longest IPv4
+/// header and the ICMP header (IPv6: its fixed header).
+const ECHO4_HEAD: u32 = (ETH_LEN + 60 + 8) as u32;
+const ECHO6_HEAD: u32 = (ETH_LEN + IPV6_LEN + 8) as u32;
+
+/// Makes the first `head` bytes (or the whole packet, if shorter) linear
+/// and writable, for direct access: a packet from a PACKET_TX_RING sender
+/// (trafgen) holds all but its Ethernet header in pages, where every
+/// `bpf_skb_load_bytes` was a copy. Gives the data and its end: bounds are
+/// checked as `p + n > end` on the pointers, the form the verifier learns
+/// a packet range from.
+#[inline(always)]
+fn pull_head(ctx: &TcContext, head: u32) -> Option<(*mut u8, usize)> {
+    let len = ctx.len();
+    ctx.pull_data(if len < head { len } else { head }).ok()?;
+    Some((ctx.data() as *mut u8, ctx.data_end()))
+}
+
+/// Swaps the Ethernet addresses (the answer goes to the asker, from the
+/// fake host) and the `n`-byte addresses at `src`/`src + n`; gives the
+/// asker's MAC. `p` must hold `src + 2 * n` bytes.
+///
+/// # Safety
+/// `p` points at the packet's linear data of at least that length.
+#[inline(always)]
+unsafe fn swap_addresses<const N: usize>(
+    p: *mut u8,
+    mac: &[u8; 6],
+    src: usize,
+) -> ([u8; 6], [u8; N], [u8; N]) {
+    // SAFETY: in bounds as the caller checked; packet data has no alignment.
+    unsafe {
+        let eth_src = p.add(6).cast::<[u8; 6]>().read_unaligned();
+        let a = p.add(src).cast::<[u8; N]>().read_unaligned();
+        let b = p.add(src + N).cast::<[u8; N]>().read_unaligned();
+        p.cast::<[u8; 6]>().write_unaligned(eth_src);
+        p.add(6).cast::<[u8; 6]>().write_unaligned(*mac);
+        p.add(src).cast::<[u8; N]>().write_unaligned(b);
+        p.add(src + N).cast::<[u8; N]>().write_unaligned(a);
+        (eth_src, a, b)
+    }
+}
+
 #[inline(always)]
 fn echo4_answer(skb: *mut __sk_buff) -> Option<i32> {
     let ctx = TcContext::new(skb);
-    let vhl: u8 = ctx.load(ETH_LEN).ok()?;
-    let frag: [u8; 2] = ctx.load(ETH_LEN + 6).ok()?;
-    let proto: u8 = ctx.load(ETH_LEN + 9).ok()?;
-    // Fragments are not reassembled here: only whole datagrams.
-    if vhl >> 4 != 4 || proto != IPPROTO_ICMP || (frag[0] & 0x3f) != 0 || frag[1] != 0 {
+    let (p, end) = pull_head(&ctx, ECHO4_HEAD)?;
+    if p as usize + ETH_LEN + 20 + 8 > end {
         return None;
     }
-    let icmp = ETH_LEN + ((vhl & 0xf) as usize) * 4;
-    let type_code: u16 = ctx.load(icmp).ok()?;
+    // SAFETY: the first 42 bytes are there (checked above).
+    let (vhl, frag, proto) = unsafe {
+        (
+            *p.add(ETH_LEN),
+            [*p.add(ETH_LEN + 6), *p.add(ETH_LEN + 7)],
+            *p.add(ETH_LEN + 9),
+        )
+    };
+    let ihl = ((vhl & 0xf) as usize) * 4;
+    // Fragments are not reassembled here: only whole datagrams.
+    if vhl >> 4 != 4 || ihl < 20 || proto != IPPROTO_ICMP || (frag[0] & 0x3f) != 0 || frag[1] != 0 {
+        return None;
+    }
+    let icmp = ETH_LEN + ihl;
+    if p as usize + icmp + 8 > end {
+        return None;
+    }
+    // SAFETY: the ICMP header is there (checked above).
+    let type_code = unsafe { p.add(icmp).cast::<u16>().read_unaligned() };
     // Type 8 (echo request), code 0, as the bytes are in memory.
     if type_code != u16::from_ne_bytes([8, 0]) {
         return None;
     }
-    let src: [u8; 4] = ctx.load(ETH_LEN + 12).ok()?;
-    let dst: [u8; 4] = ctx.load(ETH_LEN + 16).ok()?;
+    // SAFETY: the IPv4 header is there.
+    let dst = unsafe { p.add(ETH_LEN + 16).cast::<[u8; 4]>().read_unaligned() };
     let key = v4_key(dst);
     let host = host_of(&key)?;
     if host.flags & FAKEHOST_ICMP == 0 {
         return None;
     }
-    let eth_src: [u8; 6] = ctx.load(6).ok()?;
     let reply = u16::from_ne_bytes([0, 0]);
     // Swapped addresses leave the IPv4 header checksum as it is (a sum
     // does not care about order), and ICMPv4 has no pseudo-header: only
     // the type word changes the ICMP checksum.
-    ctx.store(0, &eth_src, 0).ok()?;
-    ctx.store(6, &host.mac, 0).ok()?;
-    ctx.store(ETH_LEN + 12, &dst, 0).ok()?;
-    ctx.store(ETH_LEN + 16, &src, 0).ok()?;
-    ctx.store(icmp, &reply, 0).ok()?;
+    // SAFETY: both headers are there (checked above).
+    let (eth_src, src, _) = unsafe {
+        p.add(icmp).cast::<u16>().write_unaligned(reply);
+        swap_addresses::<4>(p, &host.mac, ETH_LEN + 12)
+    };
     // The helper leaves a CHECKSUM_PARTIAL checksum alone: the stack
     // trusts those on receive.
     ctx.l4_csum_replace(icmp + 2, type_code as u64, reply as u64, 2)
@@ -281,27 +371,34 @@ fn echo6(skb: *mut __sk_buff) -> i32 {
 #[inline(always)]
 fn echo6_answer(skb: *mut __sk_buff) -> Option<i32> {
     let ctx = TcContext::new(skb);
+    let (p, end) = pull_head(&ctx, ECHO6_HEAD)?;
     let icmp = ETH_LEN + IPV6_LEN;
-    let type_code: u16 = ctx.load(icmp).ok()?;
+    if p as usize + icmp + 8 > end {
+        return None;
+    }
+    // SAFETY: the IPv6 and ICMPv6 headers are there (checked above).
+    let (type_code, dst) = unsafe {
+        (
+            p.add(icmp).cast::<u16>().read_unaligned(),
+            p.add(ETH_LEN + 24).cast::<[u8; 16]>().read_unaligned(),
+        )
+    };
     if type_code != u16::from_ne_bytes([128, 0]) {
         return None;
     }
-    let src: [u8; 16] = ctx.load(ETH_LEN + 8).ok()?;
-    let dst: [u8; 16] = ctx.load(ETH_LEN + 24).ok()?;
     let key = FakeHostKey { addr: dst };
     let host = host_of(&key)?;
     if host.flags & FAKEHOST_ICMP == 0 || host.flags & FAKEHOST_ALIAS != 0 {
         return None;
     }
-    let eth_src: [u8; 6] = ctx.load(6).ok()?;
     let reply = u16::from_ne_bytes([129, 0]);
     // The pseudo-header holds both addresses: swapping them keeps its sum,
     // so again only the type word changes the checksum.
-    ctx.store(0, &eth_src, 0).ok()?;
-    ctx.store(6, &host.mac, 0).ok()?;
-    ctx.store(ETH_LEN + 8, &dst, 0).ok()?;
-    ctx.store(ETH_LEN + 24, &src, 0).ok()?;
-    ctx.store(icmp, &reply, 0).ok()?;
+    // SAFETY: both headers are there (checked above).
+    let (eth_src, src, _) = unsafe {
+        p.add(icmp).cast::<u16>().write_unaligned(reply);
+        swap_addresses::<16>(p, &host.mac, ETH_LEN + 8)
+    };
     ctx.l4_csum_replace(icmp + 2, type_code as u64, reply as u64, 2)
         .ok()?;
     count(&key, ANSWER_ECHO);
@@ -454,7 +551,11 @@ pub fn fakehost_egress(ctx: TcContext) -> i32 {
     let skb = ctx.skb.skb;
     let verdict = match u16::from_be_bytes(ethertype) {
         ETH_P_ARP => arp(skb),
-        ETH_P_IP => echo4(skb),
+        // Only ICMP is pulled and looked at (one byte loaded first).
+        ETH_P_IP => match ctx.load::<u8>(ETH_LEN + 9) {
+            Ok(IPPROTO_ICMP) => echo4(skb),
+            _ => TC_ACT_OK as i32,
+        },
         ETH_P_IPV6 => match (
             ctx.load::<u8>(ETH_LEN + 6),
             ctx.load::<u8>(ETH_LEN + IPV6_LEN),

@@ -7,9 +7,11 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use aya::maps::{Array, HashMap, MapData, PerCpuHashMap, PerCpuValues};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use aya::programs::SchedClassifier;
-use myinit_common::fakehost::{FakeHostConfig, FakeHostCounters, FakeHostEvent, FakeHostKey};
+use myinit_common::fakehost::{
+    FakeHostBudget, FakeHostConfig, FakeHostCounters, FakeHostEvent, FakeHostKey,
+};
 
 use super::{Answer, Counts, FakeHost, HostSet, LogLimiter};
 use crate::ebpf::ring::{self, RingReader};
@@ -113,6 +115,8 @@ struct EbpfAnswerer {
     object: Object,
     attached: Option<Attached>,
     events: RingReader,
+    /// Each CPU's event budget: what it skipped after its last event.
+    budget: PerCpuArray<MapData, FakeHostBudget>,
     limiter: LogLimiter,
     answers: u64,
 }
@@ -127,7 +131,9 @@ impl EventSource for EbpfAnswerer {
         let now = Instant::now();
         let taken = self.events.drain(max, |bytes| {
             if let Some(e) = ring::record::<FakeHostEvent>(bytes) {
-                *answers += 1;
+                // The answers the program made no event for came first.
+                limiter.skipped(u64::from(e.skipped));
+                *answers += 1 + u64::from(e.skipped);
                 let answer = Answer {
                     kind: e.kind,
                     target: address(e.ip_version, &e.target),
@@ -146,6 +152,18 @@ impl EventSource for EbpfAnswerer {
 }
 
 impl EbpfAnswerer {
+    /// Counts the answers after each CPU's last event as suppressed lines
+    /// (once detached and drained, nothing adds to them).
+    fn count_trailing_skipped(&mut self) {
+        let skipped: u64 = self
+            .budget
+            .get(&0, 0)
+            .map(|per_cpu| per_cpu.iter().map(|b| b.skipped).sum())
+            .unwrap_or(0);
+        self.limiter.skipped(skipped);
+        self.answers += skipped;
+    }
+
     fn detach(&mut self) {
         if let Some(attached) = self.attached.take() {
             if let Ok(program) = self.object.program_mut::<SchedClassifier>(PROGRAM) {
@@ -189,11 +207,13 @@ pub fn start(state: &State, iface: &str) -> anyhow::Result<(Box<dyn HostSet>, St
     };
     object.forward_log();
     let events = RingReader::take(&mut object, "FAKEHOST_EVENTS", "FAKEHOST_LOST")?;
+    let budget = PerCpuArray::try_from(object.take_map("FAKEHOST_BUDGET")?)?;
     let answerer = EbpfAnswerer {
         iface: iface.to_string(),
         object,
         attached: Some(attached),
         events,
+        budget,
         limiter: LogLimiter::new(iface),
         answers: 0,
     };
@@ -205,6 +225,7 @@ pub fn start(state: &State, iface: &str) -> anyhow::Result<(Box<dyn HostSet>, St
         move |cancel| async move {
             let mut answerer = answerer;
             drain_events(&mut answerer, &cancel, BATCH).await;
+            answerer.count_trailing_skipped();
             let lost = answerer.events.lost();
             let (answers, suppressed) = (answerer.answers, answerer.limiter.suppressed_total);
             if let Some(line) = answerer.limiter.flush() {

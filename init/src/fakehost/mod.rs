@@ -508,6 +508,13 @@ impl LogLimiter {
         out
     }
 
+    /// Counts `n` lines suppressed before they were offered (answers the
+    /// eBPF program made no event for).
+    pub fn skipped(&mut self, n: u64) {
+        self.suppressed += n;
+        self.suppressed_total += n;
+    }
+
     /// The suppressed-count line, if lines were held back since the last one.
     pub fn flush(&mut self) -> Option<String> {
         (self.suppressed > 0).then(|| {
