@@ -212,6 +212,12 @@ fn help_lists_every_command_with_usage() {
     }
     let r = myinit("help echo");
     assert!(r.stdout.contains("usage: echo [-n] [WORD...]"));
+    // A subcommand's help is help too: on standard output, status 0.
+    let r = myinit("fakehost add --help; capture start --help");
+    r.assert_ok();
+    assert!(r.stderr.is_empty(), "{}", r.stderr);
+    assert!(r.stdout.contains("answer for IP on IF"), "{}", r.stdout);
+    assert!(r.stdout.contains("--backend"), "{}", r.stdout);
     let r = myinit("sleep");
     assert_eq!(r.status, 2);
     assert!(r.stderr.contains("usage: sleep SECONDS"), "{}", r.stderr);

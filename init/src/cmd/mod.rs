@@ -262,6 +262,12 @@ pub fn find(name: &str) -> Option<&'static CommandSpec> {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// Help asked for inside a command (`fakehost add --help`): the shell
+/// prints it to standard output with status 0, as for `fakehost --help`.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct HelpShown(pub String);
+
 /// Builds a usage error; `return Err(usage("missing DEST"))`.
 pub fn usage(message: impl Into<String>) -> anyhow::Error {
     UsageError(message.into()).into()
@@ -292,8 +298,15 @@ pub struct Interrupted;
 /// Parses arguments with a clap derive type. Parse errors become one-line
 /// `UsageError`s (the shell adds the usage from the command's spec).
 pub fn parse_args<T: clap::Parser>(name: &str, args: &[String]) -> anyhow::Result<T> {
-    T::try_parse_from(std::iter::once(name.to_string()).chain(args.iter().cloned()))
-        .map_err(|e| usage(clap_error_line(&e)))
+    T::try_parse_from(std::iter::once(name.to_string()).chain(args.iter().cloned())).map_err(|e| {
+        use clap::error::ErrorKind;
+        match e.kind() {
+            ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                HelpShown(e.render().to_string()).into()
+            }
+            _ => usage(clap_error_line(&e)),
+        }
+    })
 }
 
 /// A clap error as one line in the shell's words: what is missing names

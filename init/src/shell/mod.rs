@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use crate::cmd::{self, Interrupted, UsageError};
+use crate::cmd::{self, HelpShown, Interrupted, UsageError};
 use crate::proc;
 use crate::state::State;
 pub use io::{Input, Output};
@@ -475,6 +475,10 @@ impl Shell {
         self.run_chain.truncate(run_depth);
         match result {
             Ok(Ok(status)) => status,
+            Ok(Err(e)) if e.is::<HelpShown>() => {
+                let _ = out.write_all(e.to_string().as_bytes());
+                0
+            }
             Ok(Err(e)) if e.is::<UsageError>() => {
                 let _ = out.flush();
                 eprint!("{prefix}{name}: {e}\n{}", spec.usage_text());
