@@ -149,6 +149,10 @@ fn quick_bench_of_every_built_part_writes_tables_of_the_documented_shape() {
         "{paced}"
     );
     assert!(paced["drift %"].as_f64().is_some(), "{paced}");
+    assert!(
+        paced["host steal on the pacing CPU ms"].as_f64() >= Some(0.0),
+        "{paced}"
+    );
     // myinit's paced row: the whole file, its recorded span, the lateness
     // figures and its own summary's worst lateness, each a number.
     let ours = &inject["tables"][1]["rows"][1];

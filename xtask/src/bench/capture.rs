@@ -191,6 +191,19 @@ fn table(bench: &Bench, size: usize, frames: u64, samples: &[Vec<Sample>]) -> Ta
             }
         }
     }
+    // The generator's own spread says how far the sender's part can be trusted.
+    let alone: Vec<f64> = samples[0].iter().map(|s| s.sender_cpu_s).collect();
+    let (lo, hi) = alone
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        });
+    if lo.is_finite() {
+        table.notes.push(format!(
+            "noise: the generator alone used {lo:.3}–{hi:.3} CPU s over the rounds, ±{:.3} µs per packet",
+            (hi - lo) / 2.0 / frames as f64 * 1e6
+        ));
+    }
     table.notes.push(format!(
         "generator alone: {:.0} frames/s; CPU per captured packet = (contender's user+sys from /proc/PID/stat + the sender's extra CPU: trafgen's user+sys − the generator's alone) ÷ captured, per round, median; the sender's CPU, not the flood's wall time: the receive path and the TC programs run in trafgen's softirqs and are charged to it, and wall time on this shared machine also counts other processes' turns",
         frames as f64 / base_flood

@@ -146,15 +146,25 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
         vec![Sender::Tcpreplay]
     };
     let mut paced: Vec<Vec<Pace>> = vec![Vec::new(); paced_senders.len()];
+    // The host's steal on the pacing CPU (all CPUs when not pinned), per
+    // replay: lateness follows it.
+    let pacing_cpu = if pinned() {
+        format!("cpu{SENDER_CPU} ")
+    } else {
+        "cpu ".to_string()
+    };
+    let mut stolen_ms: Vec<Vec<f64>> = vec![Vec::new(); paced_senders.len()];
     let load_before = load_average();
-    let steal_before = cpu_times()?;
+    let steal_before = cpu_times("cpu ")?;
     for round in 0..bench.rounds as usize {
         for k in 0..paced_senders.len() {
             let i = (k + round) % paced_senders.len();
+            let before = cpu_times(&pacing_cpu)?;
             let p = recorded_pace(bench, &pair, &scratch, &file, paced_senders[i])
                 .with_context(|| format!("recorded pace, {}", paced_senders[i].label(true)))?;
+            let stolen = cpu_times(&pacing_cpu)?.stolen_ms(before);
             eprintln!(
-                "bench inject: round {} {} at the recorded pace: drift {:.6} %, lateness p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
+                "bench inject: round {} {} at the recorded pace: drift {:.6} %, lateness p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs; the host took {stolen:.0} ms of the pacing CPU",
                 round + 1,
                 paced_senders[i].label(true),
                 p.drift_pct,
@@ -163,9 +173,10 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
                 p.worst_us
             );
             paced[i].push(p);
+            stolen_ms[i].push(stolen);
         }
     }
-    let (busy, steal) = cpu_times()?.since(steal_before);
+    let (busy, steal) = cpu_times("cpu ")?.since(steal_before);
     let span = GAP.as_secs_f64() * (count - 1) as f64;
     let mut pace = Table::new(
         format!(
@@ -187,11 +198,12 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
             "captured",
             "capture dropped",
             "receiver rx_packets",
+            "host steal on the pacing CPU ms",
         ],
     );
     // (|drift| %, p99 µs) per sender.
     let mut figures = Vec::new();
-    for (sender, v) in paced_senders.iter().zip(&paced) {
+    for ((sender, v), stolen) in paced_senders.iter().zip(&paced).zip(&stolen_ms) {
         let m = |f: &dyn Fn(&Pace) -> f64| median(&v.iter().map(f).collect::<Vec<_>>());
         // The median of the absolute drifts: signs may differ between rounds.
         let drift = m(&|p| p.drift_pct.abs());
@@ -210,6 +222,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
             Cell::num(m(&|p| p.received as f64), 0),
             Cell::num(m(&|p| p.capture_dropped as f64), 0),
             Cell::num(m(&|p| p.rx_packets as f64), 0),
+            Cell::num(median(stolen), 0),
         ]);
     }
     if has_timing {
@@ -487,21 +500,20 @@ fn load_average() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-/// The machine's CPU time from /proc/stat's `cpu` line, in ticks: all of it
-/// and the part the host took (steal).
+/// CPU time from one of /proc/stat's lines (`cpu ` for the machine, `cpuN `
+/// for one CPU), in ticks: all of it and the part the host took (steal).
 #[derive(Clone, Copy)]
 struct CpuTimes {
     total: u64,
     steal: u64,
 }
 
-fn cpu_times() -> anyhow::Result<CpuTimes> {
+fn cpu_times(line: &str) -> anyhow::Result<CpuTimes> {
     let text = std::fs::read_to_string("/proc/stat").context("/proc/stat")?;
     let fields: Vec<u64> = text
         .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("cpu "))
-        .context("/proc/stat: no cpu line")?
+        .find_map(|l| l.strip_prefix(line))
+        .with_context(|| format!("/proc/stat: no {:?} line", line.trim_end()))?
         .split_whitespace()
         .map(|f| f.parse().unwrap_or(0))
         .collect();
@@ -514,6 +526,13 @@ fn cpu_times() -> anyhow::Result<CpuTimes> {
 }
 
 impl CpuTimes {
+    /// Milliseconds the host took since `before`.
+    fn stolen_ms(self, before: CpuTimes) -> f64 {
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        self.steal.saturating_sub(before.steal) as f64 * 1000.0 / hz
+    }
+
     /// CPU seconds elapsed since `before`, and the % of them stolen.
     fn since(self, before: CpuTimes) -> (f64, f64) {
         // SAFETY: sysconf has no preconditions.

@@ -234,7 +234,15 @@ impl Table {
         for (what, ratio, target) in &self.ratios {
             let target = target
                 .map(|t| {
-                    let verdict = if *ratio <= t { "met" } else { "missed" };
+                    // A cost at or below zero (the sender ran faster than
+                    // alone) says the difference is within the noise.
+                    let verdict = if *ratio <= 0.0 {
+                        "no verdict: a figure ≤ 0 is within the run-to-run noise"
+                    } else if *ratio <= t {
+                        "met"
+                    } else {
+                        "missed"
+                    };
                     format!(" (target ≤ {t:.2}×: {verdict})")
                 })
                 .unwrap_or_default();
