@@ -1413,6 +1413,8 @@ fn snaplen_packets_saved_as_pcapng_show_in_tshark_with_why_each_was_dropped() {
             "frame.comment",
             "-e",
             "frame.interface_name",
+            "-e",
+            "frame.time_epoch",
         ])
         .output()
         .unwrap();
@@ -1432,7 +1434,8 @@ fn snaplen_packets_saved_as_pcapng_show_in_tshark_with_why_each_was_dropped() {
         } else {
             ("IP_CSUM", link.b_mac.as_str(), "dtncsum")
         };
-        let (comment, ifname) = line.split_once('|').unwrap();
+        let (comment, rest) = line.split_once('|').unwrap();
+        let ifname = rest.split('|').next().unwrap();
         assert_eq!(ifname, link.b_dev, "{line}");
         assert!(
             comment.starts_with(&format!("reason={reason} location=ip_rcv_core+0x")),
@@ -1457,6 +1460,29 @@ fn snaplen_packets_saved_as_pcapng_show_in_tshark_with_why_each_was_dropped() {
     // JSONL: today's fields, plus the packet decoded (capture dialect layers).
     let events = jsonl(&jsonl_file);
     let _ = std::fs::remove_dir_all(&dir);
+    // The packets' times keep the drops' order and spacing (one clock
+    // offset for the whole file), within the file's µs-or-better resolution.
+    let epochs: Vec<f64> = lines
+        .iter()
+        .map(|l| l.rsplit('|').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(epochs.windows(2).all(|w| w[0] <= w[1]), "{fields}");
+    let monos: Vec<u64> = events
+        .iter()
+        .filter(|e| {
+            e["comm"]
+                .as_str()
+                .is_some_and(|c| c == "dtnother" || c == "dtncsum")
+        })
+        .map(|e| e["time_ns"].as_u64().unwrap())
+        .collect();
+    assert_eq!(monos.len(), 4);
+    let file_span = epochs[3] - epochs[0];
+    let drop_span = (monos[3] - monos[0]) as f64 / 1e9;
+    assert!(
+        (file_span - drop_span).abs() < 2e-6,
+        "file span {file_span} s, drops' span {drop_span} s"
+    );
     let mine = with(&events, "comm", "dtnother");
     assert_eq!(mine.len(), 2);
     let p = &mine[0]["packet"];
@@ -1526,4 +1552,30 @@ fn stack_and_snaplen_refuse_what_they_cannot_do_in_one_line() {
         r.stderr
     );
     assert!(r.stdout.contains("0 stacks lost"), "{}", r.stdout);
+}
+
+#[test]
+fn filters_a_run_cannot_answer_are_refused_in_one_line() {
+    let r = myinit_env(
+        "droptrace start --dev nosuch0; droptrace start 3 --summary; \
+         droptrace start --summary; droptrace summary --proto udp; droptrace summary --proto ipv4; \
+         droptrace stop; droptrace start --backend ftrace; droptrace stop; droptrace show --dev lo; \
+         echo still here",
+        &[],
+    );
+    for said in [
+        "--dev nosuch0: no such interface in this namespace",
+        "COUNT stops after that many kept drops; --summary keeps none",
+        "summary: this run counted by EtherType and by device in our own namespace",
+        "show: this run's ftrace events name no device, namespace or L4 protocol",
+    ] {
+        assert!(r.stderr.contains(said), "{said}: {}", r.stderr);
+    }
+    // What the summary did count by is still answered.
+    assert!(
+        r.stdout.contains("summary mode: counted in the kernel"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("still here"));
 }

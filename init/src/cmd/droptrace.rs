@@ -364,16 +364,12 @@ fn cut(text: &str, width: usize) -> std::borrow::Cow<'_, str> {
     format!("{kept}…").into()
 }
 
-/// TIME: seconds since `start` (`+1.234567`), or with `abs` the wall-clock
-/// time of day in UTC, from the monotonic time of the drop.
-fn time_text(time_ns: u64, started_ns: u64, abs: bool) -> String {
-    if abs {
-        let now_mono = job::monotonic_ns();
-        let now_real = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos() as u64;
-        let real = now_real.saturating_sub(now_mono.saturating_sub(time_ns));
+/// TIME: seconds since `start` (`+1.234567`), or with `abs` (the offset
+/// of `job::monotonic_to_epoch_ns`) the wall-clock time of day in UTC,
+/// from the monotonic time of the drop.
+fn time_text(time_ns: u64, started_ns: u64, abs: Option<u64>) -> String {
+    if let Some(to_epoch) = abs {
+        let real = time_ns + to_epoch;
         let day_ns = real % 86_400_000_000_000;
         let secs = day_ns / 1_000_000_000;
         return format!(
@@ -439,6 +435,28 @@ fn is_tracing_frame(name: &str) -> bool {
     .any(|prefix| name.starts_with(prefix))
 }
 
+/// Refuses a filter that the run's records cannot answer, rather than an
+/// empty listing: summary mode counted by EtherType and by device in our
+/// own namespace; ftrace's lines name no device, namespace or packet.
+fn check_filter(s: &DropStore, filter: &DropFilter, what: &str) -> anyhow::Result<()> {
+    let l4 = filter
+        .proto
+        .as_deref()
+        .is_some_and(|p| !matches!(p, "ipv4" | "ipv6" | "arp"));
+    let other_netns = filter.dev.is_some() && filter.netns != crate::droptrace::event::own_netns();
+    if s.summary_mode && (l4 || other_netns) {
+        return Err(usage(format!(
+            "{what}: this run counted by EtherType and by device in our own namespace (--summary); --proto tcp|udp|… and --dev with another --netns need a run with full events"
+        )));
+    }
+    if s.backend.starts_with("ftrace") && filter.needs_packet() {
+        return Err(usage(format!(
+            "{what}: this run's ftrace events name no device, namespace or L4 protocol; --dev, --netns and --proto tcp|udp|… need a run of the eBPF backend"
+        )));
+    }
+    Ok(())
+}
+
 fn show(
     ctx: &mut Ctx<'_>,
     last: Option<usize>,
@@ -448,6 +466,7 @@ fn show(
 ) -> anyhow::Result<i32> {
     let drops = ctx.state().drops.clone();
     let mut s = drops.lock();
+    check_filter(&s, filter, "show")?;
     if s.summary_mode {
         let footer = s.footer(0);
         drop(s);
@@ -463,13 +482,14 @@ fn show(
         ));
     }
     let started_ns = s.started_ns;
+    let to_epoch = abs.then(job::monotonic_to_epoch_ns);
     let mut events = s.decoded_kept(filter);
     if let Some(n) = last {
         events.drain(..events.len().saturating_sub(n));
     }
     let rows: Vec<(String, &DropRecord)> = events
         .iter()
-        .map(|(r, _)| (time_text(r.time_ns, started_ns, abs), r))
+        .map(|(r, _)| (time_text(r.time_ns, started_ns, to_epoch), r))
         .collect();
     let columns = Columns::fit(&rows);
     let mut text = columns.header();
@@ -542,6 +562,7 @@ fn counts_by_stack(s: &mut DropStore, filter: &DropFilter) -> Vec<(u32, u64)> {
 fn summary(ctx: &mut Ctx<'_>, with_stack: bool, filter: &DropFilter) -> anyhow::Result<i32> {
     let drops = ctx.state().drops.clone();
     let mut s = drops.lock();
+    check_filter(&s, filter, "summary")?;
     if with_stack && !s.stack_on {
         return Err(usage(
             "summary --stack: this run took no stacks (droptrace start --stack)",
@@ -643,6 +664,7 @@ fn save(ctx: &mut Ctx<'_>, file: &str, filter: &DropFilter) -> anyhow::Result<i3
     }
     let drops = ctx.state().drops.clone();
     let mut s = drops.lock();
+    check_filter(&s, filter, "save")?;
     let mut text = String::new();
     let events = s.decoded_kept(filter);
     for (mut r, index) in events.iter().cloned() {
@@ -669,6 +691,7 @@ fn save_pcapng(ctx: &mut Ctx<'_>, file: &str, filter: &DropFilter) -> anyhow::Re
     use crate::packet::pcap_writer::PcapNgWriter;
     let drops = ctx.state().drops.clone();
     let mut s = drops.lock();
+    check_filter(&s, filter, "save")?;
     if s.snaplen() == 0 {
         return Err(usage(format!(
             "save {file}: this run kept no packet bytes (droptrace start --snaplen N), so there is nothing to write as pcapng; save FILE.jsonl writes the drops"
@@ -676,11 +699,8 @@ fn save_pcapng(ctx: &mut Ctx<'_>, file: &str, filter: &DropFilter) -> anyhow::Re
     }
     let events = s.decoded_kept(filter);
     // The kernel's monotonic clock to the epoch, for the packets' times.
-    let now_real = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos() as u64;
-    let to_real = |mono: u64| now_real.saturating_sub(job::monotonic_ns().saturating_sub(mono));
+    let to_epoch = job::monotonic_to_epoch_ns();
+    let to_real = |mono: u64| mono + to_epoch;
     let out = std::fs::File::create(file).with_context(|| format!("{file}: cannot write"))?;
     let mut w = PcapNgWriter::new(std::io::BufWriter::new(out))
         .with_context(|| format!("{file}: cannot write"))?;
@@ -817,7 +837,7 @@ fn watch(
                         let r = state.drops.lock().decode(&kept);
                         if filter.matches(&r) {
                             shown += 1;
-                            let time = time_text(r.time_ns, started_ns, false);
+                            let time = time_text(r.time_ns, started_ns, None);
                             writeln!(out, "{}", Columns::WATCH.row(&time, &r))?;
                             out.flush()?;
                         }

@@ -96,6 +96,18 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
     ]
     .into_iter()
     .find_map(|(on, name)| on.then_some(name));
+    // A device named for our own namespace must be there now: a typo would
+    // match nothing, silently.
+    if let Some(dev) = &opts.filter.dev {
+        if opts.filter.netns == super::event::own_netns()
+            && nix::net::if_::if_nametoindex(dev.as_str()).is_err()
+        {
+            bail!("--dev {dev}: no such interface in this namespace (--netns NS or any for a device elsewhere)");
+        }
+    }
+    if opts.summary && opts.limit.is_some() {
+        bail!("COUNT stops after that many kept drops; --summary keeps none, only counts (droptrace stop ends it)");
+    }
     if let (Some(name), Backend::Ftrace) = (ebpf_only, opts.backend) {
         bail!("{name} needs the eBPF backend (ftrace text has no such field)");
     }
@@ -250,6 +262,18 @@ pub fn monotonic_ns() -> u64 {
         return 0;
     }
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// What to add to a CLOCK_MONOTONIC time to get nanoseconds since the
+/// epoch: taken once, and used for every time of a listing or file, so
+/// that they stay in the order and spacing of the drops (taking "now" per
+/// drop moved each later one earlier by the time spent on those before).
+pub fn monotonic_to_epoch_ns() -> u64 {
+    let real = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos() as u64;
+    real.saturating_sub(monotonic_ns())
 }
 
 /// Resets the store for a new run and starts the job on `source`.
