@@ -147,14 +147,31 @@ fn kernel_pings_fake_hosts(backend: &str) {
         .unwrap();
     std::thread::sleep(Duration::from_millis(1000));
 
-    let v4 = ns.exec("ping", &["-c", "3", "-i", "0.2", "-W", "2", "10.77.0.2"]);
+    // Replies carry the host's own TTL / hop limit, not the request's.
+    let v4 = ns.exec(
+        "ping",
+        &["-c", "3", "-i", "0.2", "-W", "2", "-t", "3", "10.77.0.2"],
+    );
     assert!(v4.status.success(), "ping 10.77.0.2: {}", text(&v4));
     assert!(text(&v4).contains("3 received"), "{}", text(&v4));
+    assert_eq!(text(&v4).matches(" ttl=64 ").count(), 3, "{}", text(&v4));
     let v6 = ns.exec(
         "ping",
-        &["-6", "-c", "3", "-i", "0.2", "-W", "2", "2001:db8:77::2"],
+        &[
+            "-6",
+            "-c",
+            "3",
+            "-i",
+            "0.2",
+            "-W",
+            "2",
+            "-t",
+            "5",
+            "2001:db8:77::2",
+        ],
     );
     assert!(v6.status.success(), "ping -6: {}", text(&v6));
+    assert_eq!(text(&v6).matches(" ttl=64 ").count(), 3, "{}", text(&v6));
     // myinit's own ping, from another process: the answers are the kernel's
     // (or the server's), not tied to who asks.
     let own = ns.myinit("ping -c 2 10.77.0.2; ping -c 2 2001:db8:77::2");
@@ -242,7 +259,8 @@ fn without_icmp_and_after_del_nothing_is_answered(backend: &str) {
     let ns = veth_ns();
     let r = ns.myinit(&format!(
         "fakehost add v0 10.77.0.2 icmp --backend {backend}; fakehost add v0 10.77.0.3 --backend {backend}; \
-         ping -c 2 10.77.0.2; ping -c 1 -W 1 10.77.0.3; fakehost show; \
+         ping -c 2 10.77.0.2; ping -c 1 -W 1 10.77.0.3; \
+         /usr/bin/ping -c 1 -W 1 -s 3000 10.77.0.2; fakehost show; \
          fakehost del v0 10.77.0.2; fakehost del v0 10.77.0.3; debug-tc show v0 egress; \
          ping -c 1 -W 1 10.77.0.2"
     ));
@@ -257,6 +275,14 @@ fn without_icmp_and_after_del_nothing_is_answered(backend: &str) {
         .expect("show row");
     let cols: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(&cols[5..10], &["1", "0", "0", "0", "0"], "{row}");
+    // A fragmented request (3000 bytes over MTU 1500) is not answered,
+    // nor counted: only whole datagrams are.
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("v0 ") && l.contains(" 10.77.0.2 "))
+        .expect("show row");
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[8], "2", "ECHO: {row}");
     // The last del detached at once: no program left, no more answers.
     assert!(
         out.contains("program detached") || backend == "packet",
@@ -268,7 +294,7 @@ fn without_icmp_and_after_del_nothing_is_answered(backend: &str) {
     );
     assert_eq!(
         out.matches("1 packets transmitted, 0 received").count(),
-        2,
+        3,
         "{r:#?}"
     );
     let filters = text(&ns.exec("tc", &["filter", "show", "dev", "v0", "egress"]));
@@ -428,11 +454,14 @@ fn several_hosts_on_several_interfaces_and_the_end_detaches_every_clsact_filter(
 #[test]
 fn bad_fakehost_input_gets_one_line_errors_and_changes_nothing() {
     let ns = veth_ns();
+    // An L3 device: no link-layer addresses to answer for.
+    let tun = ns.exec("ip", &["tuntap", "add", "rvtun0", "mode", "tun"]);
+    assert!(tun.status.success(), "{}", text(&tun));
     let r = ns.myinit(
         "fakehost add v0 1.2.3; fakehost add nosuch0 10.77.0.2; fakehost add v0 10.77.0.2 mac zz; \
          fakehost add v0 10.77.0.2 router; fakehost add v0 2001:db8:77::9 prefix 2001:db8::/64; \
          fakehost add v0 10.77.0.2; fakehost add v0 10.77.0.2 icmp; fakehost del v0 10.77.0.9; \
-         fakehost del v0 nope; fakehost show",
+         fakehost del v0 nope; fakehost add rvtun0 10.78.0.2; fakehost show",
     );
     let errors: Vec<&str> = r
         .stderr
@@ -448,6 +477,7 @@ fn bad_fakehost_input_gets_one_line_errors_and_changes_nothing() {
         "v0 10.77.0.2: exists already",
         "v0 10.77.0.9: no such fake host",
         "nope: not an IPv4 or IPv6 address",
+        "rvtun0: fake hosts need an Ethernet interface (veth, TAP, bridge…); this one is of ARPHRD type 65534",
     ];
     for e in expect {
         assert_eq!(

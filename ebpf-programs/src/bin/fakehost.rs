@@ -263,6 +263,8 @@ fn echo4(skb: *mut __sk_buff) -> i32 {
 
 /// Bytes an echo answer reads and writes: Ethernet, the longest IPv4
 /// header and the ICMP header (IPv6: its fixed header).
+/// The TTL / hop limit of echo replies (Linux's default).
+const REPLY_TTL: u8 = 64;
 const ECHO4_HEAD: u32 = (ETH_LEN + 60 + 8) as u32;
 const ECHO6_HEAD: u32 = (ETH_LEN + IPV6_LEN + 8) as u32;
 
@@ -312,10 +314,11 @@ fn echo4_answer(skb: *mut __sk_buff) -> Option<i32> {
         return None;
     }
     // SAFETY: the first 42 bytes are there (checked above).
-    let (vhl, frag, proto) = unsafe {
+    let (vhl, frag, ttl, proto) = unsafe {
         (
             *p.add(ETH_LEN),
             [*p.add(ETH_LEN + 6), *p.add(ETH_LEN + 7)],
+            *p.add(ETH_LEN + 8),
             *p.add(ETH_LEN + 9),
         )
     };
@@ -345,11 +348,20 @@ fn echo4_answer(skb: *mut __sk_buff) -> Option<i32> {
     // Swapped addresses leave the IPv4 header checksum as it is (a sum
     // does not care about order), and ICMPv4 has no pseudo-header: only
     // the type word changes the ICMP checksum.
+    // The host's own TTL, not the request's: the header checksum follows
+    // the word that holds it.
+    let (ttl_word, reply_ttl_word) = (
+        u16::from_ne_bytes([ttl, proto]),
+        u16::from_ne_bytes([REPLY_TTL, proto]),
+    );
     // SAFETY: both headers are there (checked above).
     let (eth_src, src, _) = unsafe {
         p.add(icmp).cast::<u16>().write_unaligned(reply);
+        *p.add(ETH_LEN + 8) = REPLY_TTL;
         swap_addresses::<4>(p, &host.mac, ETH_LEN + 12)
     };
+    ctx.l3_csum_replace(ETH_LEN + 10, ttl_word as u64, reply_ttl_word as u64, 2)
+        .ok()?;
     // The helper leaves a CHECKSUM_PARTIAL checksum alone: the stack
     // trusts those on receive.
     ctx.l4_csum_replace(icmp + 2, type_code as u64, reply as u64, 2)
@@ -394,9 +406,11 @@ fn echo6_answer(skb: *mut __sk_buff) -> Option<i32> {
     let reply = u16::from_ne_bytes([129, 0]);
     // The pseudo-header holds both addresses: swapping them keeps its sum,
     // so again only the type word changes the checksum.
-    // SAFETY: both headers are there (checked above).
+    // SAFETY: both headers are there (checked above). The hop limit is
+    // in no checksum.
     let (eth_src, src, _) = unsafe {
         p.add(icmp).cast::<u16>().write_unaligned(reply);
+        *p.add(ETH_LEN + 7) = REPLY_TTL;
         swap_addresses::<16>(p, &host.mac, ETH_LEN + 8)
     };
     ctx.l4_csum_replace(icmp + 2, type_code as u64, reply as u64, 2)

@@ -230,6 +230,9 @@ fn ipv6_reply(src: Ipv6Addr, dst: Ipv6Addr) -> Ipv6 {
     }
 }
 
+/// The TTL / hop limit of echo replies (Linux's default).
+const REPLY_TTL: u8 = 64;
+
 /// The answer to one frame the kernel sent, if it asks a fake host.
 pub fn answer(
     hosts: &mut BTreeMap<IpAddr, (FakeHost, Counts)>,
@@ -270,12 +273,16 @@ pub fn answer(
             let target = IpAddr::V4(val(&ip.dst)?);
             let key = find(hosts, target, false)?;
             let host = &hosts[&key].0;
-            if !host.icmp {
+            // Only whole datagrams, as the eBPF backend: a first fragment
+            // would get a reply of that fragment alone.
+            if !host.icmp || val(&ip.flags.0.more_fragments).is_some_and(|f| f.0) {
                 return None;
             }
+            // A host's own TTL, not the request's.
             let reply_ip = Ip {
                 src: ip.dst,
                 dst: ip.src,
+                ttl: v(REPLY_TTL),
                 chksum: Field::Auto,
                 ..ip.clone()
             };
@@ -316,6 +323,7 @@ pub fn answer(
                         Layer::Ipv6(Ipv6 {
                             src: v(dst),
                             dst: v(src),
+                            hop_limit: v(REPLY_TTL),
                             ..ip.clone()
                         }),
                         Layer::Icmpv6(Icmpv6 {

@@ -271,6 +271,15 @@ pub fn add(
     backend: Backend,
 ) -> anyhow::Result<Vec<String>> {
     let ifindex = crate::net::iface::ifindex(iface)?;
+    // ARP and neighbour discovery need an Ethernet link: on an L3 device
+    // (TUN, tunnels) a program would attach and never be asked.
+    let arphrd = state.rt.block_on(async {
+        let nl = crate::net::netlink::Netlink::open()?;
+        anyhow::Ok(nl.link(ifindex).await?.link_type)
+    })?;
+    if arphrd != crate::net::iface::ARPHRD_ETHER {
+        bail!("{iface}: fake hosts need an Ethernet interface (veth, TAP, bridge…); this one is of ARPHRD type {arphrd}, with no link-layer addresses to answer for");
+    }
     let mut lines = Vec::new();
     let mut table = table();
     // A job that ended by itself (its interface went away) leaves its
@@ -470,6 +479,9 @@ pub struct LogLimiter {
     refilled: Instant,
     suppressed: u64,
     pub suppressed_total: u64,
+    /// When the last suppressed-count note was printed: at most one a
+    /// second, or under a flood every line let through came with one.
+    noted: Option<Instant>,
 }
 
 impl LogLimiter {
@@ -480,6 +492,7 @@ impl LogLimiter {
             refilled: Instant::now(),
             suppressed: 0,
             suppressed_total: 0,
+            noted: None,
         }
     }
 
@@ -501,8 +514,14 @@ impl LogLimiter {
         }
         self.tokens -= 1;
         let mut out = Vec::new();
-        if let Some(note) = self.flush() {
-            out.push(note);
+        if self
+            .noted
+            .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(1))
+        {
+            if let Some(note) = self.flush() {
+                out.push(note);
+                self.noted = Some(now);
+            }
         }
         out.push(line());
         out
@@ -594,5 +613,31 @@ mod tests {
             format!("fakehost: v0: {} log lines suppressed", 1000 - BURST)
         );
         assert_eq!(later[1], "again");
+    }
+
+    #[test]
+    fn under_a_steady_flood_the_suppressed_note_comes_once_a_second() {
+        let mut limiter = LogLimiter::new("v0");
+        let start = Instant::now();
+        let mut lines = Vec::new();
+        // 1000 answers a second for 3 s, after the burst.
+        for ms in 0..3000u64 {
+            lines.extend(limiter.offer(|| "echo".into(), start + Duration::from_millis(ms)));
+        }
+        let notes = lines.iter().filter(|l| l.ends_with("suppressed")).count();
+        let echoes = lines.len() - notes;
+        assert!((2..=3).contains(&notes), "{notes} notes: {lines:?}");
+        assert!(
+            echoes <= (BURST + 3 * LINES_PER_SECOND) as usize,
+            "{echoes}"
+        );
+        let told: u64 = lines
+            .iter()
+            .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+            .sum();
+        let rest = limiter.flush().map_or(0, |l| {
+            l.split_whitespace().nth(2).unwrap().parse::<u64>().unwrap()
+        });
+        assert_eq!(told + rest + echoes as u64, 3000);
     }
 }
