@@ -109,7 +109,8 @@ fn capture_into<const N: usize>(ctx: &TcContext, direction: u8, orig_len: u32, w
 #[inline(always)]
 fn capture(ctx: &TcContext, direction: u8) {
     let orig_len = ctx.len();
-    let snaplen = SNAPLEN.load();
+    // Above the largest record, a packet would not fit any: cut to it.
+    let snaplen = core::cmp::min(SNAPLEN.load(), SNAPLEN_MAX as u32);
     let want = if orig_len > snaplen {
         snaplen
     } else {

@@ -25,10 +25,16 @@ const BUFFER: usize = 256 << 10;
 struct CountingFile {
     file: File,
     written: Arc<AtomicU64>,
+    /// Set once the file was cut back after an error: what is still
+    /// buffered is dropped, not written past the cut.
+    discard: bool,
 }
 
 impl Write for CountingFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.discard {
+            return Ok(buf.len());
+        }
         let n = self.file.write(buf)?;
         self.written.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
@@ -122,6 +128,8 @@ pub struct CaptureFile {
     /// Packets (and their captured bytes) wholly in the file.
     kept: u64,
     kept_bytes: u64,
+    /// Where the last packet wholly in the file ends (or the header).
+    kept_end: u64,
 }
 
 /// The packet comment naming the sender: `ping (pid 42)`.
@@ -144,6 +152,7 @@ impl CaptureFile {
             CountingFile {
                 file: File::create(path)?,
                 written: written.clone(),
+                discard: false,
             },
         );
         let out = match format {
@@ -162,8 +171,11 @@ impl CaptureFile {
             }
             Format::Jsonl => Out::Jsonl(file),
         };
+        // The header (still buffered) is what a cut keeps at the least.
+        let kept_end = out.buffered() as u64;
         Ok(CaptureFile {
             out,
+            kept_end,
             ifname: ifname.to_string(),
             linktype,
             written,
@@ -183,6 +195,7 @@ impl CaptureFile {
             self.pending.pop_front();
             self.kept += 1;
             self.kept_bytes += len;
+            self.kept_end = end;
         }
     }
 
@@ -255,6 +268,23 @@ impl CaptureFile {
         }
         .and_then(|()| self.flush());
         self.settle();
+        if result.is_err() || !self.pending.is_empty() {
+            self.cut_to_whole_packets();
+        }
         (self.kept, self.kept_bytes, result)
+    }
+
+    /// After a failed write (a full disk): the file ends with the last
+    /// packet wholly in it, not with part of the next, so every reader
+    /// takes it as it is; what is still buffered is dropped.
+    fn cut_to_whole_packets(&mut self) {
+        let inner = match &mut self.out {
+            Out::Pcap(w) => w.get_mut().get_mut(),
+            Out::PcapNg(w) => w.get_mut().get_mut(),
+            Out::Jsonl(w) => w.get_mut(),
+        };
+        inner.discard = true;
+        let on_disk = self.written.load(Ordering::Relaxed);
+        let _ = inner.file.set_len(self.kept_end.min(on_disk));
     }
 }

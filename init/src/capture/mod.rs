@@ -333,7 +333,9 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
             if second && crate::ebpf::tc::choose_path()? == TcPath::Clsact {
                 bail!("{iface}: a second eBPF capture on one interface needs TCX (Linux 6.6+)");
             }
-            TcCapture::open(&iface, dir.hooks(), snaplen).await
+            // The programs copy at most SNAPLEN_MAX: the default (the
+            // whole frame) asks for more, and a longer packet is cut there.
+            TcCapture::open(&iface, dir.hooks(), snaplen.min(SNAPLEN_MAX as u32)).await
         });
         match (opened, opts.backend) {
             (Ok(tc), _) => Some(tc),

@@ -52,7 +52,7 @@ enum Sub {
         /// the file to write (created or truncated)
         #[arg(value_name = "FILE")]
         file: String,
-        /// the format (default: from FILE's extension), then the number of
+        /// the format (default: from FILE's extension, else jsonl), then the number of
         /// packets after which the capture stops by itself
         #[arg(value_name = "FORMAT|COUNT", num_args = 0..=2)]
         rest: Vec<String>,
@@ -110,14 +110,10 @@ fn capture(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
                     )));
                 }
             }
-            let format = match format.or_else(|| Format::from_path(&file)) {
-                Some(f) => f,
-                None => {
-                    return Err(usage(format!(
-                    "{file}: say the format (jsonl, pcap or pcapng) or use one of their extensions"
-                )))
-                }
-            };
+            // The original tool's default, for its scripts: JSONL.
+            let format = format
+                .or_else(|| Format::from_path(&file))
+                .unwrap_or(Format::Jsonl);
             let opts = StartOptions {
                 iface,
                 file,

@@ -94,6 +94,11 @@ impl<W: Write> PcapWriter<W> {
         &self.out
     }
 
+    /// The output, to act on it (a capture cuts its file after an error).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
     /// Flushes and hands back the output.
     pub fn finish(mut self) -> io::Result<W> {
         self.out.flush()?;
@@ -208,6 +213,11 @@ impl<W: Write> PcapNgWriter<W> {
     /// The output, to see what it holds.
     pub fn get_ref(&self) -> &W {
         self.inner.get_ref()
+    }
+
+    /// The output, to act on it (a capture cuts its file after an error).
+    pub fn get_mut(&mut self) -> &mut W {
+        self.inner.get_mut()
     }
 
     /// Flushes and hands back the output.
