@@ -728,6 +728,31 @@ fn truncated_or_bad_input_names_the_position_and_keeps_the_old_output() {
 }
 
 #[test]
+fn in_and_out_the_same_file_is_refused_and_the_input_kept() {
+    let dir = TempDir::new("same");
+    let pcap = dir.path("same.pcap");
+    std::fs::copy(REAL_CAPTURE, &pcap).unwrap();
+    let before = std::fs::read(&pcap).unwrap();
+    // Also through another name of the same file.
+    let other = format!("{}/./same.pcap", dir.0.display());
+    let run = myinit(&format!(
+        "pcap2json {pcap} {pcap}; json2pcap {pcap} {other}; echo after"
+    ));
+    assert_eq!(
+        run.stderr.matches("itself: write to another file").count(),
+        2,
+        "{run:?}"
+    );
+    assert!(
+        run.stderr
+            .contains(&format!("pcap2json: {pcap} is {pcap} itself")),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("after"));
+    assert_eq!(std::fs::read(&pcap).unwrap(), before);
+}
+
+#[test]
 fn a_full_disk_is_an_error_that_leaves_no_half_written_file() {
     let dir = TempDir::new("full");
     let mnt = dir.0.join("small");

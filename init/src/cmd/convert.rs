@@ -106,6 +106,7 @@ struct Json2PcapArgs {
 fn pcap2json(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     let args: Pcap2JsonArgs = super::parse_args("pcap2json", args)?;
     let input = open_input(ctx, &args.input)?;
+    refuse_same_file(&input, &args.input, &args.output)?;
     let mut progress = Progress::new("pcap2json", &args.input, ctx.interrupts());
     let (input_name, output_name) = (args.input.clone(), args.output.clone());
     let packets = run_blocking(ctx, &args.output, move || {
@@ -135,6 +136,7 @@ fn json2pcap(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         ));
     }
     let input = open_input(ctx, &args.input)?;
+    refuse_same_file(&input, &args.input, &args.output)?;
     let mut progress = Progress::new("json2pcap", &args.input, ctx.interrupts());
     let (input_name, output_name, force_ns) = (args.input.clone(), args.output.clone(), args.ns);
     let summary = run_blocking(ctx, &args.output, move || {
@@ -163,6 +165,20 @@ fn json2pcap(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         summary.packets, args.input, args.output, summary.what
     )?;
     Ok(0)
+}
+
+/// OUT replaces its file only once IN is read whole: were they one file,
+/// the input would be gone.
+fn refuse_same_file(input: &File, input_name: &str, output: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    if let (Ok(a), Ok(b)) = (input.metadata(), std::fs::metadata(output)) {
+        if a.is_file() && a.dev() == b.dev() && a.ino() == b.ino() {
+            return Err(super::usage(format!(
+                "{output} is {input_name} itself: write to another file"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Opens IN for reading; a FIFO's open can be given up with Ctrl-C.
