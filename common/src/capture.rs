@@ -32,6 +32,10 @@ pub const CAPTURE_EGRESS: u8 = 1;
 /// retransmit) names whichever task was running then. Kernels that refuse
 /// TC programs the task helpers (Linux 6.1) never set it.
 pub const CAPTURE_HAS_TASK: u8 = 1 << 0;
+/// `CaptureHeader::flags`: the packet had an 802.1Q/802.1ad tag that the
+/// device took out into the sk_buff (VLAN offload): `vlan_tpid` and
+/// `vlan_tci` hold it, and the reader puts it back after the MACs.
+pub const CAPTURE_HAS_VLAN: u8 = 1 << 1;
 
 /// The fixed part of a capture record.
 #[repr(C)]
@@ -51,7 +55,11 @@ pub struct CaptureHeader {
     pub direction: u8,
     /// `CAPTURE_*` bits.
     pub flags: u8,
-    pub _pad: [u8; 6],
+    /// The offloaded tag's control information; see `CAPTURE_HAS_VLAN`.
+    pub vlan_tci: u16,
+    /// Its EtherType (0x8100, 0x88a8), host order.
+    pub vlan_tpid: u16,
+    pub _pad: [u8; 2],
     /// The sender's command name, NUL-padded; see `CAPTURE_HAS_TASK`.
     pub comm: [u8; 16],
 }

@@ -604,6 +604,83 @@ fn a_frame_longer_than_the_ebpf_records_is_cut_to_1514_bytes_by_default() {
 }
 
 #[test]
+fn a_vlan_tag_the_kernel_took_out_on_receive_is_put_back() {
+    for backend in BACKENDS {
+        let here = Netns::new("cpv");
+        let peer = Netns::new("cpw");
+        let (dev, other) = (unique("cpv"), unique("cpw"));
+        // No IPv6: its own frames (router solicitations) would come in too.
+        for ns in [&here, &peer] {
+            for key in ["all", "default"] {
+                let sysctl = format!("net.ipv6.conf.{key}.disable_ipv6=1");
+                assert!(ns.exec("sysctl", &["-qw", &sysctl]).status.success());
+            }
+        }
+        here.veth(&dev, &other, Some(&peer));
+        here.ip(&["link", "set", &dev, "up"]);
+        peer.ip(&["link", "set", &other, "up"]);
+        // Three frames tagged VLAN 100 (priority 3), as a switch port would
+        // send them. The receive path takes the tag into the sk_buff
+        // before any tap or TC program sees the frame.
+        let frame = "ffffffffffff02000000000181006064080045000020000100004011000000000000000000000000000000000000000000";
+        let dir = TempDir::new();
+        let file = dir.file("vlan.pcap");
+        let server = format!(
+            "capture start {dev} {file} --backend {backend} --dir rx; echo started; sleep 1.5; capture stop {dev}"
+        );
+        let mut capture = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &here.name,
+                common::myinit_bin(),
+                "-c",
+                &server,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let mut out = std::io::BufReader::new(capture.stdout.take().unwrap());
+        while !line.contains("started") {
+            line.clear();
+            assert!(std::io::BufRead::read_line(&mut out, &mut line).unwrap() > 0);
+        }
+        let send = peer.exec(
+            "python3",
+            &[
+                "-c",
+                &format!(
+                    "import socket\ns = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)\ns.bind(('{other}', 0))\nfor _ in range(3): s.send(bytes.fromhex('{frame}'))"
+                ),
+            ],
+        );
+        assert!(
+            send.status.success(),
+            "{}",
+            String::from_utf8_lossy(&send.stderr)
+        );
+        assert!(capture.wait().unwrap().success());
+        let rows = tshark(&file, &["vlan.id", "vlan.priority", "frame.len"]);
+        assert_eq!(rows, ["100|3|49", "100|3|49", "100|3|49"], "{backend}");
+        // Byte for byte what was sent: the records of the classic pcap.
+        let bytes = std::fs::read(&file).unwrap();
+        let mut at = 24;
+        while at + 16 <= bytes.len() {
+            let len = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+            let data: String = bytes[at + 16..at + 16 + len]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(data, frame, "{backend}");
+            at += 16 + len;
+        }
+        assert_eq!(at, bytes.len());
+    }
+}
+
+#[test]
 fn a_file_of_no_known_extension_is_jsonl_as_the_original_wrote() {
     let ns = Netns::new("cpj");
     let dir = TempDir::new();

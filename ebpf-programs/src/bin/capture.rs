@@ -18,8 +18,8 @@ use aya_ebpf::{
     Global,
 };
 use myinit_common::capture::{
-    CaptureHeader, CaptureRecord, CAPTURE_EGRESS, CAPTURE_HAS_TASK, CAPTURE_INGRESS, RING_BYTES,
-    SIZE_CLASSES, SNAPLEN_MAX,
+    CaptureHeader, CaptureRecord, CAPTURE_EGRESS, CAPTURE_HAS_TASK, CAPTURE_HAS_VLAN,
+    CAPTURE_INGRESS, RING_BYTES, SIZE_CLASSES, SNAPLEN_MAX,
 };
 use myinit_ebpf::{reserve_header_zeroed, submit_batched};
 
@@ -90,6 +90,15 @@ fn capture_into<const N: usize>(ctx: &TcContext, direction: u8, orig_len: u32, w
     header.orig_len = orig_len;
     header.cap_len = cap_len;
     header.direction = direction;
+    // SAFETY: reading fields of the __sk_buff context. The tag the device
+    // took out of the frame is not in its bytes: it is kept for the reader.
+    unsafe {
+        if (*skb).vlan_present != 0 {
+            header.flags |= CAPTURE_HAS_VLAN;
+            header.vlan_tci = (*skb).vlan_tci as u16;
+            header.vlan_tpid = u16::from_be((*skb).vlan_proto as u16);
+        }
+    }
     // A local socket on an outgoing packet: the hook runs in the sending
     // task's context (see CAPTURE_HAS_TASK). On ingress the current task is
     // whoever the softirq interrupted, so it is not reported.

@@ -39,6 +39,8 @@ pub struct RingPacket<'a> {
     pub orig_len: u32,
     pub data: &'a [u8],
     pub direction: Direction,
+    /// An offloaded VLAN tag (TPID, TCI), not in `data`.
+    pub vlan: Option<(u16, u16)>,
 }
 
 /// A bound AF_PACKET socket with its mapped TPACKET_V3 ring.
@@ -254,6 +256,14 @@ impl PacketRing {
                 } else {
                     Direction::Inbound
                 },
+                vlan: (hdr.tp_status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
+                    let tpid = if hdr.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 {
+                        hdr.hv1.tp_vlan_tpid
+                    } else {
+                        0x8100
+                    };
+                    (tpid, hdr.hv1.tp_vlan_tci as u16)
+                }),
             });
             taken += 1;
             self.left -= 1;

@@ -4,7 +4,7 @@
 
 use anyhow::anyhow;
 use aya::programs::SchedClassifier;
-use myinit_common::capture::{CaptureHeader, CAPTURE_EGRESS, CAPTURE_HAS_TASK};
+use myinit_common::capture::{CaptureHeader, CAPTURE_EGRESS, CAPTURE_HAS_TASK, CAPTURE_HAS_VLAN};
 
 use crate::ebpf::ring::{self, RingReader};
 use crate::ebpf::tc::{self, Attached, Hook, TcPath};
@@ -31,6 +31,8 @@ pub struct TcPacket<'a> {
     pub data: &'a [u8],
     pub direction: Direction,
     pub process: Option<(u32, &'a str)>,
+    /// An offloaded VLAN tag (TPID, TCI), not in `data`.
+    pub vlan: Option<(u16, u16)>,
 }
 
 /// The programs attached to an interface and the ring they fill.
@@ -171,6 +173,7 @@ impl TcCapture {
                     Direction::Inbound
                 },
                 process,
+                vlan: (h.flags & CAPTURE_HAS_VLAN != 0).then_some((h.vlan_tpid, h.vlan_tci)),
             })
         })
     }

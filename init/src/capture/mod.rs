@@ -193,6 +193,33 @@ struct CaptureJob {
     sink: Sink,
     info: Arc<CaptureInfo>,
     dir: Dir,
+    /// The snap length a frame with its VLAN tag put back is cut to.
+    snaplen: u32,
+    /// Where such a frame is put together.
+    tagged: Vec<u8>,
+}
+
+/// A frame whose 802.1Q/802.1ad tag the device took into the sk_buff
+/// (VLAN offload) with the tag back after its MAC addresses, as it was on
+/// the wire and as libpcap shows it, cut to `snaplen`; other frames as
+/// they are. Gives the bytes and the original length.
+fn with_vlan<'a>(
+    data: &'a [u8],
+    orig_len: u32,
+    vlan: Option<(u16, u16)>,
+    snaplen: u32,
+    buf: &'a mut Vec<u8>,
+) -> (&'a [u8], u32) {
+    let Some((tpid, tci)) = vlan.filter(|_| data.len() >= 12) else {
+        return (data, orig_len);
+    };
+    buf.clear();
+    buf.extend_from_slice(&data[..12]);
+    buf.extend_from_slice(&tpid.to_be_bytes());
+    buf.extend_from_slice(&tci.to_be_bytes());
+    buf.extend_from_slice(&data[12..]);
+    buf.truncate(snaplen as usize);
+    (buf.as_slice(), orig_len + 4)
 }
 
 impl EventSource for CaptureJob {
@@ -216,14 +243,16 @@ impl EventSource for CaptureJob {
             Some(l) => max.min((l - sink.packets) as usize),
             None => max,
         };
+        let (snaplen, tagged) = (self.snaplen, &mut self.tagged);
         let taken = match &mut self.source {
             Source::Ebpf { tc, offset_ns } => {
                 let offset = *offset_ns;
                 tc.drain(max, |p| {
+                    let (data, orig_len) = with_vlan(p.data, p.orig_len, p.vlan, snaplen, tagged);
                     sink.write(&Captured {
                         timestamp_ns: (i128::from(p.monotonic_ns) + offset).max(0) as u64,
-                        orig_len: p.orig_len,
-                        data: p.data,
+                        orig_len,
+                        data,
                         direction: p.direction,
                         process: p.process,
                     });
@@ -233,10 +262,12 @@ impl EventSource for CaptureJob {
                 let dir = self.dir;
                 ring.drain(max, |p| {
                     if dir.keeps(p.direction) {
+                        let (data, orig_len) =
+                            with_vlan(p.data, p.orig_len, p.vlan, snaplen, tagged);
                         sink.write(&Captured {
                             timestamp_ns: p.timestamp_ns,
-                            orig_len: p.orig_len,
-                            data: p.data,
+                            orig_len,
+                            data,
                             direction: p.direction,
                             process: None,
                         });
@@ -408,6 +439,8 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
         },
         info: info.clone(),
         dir,
+        snaplen: effective_snaplen,
+        tagged: Vec::new(),
     };
     let description = format!("capture {iface} to {} ({backend})", opts.file);
     {
