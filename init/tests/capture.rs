@@ -681,6 +681,40 @@ fn a_vlan_tag_the_kernel_took_out_on_receive_is_put_back() {
 }
 
 #[test]
+fn a_capture_ends_when_its_interface_goes_and_one_file_takes_one_capture() {
+    let ns = Netns::new("cpd");
+    ns.ip(&[
+        "link", "add", "cpd0", "type", "veth", "peer", "name", "cpd1",
+    ]);
+    ns.ip(&["link", "set", "cpd0", "up"]);
+    let dir = TempDir::new();
+    let (a, b) = (dir.file("a.pcap"), dir.file("b.pcap"));
+    let r = ns.myinit(&format!(
+        "capture start cpd0 {a}; capture start cpd0 {a} --backend packet; \
+         capture start cpd0 {b} --backend packet; capture start lo {} --snaplen 2000; \
+         capture stop lo; /usr/sbin/ip link del cpd0; sleep 0.5; capture show; echo end",
+        dir.file("lo.pcap")
+    ));
+    assert!(
+        r.stderr
+            .contains(&format!("capture: {a}: capture cpd0 writes it already")),
+        "{r:#?}"
+    );
+    assert!(
+        r.stdout
+            .contains("--snaplen 2000 is more than the eBPF backend copies (1514), so AF_PACKET"),
+        "{r:#?}"
+    );
+    // Both captures on the deleted interface ended by themselves and said why.
+    assert_eq!(
+        r.stderr.matches("stopped: the interface went away").count(),
+        2,
+        "{r:#?}"
+    );
+    assert!(r.stdout.contains("end"));
+}
+
+#[test]
 fn a_file_of_no_known_extension_is_jsonl_as_the_original_wrote() {
     let ns = Netns::new("cpj");
     let dir = TempDir::new();

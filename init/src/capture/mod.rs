@@ -163,6 +163,8 @@ struct Sink {
     bytes: u64,
     /// The write error that ended the capture.
     error: Option<String>,
+    /// The interface went away (deleted, or its namespace).
+    gone: bool,
 }
 
 impl Sink {
@@ -183,8 +185,15 @@ impl Sink {
     }
 
     fn done(&self) -> bool {
-        self.error.is_some() || self.limit.is_some_and(|l| self.packets >= l)
+        self.error.is_some() || self.gone || self.limit.is_some_and(|l| self.packets >= l)
     }
+}
+
+/// Whether an interface of this index exists (in our namespace).
+fn interface_exists(ifindex: u32) -> bool {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `name` has the IF_NAMESIZE bytes the call may write.
+    !unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) }.is_null()
 }
 
 /// The job's state: backend, file and counters.
@@ -197,6 +206,7 @@ struct CaptureJob {
     snaplen: u32,
     /// Where such a frame is put together.
     tagged: Vec<u8>,
+    ifindex: u32,
 }
 
 /// A frame whose 802.1Q/802.1ad tag the device took into the sk_buff
@@ -275,11 +285,14 @@ impl EventSource for CaptureJob {
                 })
             }
         };
-        // Idle: push what is buffered so the file shows it now.
+        // Idle: push what is buffered so the file shows it now, and see
+        // that the interface is still there (its programs or socket would
+        // wait for packets that cannot come).
         if taken < max && sink.error.is_none() {
             if let Some(Err(e)) = sink.file.as_mut().map(|f| f.flush()) {
                 sink.error = Some(crate::util::io_error(&e));
             }
+            sink.gone = !interface_exists(self.ifindex);
         }
         self.info.packets.store(sink.packets, Ordering::Relaxed);
         self.info.bytes.store(sink.bytes, Ordering::Relaxed);
@@ -350,6 +363,21 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
         // An explicit snap length above what the programs copy is kept.
         Backend::Auto => opts.snaplen.is_none_or(|s| s as usize <= SNAPLEN_MAX),
     };
+    // Two captures into one file would write over each other.
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let same = |a: &str, b: &str| match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => a == b,
+        };
+        let list = captures();
+        if let Some(c) = list
+            .iter()
+            .find(|c| state.jobs.is_running(&c.id) && same(&c.file, &opts.file))
+        {
+            bail!("{}: capture {} writes it already", opts.file, c.id.target);
+        }
+    }
     // The file first: a bad path changes nothing on the interface.
     let file = CaptureFile::create(&opts.file, opts.format, &iface, linktype, opts.ns)
         .map_err(|e| anyhow!("{}: {}", opts.file, crate::util::io_error(&e)))?;
@@ -357,6 +385,9 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
         let _ = std::fs::remove_file(&opts.file);
     };
     let mut note = String::new();
+    if opts.backend == Backend::Auto && !want_ebpf {
+        note = format!("; --snaplen {snaplen} is more than the eBPF backend copies ({SNAPLEN_MAX}), so AF_PACKET");
+    }
     let tc = if want_ebpf {
         let opened = state.rt.block_on(async {
             // A clsact attach first removes filters of the same program
@@ -436,11 +467,13 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
             packets: 0,
             bytes: 0,
             error: None,
+            gone: false,
         },
         info: info.clone(),
         dir,
         snaplen: effective_snaplen,
         tagged: Vec::new(),
+        ifindex,
     };
     let description = format!("capture {iface} to {} ({backend})", opts.file);
     {
@@ -491,6 +524,7 @@ fn finish(mut job: CaptureJob, ended: Ended, target: &str) -> String {
     job.info.lost.store(lost, Ordering::Relaxed);
     let how = match (&sink.error, ended) {
         (Some(e), _) => format!("stopped: {}: write error: {e}", job.info.file),
+        (None, _) if sink.gone => "stopped: the interface went away".to_string(),
         (None, Ended::ByItself) => "COUNT reached".to_string(),
         (None, Ended::Stopped) => "stopped".to_string(),
     };
