@@ -705,6 +705,9 @@ fn a_capture_ends_when_its_interface_goes_and_one_file_takes_one_capture() {
             .contains("--snaplen 2000 is more than the eBPF backend copies (1514), so AF_PACKET"),
         "{r:#?}"
     );
+    // The header announces the snap length asked for, as tcpdump -s does.
+    let lo = std::fs::read(dir.file("lo.pcap")).unwrap();
+    assert_eq!(u32::from_le_bytes(lo[16..20].try_into().unwrap()), 2000);
     // Both captures on the deleted interface ended by themselves and said why.
     assert_eq!(
         r.stderr.matches("stopped: the interface went away").count(),

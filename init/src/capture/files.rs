@@ -145,6 +145,7 @@ impl CaptureFile {
         ifname: &str,
         linktype: u32,
         ns: bool,
+        snaplen: u32,
     ) -> io::Result<Self> {
         let written = Arc::new(AtomicU64::new(0));
         let file = BufWriter::with_capacity(
@@ -162,11 +163,13 @@ impl CaptureFile {
                 } else {
                     TsResolution::MicroSecond
                 };
-                Out::Pcap(PcapWriter::new(file, linktype, resolution)?)
+                Out::Pcap(PcapWriter::with_snaplen(
+                    file, linktype, resolution, snaplen,
+                )?)
             }
             Format::PcapNg => {
                 let mut w = PcapNgWriter::new(file)?;
-                w.add_interface(ifname, linktype)?;
+                w.add_interface_with_snaplen(ifname, linktype, snaplen)?;
                 Out::PcapNg(w)
             }
             Format::Jsonl => Out::Jsonl(file),

@@ -379,7 +379,9 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
         }
     }
     // The file first: a bad path changes nothing on the interface.
-    let file = CaptureFile::create(&opts.file, opts.format, &iface, linktype, opts.ns)
+    // The header announces --snaplen as given (tcpdump -s does), else
+    // the largest a packet may have.
+    let file = CaptureFile::create(&opts.file, opts.format, &iface, linktype, opts.ns, snaplen)
         .map_err(|e| anyhow!("{}: {}", opts.file, crate::util::io_error(&e)))?;
     let remove_file = || {
         let _ = std::fs::remove_file(&opts.file);

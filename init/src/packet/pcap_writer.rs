@@ -60,9 +60,20 @@ pub struct PcapWriter<W: Write> {
 
 impl<W: Write> PcapWriter<W> {
     /// Writes the file header.
-    pub fn new(mut out: W, linktype: u32, resolution: TsResolution) -> io::Result<Self> {
+    pub fn new(out: W, linktype: u32, resolution: TsResolution) -> io::Result<Self> {
+        Self::with_snaplen(out, linktype, resolution, SNAPLEN)
+    }
+
+    /// `new` with the snap length the header announces (a capture's
+    /// `--snaplen`, as tcpdump -s writes it).
+    pub fn with_snaplen(
+        mut out: W,
+        linktype: u32,
+        resolution: TsResolution,
+        snaplen: u32,
+    ) -> io::Result<Self> {
         let header = PcapHeader {
-            snaplen: SNAPLEN,
+            snaplen: snaplen.min(SNAPLEN),
             datalink: DataLink::from(linktype),
             ts_resolution: resolution,
             endianness: Endianness::Little,
@@ -132,9 +143,28 @@ impl<W: Write> PcapNgWriter<W> {
         self.describe_interface(Some(name), linktype)
     }
 
+    /// `add_interface` with the snap length its block announces.
+    pub fn add_interface_with_snaplen(
+        &mut self,
+        name: &str,
+        linktype: u32,
+        snaplen: u32,
+    ) -> io::Result<u32> {
+        self.interface_block(Some(name), linktype, snaplen.min(SNAPLEN))
+    }
+
     /// `add_interface`, for packets whose interface has no known name
     /// (json2pcap of lines without `ifname`): no `if_name` option.
     pub fn describe_interface(&mut self, name: Option<&str>, linktype: u32) -> io::Result<u32> {
+        self.interface_block(name, linktype, SNAPLEN)
+    }
+
+    fn interface_block(
+        &mut self,
+        name: Option<&str>,
+        linktype: u32,
+        snaplen: u32,
+    ) -> io::Result<u32> {
         let id = self.inner.interfaces().len() as u32;
         let mut options = Vec::new();
         if let Some(name) = name {
@@ -147,7 +177,7 @@ impl<W: Write> PcapNgWriter<W> {
         options.push(InterfaceDescriptionOption::IfTsResol(9));
         let idb = InterfaceDescriptionBlock {
             linktype: DataLink::from(linktype),
-            snaplen: SNAPLEN,
+            snaplen,
             options,
         };
         self.inner.write_pcapng_block(idb).map_err(io_error)?;
