@@ -535,3 +535,20 @@ fn a_flood_gets_rate_limited_log_lines_with_ebpf() {
 fn a_flood_gets_rate_limited_log_lines_with_the_packet_backend() {
     a_flood_gets_rate_limited_log_lines_with_a_suppressed_count("packet");
 }
+
+#[test]
+fn the_ebpf_answerer_ends_when_its_interface_goes() {
+    let ns = veth_ns();
+    let r = ns.myinit(
+        "fakehost add v0 10.77.0.2 icmp --backend ebpf; /usr/sbin/ip link del v0; sleep 0.5; \
+         fakehost show; echo end",
+    );
+    assert!(
+        r.stderr
+            .contains("fakehost: v0: the interface went away (ebpf"),
+        "{r:#?}"
+    );
+    // No host is listed for an interface that is gone.
+    assert!(!r.stdout.lines().any(|l| l.starts_with("v0 ")), "{r:#?}");
+    assert!(r.stdout.contains("end"));
+}

@@ -189,13 +189,6 @@ impl Sink {
     }
 }
 
-/// Whether an interface of this index exists (in our namespace).
-fn interface_exists(ifindex: u32) -> bool {
-    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: `name` has the IF_NAMESIZE bytes the call may write.
-    !unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) }.is_null()
-}
-
 /// The job's state: backend, file and counters.
 struct CaptureJob {
     source: Source,
@@ -292,7 +285,7 @@ impl EventSource for CaptureJob {
             if let Some(Err(e)) = sink.file.as_mut().map(|f| f.flush()) {
                 sink.error = Some(crate::util::io_error(&e));
             }
-            sink.gone = !interface_exists(self.ifindex);
+            sink.gone = !crate::net::iface::index_exists(self.ifindex);
         }
         self.info.packets.store(sink.packets, Ordering::Relaxed);
         self.info.bytes.store(sink.bytes, Ordering::Relaxed);

@@ -119,6 +119,7 @@ struct EbpfAnswerer {
     budget: PerCpuArray<MapData, FakeHostBudget>,
     limiter: LogLimiter,
     answers: u64,
+    ifindex: u32,
 }
 
 impl EventSource for EbpfAnswerer {
@@ -143,7 +144,10 @@ impl EventSource for EbpfAnswerer {
                 super::print_lines(limiter.offer(|| answer.line(iface), now));
             }
         });
-        Drained { taken, done: false }
+        // Idle: the job ends if its interface went away (the program went
+        // with it).
+        let done = taken == 0 && !crate::net::iface::index_exists(self.ifindex);
+        Drained { taken, done }
     }
 
     fn stop_new(&mut self) {
@@ -166,6 +170,10 @@ impl EbpfAnswerer {
 
     fn detach(&mut self) {
         if let Some(attached) = self.attached.take() {
+            // An interface that went away took its filter or link along.
+            if !crate::net::iface::index_exists(self.ifindex) {
+                return;
+            }
             if let Ok(program) = self.object.program_mut::<SchedClassifier>(PROGRAM) {
                 if let Err(e) = tc::detach(program, attached) {
                     eprintln!("fakehost: {e}");
@@ -185,6 +193,7 @@ impl Drop for EbpfAnswerer {
 /// the host maps and the backend's name.
 pub fn start(state: &State, iface: &str) -> anyhow::Result<(Box<dyn HostSet>, String)> {
     let _runtime = state.rt.enter();
+    let ifindex = crate::net::iface::ifindex(iface)?;
     let btf = KernelBtf::get();
     let aya_btf = btf.as_ref().ok().map(|b| &b.aya);
     let mut object = Object::load(OBJECT, aya_btf, |_| {})?;
@@ -216,6 +225,7 @@ pub fn start(state: &State, iface: &str) -> anyhow::Result<(Box<dyn HostSet>, St
         budget,
         limiter: LogLimiter::new(iface),
         answers: 0,
+        ifindex,
     };
     let (report_name, target) = (name.clone(), iface.to_string());
     state.jobs.spawn(
@@ -224,7 +234,7 @@ pub fn start(state: &State, iface: &str) -> anyhow::Result<(Box<dyn HostSet>, St
         format!("fakehost {iface} {name}"),
         move |cancel| async move {
             let mut answerer = answerer;
-            drain_events(&mut answerer, &cancel, BATCH).await;
+            let ended = drain_events(&mut answerer, &cancel, BATCH).await;
             answerer.count_trailing_skipped();
             let lost = answerer.events.lost();
             let (answers, suppressed) = (answerer.answers, answerer.limiter.suppressed_total);
@@ -233,8 +243,12 @@ pub fn start(state: &State, iface: &str) -> anyhow::Result<(Box<dyn HostSet>, St
             }
             // Detached before the report says so.
             drop(answerer);
+            let how = match ended {
+                crate::jobs::Ended::ByItself => "the interface went away",
+                crate::jobs::Ended::Stopped => "stopped",
+            };
             format!(
-                "fakehost: {target}: stopped ({report_name}): {answers} answers logged, \
+                "fakehost: {target}: {how} ({report_name}): {answers} answers logged, \
                  {suppressed} log lines suppressed, {lost} events lost; program detached"
             )
         },

@@ -16,6 +16,15 @@ pub fn exists(name: &str) -> bool {
     ifindex(name).is_ok()
 }
 
+/// Whether the interface of that index still exists (in this namespace):
+/// a job on it ends when it is gone. By index, as a new interface of the
+/// same name is another one.
+pub fn index_exists(ifindex: u32) -> bool {
+    let mut name = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `name` has the IF_NAMESIZE bytes the call may write.
+    !unsafe { libc::if_indextoname(ifindex, name.as_mut_ptr()) }.is_null()
+}
+
 // IFF_* bits of the kernel's `net_device_flags` (stable UAPI).
 pub const IFF_UP: u32 = 1 << 0;
 pub const IFF_BROADCAST: u32 = 1 << 1;
