@@ -533,6 +533,13 @@ fn save_writes_one_json_object_per_shown_drop() {
     );
     for e in &events {
         assert!(e["time_ns"].as_u64().unwrap() > 0);
+        // The same instant since the epoch: within this test's minute.
+        let epoch_s = e["timestamp_ns"].as_u64().unwrap() / 1_000_000_000;
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(epoch_s <= now_s && now_s - epoch_s < 60, "{e}");
         assert!(e["reason"].is_string() && e["location"].is_string());
     }
 }

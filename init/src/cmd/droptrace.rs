@@ -667,6 +667,15 @@ fn save(ctx: &mut Ctx<'_>, file: &str, filter: &DropFilter) -> anyhow::Result<i3
     check_filter(&s, filter, "save")?;
     let mut text = String::new();
     let events = s.decoded_kept(filter);
+    /// A saved drop: the record, then its wall-clock time (`time_ns` is the
+    /// monotonic clock's, since boot), as capture's JSONL has it.
+    #[derive(serde::Serialize)]
+    struct Saved<'a> {
+        #[serde(flatten)]
+        record: &'a DropRecord,
+        timestamp_ns: u64,
+    }
+    let to_epoch = job::monotonic_to_epoch_ns();
     for (mut r, index) in events.iter().cloned() {
         // With --snaplen: the packet's bytes, decoded with the packet model.
         if let Some(p) = s.events.get(index).and_then(|k| s.packet(k)) {
@@ -676,7 +685,11 @@ fn save(ctx: &mut Ctx<'_>, file: &str, filter: &DropFilter) -> anyhow::Result<i3
             packet.caplen = Some(p.data.len() as u32);
             packet.wire_len = Some(p.original_len);
         }
-        text.push_str(&serde_json::to_string(&r)?);
+        let saved = Saved {
+            record: &r,
+            timestamp_ns: r.time_ns + to_epoch,
+        };
+        text.push_str(&serde_json::to_string(&saved)?);
         text.push('\n');
     }
     drop(s);
