@@ -75,6 +75,18 @@ impl Reaper {
         Ok(Pid::from_raw(pid))
     }
 
+    /// Sends `signal` to every spawned child still running (a command the
+    /// shell waits for): myinit ending on SIGTERM must not leave them
+    /// behind, orphaned and running.
+    pub fn signal_running(&self, signal: nix::sys::signal::Signal) {
+        let wanted = self.wanted.lock().unwrap_or_else(|e| e.into_inner());
+        for (&pid, status) in wanted.iter() {
+            if status.is_none() {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
+            }
+        }
+    }
+
     /// Waits for a spawned child's exit status (128+N when killed by signal N).
     pub async fn wait(&self, pid: Pid) -> i32 {
         loop {

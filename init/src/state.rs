@@ -86,6 +86,10 @@ impl State {
                     let state = for_tasks.clone();
                     tokio::spawn(async move {
                         if stream.recv().await.is_some() {
+                            // The command the shell runs goes too.
+                            state
+                                .reaper
+                                .signal_running(nix::sys::signal::Signal::SIGTERM);
                             let _ = tokio::task::spawn_blocking(move || {
                                 state.jobs.stop_all_reporting(&mut std::io::stderr());
                             })

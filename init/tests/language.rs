@@ -538,3 +538,38 @@ fn ctrl_c_gets_out_of_running_a_fifo_nobody_writes() {
     assert!(r.stderr.contains("run: interrupted"), "{r:?}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn sigterm_ends_myinit_and_the_command_it_was_running() {
+    // A sleep that only this test runs, found again by its argument.
+    let marker = format!("{}.{}", 300 + std::process::id() % 100, std::process::id());
+    let child = std::process::Command::new(myinit_bin())
+        .args(["-c", &format!("/usr/bin/sleep {marker}; echo after")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("after"));
+    let running = |marker: &str| {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
+            std::fs::read(p.path().join("cmdline"))
+                .is_ok_and(|c| c == format!("/usr/bin/sleep\0{marker}\0").as_bytes())
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while running(&marker) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sleep {marker} still runs after myinit ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
