@@ -358,7 +358,23 @@ fn routers_advertise_and_the_kernel_autoconfigures(backend: &str) {
         routes.contains("via fe80::"),
         "no default route from the RA: {routes}"
     );
+    // As myinit ends (SIGTERM), the router says it goes (an RA of lifetime
+    // 0) and the kernel drops the default route through it at once.
     drop(server);
+    wait_for("the default route withdrawn", || {
+        !ns.ip(&["-6", "route", "show", "default"])
+            .contains("via fe80::")
+    });
+    // So does `del`: the route is there before it and gone after.
+    let r = ns.myinit(&format!(
+        "fakehost add v0 2001:db8:77::2 router prefix 2001:db8:99::/64 --backend {backend}; \
+         /usr/sbin/ip link set v0 down; /usr/sbin/ip link set v0 up; sleep 4; \
+         /usr/sbin/ip -6 route show default; fakehost del v0 2001:db8:77::2; sleep 0.5; \
+         echo after-del; /usr/sbin/ip -6 route show default"
+    ));
+    let (before, after) = r.stdout.split_once("after-del").expect("after-del");
+    assert!(before.contains("via fe80::"), "{r:#?}");
+    assert!(!after.contains("via fe80::"), "{r:#?}");
 }
 
 #[test]

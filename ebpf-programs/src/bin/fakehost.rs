@@ -556,6 +556,30 @@ fn router_solicitation_answer(skb: *mut __sk_buff) -> Option<i32> {
     }
 }
 
+#[inline(never)]
+fn router_leaving(skb: *mut __sk_buff) -> i32 {
+    router_leaving_answer(skb).unwrap_or(TC_ACT_OK as i32)
+}
+
+/// The fake router's last Router Advertisement (lifetime 0), which
+/// userspace sends out through the interface as the router goes: handed to
+/// the interface's ingress, as if the router had sent it from the far side.
+/// Only an RA from the router's own MAC and link-local source is taken.
+#[inline(always)]
+fn router_leaving_answer(skb: *mut __sk_buff) -> Option<i32> {
+    let ctx = TcContext::new(skb);
+    let host = FAKEHOST_ROUTER_SLOT.get(0)?;
+    if host.flags & FAKEHOST_ROUTER == 0 {
+        return None;
+    }
+    let eth_src: [u8; 6] = ctx.load(6).ok()?;
+    let src: [u8; 16] = ctx.load(ETH_LEN + 8).ok()?;
+    if eth_src != host.mac || src != host.router_source {
+        return None;
+    }
+    Some(redirect(&ctx))
+}
+
 /// Requests leaving through the interface (TC egress).
 #[classifier]
 pub fn fakehost_egress(ctx: TcContext) -> i32 {
@@ -576,6 +600,7 @@ pub fn fakehost_egress(ctx: TcContext) -> i32 {
         ) {
             (Ok(IPPROTO_ICMPV6), Ok(128)) => echo6(skb),
             (Ok(IPPROTO_ICMPV6), Ok(133)) => router_solicitation(skb),
+            (Ok(IPPROTO_ICMPV6), Ok(134)) => router_leaving(skb),
             (Ok(IPPROTO_ICMPV6), Ok(135)) => neighbor_solicitation(skb),
             _ => TC_ACT_OK as i32,
         },

@@ -32,8 +32,12 @@ const PACKET_OUTGOING: u8 = 4;
 const ETH_P_ALL: u16 = 0x0003;
 const ALL_NODES_MAC: MacAddr = MacAddr([0x33, 0x33, 0, 0, 0, 1]);
 
+/// Frames for the job to hand to the kernel at its next turn (a leaving
+/// router's last RA): only the job holds the link.
+type Outbox = Arc<Mutex<Vec<Vec<u8>>>>;
+
 /// The packet backend's host list, shared with the job.
-struct PacketHosts(SharedHosts);
+struct PacketHosts(SharedHosts, Outbox);
 
 fn lock(hosts: &SharedHosts) -> std::sync::MutexGuard<'_, BTreeMap<IpAddr, (FakeHost, Counts)>> {
     hosts.lock().unwrap_or_else(|e| e.into_inner())
@@ -47,6 +51,11 @@ impl HostSet for PacketHosts {
 
     fn remove(&mut self, host: &FakeHost) -> anyhow::Result<()> {
         lock(&self.0).remove(&host.ip);
+        if host.router {
+            if let Some(frame) = leaving_router_frame(host) {
+                self.1.lock().unwrap_or_else(|e| e.into_inner()).push(frame);
+            }
+        }
         Ok(())
     }
 
@@ -233,6 +242,61 @@ fn ipv6_reply(src: Ipv6Addr, dst: Ipv6Addr) -> Ipv6 {
 /// The TTL / hop limit of echo replies (Linux's default).
 const REPLY_TTL: u8 = 64;
 
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+
+/// A Router Advertisement from `host` (a router) to `eth_dst`/`ip_dst`;
+/// `leaving`: the one a router sends as it stops (router lifetime 0, the
+/// prefix no longer preferred, RFC 4861 §6.2.5), so hosts drop the
+/// default route through it at once.
+fn router_advertisement(
+    host: &FakeHost,
+    eth_dst: MacAddr,
+    ip_dst: Ipv6Addr,
+    leaving: bool,
+) -> Option<Vec<Layer>> {
+    let source = host.router_source()?;
+    let mut options = vec![NdpOption::SourceLinkLayerAddress(host.mac)];
+    if let Some((prefix, prefix_length)) = host.prefix {
+        let (valid_lifetime, preferred_lifetime) = if leaving { (0, 0) } else { (86400, 14400) };
+        options.push(NdpOption::PrefixInformation {
+            prefix_length,
+            on_link: true,
+            autonomous: true,
+            valid_lifetime,
+            preferred_lifetime,
+            prefix,
+        });
+    }
+    Some(vec![
+        Layer::Ether(Ether {
+            dst: v(eth_dst),
+            src: v(host.mac),
+            etype: v(0x86dd),
+        }),
+        Layer::Ipv6(ipv6_reply(source, ip_dst)),
+        Layer::Icmpv6(Icmpv6 {
+            type_: Field::Auto,
+            code: v(0),
+            checksum: Field::Auto,
+        }),
+        Layer::RouterAdvertisement(RouterAdvertisement {
+            cur_hop_limit: v(64),
+            flags: v(0),
+            router_lifetime: v(if leaving { 0 } else { 1800 }),
+            reachable_time: v(0),
+            retrans_timer: v(0),
+            options,
+        }),
+    ])
+}
+
+/// The frame of a router's last advertisement (see `router_advertisement`),
+/// to all nodes.
+pub fn leaving_router_frame(host: &FakeHost) -> Option<Vec<u8>> {
+    let layers = router_advertisement(host, ALL_NODES_MAC, ALL_NODES, true)?;
+    Packet { layers }.encode().ok()
+}
+
 /// The answer to one frame the kernel sent, if it asks a fake host.
 pub fn answer(
     hosts: &mut BTreeMap<IpAddr, (FakeHost, Counts)>,
@@ -394,42 +458,11 @@ pub fn answer(
                         .map(|(k, (h, _))| (*k, h))?;
                     let source = host.router_source()?;
                     let (eth_dst, ip_dst) = if src.is_unspecified() {
-                        (ALL_NODES_MAC, Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1))
+                        (ALL_NODES_MAC, ALL_NODES)
                     } else {
                         (asker_mac, src)
                     };
-                    let mut options = vec![NdpOption::SourceLinkLayerAddress(host.mac)];
-                    if let Some((prefix, prefix_length)) = host.prefix {
-                        options.push(NdpOption::PrefixInformation {
-                            prefix_length,
-                            on_link: true,
-                            autonomous: true,
-                            valid_lifetime: 86400,
-                            preferred_lifetime: 14400,
-                            prefix,
-                        });
-                    }
-                    let reply = vec![
-                        Layer::Ether(Ether {
-                            dst: v(eth_dst),
-                            src: v(host.mac),
-                            etype: v(0x86dd),
-                        }),
-                        Layer::Ipv6(ipv6_reply(source, ip_dst)),
-                        Layer::Icmpv6(Icmpv6 {
-                            type_: Field::Auto,
-                            code: v(0),
-                            checksum: Field::Auto,
-                        }),
-                        Layer::RouterAdvertisement(RouterAdvertisement {
-                            cur_hop_limit: v(64),
-                            flags: v(0),
-                            router_lifetime: v(1800),
-                            reachable_time: v(0),
-                            retrans_timer: v(0),
-                            options,
-                        }),
-                    ];
+                    let reply = router_advertisement(host, eth_dst, ip_dst, false)?;
                     (reply, ANSWER_RA, key, IpAddr::V6(source), IpAddr::V6(src))
                 }
                 _ => return None,
@@ -454,6 +487,7 @@ pub fn answer(
 struct PacketAnswerer {
     iface: String,
     link: Link,
+    outbox: Outbox,
     hosts: SharedHosts,
     limiter: LogLimiter,
     answers: u64,
@@ -472,6 +506,9 @@ impl EventSource for PacketAnswerer {
     fn drain(&mut self, max: usize) -> Drained {
         let mut taken = 0;
         let now = Instant::now();
+        for frame in std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|e| e.into_inner())) {
+            self.link.send(&frame);
+        }
         while taken < max {
             let Some(n) = self.link.read(&mut self.buf) else {
                 break;
@@ -534,10 +571,12 @@ pub fn start(
         bail!("no interface");
     }
     let hosts: SharedHosts = Arc::new(Mutex::new(BTreeMap::new()));
+    let outbox: Outbox = Arc::new(Mutex::new(Vec::new()));
     let answerer = PacketAnswerer {
         iface: iface.to_string(),
         link,
         hosts: hosts.clone(),
+        outbox: outbox.clone(),
         limiter: LogLimiter::new(iface),
         answers: 0,
         buf: vec![0; 65536],
@@ -550,6 +589,18 @@ pub fn start(
         move |cancel| async move {
             let mut answerer = answerer;
             drain_events(&mut answerer, &cancel, BATCH).await;
+            // A router still here as the job ends (poweroff, the end of
+            // the script) says it goes, as `del` has it say.
+            let routers: Vec<FakeHost> = lock(&answerer.hosts)
+                .values()
+                .filter(|(h, _)| h.router)
+                .map(|(h, _)| h.clone())
+                .collect();
+            for host in routers {
+                if let Some(frame) = leaving_router_frame(&host) {
+                    answerer.link.send(&frame);
+                }
+            }
             if let Some(line) = answerer.limiter.flush() {
                 eprintln!("{line}");
             }
@@ -560,5 +611,5 @@ pub fn start(
             )
         },
     )?;
-    Ok((Box::new(PacketHosts(hosts)), name.to_string()))
+    Ok((Box::new(PacketHosts(hosts, outbox)), name.to_string()))
 }

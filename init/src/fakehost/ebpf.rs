@@ -30,7 +30,25 @@ const PROGRAM: &str = "fakehost_egress";
 const BATCH: usize = 1024;
 
 /// The program's maps of hosts, counters and the RS-answering router.
+/// The router of the interface, if any, as the job sees it: it says the
+/// router goes when the job ends with it still there.
+type RouterMirror = std::sync::Arc<std::sync::Mutex<Option<FakeHost>>>;
+
+/// Sends a leaving router's last RA out through the interface, where the
+/// program (still attached, still knowing the router) hands it to the
+/// interface's ingress; the kernel then drops its default route through
+/// this router at once.
+fn say_router_leaves(ifindex: u32, host: &FakeHost) {
+    if let Some(frame) = super::af_packet::leaving_router_frame(host) {
+        if let Ok(sender) = crate::net::packet_socket::PacketSender::open() {
+            let _ = sender.send(ifindex, 0x86dd, &frame);
+        }
+    }
+}
+
 struct EbpfHosts {
+    ifindex: u32,
+    router_mirror: RouterMirror,
     hosts: HashMap<MapData, FakeHostKey, FakeHostConfig>,
     counters: PerCpuHashMap<MapData, FakeHostKey, FakeHostCounters>,
     router: Array<MapData, FakeHostConfig>,
@@ -70,12 +88,15 @@ impl HostSet for EbpfHosts {
             self.router
                 .set(0, host.config(), 0)
                 .context("setting the router slot")?;
+            *self.router_mirror.lock().unwrap_or_else(|e| e.into_inner()) = Some(host.clone());
         }
         Ok(())
     }
 
     fn remove(&mut self, host: &FakeHost) -> anyhow::Result<()> {
         if host.router {
+            say_router_leaves(self.ifindex, host);
+            *self.router_mirror.lock().unwrap_or_else(|e| e.into_inner()) = None;
             self.router
                 .set(0, FakeHostConfig::default(), 0)
                 .context("clearing the router slot")?;
@@ -120,6 +141,7 @@ struct EbpfAnswerer {
     limiter: LogLimiter,
     answers: u64,
     ifindex: u32,
+    router_mirror: RouterMirror,
 }
 
 impl EventSource for EbpfAnswerer {
@@ -151,6 +173,17 @@ impl EventSource for EbpfAnswerer {
     }
 
     fn stop_new(&mut self) {
+        // A router still here as the job ends (poweroff, the end of the
+        // script) says it goes, as `del` has it say: while the program is
+        // attached, which hands the RA to the interface's ingress.
+        let router = self
+            .router_mirror
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(host) = router {
+            say_router_leaves(self.ifindex, &host);
+        }
         self.detach();
     }
 }
@@ -209,7 +242,10 @@ pub fn start(state: &State, iface: &str) -> anyhow::Result<(Box<dyn HostSet>, St
             .block_on(tc::attach(program, PROGRAM, iface, Hook::Egress, path))?
     };
     let name = format!("ebpf ({})", path.name());
+    let router_mirror = RouterMirror::default();
     let hosts = EbpfHosts {
+        ifindex,
+        router_mirror: router_mirror.clone(),
         hosts: HashMap::try_from(object.take_map("FAKEHOSTS")?)?,
         counters: PerCpuHashMap::try_from(object.take_map("FAKEHOST_COUNTERS")?)?,
         router: Array::try_from(object.take_map("FAKEHOST_ROUTER_SLOT")?)?,
@@ -226,6 +262,7 @@ pub fn start(state: &State, iface: &str) -> anyhow::Result<(Box<dyn HostSet>, St
         limiter: LogLimiter::new(iface),
         answers: 0,
         ifindex,
+        router_mirror,
     };
     let (report_name, target) = (name.clone(), iface.to_string());
     state.jobs.spawn(
