@@ -459,6 +459,41 @@ fn start(case: &Case, dir: &Path, n: usize) -> Running {
     }
 }
 
+/// The process `pid`, its children and their threads: name, state and the
+/// kernel function each waits in (`wchan`), for a hang's report.
+fn waiting_in(pid: u32) -> String {
+    let mut out = Vec::new();
+    let mut pids = vec![pid];
+    while let Some(p) = pids.pop() {
+        let tasks = std::fs::read_dir(format!("/proc/{p}/task"))
+            .into_iter()
+            .flatten();
+        for task in tasks.flatten() {
+            let t = task.path();
+            let read = |f: &str| std::fs::read_to_string(t.join(f)).unwrap_or_default();
+            let stat = read("stat");
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_string))
+                .unwrap_or_default();
+            out.push(format!(
+                "{}/{} {} {} {}",
+                p,
+                task.file_name().to_string_lossy(),
+                read("comm").trim(),
+                state,
+                read("wchan")
+            ));
+            for child in read("children").split_whitespace() {
+                if let Ok(c) = child.parse() {
+                    pids.push(c);
+                }
+            }
+        }
+    }
+    out.join(", ")
+}
+
 /// How the lines ended, for the closing summary line.
 static SUCCEEDED: AtomicU32 = AtomicU32::new(0);
 static FAILED: AtomicU32 = AtomicU32::new(0);
@@ -478,12 +513,24 @@ fn finish(mut run: Running) -> Result<(), String> {
             interrupted = true;
         }
         if elapsed > BEFORE_CTRL_C + AFTER_CTRL_C {
+            // Where it waits, before it is killed: unshare's child (myinit)
+            // and each of its threads, with what it printed so far.
+            let where_ = waiting_in(run.child.id());
             let _ = run.child.kill();
             let _ = run.child.wait();
+            let printed = |ext: &str| {
+                std::fs::read_to_string(run.dir.join(format!("case-{}.{ext}", run.n)))
+                    .unwrap_or_default()
+                    .chars()
+                    .take(600)
+                    .collect::<String>()
+            };
             return Err(format!(
-                "{:?}: hangs: still running {} s after Ctrl-C",
+                "{:?}: hangs: still running {} s after Ctrl-C; waiting in: {where_}; stdout {:?}; stderr {:?}",
                 run.case,
-                AFTER_CTRL_C.as_secs()
+                AFTER_CTRL_C.as_secs(),
+                printed("out"),
+                printed("err"),
             ));
         }
         std::thread::sleep(Duration::from_millis(20));
