@@ -805,13 +805,7 @@ fn stopping_releases_every_bpf_object_and_sigterm_cleans_up() {
         std::path::Path::new(&instance).exists(),
         "no instance {instance}"
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(143));
+    common::terminate(child);
     assert!(
         !std::path::Path::new(&instance).exists(),
         "instance left after SIGTERM"

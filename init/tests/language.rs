@@ -550,13 +550,7 @@ fn sigterm_ends_myinit_and_the_command_it_was_running() {
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(500));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(143));
+    let out = common::terminate(child);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("after"));
     let running = |marker: &str| {
         std::fs::read_dir("/proc").unwrap().flatten().any(|p| {

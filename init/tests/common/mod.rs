@@ -130,3 +130,16 @@ impl MyinitRun {
 pub fn myinit(commands: &str) -> MyinitRun {
     MyinitRun::from(run(myinit_bin(), &["-c", commands]))
 }
+
+/// Sends SIGTERM to a running myinit and waits for it: a polite kill ends
+/// it with status 143.
+pub fn terminate(child: std::process::Child) -> Output {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{out:?}");
+    out
+}
