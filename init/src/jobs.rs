@@ -309,6 +309,10 @@ pub enum Ended {
     ByItself,
 }
 
+/// The longest the last drain after `stop_new` may take: a full ring is
+/// read in well under a second.
+const FINAL_DRAIN: Duration = Duration::from_secs(5);
+
 /// The one drain loop every job runs: read in bounded batches (so a flood
 /// cannot starve other tasks) until cancelled or done, then stop new
 /// events and take everything still queued, so nothing the kernel captured
@@ -337,9 +341,11 @@ pub async fn drain_events<S: EventSource>(
         }
     };
     source.stop_new();
+    // Bounded even if a source kept queueing after stop_new: stop returns.
+    let deadline = Instant::now() + FINAL_DRAIN;
     loop {
         let drained = source.drain(batch);
-        if drained.taken == 0 || drained.done {
+        if drained.taken == 0 || drained.done || Instant::now() > deadline {
             break;
         }
     }

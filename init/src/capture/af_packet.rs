@@ -81,6 +81,22 @@ fn setsockopt<T>(fd: &impl AsRawFd, level: i32, name: i32, value: &T) -> io::Res
     }
 }
 
+/// A one-instruction classic BPF filter, "accept `snaplen` bytes": the
+/// kernel copies no more into the ring, and with 0 it copies nothing.
+fn attach_snaplen_filter(fd: &impl AsRawFd, snaplen: u32) -> io::Result<()> {
+    let mut filter = [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: snaplen,
+    }];
+    let program = libc::sock_fprog {
+        len: 1,
+        filter: filter.as_mut_ptr(),
+    };
+    setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &program)
+}
+
 fn packet_address(ifindex: u32, protocol: u16) -> SockAddr {
     let mut storage = SockAddrStorage::zeroed();
     // SAFETY: sockaddr_ll fits in the storage; all zeros is valid.
@@ -102,19 +118,7 @@ impl PacketRing {
         let socket = Socket::new(Domain::PACKET, Type::RAW.nonblocking().cloexec(), None)?;
         let version = libc::tpacket_versions::TPACKET_V3 as i32;
         setsockopt(&socket, libc::SOL_PACKET, libc::PACKET_VERSION, &version)?;
-        // The snap length is a one-instruction classic BPF filter
-        // ("accept snaplen bytes"): the kernel copies no more into the ring.
-        let mut filter = [libc::sock_filter {
-            code: (libc::BPF_RET | libc::BPF_K) as u16,
-            jt: 0,
-            jf: 0,
-            k: snaplen,
-        }];
-        let program = libc::sock_fprog {
-            len: 1,
-            filter: filter.as_mut_ptr(),
-        };
-        setsockopt(&socket, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &program)?;
+        attach_snaplen_filter(&socket, snaplen)?;
         let request = libc::tpacket_req3 {
             tp_block_size: BLOCK_SIZE,
             tp_block_nr: BLOCKS,
@@ -302,12 +306,12 @@ impl PacketRing {
         self.drops
     }
 
-    /// Takes no new packets (binding to protocol 0 unhooks the socket),
-    /// then waits, at most `STOP_WAIT`, for the kernel to hand over the
-    /// block it was filling, so what it captured can still be read.
+    /// Takes no new packets (a filter that accepts none: binding to
+    /// protocol 0 would keep the current protocol, packet(7)), then waits,
+    /// at most `STOP_WAIT`, for the kernel to hand over the block it was
+    /// filling, so what it captured can still be read.
     pub fn stop_new(&mut self) {
-        let socket = socket2::SockRef::from(self.socket.get_ref());
-        let _ = socket.bind(&packet_address(self.ifindex, 0));
+        let _ = attach_snaplen_filter(self.socket.get_ref(), 0);
         let deadline = Instant::now() + STOP_WAIT;
         // The block being filled is the first one still the kernel's.
         let filling = (0..BLOCKS)
