@@ -344,3 +344,67 @@ impl Drop for PacketRing {
         unsafe { libc::munmap(self.ring.cast(), self.ring_len) };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` on a thread of its own in a new network namespace with
+    /// `lo` up (the namespace is the thread's; the test's others keep theirs).
+    fn in_new_netns<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::spawn(move || {
+            // SAFETY: unshare changes only this thread's namespaces.
+            assert_eq!(
+                unsafe { libc::unshare(libc::CLONE_NEWNET) },
+                0,
+                "unshare: {}",
+                io::Error::last_os_error()
+            );
+            let up = std::process::Command::new("ip")
+                .args(["link", "set", "lo", "up"])
+                .status()
+                .expect("ip");
+            assert!(up.success());
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// `n` UDP datagrams through lo to a bound socket (a closed port
+    /// would add an ICMP error for each).
+    fn send(n: usize) {
+        let to = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for _ in 0..n {
+            socket.send_to(b"ping", to.local_addr().unwrap()).unwrap();
+        }
+    }
+
+    #[test]
+    fn stop_new_takes_no_more_packets_but_keeps_those_queued() {
+        let (before, after) = in_new_netns(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let _guard = rt.enter();
+            let lo = crate::net::iface::ifindex("lo").unwrap();
+            let mut ring = PacketRing::open(lo, 128).unwrap();
+            let mut count = |ring: &mut PacketRing| {
+                let mut n = 0;
+                while ring.drain(1000, |_| n += 1) > 0 {}
+                n
+            };
+            send(10);
+            // Each packet sent on lo is seen leaving and arriving.
+            ring.stop_new();
+            let before = count(&mut ring);
+            send(10);
+            std::thread::sleep(Duration::from_millis(3 * u64::from(BLOCK_TIMEOUT_MS)));
+            (before, count(&mut ring))
+        });
+        assert_eq!(before, 20, "queued before stop_new");
+        assert_eq!(after, 0, "taken after stop_new");
+    }
+}
