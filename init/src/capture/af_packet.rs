@@ -48,7 +48,6 @@ pub struct PacketRing {
     socket: AsyncFd<OwnedFd>,
     ring: *mut u8,
     ring_len: usize,
-    ifindex: u32,
     /// The oldest block not handed back to the kernel.
     block: u32,
     /// Inside `block`: packets left and where the next one starts.
@@ -157,7 +156,6 @@ impl PacketRing {
             socket,
             ring: ring.cast(),
             ring_len,
-            ifindex,
             block: 0,
             in_block: false,
             left: 0,
@@ -391,7 +389,7 @@ mod tests {
             let _guard = rt.enter();
             let lo = crate::net::iface::ifindex("lo").unwrap();
             let mut ring = PacketRing::open(lo, 128).unwrap();
-            let mut count = |ring: &mut PacketRing| {
+            let count = |ring: &mut PacketRing| {
                 let mut n = 0;
                 while ring.drain(1000, |_| n += 1) > 0 {}
                 n
