@@ -39,8 +39,7 @@ pub fn count_lost(lost: &PerCpuArray<u64>) {
 }
 
 /// Reserves a zeroed `T` in `ring`, or counts one lost event when the ring
-/// is full. `T`'s size must be a multiple of 8 (it is zeroed word by word:
-/// BPF has no memset).
+/// is full. `T`'s size must be a multiple of 8 (it is zeroed word by word).
 #[inline(always)]
 pub fn reserve_zeroed<T: 'static>(
     ring: &RingBuf,
@@ -50,13 +49,24 @@ pub fn reserve_zeroed<T: 'static>(
         count_lost(lost);
         return None;
     };
-    let words = entry.as_mut_ptr().cast::<u64>();
-    for i in 0..core::mem::size_of::<T>() / 8 {
-        // SAFETY: the entry holds a whole T; writing zeros word by word
-        // stays inside it.
-        unsafe { words.add(i).write(0) };
-    }
+    // SAFETY: the entry holds a whole T.
+    unsafe { zero_words(entry.as_mut_ptr().cast(), core::mem::size_of::<T>() / 8) };
     Some(entry)
+}
+
+/// Zeroes `n` words at `words` with plain stores. Volatile: LLVM turns a
+/// loop of ordinary stores into a call to a byte-wise `memset` subprogram
+/// (BPF has no memset of its own), measured at a quarter of the capture
+/// program's cost.
+///
+/// # Safety
+/// `n` words from `words` must be writable.
+#[inline(always)]
+unsafe fn zero_words(words: *mut u64, n: usize) {
+    for i in 0..n {
+        // SAFETY: inside the n words the caller vouches for.
+        unsafe { words.add(i).write_volatile(0) };
+    }
 }
 
 /// Reserves a `T` in `ring` whose first `header_bytes` are zeroed (rounded
@@ -73,12 +83,9 @@ pub fn reserve_header_zeroed<T: 'static>(
         count_lost(lost);
         return None;
     };
-    let words = entry.as_mut_ptr().cast::<u64>();
     let n = core::cmp::min(header_bytes, core::mem::size_of::<T>()) / 8;
-    for i in 0..n {
-        // SAFETY: at most size_of::<T>() bytes are written, inside the entry.
-        unsafe { words.add(i).write(0) };
-    }
+    // SAFETY: at most size_of::<T>() bytes, inside the entry.
+    unsafe { zero_words(entry.as_mut_ptr().cast(), n) };
     Some(entry)
 }
 

@@ -130,6 +130,8 @@ pub struct CaptureFile {
     kept_bytes: u64,
     /// Where the last packet wholly in the file ends (or the header).
     kept_end: u64,
+    /// The bytes the file had taken at the last `settle`.
+    settled_at: u64,
 }
 
 /// The packet comment naming the sender: `ping (pid 42)`.
@@ -183,6 +185,7 @@ impl CaptureFile {
             linktype,
             written,
             pending: VecDeque::new(),
+            settled_at: 0,
             kept: 0,
             kept_bytes: 0,
         })
@@ -191,6 +194,11 @@ impl CaptureFile {
     /// Moves the packets the file now holds from pending to kept.
     fn settle(&mut self) {
         let on_disk = self.written.load(Ordering::Relaxed);
+        // Most packets only fill the buffer: nothing reached the file.
+        if on_disk == self.settled_at {
+            return;
+        }
+        self.settled_at = on_disk;
         while let Some(&(end, len)) = self.pending.front() {
             if end > on_disk {
                 break;

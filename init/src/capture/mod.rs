@@ -206,6 +206,7 @@ struct CaptureJob {
 /// (VLAN offload) with the tag back after its MAC addresses, as it was on
 /// the wire and as libpcap shows it, cut to `snaplen`; other frames as
 /// they are. Gives the bytes and the original length.
+#[inline]
 fn with_vlan<'a>(
     data: &'a [u8],
     orig_len: u32,

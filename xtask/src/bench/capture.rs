@@ -20,6 +20,19 @@ use super::{
 /// The same snap length for every contender: a whole 1500-MTU frame.
 const SNAPLEN: u32 = 1514;
 
+/// The CPU every contender is kept on: trafgen `--cpus 1` pins its sender
+/// to CPU 0, where the receive path runs in its softirqs. Unpinned, a
+/// woken reader was sometimes placed on the sender's CPU and sometimes
+/// not, which made the sender's CPU time vary by a third between rounds.
+const CONTENDER_CPU: &str = "1";
+
+/// `CONTENDER_CPU` where the machine has a second CPU.
+fn contender_cpu() -> Option<&'static str> {
+    std::thread::available_parallelism()
+        .is_ok_and(|n| n.get() >= 2)
+        .then_some(CONTENDER_CPU)
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Contender {
     None,
@@ -208,6 +221,11 @@ fn table(bench: &Bench, size: usize, frames: u64, samples: &[Vec<Sample>]) -> Ta
         "generator alone: {:.0} frames/s; CPU per captured packet = (contender's user+sys from /proc/PID/stat + the sender's extra CPU: trafgen's user+sys − the generator's alone) ÷ captured, per round, median; the sender's CPU, not the flood's wall time: the receive path and the TC programs run in trafgen's softirqs and are charged to it, and wall time on this shared machine also counts other processes' turns",
         frames as f64 / base_flood
     ));
+    if let Some(cpu) = contender_cpu() {
+        table.notes.push(format!(
+            "pinned: every contender on CPU {cpu} (taskset), the sender (trafgen) on CPU 0"
+        ));
+    }
     table.notes.push(
         "received = the receiving veth's rx_packets; captured and lost: myinit's `capture stop` line, tcpdump's \"captured\" and \"dropped by kernel\" lines; incoming packets only (`--dir rx`, `tcpdump -Q in`); files on tmpfs".into(),
     );
@@ -241,7 +259,7 @@ fn measure(
             }
         }
         Contender::Myinit(backend) => {
-            let mut shell = MyinitShell::start(bench, Some(&pair.ns_rx))?;
+            let mut shell = MyinitShell::start_on(bench, Some(&pair.ns_rx), contender_cpu())?;
             shell.run(
                 &format!(
                     "capture start {} {} pcap --backend {backend} --dir rx --snaplen {SNAPLEN}",
@@ -275,8 +293,15 @@ fn measure(
             sample
         }
         Contender::Tcpdump => {
-            let mut cmd = Command::new("nsenter");
-            // nsenter execs tcpdump in place: the pid is tcpdump's own.
+            // taskset and nsenter exec in place: the pid is tcpdump's own.
+            let mut cmd = match contender_cpu() {
+                Some(cpu) => {
+                    let mut c = Command::new("taskset");
+                    c.args(["-c", cpu, "nsenter"]);
+                    c
+                }
+                None => Command::new("nsenter"),
+            };
             cmd.arg(format!("--net=/run/netns/{}", pair.ns_rx))
                 .args(["tcpdump", "-n", "-Q", "in", "-i", &pair.rx])
                 .args(["-s", &SNAPLEN.to_string(), "-w"])

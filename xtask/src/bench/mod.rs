@@ -809,14 +809,22 @@ pub struct MyinitShell {
 impl MyinitShell {
     /// Starts `myinit` (its shell reads commands from stdin) in `netns`, or here.
     pub fn start(bench: &Bench, netns: Option<&str>) -> anyhow::Result<Self> {
-        let cmd = match netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(&bench.myinit);
-                c
-            }
-            None => Command::new(&bench.myinit),
-        };
+        Self::start_on(bench, netns, None)
+    }
+
+    /// The same, its threads kept on `cpu` (`taskset -c`, which execs in
+    /// place like `ip netns exec`: the pid stays myinit's).
+    pub fn start_on(bench: &Bench, netns: Option<&str>, cpu: Option<&str>) -> anyhow::Result<Self> {
+        let mut words: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(cpu) = cpu {
+            words.extend(["taskset".into(), "-c".into(), cpu.into()]);
+        }
+        if let Some(ns) = netns {
+            words.extend(["ip".into(), "netns".into(), "exec".into(), ns.into()]);
+        }
+        words.push(bench.myinit.clone().into());
+        let mut cmd = Command::new(&words[0]);
+        cmd.args(&words[1..]);
         Ok(MyinitShell {
             proc: Watched::spawn(cmd)?,
             marks: 0,
