@@ -5,9 +5,27 @@
 
 mod common;
 
-use std::process::Stdio;
+use std::process::{Output, Stdio};
+use std::sync::Mutex;
 
 use serde_json::Value;
+
+/// One bench at a time, as `bench all` runs its parts: run side by side,
+/// one's flood loads the other's CPUs, and the drop tracer, which sees
+/// every kfree_skb of the machine, had its ring filled by the capture
+/// bench's drops and counted them lost.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// `cargo xtask bench PART --quick --out OUT`.
+fn quick_bench(part: &str, out: &common::TempDir) -> Output {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    common::xtask()
+        .args(["bench", part, "--quick", "--out"])
+        .arg(&out.0)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run xtask bench")
+}
 
 fn rows(doc: &Value) -> Vec<&Value> {
     doc["tables"]
@@ -68,12 +86,7 @@ fn labels<'a>(doc: &'a Value, column: &str) -> Vec<&'a str> {
 #[test]
 fn quick_bench_of_every_built_part_writes_tables_of_the_documented_shape() {
     let out = common::TempDir::new("bench");
-    let run = common::xtask()
-        .args(["bench", "all", "--quick", "--out"])
-        .arg(&out.0)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run xtask bench");
+    let run = quick_bench("all", &out);
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "bench failed:\n{stdout}\n{stderr}");
@@ -211,12 +224,7 @@ fn quick_bench_of_every_built_part_writes_tables_of_the_documented_shape() {
 #[test]
 fn quick_capture_bench_captures_both_frame_sizes_and_the_files_hold_the_counts() {
     let out = common::TempDir::new("bench-capture");
-    let run = common::xtask()
-        .args(["bench", "capture", "--quick", "--out"])
-        .arg(&out.0)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run xtask bench");
+    let run = quick_bench("capture", &out);
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "bench failed:\n{stdout}\n{stderr}");
@@ -281,12 +289,7 @@ fn an_unknown_part_is_one_clear_error() {
 #[test]
 fn quick_fakehost_bench_answers_the_flood_and_pings_with_both_backends() {
     let out = common::TempDir::new("bench-fakehost");
-    let run = common::xtask()
-        .args(["bench", "fakehost", "--quick", "--out"])
-        .arg(&out.0)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run xtask bench");
+    let run = quick_bench("fakehost", &out);
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "bench failed:\n{stdout}\n{stderr}");
