@@ -170,8 +170,58 @@ pub fn input_at_end(input: &std::fs::File) -> bool {
     ready.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) && !ready.contains(PollFlags::POLLIN)
 }
 
+/// Rows as text columns, each as wide as its widest cell (header
+/// included), one space apart; columns marked in `right` are aligned to
+/// the right (numbers). Lines end with '\n', trailing spaces trimmed.
+pub fn columns(header: &[&str], right: &[bool], rows: &[Vec<String>]) -> String {
+    let width = |i: usize| {
+        rows.iter()
+            .filter_map(|r| r.get(i))
+            .map(|c| c.chars().count())
+            .chain([header[i].chars().count()])
+            .max()
+            .unwrap_or(0)
+    };
+    let widths: Vec<usize> = (0..header.len()).map(width).collect();
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut text = String::new();
+        for (i, cell) in cells.enumerate() {
+            let w = widths.get(i).copied().unwrap_or(0);
+            if i > 0 {
+                text.push(' ');
+            }
+            if right.get(i).copied().unwrap_or(false) {
+                text.push_str(&format!("{cell:>w$}"));
+            } else {
+                text.push_str(&format!("{cell:<w$}"));
+            }
+        }
+        text.truncate(text.trim_end().len());
+        text.push('\n');
+        text
+    };
+    let mut text = line(&mut header.iter().copied());
+    for row in rows {
+        text.push_str(&line(&mut row.iter().map(String::as_str)));
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn columns_are_as_wide_as_their_widest_cell() {
+        let rows = vec![
+            vec!["veth0#2 (ended)".to_string(), "12".to_string()],
+            vec!["lo".to_string(), "3456789".to_string()],
+        ];
+        let text = super::columns(&["IF", "PACKETS"], &[false, true], &rows);
+        assert_eq!(
+            text,
+            "IF              PACKETS\nveth0#2 (ended)      12\nlo              3456789\n"
+        );
+    }
+
     use super::*;
     use std::ops::ControlFlow;
 

@@ -553,16 +553,11 @@ pub fn stop(state: &State, iface: Option<&str>) -> anyhow::Result<Vec<String>> {
 pub fn show(state: &State) -> String {
     let jobs = state.jobs.list();
     let list = captures();
-    let mut text = format!(
-        "{:<12} {:<20} {:<8} {:<24} {:>10} {:>12} {:>8} {:>12} {:>9}\n",
-        "IF", "BACKEND", "LINKTYPE", "FILE", "PACKETS", "BYTES", "LOST", "RATE", "ELAPSED"
-    );
-    let mut shown = 0;
+    let mut rows = Vec::new();
     for c in list.iter() {
         let Some(job) = jobs.iter().find(|j| j.id == c.id) else {
             continue;
         };
-        shown += 1;
         let packets = c.packets.load(Ordering::Relaxed);
         let elapsed = c.started.elapsed().as_secs_f64();
         let rate = if elapsed > 0.0 {
@@ -575,21 +570,27 @@ pub fn show(state: &State) -> String {
         } else {
             c.id.target.clone()
         };
-        text.push_str(&format!(
-            "{:<12} {:<20} {:<8} {:<24} {:>10} {:>12} {:>8} {:>12} {:>9}\n",
+        rows.push(vec![
             name,
-            c.backend,
-            linktype_name(c.linktype),
-            c.file,
-            packets,
-            c.bytes.load(Ordering::Relaxed),
-            c.lost.load(Ordering::Relaxed),
+            c.backend.clone(),
+            linktype_name(c.linktype).to_string(),
+            c.file.clone(),
+            packets.to_string(),
+            c.bytes.load(Ordering::Relaxed).to_string(),
+            c.lost.load(Ordering::Relaxed).to_string(),
             format!("{rate:.1} pkt/s"),
             format!("{elapsed:.1} s"),
-        ));
+        ]);
     }
+    let shown = rows.len();
     if shown == 0 {
         return "no capture running\n".into();
     }
-    text
+    crate::util::columns(
+        &[
+            "IF", "BACKEND", "LINKTYPE", "FILE", "PACKETS", "BYTES", "LOST", "RATE", "ELAPSED",
+        ],
+        &[false, false, false, false, true, true, true, true, true],
+        &rows,
+    )
 }
