@@ -37,6 +37,20 @@ pub const CAPTURE_HAS_TASK: u8 = 1 << 0;
 /// `vlan_tci` hold it, and the reader puts it back after the MACs.
 pub const CAPTURE_HAS_VLAN: u8 = 1 << 1;
 
+/// The `IGNORE` global's bits: packets left out before any copy, as the
+/// original's `capture … [include=nd] [ignore=arp]` defines them.
+/// Neighbor Discovery: IPv6 with hop limit 255 whose upper layer (after
+/// hop-by-hop, routing, destination options and AH headers; never a
+/// fragment) is ICMPv6 of type 133 to 137 with code 0.
+pub const IGNORE_ND: u8 = 1 << 0;
+/// ARP (EtherType 0x0806; there is none on an interface without a link
+/// header).
+pub const IGNORE_ARP: u8 = 1 << 1;
+/// How many IPv6 extension headers the ND test walks before it gives up
+/// (and keeps the packet): the original walks any number; real ND has at
+/// most a hop-by-hop header.
+pub const ND_EXTENSION_HEADERS: usize = 4;
+
 /// The fixed part of a capture record.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

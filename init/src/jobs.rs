@@ -222,10 +222,22 @@ impl JobRegistry {
     /// most `STOP_TIMEOUT` in all) for their reports, in start order. A job
     /// that had finished by itself gives the report it ended with.
     pub fn stop_where(&self, pick: impl Fn(&JobId) -> bool) -> Vec<String> {
+        self.stop_where_ids(pick)
+            .into_iter()
+            .map(|(_, report)| report)
+            .collect()
+    }
+
+    /// `stop_where`, each report with its job's id.
+    pub fn stop_where_ids(&self, pick: impl Fn(&JobId) -> bool) -> Vec<(JobId, String)> {
         self.stop_where_within(pick, STOP_TIMEOUT)
     }
 
-    fn stop_where_within(&self, pick: impl Fn(&JobId) -> bool, limit: Duration) -> Vec<String> {
+    fn stop_where_within(
+        &self,
+        pick: impl Fn(&JobId) -> bool,
+        limit: Duration,
+    ) -> Vec<(JobId, String)> {
         let picked: Vec<Entry> = {
             let mut entries = lock(&self.entries);
             let (picked, kept) = std::mem::take(&mut *entries)
@@ -247,14 +259,16 @@ impl JobRegistry {
                 while o.report.is_none() {
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
-                        return format!("{}: did not stop within {} s", entry.id, limit.as_secs());
+                        let report =
+                            format!("{}: did not stop within {} s", entry.id, limit.as_secs());
+                        return (entry.id.clone(), report);
                     }
                     o = ready
                         .wait_timeout(o, left)
                         .map(|(g, _)| g)
                         .unwrap_or_else(|e| e.into_inner().0);
                 }
-                o.report.take().unwrap_or_default()
+                (entry.id.clone(), o.report.take().unwrap_or_default())
             })
             .collect()
     }
@@ -497,7 +511,7 @@ mod tests {
         .unwrap();
         let started = Instant::now();
         let reports = jobs.stop_where_within(|_| true, Duration::from_millis(300));
-        assert!(reports[0].contains("did not stop within"), "{reports:?}");
+        assert!(reports[0].1.contains("did not stop within"), "{reports:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 

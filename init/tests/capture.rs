@@ -166,11 +166,12 @@ fn known_traffic_is_captured_with_directions_to_pcap_pcapng_and_jsonl() {
              c, _ = s.accept(); c.close()",
         );
         let d = &l.dev;
-        // Three captures on one interface at once: IF, IF#2, IF#3.
+        // Three captures on one interface at once: IF, IF#2, IF#3; with
+        // Neighbor Discovery, which the original's default leaves out.
         let r = l.here.myinit(&format!(
-            "capture start {d} {pcap} --backend {backend}; \
-             capture start {d} {ng} --backend {backend}; \
-             capture start {d} {jsonl} --backend {backend}; \
+            "capture start {d} {pcap} --backend {backend} include=nd; \
+             capture start {d} {ng} --backend {backend} --include nd; \
+             capture start {d} {jsonl} include=nd --backend {backend}; \
              /usr/bin/ping -c 2 -i 0.2 {PEER_ADDR}; \
              /usr/bin/ping -6 -c 1 fd78::2; \
              /usr/bin/python3 -c \"import socket; socket.create_connection(('{PEER_ADDR}', 5000)).close()\"; \
@@ -178,6 +179,14 @@ fn known_traffic_is_captured_with_directions_to_pcap_pcapng_and_jsonl() {
         ));
         r.assert_ok();
         drop(listener);
+        assert!(
+            r.stdout.contains(&format!(
+                "Started capture on {d} -> {pcap} (format: pcap) (unlimited)\n"
+            )) && r.stdout.contains(&format!(
+                "Started capture on {d}#3 -> {jsonl} (format: jsonl) (unlimited)\n"
+            )),
+            "{backend}: {r:#?}"
+        );
         for target in [d.clone(), format!("{d}#2"), format!("{d}#3")] {
             let line = report(&r, &target);
             assert!(line.contains(": stopped: "), "{backend}: {line}");
@@ -270,9 +279,25 @@ fn known_traffic_is_captured_with_directions_to_pcap_pcapng_and_jsonl() {
         assert_eq!(requests.len(), 2, "{backend}: {text}");
         for v in requests {
             assert_eq!(v["direction"], "tx", "{backend}: {v}");
-            assert_eq!(v["ifname"], d.as_str(), "{backend}: {v}");
+        }
+        // The original's dialect: these keys in this order, nothing else.
+        for line in text.lines() {
+            assert_original_keys(line);
         }
     }
+}
+
+/// A JSONL line of the original's capture dialect: `timestamp_us`,
+/// `direction`, `layers`, in that order, and no other key.
+fn assert_original_keys(line: &str) {
+    let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+    let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["direction", "layers", "timestamp_us"], "{line}");
+    let start = format!(
+        "{{\"timestamp_us\":{},\"direction\":{},\"layers\":[",
+        v["timestamp_us"], v["direction"]
+    );
+    assert!(line.starts_with(&start), "{line}");
 }
 
 /// Runs a python3 script in `ns` until it prints "ready"; killed when dropped.
@@ -473,7 +498,7 @@ fn bad_input_is_one_line_and_starts_nothing() {
         ),
         (
             format!("capture start lo {ok} tiff"),
-            "capture: expected jsonl, pcap, pcapng or a COUNT, not tiff".to_string(),
+            "capture: expected jsonl, jsonl+, pcap, pcapng, a COUNT, include=… or ignore=…, not tiff".to_string(),
         ),
         (
             "capture start lo /nonexistent/dir/x.pcap".to_string(),
@@ -485,7 +510,11 @@ fn bad_input_is_one_line_and_starts_nothing() {
         ),
         (
             "capture stop lo".to_string(),
-            "capture: lo: no capture running".to_string(),
+            "capture: No capture running on interface lo".to_string(),
+        ),
+        (
+            format!("capture start lo {ok} ignore=dns"),
+            "capture: unknown capture ignore class \"dns\"".to_string(),
         ),
     ] {
         let r = ns.myinit(&format!("{command}; capture show"));
@@ -498,7 +527,7 @@ fn bad_input_is_one_line_and_starts_nothing() {
     let r = common::myinit("help capture");
     assert!(
         r.stdout
-            .contains("usage: capture start IF FILE [jsonl|pcap|pcapng] [COUNT]"),
+            .contains("usage: capture start IF FILE [jsonl|jsonl+|pcap|pcapng] [COUNT] [include=nd] [ignore=arp]"),
         "{r:#?}"
     );
 }
@@ -579,7 +608,7 @@ fn on_clsact_stop_removes_the_filters_and_a_killed_captures_are_removed_by_the_n
     r.assert_ok();
     assert!(
         r.stdout.contains(&format!(
-            "capture {d}: ebpf (clsact), EN10MB rx+tx, snaplen 1514, to {second} (pcap); removed 2 filter(s) a killed myinit left"
+            "capture {d}: ebpf (clsact), EN10MB rx+tx, snaplen 1514; removed 2 filter(s) a killed myinit left"
         )),
         "{r:#?}"
     );
@@ -726,12 +755,16 @@ fn a_file_of_no_known_extension_is_jsonl_as_the_original_wrote() {
         "capture start lo {file} --dir rx; ping -c 1 127.0.0.1; capture stop lo"
     ));
     r.assert_ok();
-    assert!(r.stdout.contains(&format!("to {file} (jsonl)")), "{r:#?}");
+    assert!(
+        r.stdout.contains(&format!(
+            "Started capture on lo -> {file} (format: jsonl) (unlimited) (ignoring: nd)\n"
+        )),
+        "{r:#?}"
+    );
     let text = std::fs::read_to_string(&file).unwrap();
     assert_eq!(text.lines().count(), 2, "{text}");
     for line in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert_eq!(v["ifname"], "lo", "{line}");
+        assert_original_keys(line);
     }
 }
 
@@ -825,4 +858,133 @@ fn lo_in_both_directions_records_each_packet_once_as_tcpdump_does() {
 
 fn tcpdump_count(file: &str) -> usize {
     tcpdump(file).lines().count()
+}
+
+/// The JSONL lines of `file`, with their ICMPv6 types (if any) and whether
+/// they are ARP.
+fn jsonl_kinds(file: &str) -> Vec<(Option<u64>, bool)> {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            assert_original_keys(line);
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let layers = v["layers"].as_array().unwrap();
+            let icmpv6 = layers
+                .iter()
+                .find(|l| l["layertype"] == "Icmpv6")
+                .map(|l| l["type_"].as_u64().unwrap());
+            let arp = layers.iter().any(|l| l["layertype"] == "Arp");
+            (icmpv6, arp)
+        })
+        .collect()
+}
+
+#[test]
+fn neighbor_discovery_is_left_out_by_default_in_the_kernel_and_arp_kept() {
+    for backend in BACKENDS {
+        let l = link(true);
+        let dir = TempDir::new();
+        let (plain, with_nd, no_arp) = (
+            dir.file("plain.jsonl"),
+            dir.file("nd.pcap"),
+            dir.file("noarp.jsonl"),
+        );
+        let d = &l.dev;
+        // DAD of a new address, the solicitations a first ping -6 needs,
+        // ARP for a first ping, and echo requests with hop limit 255 (not
+        // ND: only types 133-137 are).
+        let r = l.here.myinit(&format!(
+            "capture start {d} {plain} --backend {backend}; \
+             capture start {d} {with_nd} pcap include=nd --backend {backend}; \
+             capture start {d} {no_arp} ignore=arp --backend {backend}; \
+             capture show; \
+             ip addr add fd78::9/64 dev {d}; \
+             /usr/bin/ping -6 -c 2 -i 0.2 -t 255 fd78::2; \
+             /usr/bin/ping -c 2 -i 0.2 {PEER_ADDR}; \
+             sleep 2; \
+             capture stop all"
+        ));
+        r.assert_ok();
+        assert!(
+            r.stdout.contains(&format!(
+                "Started capture on {d} -> {plain} (format: jsonl) (unlimited) (ignoring: nd)\n"
+            )) && r.stdout.contains(&format!(
+                "Started capture on {d}#2 -> {with_nd} (format: pcap) (unlimited)\n"
+            )) && r.stdout.contains(&format!(
+                "Started capture on {d}#3 -> {no_arp} (format: jsonl) (unlimited) (ignoring: nd,arp)\n"
+            )) && r.stdout.contains("Stopping 3 capture(s)...\n"),
+            "{backend}: {r:#?}"
+        );
+        let show: Vec<&str> = r
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with(d.as_str()))
+            .collect();
+        assert!(show[0].contains(" nd "), "{backend}: {show:?}");
+        assert!(show[1].contains(" - "), "{backend}: {show:?}");
+        assert!(show[2].contains(" nd,arp "), "{backend}: {show:?}");
+
+        // With ND: the DAD probe, the solicitations and advertisements.
+        let text = tcpdump(&with_nd);
+        for want in [
+            "IP6 :: > ff02::1:ff00:9: ICMP6, neighbor solicitation, who has fd78::9",
+            "ICMP6, neighbor solicitation, who has fd78::2",
+            "ICMP6, neighbor advertisement, tgt is fd78::2",
+            "ARP, Request who-has",
+            "ICMP6, echo request",
+        ] {
+            assert!(text.contains(want), "{backend}: no {want:?} in\n{text}");
+        }
+        let nd_seen = tool(
+            "tshark",
+            &[
+                "-r",
+                &with_nd,
+                "-Y",
+                "icmpv6.type >= 133 and icmpv6.type <= 137",
+            ],
+        )
+        .lines()
+        .count();
+        assert!(nd_seen >= 3, "{backend}: {text}");
+        // By default: the same traffic without a single ND message, and
+        // the count is of what was written.
+        let plain_kinds = jsonl_kinds(&plain);
+        assert!(
+            plain_kinds
+                .iter()
+                .all(|(t, _)| !matches!(t, Some(133..=137))),
+            "{backend}: ND in {plain_kinds:?}"
+        );
+        assert!(
+            plain_kinds.iter().any(|(_, arp)| *arp),
+            "{backend}: ARP kept"
+        );
+        assert_eq!(
+            plain_kinds.iter().filter(|(t, _)| *t == Some(128)).count(),
+            2,
+            "{backend}: the echo requests (hop limit 255) are kept"
+        );
+        assert_eq!(
+            number_before(
+                r.stdout
+                    .lines()
+                    .find(|l| l.starts_with(&format!("Stopped capture on {d} (")))
+                    .unwrap(),
+                "packets captured"
+            ),
+            plain_kinds.len() as u64
+        );
+        // ignore=arp: neither ARP nor ND.
+        let no_arp_kinds = jsonl_kinds(&no_arp);
+        assert!(no_arp_kinds
+            .iter()
+            .all(|(t, arp)| !arp && !matches!(t, Some(133..=137))));
+        assert_eq!(
+            no_arp_kinds.iter().filter(|(t, _)| *t == Some(128)).count(),
+            2,
+            "{backend}: {no_arp_kinds:?}"
+        );
+    }
 }

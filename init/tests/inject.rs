@@ -361,7 +361,13 @@ fn frames_sent_on_a_veth_reach_its_peer_with_count_and_interval() {
             .starts_with(&format!("inject: 5 packets from {file} to {}, ", bench.a)),
         "{r:?}"
     );
-    assert_eq!(r.stdout.lines().count(), 1, "{r:?}");
+    // Ours, then the original's line: the packets sent, not those in the file.
+    assert_eq!(
+        r.stdout.lines().nth(1),
+        Some("Injection complete: 5 packets sent"),
+        "{r:?}"
+    );
+    assert_eq!(r.stdout.lines().count(), 2, "{r:?}");
     let (rx1, bytes1, _) = counters(&bench.ns, &bench.b);
     let (_, _, tx1) = counters(&bench.ns, &bench.a);
     assert_eq!(rx1 - rx0, 5);
@@ -1393,5 +1399,78 @@ fn a_long_replay_reports_progress_on_stderr_then_a_summary() {
             bench.a
         )),
         "{r:?}"
+    );
+}
+
+/// As the original's users run it: a JSONL fixture of the original's
+/// capture dialect (blank lines between records, one at the end, a first
+/// record at timestamp 0 and the others at real times) into a TAP, the
+/// output redirected to a log that must hold the original's exact line
+/// with N the non-blank records (`grep -Fx`, `awk 'NF'` on the host).
+#[test]
+fn the_log_of_an_injection_holds_the_originals_exact_completion_line() {
+    let ns = quiet_netns("ijh");
+    let dir = TempDir::new("ijh");
+    let tap = unique("ijhtap");
+    let record = |ts: u64, seq: u16| {
+        let frame = ether(
+            BROADCAST,
+            0x0800,
+            &ipv4(
+                [10, 70, 0, 2],
+                [10, 70, 0, 1],
+                1,
+                &icmp_echo(0x4243, seq),
+                false,
+            ),
+        );
+        let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
+        format!(r#"{{"timestamp_us":{ts},"direction":"rx","data":"{hex}"}}"#)
+    };
+    let text = [
+        record(0, 1),
+        String::new(),
+        record(1_761_854_670_878_200, 2),
+        "   ".to_string(),
+        record(1_761_854_670_978_200, 3),
+        String::new(),
+    ]
+    .join("\n");
+    let fixture = dir.write("inject-tap0.jsonl", text.as_bytes());
+    let log = format!("{fixture}.log");
+    let before = icmp_counters(&ns);
+    let started = std::time::Instant::now();
+    let r = ns.myinit(&format!(
+        "tap add {tap}\nifconfig {tap} 10.70.0.1/24 up\n\
+         ip neigh add 10.70.0.2 lladdr 02:00:00:00:00:02 dev {tap}\n\
+         inject {fixture} {tap} > {log}\nsleep 0.3"
+    ));
+    r.assert_ok();
+    // The pause from 0 to a real time is not waited (as the original).
+    assert!(started.elapsed() < Duration::from_secs(8), "{r:?}");
+    let expected: usize = std::process::Command::new("awk")
+        .args(["NF { count++ } END { print count + 0 }", &fixture])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().parse().unwrap())
+        .unwrap();
+    assert_eq!(expected, 3);
+    let grep = std::process::Command::new("grep")
+        .args([
+            "-Fqx",
+            &format!("Injection complete: {expected} packets sent"),
+            &log,
+        ])
+        .status()
+        .unwrap();
+    assert!(
+        grep.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let after = icmp_counters(&ns);
+    assert_eq!(
+        after["InEchos"] - before["InEchos"],
+        3,
+        "{before:?} {after:?}"
     );
 }

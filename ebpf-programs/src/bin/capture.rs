@@ -19,7 +19,8 @@ use aya_ebpf::{
 };
 use myinit_common::capture::{
     CaptureHeader, CaptureRecord, CAPTURE_EGRESS, CAPTURE_HAS_TASK, CAPTURE_HAS_VLAN,
-    CAPTURE_INGRESS, RING_BYTES, SIZE_CLASSES, SNAPLEN_MAX,
+    CAPTURE_INGRESS, IGNORE_ARP, IGNORE_ND, ND_EXTENSION_HEADERS, RING_BYTES, SIZE_CLASSES,
+    SNAPLEN_MAX,
 };
 use myinit_ebpf::{reserve_header_zeroed, submit_batched};
 
@@ -49,6 +50,87 @@ static SNAPLEN: Global<u32> = Global::new(SNAPLEN_MAX as u32);
 /// the verifier knows its value and never visits the calls when it is 0.
 #[unsafe(no_mangle)]
 static TASK_HELPERS: Global<u8> = Global::new(0);
+
+/// `IGNORE_*` bits: the classes of packets left out (userspace sets them).
+#[unsafe(no_mangle)]
+static IGNORE: Global<u8> = Global::new(0);
+
+/// Where the network header starts in a packet's data: 14 on Ethernet
+/// (and lo), 0 on an interface without a link header (TUN, nat46).
+#[unsafe(no_mangle)]
+static LINK_HEADER: Global<u8> = Global::new(14);
+
+const ETH_P_ARP: u16 = 0x0806;
+const ETH_P_IPV6: u16 = 0x86dd;
+
+/// Whether the packet is of a class userspace asked to leave out: tested
+/// before anything is reserved or copied, so a left-out packet costs a
+/// few loads.
+#[inline(always)]
+fn ignored(ctx: &TcContext) -> bool {
+    let ignore = IGNORE.load();
+    if ignore == 0 {
+        return false;
+    }
+    let link = LINK_HEADER.load() as usize;
+    let (mut ethertype, mut at) = if link == 0 {
+        match ctx.load::<u8>(0).map(|b| b >> 4) {
+            Ok(6) => (ETH_P_IPV6, 0usize),
+            _ => return false,
+        }
+    } else {
+        let Ok(t) = ctx.load::<[u8; 2]>(12) else {
+            return false;
+        };
+        (u16::from_be_bytes(t), 14usize)
+    };
+    // Tags still in the frame (an offloaded one is not in the data).
+    for _ in 0..2 {
+        if link != 0 && matches!(ethertype, 0x8100 | 0x88a8 | 0x9100) {
+            let Ok(t) = ctx.load::<[u8; 2]>(at + 2) else {
+                return false;
+            };
+            ethertype = u16::from_be_bytes(t);
+            at += 4;
+        }
+    }
+    if ethertype == ETH_P_ARP {
+        return ignore & IGNORE_ARP != 0;
+    }
+    ethertype == ETH_P_IPV6 && ignore & IGNORE_ND != 0 && is_nd(ctx, at)
+}
+
+/// Whether the IPv6 packet at `at` is Neighbor Discovery (see IGNORE_ND).
+#[inline(always)]
+fn is_nd(ctx: &TcContext, at: usize) -> bool {
+    let (Ok(mut next), Ok(hop_limit)) = (ctx.load::<u8>(at + 6), ctx.load::<u8>(at + 7)) else {
+        return false;
+    };
+    if hop_limit != 255 {
+        return false;
+    }
+    let mut at = at + 40;
+    for _ in 0..ND_EXTENSION_HEADERS {
+        let len = match next {
+            0 | 43 | 60 => ctx.load::<u8>(at + 1).map(|l| (usize::from(l) + 1) * 8),
+            51 => ctx.load::<u8>(at + 1).map(|l| (usize::from(l) + 2) * 4),
+            _ => break,
+        };
+        let (Ok(len), Ok(n)) = (len, ctx.load::<u8>(at)) else {
+            return false;
+        };
+        next = n;
+        // Bounded for the verifier: an offset past any packet ends it.
+        at = (at + len) & 0xffff;
+    }
+    if next != 58 {
+        return false;
+    }
+    matches!(
+        (ctx.load::<u8>(at), ctx.load::<u8>(at + 1)),
+        (Ok(133..=137), Ok(0))
+    )
+}
 
 /// Queues one packet in a record with room for `N` bytes; `want` (the
 /// bytes to copy, at most `N`) was chosen by the caller.
@@ -117,6 +199,9 @@ fn capture_into<const N: usize>(ctx: &TcContext, direction: u8, orig_len: u32, w
 
 #[inline(always)]
 fn capture(ctx: &TcContext, direction: u8) {
+    if ignored(ctx) {
+        return;
+    }
     let orig_len = ctx.len();
     // Above the largest record, a packet would not fit any: cut to it.
     let snaplen = core::cmp::min(SNAPLEN.load(), SNAPLEN_MAX as u32);

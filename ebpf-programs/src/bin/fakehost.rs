@@ -3,7 +3,11 @@
 //! requests, Neighbor and Router Solicitations and (per host) echo requests
 //! to a fake host into that host's answer and hands the answer back to the
 //! same interface's ingress, as if it had come from the wire. Nothing else
-//! is touched (`TC_ACT_OK`).
+//! is touched, and what is not its own gets no verdict (`TC_ACT_UNSPEC`,
+//! TCX_NEXT): the next program on the hook runs as if this one were not
+//! there (`TC_ACT_OK` would end the chain, so a second fake-host owner, a
+//! capture or the user's own program attached after it would never see
+//! the packet).
 //!
 //! Echo replies are rewritten in place with incremental checksum updates
 //! (the data can be any length). ARP, NA and RA answers are short and fixed
@@ -13,7 +17,7 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::{__sk_buff, BPF_F_INGRESS, TC_ACT_OK, TC_ACT_REDIRECT},
+    bindings::{__sk_buff, BPF_F_INGRESS, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_UNSPEC},
     helpers::{bpf_csum_diff, bpf_jiffies64, bpf_redirect, bpf_skb_change_tail},
     macros::{classifier, map},
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
@@ -584,7 +588,7 @@ fn router_leaving_answer(skb: *mut __sk_buff) -> Option<i32> {
 #[classifier]
 pub fn fakehost_egress(ctx: TcContext) -> i32 {
     let Ok(ethertype) = ctx.load::<[u8; 2]>(12) else {
-        return TC_ACT_OK as i32;
+        return TC_ACT_UNSPEC;
     };
     let skb = ctx.skb.skb;
     let verdict = match u16::from_be_bytes(ethertype) {
@@ -609,7 +613,7 @@ pub fn fakehost_egress(ctx: TcContext) -> i32 {
     if verdict == TC_ACT_REDIRECT as i32 {
         verdict
     } else {
-        TC_ACT_OK as i32
+        TC_ACT_UNSPEC
     }
 }
 

@@ -80,20 +80,27 @@ fn setsockopt<T>(fd: &impl AsRawFd, level: i32, name: i32, value: &T) -> io::Res
     }
 }
 
-/// A one-instruction classic BPF filter, "accept `snaplen` bytes": the
-/// kernel copies no more into the ring, and with 0 it copies nothing.
-fn attach_snaplen_filter(fd: &impl AsRawFd, snaplen: u32) -> io::Result<()> {
-    let mut filter = [libc::sock_filter {
-        code: (libc::BPF_RET | libc::BPF_K) as u16,
-        jt: 0,
-        jf: 0,
-        k: snaplen,
-    }];
+/// Attaches a classic BPF socket filter: the number it returns is how many
+/// bytes of a packet the kernel copies into the ring (0: none, the packet
+/// is not queued at all).
+fn attach_filter(fd: &impl AsRawFd, filter: &[libc::sock_filter]) -> io::Result<()> {
+    let mut filter = filter.to_vec();
     let program = libc::sock_fprog {
-        len: 1,
+        len: u16::try_from(filter.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "filter too long"))?,
         filter: filter.as_mut_ptr(),
     };
     setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &program)
+}
+
+/// The filter that takes nothing.
+fn nothing() -> [libc::sock_filter; 1] {
+    [libc::sock_filter {
+        code: (libc::BPF_RET | libc::BPF_K) as u16,
+        jt: 0,
+        jf: 0,
+        k: 0,
+    }]
 }
 
 fn packet_address(ifindex: u32, protocol: u16) -> SockAddr {
@@ -109,15 +116,16 @@ fn packet_address(ifindex: u32, protocol: u16) -> SockAddr {
 }
 
 impl PacketRing {
-    /// Opens the ring on interface `ifindex`, keeping the first `snaplen`
-    /// bytes of each packet. Once it returns, packets are being captured.
-    /// Must run inside the tokio runtime.
-    pub fn open(ifindex: u32, snaplen: u32) -> io::Result<Self> {
+    /// Opens the ring on interface `ifindex`; `filter` (a classic BPF
+    /// socket filter) says how many bytes of each packet to keep, 0 for
+    /// none. Once it returns, packets are being captured. Must run inside
+    /// the tokio runtime.
+    pub fn open(ifindex: u32, filter: &[libc::sock_filter]) -> io::Result<Self> {
         // Protocol 0: no packet arrives until the ring is ready and bound.
         let socket = Socket::new(Domain::PACKET, Type::RAW.nonblocking().cloexec(), None)?;
         let version = libc::tpacket_versions::TPACKET_V3 as i32;
         setsockopt(&socket, libc::SOL_PACKET, libc::PACKET_VERSION, &version)?;
-        attach_snaplen_filter(&socket, snaplen)?;
+        attach_filter(&socket, filter)?;
         let request = libc::tpacket_req3 {
             tp_block_size: BLOCK_SIZE,
             tp_block_nr: BLOCKS,
@@ -309,7 +317,7 @@ impl PacketRing {
     /// at most `STOP_WAIT`, for the kernel to hand over the block it was
     /// filling, so what it captured can still be read.
     pub fn stop_new(&mut self) {
-        let _ = attach_snaplen_filter(self.socket.get_ref(), 0);
+        let _ = attach_filter(self.socket.get_ref(), &nothing());
         let deadline = Instant::now() + STOP_WAIT;
         // The block being filled is the first one still the kernel's.
         let filling = (0..BLOCKS)
@@ -388,7 +396,11 @@ mod tests {
                 .unwrap();
             let _guard = rt.enter();
             let lo = crate::net::iface::ifindex("lo").unwrap();
-            let mut ring = PacketRing::open(lo, 128).unwrap();
+            let keep_all = super::super::ignore::Ignore {
+                nd: false,
+                arp: false,
+            };
+            let mut ring = PacketRing::open(lo, &keep_all.socket_filter(true, 128)).unwrap();
             let count = |ring: &mut PacketRing| {
                 let mut n = 0;
                 while ring.drain(1000, |_| n += 1) > 0 {}

@@ -87,17 +87,29 @@ pub fn chain(error: &dyn std::error::Error) -> String {
 }
 
 impl TcCapture {
-    /// Loads the object with the snap length and attaches its programs to
-    /// `hooks` of `iface`. Once it returns, packets are being captured.
-    /// Must run inside the tokio runtime.
-    pub async fn open(iface: &str, hooks: &[Hook], snaplen: u32) -> anyhow::Result<Self> {
+    /// Loads the object with the snap length and the classes to leave out
+    /// (`IGNORE_*` bits; `link_header`: the interface's packets start with
+    /// an Ethernet header) and attaches its programs to `hooks` of
+    /// `iface`, ahead of any other program there, so they see what the
+    /// stack sent whatever else is attached. Once it returns, packets are
+    /// being captured. Must run inside the tokio runtime.
+    pub async fn open(
+        iface: &str,
+        hooks: &[Hook],
+        snaplen: u32,
+        ignore: u8,
+        link_header: bool,
+    ) -> anyhow::Result<Self> {
         let path = tc::choose_path()?;
         let btf = KernelBtf::get();
         let aya_btf = btf.as_ref().ok().map(|b| &b.aya);
         let task_helpers = u8::from(task_helpers_allowed());
+        let link_header: u8 = if link_header { 14 } else { 0 };
         let mut object = Object::load(OBJECT, aya_btf, |loader| {
             loader.override_global("TASK_HELPERS", &task_helpers, true);
             loader.override_global("SNAPLEN", &snaplen, true);
+            loader.override_global("IGNORE", &ignore, true);
+            loader.override_global("LINK_HEADER", &link_header, true);
         })
         .map_err(|e| {
             // Without privileges the first map already fails: say what is
@@ -118,7 +130,7 @@ impl TcCapture {
             program
                 .load()
                 .map_err(|e| anyhow!("loading {name}: {}", chain(&e)))?;
-            match tc::attach(program, name, iface, hook, path).await {
+            match tc::attach(program, name, iface, hook, path, tc::Order::First).await {
                 Ok(a) => attached.push((a, name)),
                 Err(e) => {
                     for (a, name) in attached {

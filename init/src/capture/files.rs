@@ -1,8 +1,9 @@
 //! The capture's output file: classic pcap (µs, or ns with `--ns`),
 //! pcapng (the interface's name and link type in its IDB, direction in
 //! `epb_flags`, the sending process in the packet comment, statistics in
-//! an ISB at the end) or JSONL (packet::jsonl), all through buffered
-//! writes; `finish` flushes, so a full disk is an error, not a short file.
+//! an ISB at the end) or JSONL (packet::jsonl: the original's dialect, or
+//! ours with `jsonl+`), all through buffered writes; `finish` flushes, so
+//! a full disk is an error, not a short file.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -12,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::packet::jsonl;
-use crate::packet::layers;
+use crate::packet::layers::{self, Dialect};
 use crate::packet::pcap::Direction;
 use crate::packet::pcap_writer::{PcapNgWriter, PcapWriter, TsResolution};
 
@@ -52,16 +53,18 @@ type Buffered = BufWriter<CountingFile>;
 pub enum Format {
     Pcap,
     PcapNg,
-    Jsonl,
+    /// JSONL in a dialect: `jsonl` the original's, `jsonl+` ours.
+    Jsonl(Dialect),
 }
 
 impl Format {
-    /// The format keyword of `capture start IF FILE [jsonl|pcap|pcapng]`.
+    /// The format keyword of `capture start IF FILE [jsonl|jsonl+|pcap|pcapng]`.
     pub fn parse(word: &str) -> Option<Format> {
         match word {
             "pcap" => Some(Format::Pcap),
             "pcapng" => Some(Format::PcapNg),
-            "jsonl" => Some(Format::Jsonl),
+            "jsonl" => Some(Format::Jsonl(Dialect::Original)),
+            "jsonl+" => Some(Format::Jsonl(Dialect::Full)),
             _ => None,
         }
     }
@@ -72,7 +75,7 @@ impl Format {
         match Path::new(path).extension()?.to_str()? {
             "pcap" | "cap" => Some(Format::Pcap),
             "pcapng" => Some(Format::PcapNg),
-            "jsonl" | "json" => Some(Format::Jsonl),
+            "jsonl" | "json" => Some(Format::Jsonl(Dialect::Original)),
             _ => None,
         }
     }
@@ -81,7 +84,8 @@ impl Format {
         match self {
             Format::Pcap => "pcap",
             Format::PcapNg => "pcapng",
-            Format::Jsonl => "jsonl",
+            Format::Jsonl(Dialect::Original) => "jsonl",
+            Format::Jsonl(Dialect::Full) => "jsonl+",
         }
     }
 }
@@ -102,7 +106,7 @@ pub struct Captured<'a> {
 enum Out {
     Pcap(PcapWriter<Buffered>),
     PcapNg(PcapNgWriter<Buffered>),
-    Jsonl(Buffered),
+    Jsonl(Buffered, Dialect),
 }
 
 impl Out {
@@ -110,7 +114,7 @@ impl Out {
         match self {
             Out::Pcap(w) => w.get_ref().buffer().len(),
             Out::PcapNg(w) => w.get_ref().buffer().len(),
-            Out::Jsonl(w) => w.buffer().len(),
+            Out::Jsonl(w, _) => w.buffer().len(),
         }
     }
 }
@@ -174,7 +178,7 @@ impl CaptureFile {
                 w.add_interface_with_snaplen(ifname, linktype, snaplen)?;
                 Out::PcapNg(w)
             }
-            Format::Jsonl => Out::Jsonl(file),
+            Format::Jsonl(dialect) => Out::Jsonl(file, dialect),
         };
         // The header (still buffered) is what a cut keeps at the least.
         let kept_end = out.buffered() as u64;
@@ -235,7 +239,7 @@ impl CaptureFile {
                     comment.as_deref(),
                 )
             }
-            Out::Jsonl(w) => {
+            Out::Jsonl(w, dialect) => {
                 let record = jsonl::Record {
                     timestamp_ns: p.timestamp_ns,
                     direction: Some(match p.direction {
@@ -244,10 +248,10 @@ impl CaptureFile {
                     }),
                     ifname: Some(self.ifname.clone()),
                     linktype: self.linktype,
-                    packet: layers::decode(self.linktype, p.data),
+                    packet: layers::decode(*dialect, self.linktype, p.data),
                     comment: p.process.map(|(tgid, comm)| process_comment(tgid, comm)),
                 };
-                jsonl::write_record(w, &record)
+                jsonl::write_record(w, &record, *dialect)
             }
         }
     }
@@ -257,7 +261,7 @@ impl CaptureFile {
         let result = match &mut self.out {
             Out::Pcap(w) => w.flush(),
             Out::PcapNg(w) => w.flush(),
-            Out::Jsonl(w) => w.flush(),
+            Out::Jsonl(w, _) => w.flush(),
         };
         self.settle();
         result
@@ -292,7 +296,7 @@ impl CaptureFile {
         let inner = match &mut self.out {
             Out::Pcap(w) => w.get_mut().get_mut(),
             Out::PcapNg(w) => w.get_mut().get_mut(),
-            Out::Jsonl(w) => w.get_mut(),
+            Out::Jsonl(w, _) => w.get_mut(),
         };
         inner.discard = true;
         let on_disk = self.written.load(Ordering::Relaxed);

@@ -5,10 +5,16 @@
 //! stop it detaches first and then writes what is still queued, so nothing
 //! the kernel captured is lost; a write error (full disk) ends that capture
 //! and keeps what was written.
+//!
+//! What scripts read is the original's: `Started capture on IF -> FILE
+//! (format: F) (unlimited|max N packets)[ (ignoring: nd,arp)]`, `Stopped
+//! capture on IF (N packets captured)`, `Stopping N capture(s)...`. Ours
+//! follows each on a line of its own (`capture IF: …`).
 
 pub mod af_packet;
 pub mod ebpf;
 pub mod files;
+pub mod ignore;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,6 +26,7 @@ use myinit_common::capture::SNAPLEN_MAX;
 use self::af_packet::PacketRing;
 use self::ebpf::TcCapture;
 use self::files::{CaptureFile, Captured, Format};
+use self::ignore::Ignore;
 use crate::ebpf::tc::{Hook, TcPath};
 use crate::jobs::{drain_events, Drained, Ended, EventSource, JobId, JobKind};
 use crate::net::netlink::Netlink;
@@ -79,6 +86,8 @@ pub struct StartOptions {
     pub backend: Backend,
     pub dir: Dir,
     pub ns: bool,
+    /// The classes left out (the original's default: ND).
+    pub ignore: Ignore,
 }
 
 /// What `capture show` shows of a running capture; counters are updated
@@ -88,6 +97,7 @@ pub struct CaptureInfo {
     pub backend: String,
     pub linktype: u32,
     pub file: String,
+    pub ignore: Ignore,
     pub started: Instant,
     pub packets: AtomicU64,
     pub bytes: AtomicU64,
@@ -321,8 +331,9 @@ fn free_id(state: &State, iface: &str) -> JobId {
     JobId::new(JobKind::Capture, format!("{iface}#{n}"))
 }
 
-/// Starts a capture as a job; returns the line to print. It returns once
-/// packets are being captured (programs attached, or the socket bound).
+/// Starts a capture as a job; returns the lines to print (the original's,
+/// then ours). It returns once packets are being captured (programs
+/// attached, or the socket bound).
 pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
     let iface = opts.iface.clone();
     let ifindex = crate::net::iface::ifindex(&iface)?;
@@ -393,7 +404,14 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
             }
             // The programs copy at most SNAPLEN_MAX: the default (the
             // whole frame) asks for more, and a longer packet is cut there.
-            TcCapture::open(&iface, dir.hooks(), snaplen.min(SNAPLEN_MAX as u32)).await
+            TcCapture::open(
+                &iface,
+                dir.hooks(),
+                snaplen.min(SNAPLEN_MAX as u32),
+                opts.ignore.bits(),
+                linktype == LINKTYPE_ETHERNET,
+            )
+            .await
         });
         match (opened, opts.backend) {
             (Ok(tc), _) => Some(tc),
@@ -427,10 +445,12 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
                 backend,
             )
         }
-        None => match state
-            .rt
-            .block_on(async { PacketRing::open(ifindex, snaplen) })
-        {
+        None => match state.rt.block_on(async {
+            let filter = opts
+                .ignore
+                .socket_filter(linktype == LINKTYPE_ETHERNET, snaplen);
+            PacketRing::open(ifindex, &filter)
+        }) {
             Ok(ring) => (Source::Packet(ring), "packet (tpacket_v3)".to_string()),
             Err(e) => {
                 remove_file();
@@ -450,6 +470,7 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
         backend: backend.clone(),
         linktype,
         file: opts.file.clone(),
+        ignore: opts.ignore,
         started: Instant::now(),
         packets: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
@@ -492,11 +513,20 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
         Dir::Tx => "tx",
         Dir::Both => "rx+tx",
     };
+    let limit = match opts.count {
+        Some(n) => format!("(max {n} packets)"),
+        None => "(unlimited)".to_string(),
+    };
+    let ignoring = match opts.ignore.names() {
+        names if names.is_empty() => String::new(),
+        names => format!(" (ignoring: {names})"),
+    };
     Ok(format!(
-        "capture {target}: {backend}, {} {dir}, snaplen {effective_snaplen}, to {} ({}){note}",
-        linktype_name(linktype),
+        "Started capture on {target} -> {} (format: {}) {limit}{ignoring}\n\
+         capture {target}: {backend}, {} {dir}, snaplen {effective_snaplen}{note}",
         opts.file,
         opts.format.name(),
+        linktype_name(linktype),
     ))
 }
 
@@ -530,23 +560,44 @@ fn finish(mut job: CaptureJob, ended: Ended, target: &str) -> String {
     )
 }
 
-/// Stops the captures on `iface` (None: all); their reports.
+/// Stops the captures on `iface` (None: all); for each, the original's
+/// line (`Stopped capture on IF (N packets captured)`) and its report. A
+/// capture that had ended by itself gives the report it ended with.
 pub fn stop(state: &State, iface: Option<&str>) -> anyhow::Result<Vec<String>> {
-    let reports = state.jobs.stop_where(|id| match iface {
+    let stopped = state.jobs.stop_where_ids(|id| match iface {
         Some(i) => is_on(id, i),
         None => id.kind == JobKind::Capture,
     });
-    captures().retain(|c| match iface {
-        Some(i) => !is_on(&c.id, i),
-        None => false,
-    });
-    if reports.is_empty() {
+    let infos: Vec<Arc<CaptureInfo>> = {
+        let mut list = captures();
+        let (gone, kept) = std::mem::take(&mut *list)
+            .into_iter()
+            .partition(|c| match iface {
+                Some(i) => is_on(&c.id, i),
+                None => true,
+            });
+        *list = kept;
+        gone
+    };
+    if stopped.is_empty() {
+        // The original's words, which scripts may read.
         match iface {
-            Some(i) => bail!("{i}: no capture running"),
-            None => bail!("no capture running"),
+            Some(i) => bail!("No capture running on interface {i}"),
+            None => return Ok(Vec::new()),
         }
     }
-    Ok(reports)
+    let mut lines = Vec::new();
+    for (id, report) in stopped {
+        if let Some(info) = infos.iter().find(|c| c.id == id) {
+            lines.push(format!(
+                "Stopped capture on {} ({} packets captured)",
+                id.target,
+                info.packets.load(Ordering::Relaxed)
+            ));
+        }
+        lines.push(report);
+    }
+    Ok(lines)
 }
 
 /// `capture show`: one line per capture.
@@ -570,11 +621,16 @@ pub fn show(state: &State) -> String {
         } else {
             c.id.target.clone()
         };
+        let ignoring = match c.ignore.names() {
+            names if names.is_empty() => "-".to_string(),
+            names => names,
+        };
         rows.push(vec![
             name,
             c.backend.clone(),
             linktype_name(c.linktype).to_string(),
             c.file.clone(),
+            ignoring,
             packets.to_string(),
             c.bytes.load(Ordering::Relaxed).to_string(),
             c.lost.load(Ordering::Relaxed).to_string(),
@@ -588,9 +644,12 @@ pub fn show(state: &State) -> String {
     }
     crate::util::columns(
         &[
-            "IF", "BACKEND", "LINKTYPE", "FILE", "PACKETS", "BYTES", "LOST", "RATE", "ELAPSED",
+            "IF", "BACKEND", "LINKTYPE", "FILE", "IGNORING", "PACKETS", "BYTES", "LOST", "RATE",
+            "ELAPSED",
         ],
-        &[false, false, false, false, true, true, true, true, true],
+        &[
+            false, false, false, false, false, true, true, true, true, true,
+        ],
         &rows,
     )
 }

@@ -7,14 +7,22 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 use super::{parse_args, usage, CommandSpec};
 use crate::capture::files::Format;
+use crate::capture::ignore::Ignore;
 use crate::capture::{self, Backend, Dir, StartOptions};
+use crate::packet::layers::Dialect;
 use crate::shell::Ctx;
 
 pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
     name: "capture",
     usage: "",
     summary: "capture an interface's packets to a pcap, pcapng or JSONL file",
-    help: "The format is the keyword, else the file's extension (.pcap, .pcapng, .jsonl).\n\
+    help: "The format is the keyword, else the file's extension (.pcap, .pcapng, .jsonl),\n\
+           else jsonl: the original's JSONL (timestamp_us, direction, layers, as the original\n\
+           decodes them); jsonl+ is ours: also timestamp_ns, ifname, linktype, the sending\n\
+           process, and the layers as deep as myinit decodes (IPv6 extension headers, TCP\n\
+           options). Neighbor Discovery (ICMPv6 133-137, code 0, hop limit 255) is left out\n\
+           by default, in the kernel, before it is counted; include=nd keeps it, ignore=arp\n\
+           leaves out ARP too (lists: include=nd,arp).\n\
            Ethernet interfaces and lo give link type EN10MB, TUN and other L3 devices RAW.\n\
            The eBPF backend (TC programs; TCX, or clsact + cls_bpf) copies at most 1514\n\
            bytes of a packet and names the sending process of local packets where the\n\
@@ -31,7 +39,7 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
 #[command(
     name = "capture",
     disable_help_subcommand = true,
-    override_usage = "capture start IF FILE [jsonl|pcap|pcapng] [COUNT] [--snaplen N] [--backend auto|ebpf|packet] [--dir rx|tx|both] [--ns]\n\
+    override_usage = "capture start IF FILE [jsonl|jsonl+|pcap|pcapng] [COUNT] [include=nd] [ignore=arp] [--snaplen N] [--backend auto|ebpf|packet] [--dir rx|tx|both] [--ns]\n\
                       capture stop IF|all\n\
                       capture show"
 )]
@@ -52,10 +60,17 @@ enum Sub {
         /// the file to write (created or truncated)
         #[arg(value_name = "FILE")]
         file: String,
-        /// the format (default: from FILE's extension, else jsonl), then the number of
-        /// packets after which the capture stops by itself
-        #[arg(value_name = "FORMAT|COUNT", num_args = 0..=2)]
+        /// in any order: the format (default: from FILE's extension, else jsonl), the
+        /// number of packets after which the capture stops by itself, include=LIST and
+        /// ignore=LIST (classes nd and arp, applied left to right; default: ignore nd)
+        #[arg(value_name = "FORMAT|COUNT|include=|ignore=", num_args = 0..)]
         rest: Vec<String>,
+        /// classes to keep (nd, arp; comma-separated), after the words above
+        #[arg(long, value_name = "LIST")]
+        include: Vec<String>,
+        /// classes to leave out (nd, arp; comma-separated), after the words above
+        #[arg(long, value_name = "LIST")]
+        ignore: Vec<String>,
         /// bytes kept of each packet (default: the whole packet)
         #[arg(long, value_name = "N")]
         snaplen: Option<u32>,
@@ -76,8 +91,8 @@ enum Sub {
         #[arg(value_name = "IF|all")]
         iface: String,
     },
-    /// each capture: interface, backend, link type, file, packets, bytes,
-    /// lost, rate, elapsed
+    /// each capture: interface, backend, link type, file, the classes left
+    /// out, packets, bytes, lost, rate, elapsed
     Show,
 }
 
@@ -92,10 +107,18 @@ fn capture(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
             backend,
             dir,
             ns,
+            include,
+            ignore: ignore_options,
         } => {
             let mut format = None;
             let mut count = None;
+            let mut ignore = Ignore::default();
             for word in &rest {
+                match ignore.apply(word) {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => return Err(usage(e)),
+                }
                 if let Some(f) = Format::parse(word) {
                     if format.replace(f).is_some() || count.is_some() {
                         return Err(usage(format!("unexpected argument '{word}'")));
@@ -106,14 +129,21 @@ fn capture(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
                     }
                 } else {
                     return Err(usage(format!(
-                        "expected jsonl, pcap, pcapng or a COUNT, not {word}"
+                        "expected jsonl, jsonl+, pcap, pcapng, a COUNT, include=… or ignore=…, not {word}"
                     )));
                 }
+            }
+            let options = include
+                .iter()
+                .map(|l| format!("include={l}"))
+                .chain(ignore_options.iter().map(|l| format!("ignore={l}")));
+            for word in options {
+                ignore.apply(&word).map_err(usage)?;
             }
             // The original tool's default, for its scripts: JSONL.
             let format = format
                 .or_else(|| Format::from_path(&file))
-                .unwrap_or(Format::Jsonl);
+                .unwrap_or(Format::Jsonl(Dialect::Original));
             let opts = StartOptions {
                 iface,
                 file,
@@ -123,14 +153,28 @@ fn capture(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
                 backend,
                 dir,
                 ns,
+                ignore,
             };
             let line = capture::start(&ctx.state(), opts)?;
             writeln!(ctx.out, "{line}")?;
         }
         Sub::Stop { iface } => {
             let which = (iface != "all").then_some(iface.as_str());
-            for report in capture::stop(&ctx.state(), which)? {
-                writeln!(ctx.out, "{report}")?;
+            let lines = capture::stop(&ctx.state(), which)?;
+            // The original's words for stop all.
+            if which.is_none() {
+                let stopped = lines
+                    .iter()
+                    .filter(|l| l.starts_with("Stopped capture on "))
+                    .count();
+                if stopped == 0 {
+                    writeln!(ctx.out, "No captures running")?;
+                } else {
+                    writeln!(ctx.out, "Stopping {stopped} capture(s)...")?;
+                }
+            }
+            for line in lines {
+                writeln!(ctx.out, "{line}")?;
             }
         }
         Sub::Show => {

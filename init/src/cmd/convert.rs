@@ -22,7 +22,7 @@ use clap::{CommandFactory, Parser};
 
 use super::{CommandSpec, Interrupted};
 use crate::packet::jsonl::{self, Direction as JsonDirection};
-use crate::packet::layers;
+use crate::packet::layers::{self, Dialect};
 use crate::packet::linktype::LINKTYPE_ETHERNET;
 use crate::packet::pcap::{Direction, FileError, PacketReader};
 use crate::packet::pcap_writer::{PcapNgWriter, PcapWriter, TsResolution};
@@ -44,8 +44,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         name: "pcap2json",
         usage: "",
         summary: "convert a pcap/pcapng file to JSONL (one packet per line)",
-        help: "Lines are in the capture dialect (FORMATS.md), with timestamp_ns and,\n\
-               from pcapng, ifname, direction and comment; linktype when not Ethernet.\n\
+        help: "Lines are in the original's capture dialect (FORMATS.md): timestamp_us,\n\
+               direction (from pcapng; rx where the file does not say, as the original\n\
+               wrote it) and the layers as the original decodes them. jsonl+ is ours:\n\
+               also timestamp_ns, ifname, comment, linktype when not Ethernet, and the\n\
+               layers as deep as myinit decodes (IPv6 extension headers, TCP options).\n\
                OUT is written as OUT.tmp and renamed at the end: on an error it is\n\
                left as it was. Example: pcap2json /mnt/host/trace.pcap /tmp/trace.jsonl",
         run: pcap2json,
@@ -69,7 +72,7 @@ pub const COMMANDS: &[CommandSpec] = &[
 #[command(
     name = "pcap2json",
     disable_help_flag = true,
-    override_usage = "pcap2json IN OUT"
+    override_usage = "pcap2json IN OUT [jsonl|jsonl+]"
 )]
 struct Pcap2JsonArgs {
     /// classic pcap (µs or ns timestamps, either byte order) or pcapng;
@@ -80,6 +83,9 @@ struct Pcap2JsonArgs {
     /// the JSONL file to write
     #[arg(value_name = "OUT")]
     output: String,
+    /// jsonl: the original's dialect (default); jsonl+: ours, richer
+    #[arg(value_name = "FORMAT", value_parser = ["jsonl", "jsonl+"])]
+    format: Option<String>,
 }
 
 #[derive(Parser, Debug)]
@@ -109,19 +115,30 @@ fn pcap2json(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     refuse_same_file(&input, &args.input, &args.output)?;
     let mut progress = Progress::new("pcap2json", &args.input, ctx.interrupts());
     let (input_name, output_name) = (args.input.clone(), args.output.clone());
+    let dialect = match args.format.as_deref() {
+        Some("jsonl+") => Dialect::Full,
+        _ => Dialect::Original,
+    };
     let packets = run_blocking(ctx, &args.output, move || {
         let mut out = OutFile::create(&output_name)?;
         let mut writer = BufWriter::with_capacity(OUT_BUFFER, out.file()?);
-        let packets = pcap_to_jsonl(input, &mut writer, &input_name, &output_name, &mut progress)?;
+        let packets = pcap_to_jsonl(
+            input,
+            &mut writer,
+            (&input_name, &output_name),
+            dialect,
+            &mut progress,
+        )?;
         writer.flush().map_err(|e| write_error(&output_name, &e))?;
         drop(writer);
         progress.check_interrupted()?;
         out.commit()?;
         Ok(packets)
     })?;
+    // The original's line, which scripts may read.
     writeln!(
         ctx.out,
-        "pcap2json: {packets} packets from {} to {}",
+        "Converted {packets} packets from {} to {}",
         args.input, args.output
     )?;
     Ok(0)
@@ -159,11 +176,13 @@ fn json2pcap(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         out.commit()?;
         Ok(summary)
     })?;
+    // The original's line, then what kind of file it is on its own line.
     writeln!(
         ctx.out,
-        "json2pcap: {} packets from {} to {} ({})",
-        summary.packets, args.input, args.output, summary.what
+        "Converted {} packets from {} to {}",
+        summary.packets, args.input, args.output
     )?;
+    writeln!(ctx.out, "json2pcap: {}: {}", args.output, summary.what)?;
     Ok(0)
 }
 
@@ -353,8 +372,8 @@ impl Progress {
 fn pcap_to_jsonl(
     input: impl Read,
     out: &mut impl Write,
-    input_name: &str,
-    output_name: &str,
+    (input_name, output_name): (&str, &str),
+    dialect: Dialect,
     progress: &mut Progress,
 ) -> anyhow::Result<u64> {
     let mut reader = PacketReader::new(input).map_err(|e| match e {
@@ -369,18 +388,23 @@ fn pcap_to_jsonl(
         .next_record()
         .map_err(|e| anyhow!("{input_name}: {e}"))?
     {
+        let direction = r.direction.map(|d| match d {
+            Direction::Inbound => JsonDirection::Rx,
+            Direction::Outbound => JsonDirection::Tx,
+        });
         let record = jsonl::Record {
             timestamp_ns: r.timestamp_ns,
-            direction: r.direction.map(|d| match d {
-                Direction::Inbound => JsonDirection::Rx,
-                Direction::Outbound => JsonDirection::Tx,
-            }),
+            // The original's pcap2json wrote rx for every packet.
+            direction: match dialect {
+                Dialect::Original => direction.or(Some(JsonDirection::Rx)),
+                Dialect::Full => direction,
+            },
             ifname: r.ifname.map(str::to_string),
             linktype: r.linktype,
-            packet: layers::decode(r.linktype, r.data),
+            packet: layers::decode(dialect, r.linktype, r.data),
             comment: r.comment.clone(),
         };
-        jsonl::write_record(out, &record).map_err(|e| write_error(output_name, &e))?;
+        jsonl::write_record(out, &record, dialect).map_err(|e| write_error(output_name, &e))?;
         packets += 1;
         progress.tick(packets, "converted")?;
     }

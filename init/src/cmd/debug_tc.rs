@@ -271,7 +271,7 @@ async fn attach(
     program
         .load()
         .map_err(|e| anyhow!("loading {name}: {}", chain(&e)))?;
-    let attached = tc::attach(program, name, &iface, hook, path).await?;
+    let attached = tc::attach(program, name, &iface, hook, path, tc::Order::Any).await?;
     object.forward_log();
     let mut ring = RingReader::take(&mut object, "CAPTURE_RING", "CAPTURE_LOST")?;
     let mut text = format!(

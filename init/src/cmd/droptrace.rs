@@ -680,7 +680,9 @@ fn save(ctx: &mut Ctx<'_>, file: &str, filter: &DropFilter) -> anyhow::Result<i3
         // With --snaplen: the packet's bytes, decoded with the packet model.
         if let Some(p) = s.events.get(index).and_then(|k| s.packet(k)) {
             let packet = r.packet.get_or_insert_with(Default::default);
-            packet.layers = Some(crate::packet::layers::decode(p.linktype, p.data).layers);
+            // droptrace's JSONL is ours, not the original's: the full dialect.
+            let full = crate::packet::layers::Dialect::Full;
+            packet.layers = Some(crate::packet::layers::decode(full, p.linktype, p.data).layers);
             packet.linktype = Some(p.linktype);
             packet.caplen = Some(p.data.len() as u32);
             packet.wire_len = Some(p.original_len);

@@ -16,7 +16,13 @@
 //! Pacing: by default the file's own timing. Each packet is due at an
 //! absolute time, counted from when the first packet went, so a late packet
 //! never delays the ones after it (errors do not add up over a long file,
-//! tcpreplay's drift). A paced replay runs at real-time priority (see
+//! tcpreplay's drift). As the original, a pause of 10 s or more between two
+//! packets is not waited (`--max-gap`): fixtures mix timestamps of 0 with
+//! real ones.
+//!
+//! Its last line is the original's, which scripts grep for: `Injection
+//! complete: N packets sent`, N the packets sent; ours, with the figures,
+//! comes before it. A paced replay runs at real-time priority (see
 //! `Pacer`): the wait sleeps while the packet is far off and spins the last
 //! `SPIN` for precision (a sleep wakes up tens of µs late, a spin on the
 //! vDSO clock does not); it gives part of the CPU back by sleeping in
@@ -90,11 +96,13 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
            interfaces without a link header (TUN, WireGuard, IP tunnels).\n\
            The file is checked first: a bad file sends nothing. Ctrl-C stops.\n\
            Pace: the file's own timing by default, each packet due at its time\n\
-           after the first packet left (no drift); --speed, --topspeed, --pps\n\
+           after the first packet left (no drift), but a pause of --max-gap (10 s,\n\
+           as the original) or more is not waited; --speed, --topspeed, --pps\n\
            and --interval each replace it (one of them at most). --loop repeats\n\
            the file, keeping the pace: the next round starts one average gap\n\
            after the last packet. --count stops after N packets in all.\n\
-           Prints progress every 2 s on long replays (stderr), then a summary.\n\
+           Prints progress every 2 s on long replays (stderr), then a summary\n\
+           and the original's last line: Injection complete: N packets sent.\n\
            Example: inject /mnt/host/frames.pcap tap0 --count 1000 --interval 0.01",
     run: inject,
     cli: Some(InjectArgs::command),
@@ -105,7 +113,7 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
     name = "inject",
     disable_help_flag = true,
     override_usage = "inject FILE IF [--speed X | --topspeed | --pps N | --interval SECONDS] \
-                      [--loop N] [--count N]"
+                      [--max-gap SECONDS] [--loop N] [--count N]"
 )]
 struct InjectArgs {
     /// classic pcap (µs or ns timestamps, either byte order), pcapng, or
@@ -130,6 +138,10 @@ struct InjectArgs {
     /// this long between packets (fractions allowed; 0 is --topspeed)
     #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
     interval: Option<String>,
+    /// a pause this long or longer between two packets of the file is not
+    /// waited, as the original (default 10; 0: every pause is waited)
+    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
+    max_gap: Option<String>,
     /// send the whole file N times
     #[arg(long = "loop", value_name = "N", allow_hyphen_values = true)]
     loops: Option<String>,
@@ -156,7 +168,12 @@ struct Args {
     count: Option<u64>,
     loops: Option<u64>,
     pace: Pace,
+    /// Pauses this long or longer are not waited (None: all are).
+    max_gap: Option<Duration>,
 }
+
+/// The original's: it slept between two packets only below 10 s.
+const MAX_GAP: Duration = Duration::from_secs(10);
 
 /// A whole number of at least 1, for `option`.
 fn at_least_one(option: &str, value: &str) -> anyhow::Result<u64> {
@@ -215,6 +232,11 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
         .loops
         .map(|v| at_least_one("--loop", &v))
         .transpose()?;
+    let max_gap = match parsed.max_gap.as_deref().map(parse_seconds).transpose()? {
+        None => Some(MAX_GAP),
+        Some(Duration::ZERO) => None,
+        Some(gap) => Some(gap),
+    };
     match (parsed.file, parsed.iface) {
         (Some(file), Some(iface)) => Ok(Args {
             file,
@@ -222,6 +244,7 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
             count,
             loops,
             pace,
+            max_gap,
         }),
         (None, _) => Err(usage("missing FILE and IF")),
         (Some(_), None) => Err(usage("missing IF")),
@@ -394,33 +417,48 @@ impl<R: Read> Packets<R> {
 }
 
 /// What the first pass found: the number of packets, their link types in
-/// the order they first appear, and the file's span.
+/// the order they first appear, the file's span, and the pauses skipped.
 struct Checked {
     packets: u64,
     linktypes: Vec<u32>,
-    /// From the first packet's time to the last one's, in ns.
+    /// From the first packet's time to the last one's, in ns, but the
+    /// pauses not waited.
     span_ns: u64,
+    /// Pauses of `--max-gap` or more, not waited.
+    skipped_gaps: u64,
 }
 
 /// When a packet is due, in ns after the first packet of its round.
 /// Timestamps that go back in time are sent at once after their
-/// predecessor: the schedule never goes backwards.
+/// predecessor: the schedule never goes backwards. A pause of `max_gap`
+/// or more is not waited.
 struct Offsets {
-    first_ns: Option<u64>,
+    /// The latest timestamp seen.
+    latest_ns: Option<u64>,
     last: u64,
+    max_gap_ns: Option<u64>,
+    skipped: u64,
 }
 
 impl Offsets {
-    fn new() -> Self {
+    fn new(max_gap: Option<Duration>) -> Self {
         Offsets {
-            first_ns: None,
+            latest_ns: None,
             last: 0,
+            max_gap_ns: max_gap.map(|g| g.as_nanos().try_into().unwrap_or(u64::MAX)),
+            skipped: 0,
         }
     }
 
     fn next(&mut self, timestamp_ns: u64) -> u64 {
-        let first = *self.first_ns.get_or_insert(timestamp_ns);
-        self.last = self.last.max(timestamp_ns.saturating_sub(first));
+        let latest = *self.latest_ns.get_or_insert(timestamp_ns);
+        let gap = timestamp_ns.saturating_sub(latest);
+        self.latest_ns = Some(latest.max(timestamp_ns));
+        if self.max_gap_ns.is_some_and(|max| gap >= max) {
+            self.skipped += 1;
+        } else {
+            self.last = self.last.saturating_add(gap);
+        }
         self.last
     }
 }
@@ -429,6 +467,7 @@ impl Offsets {
 /// Ctrl-C (`interrupts`), as a large file takes a while.
 fn check_all(
     input: impl Read,
+    max_gap: Option<Duration>,
     interrupts: &tokio::sync::watch::Receiver<u64>,
 ) -> anyhow::Result<Checked> {
     let mut packets = Packets::open(input)?;
@@ -436,8 +475,9 @@ fn check_all(
         packets: 0,
         linktypes: Vec::new(),
         span_ns: 0,
+        skipped_gaps: 0,
     };
-    let mut offsets = Offsets::new();
+    let mut offsets = Offsets::new(max_gap);
     let mut frame = Frame::new();
     while packets.next_frame(&mut frame)? {
         check_frame(&frame)?;
@@ -445,6 +485,7 @@ fn check_all(
             checked.linktypes.push(frame.linktype);
         }
         checked.span_ns = offsets.next(frame.timestamp_ns);
+        checked.skipped_gaps = offsets.skipped;
         checked.packets += 1;
         if checked.packets.is_multiple_of(1024) && interrupts.has_changed().unwrap_or(false) {
             return Err(Interrupted.into());
@@ -460,7 +501,11 @@ fn check_frame(frame: &Frame) -> anyhow::Result<()> {
 
 /// Opens FILE and checks all of it, off the shell thread (a FIFO's reads
 /// block, and Ctrl-C must still end the wait).
-fn open_and_check(ctx: &Ctx<'_>, file: &str) -> anyhow::Result<(Source, Checked)> {
+fn open_and_check(
+    ctx: &Ctx<'_>,
+    file: &str,
+    max_gap: Option<Duration>,
+) -> anyhow::Result<(Source, Checked)> {
     let path = Path::new(file);
     let opened = crate::util::open_interruptible(
         path,
@@ -475,14 +520,14 @@ fn open_and_check(ctx: &Ctx<'_>, file: &str) -> anyhow::Result<(Source, Checked)
     let interrupts = ctx.interrupts();
     let check = move || {
         if regular {
-            let checked = check_all(opened, &interrupts);
+            let checked = check_all(opened, max_gap, &interrupts);
             (checked, None)
         } else {
             let mut recording = Recording {
                 inner: opened,
                 copy: Vec::new(),
             };
-            let checked = check_all(&mut recording, &interrupts);
+            let checked = check_all(&mut recording, max_gap, &interrupts);
             (checked, Some(recording.copy))
         }
     };
@@ -826,6 +871,7 @@ struct Replay<'a> {
     checked: &'a Checked,
     sink: &'a Sink,
     pace: Pace,
+    max_gap: Option<Duration>,
     total: u64,
     interrupts: tokio::sync::watch::Receiver<u64>,
 }
@@ -854,7 +900,7 @@ impl Replay<'_> {
                 Ok(packets) => packets,
                 Err(e) => break Err(changed(e)),
             };
-            let mut offsets = Offsets::new();
+            let mut offsets = Offsets::new(self.max_gap);
             let mut this_round = 0u64;
             while tally.sent < total {
                 match packets.next_frame(&mut frame) {
@@ -968,7 +1014,11 @@ impl Replay<'_> {
 fn inject(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     let args = parse(args)?;
     let (file, name) = (&args.file, &args.iface);
-    let (source, checked) = open_and_check(ctx, file)?;
+    let max_gap = match args.pace {
+        Pace::Recorded { .. } => args.max_gap,
+        _ => None,
+    };
+    let (source, checked) = open_and_check(ctx, file, max_gap)?;
 
     let state = ctx.state();
     let tap = state
@@ -1016,6 +1066,7 @@ fn inject(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         checked: &checked,
         sink: &sink,
         pace: args.pace,
+        max_gap,
         total,
         interrupts: ctx.interrupts(),
     };
@@ -1030,13 +1081,23 @@ fn inject(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     // On the shell thread, not the runtime: the waits need µs, which
     // tokio's ms timer cannot give.
     let result = replay.run(&mut tally);
+    let skipped = match (max_gap, checked.skipped_gaps) {
+        (Some(gap), n) if n > 0 => format!(
+            ", {n} pause{} of {} s or more not waited",
+            if n == 1 { "" } else { "s" },
+            gap.as_secs_f64()
+        ),
+        _ => String::new(),
+    };
     writeln!(
         ctx.out,
-        "inject: {} packets from {file} to {name}, {} failed{}",
+        "inject: {} packets from {file} to {name}, {} failed{}{skipped}",
         tally.sent,
         tally.failed,
         tally.figures()
     )?;
+    // The original's line, alone and last: scripts grep -Fx for it.
+    writeln!(ctx.out, "Injection complete: {} packets sent", tally.sent)?;
     result?;
     Ok(0)
 }
@@ -1101,16 +1162,34 @@ mod tests {
     #[test]
     fn the_schedule_is_absolute_never_goes_back_and_rounds_keep_the_pace() {
         // 0, 10 ms, 5 ms (back in time: at once after its predecessor), 30 ms.
-        let mut offsets = Offsets::new();
+        let mut offsets = Offsets::new(Some(MAX_GAP));
         let got: Vec<u64> = [1_000, 10_001_000, 5_001_000, 30_001_000]
             .into_iter()
             .map(|ts| offsets.next(ts))
             .collect();
         assert_eq!(got, [0, 10_000_000, 10_000_000, 30_000_000]);
+        // A pause of 10 s or more is not waited, as the original did: a
+        // fixture that starts at 0 and goes on with real timestamps.
+        let mut offsets = Offsets::new(Some(MAX_GAP));
+        let s = 1_000_000_000;
+        let got: Vec<u64> = [
+            0,
+            1_761_000_000 * s,
+            1_761_000_000 * s + s / 2,
+            1_761_000_011 * s,
+        ]
+        .into_iter()
+        .map(|ts| offsets.next(ts))
+        .collect();
+        assert_eq!(got, [0, 0, s / 2, s / 2]);
+        assert_eq!(offsets.skipped, 2);
+        let mut offsets = Offsets::new(None);
+        assert_eq!((offsets.next(0), offsets.next(20 * s)), (0, 20 * s));
         let checked = Checked {
             packets: 4,
             linktypes: vec![1],
             span_ns: 30_000_000,
+            skipped_gaps: 0,
         };
         let ms = |ms: u64| Some(Duration::from_millis(ms));
         let recorded = Pace::Recorded { speed: 1.0 };

@@ -18,7 +18,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "ip",
         usage: "ip [-4|-6] route [show] [dev IF]\n\
-                ip [-4|-6] route add|replace|del DST|default [via GW] [dev IF] [metric N] [src ADDR]\n\
+                ip [-4|-6] route add|replace|del DST|default [via GW] [dev IF] [metric N] [src ADDR] [mtu N] [advmss N]\n\
                 ip [-4|-6] addr [show] [[dev] IF]\n\
                 ip addr add|del ADDR[/LEN] dev IF\n\
                 ip link [show] [[dev] IF]\n\
@@ -64,6 +64,8 @@ struct RouteArgs {
     dev: Option<String>,
     metric: Option<u32>,
     src: Option<IpAddr>,
+    mtu: Option<u32>,
+    advmss: Option<u32>,
 }
 
 impl RouteArgs {
@@ -76,6 +78,8 @@ impl RouteArgs {
             oif,
             metric: self.metric,
             src: self.src,
+            mtu: self.mtu,
+            advmss: self.advmss,
         }
     }
 }
@@ -255,6 +259,23 @@ fn parse_ip_route(family: Family, verb: Verb, rest: &[&str]) -> Result<IpCmd, St
                 route.metric = Some(n.parse().map_err(|_| format!("{n}: bad metric"))?);
             }
             "src" => route.src = Some(parse_addr(next_value(&mut it, "src")?)?),
+            "mtu" | "advmss" => {
+                let mut n = next_value(&mut it, word)?;
+                // iproute2's `mtu lock N`: the lock is not kept here.
+                if n == "lock" {
+                    n = next_value(&mut it, word)?;
+                }
+                let value = n
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|v| *v > 0)
+                    .ok_or_else(|| format!("{word} {n}: expected a number above 0"))?;
+                if word == "mtu" {
+                    route.mtu = Some(value);
+                } else {
+                    route.advmss = Some(value);
+                }
+            }
             _ if dst_seen => return Err(format!("{word}: unknown word")),
             "to" => continue,
             "default" | "all" => dst_seen = true,
@@ -638,6 +659,12 @@ fn format_route(r: &Route, names: &HashMap<u32, String>) -> String {
     }
     if let Some(metric) = r.metric {
         t.push_str(&format!(" metric {metric}"));
+    }
+    if let Some(mtu) = r.mtu {
+        t.push_str(&format!(" mtu {mtu}"));
+    }
+    if let Some(mss) = r.advmss {
+        t.push_str(&format!(" advmss {mss}"));
     }
     t.push('\n');
     t

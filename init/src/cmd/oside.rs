@@ -6,7 +6,6 @@
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
@@ -17,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::{parse_args, CommandSpec};
 use crate::packet::jsonl::{self, Direction, Record};
-use crate::packet::layers::{self, Layer, Packet, LINKTYPE_ETHERNET, LINKTYPE_RAW};
+use crate::packet::layers::{self, Dialect, Layer, Packet, LINKTYPE_ETHERNET, LINKTYPE_RAW};
 use crate::packet::pcap::{self, PacketReader};
 use crate::packet::pcap_writer::{PcapNgWriter, PcapWriter, TsResolution};
 use crate::shell::Ctx;
@@ -161,7 +160,7 @@ fn load(path: &Path) -> Result<(FileFormat, Vec<Record>), String> {
                 }),
                 ifname: None,
                 linktype: r.linktype,
-                packet: layers::decode(r.linktype, r.data),
+                packet: layers::decode(Dialect::Original, r.linktype, r.data),
                 comment: None,
             });
         }
@@ -206,12 +205,18 @@ fn save(path: &Path, format: FileFormat, records: &[Record]) -> Result<usize, St
     let mut out = BufWriter::new(File::create(path).map_err(io)?);
     match format {
         FileFormat::Jsonl => {
+            // The original's dialect unless a packet holds more than it shows.
+            let dialect = records
+                .iter()
+                .map(jsonl::dialect_of)
+                .max()
+                .unwrap_or_default();
             for (r, linktype) in records.iter().zip(&linktypes) {
                 let record = Record {
                     linktype: *linktype,
                     ..r.clone()
                 };
-                jsonl::write_record(&mut out, &record).map_err(io)?;
+                jsonl::write_record(&mut out, &record, dialect).map_err(io)?;
             }
             out.flush().map_err(io)?;
         }
@@ -310,116 +315,6 @@ fn shown(value: &Value) -> String {
     }
 }
 
-/// Where a field's bytes are in its layer's header (`len`: the header's
-/// length). Fields sharing bits (version and ihl) share their byte.
-fn field_span(layer: &Layer, field: &str, len: usize) -> Option<Range<usize>> {
-    let fixed: &[(&str, usize, usize)] = match layer {
-        Layer::Ether(_) => &[("dst", 0, 6), ("src", 6, 12), ("etype", 12, 14)],
-        Layer::Dot1Q(_) => &[
-            ("prio", 0, 2),
-            ("dei", 0, 2),
-            ("vlan", 0, 2),
-            ("etype", 2, 4),
-        ],
-        Layer::Arp(_) => &[
-            ("hwtype", 0, 2),
-            ("ptype", 2, 4),
-            ("hwlen", 4, 5),
-            ("plen", 5, 6),
-            ("op", 6, 8),
-            ("hwsrc", 8, 14),
-            ("psrc", 14, 18),
-            ("hwdst", 18, 24),
-            ("pdst", 24, 28),
-        ],
-        Layer::Ip(_) => &[
-            ("version", 0, 1),
-            ("ihl", 0, 1),
-            ("tos", 1, 2),
-            ("len", 2, 4),
-            ("id", 4, 6),
-            ("flags", 6, 8),
-            ("ttl", 8, 9),
-            ("proto", 9, 10),
-            ("chksum", 10, 12),
-            ("src", 12, 16),
-            ("dst", 16, 20),
-            ("options", 20, len),
-        ],
-        Layer::Ipv6(_) => &[
-            ("version_class", 0, 4),
-            ("payload_length", 4, 6),
-            ("next_header", 6, 7),
-            ("hop_limit", 7, 8),
-            ("src", 8, 24),
-            ("dst", 24, 40),
-        ],
-        Layer::Ipv6HopByHop(_) | Layer::Ipv6Routing(_) | Layer::Ipv6DestOptions(_) => &[
-            ("next_header", 0, 1),
-            ("hdr_ext_len", 1, 2),
-            ("data", 2, len),
-        ],
-        Layer::Ipv6Fragment(_) => &[
-            ("next_header", 0, 1),
-            ("reserved", 1, 2),
-            ("fragment_offset", 2, 4),
-            ("res", 2, 4),
-            ("more_fragments", 2, 4),
-            ("identification", 4, 8),
-        ],
-        Layer::Icmp(_) => &[("typ", 0, 1), ("code", 1, 2), ("chksum", 2, 4)],
-        Layer::Icmpv6(_) => &[("type_", 0, 1), ("code", 1, 2), ("checksum", 2, 4)],
-        Layer::Echo(_)
-        | Layer::EchoReply(_)
-        | Layer::Icmpv6EchoRequest(_)
-        | Layer::Icmpv6EchoReply(_) => &[("identifier", 0, 2), ("sequence", 2, 4)],
-        Layer::NeighborSolicitation(_) => &[
-            ("reserved", 0, 4),
-            ("target_address", 4, 20),
-            ("options", 20, len),
-        ],
-        Layer::NeighborAdvertisement(_) => &[
-            ("flags", 0, 4),
-            ("target_address", 4, 20),
-            ("options", 20, len),
-        ],
-        Layer::RouterSolicitation(_) => &[("reserved", 0, 4), ("options", 4, len)],
-        Layer::RouterAdvertisement(_) => &[
-            ("cur_hop_limit", 0, 1),
-            ("flags", 1, 2),
-            ("router_lifetime", 2, 4),
-            ("reachable_time", 4, 8),
-            ("retrans_timer", 8, 12),
-            ("options", 12, len),
-        ],
-        Layer::Udp(_) => &[
-            ("sport", 0, 2),
-            ("dport", 2, 4),
-            ("len", 4, 6),
-            ("chksum", 6, 8),
-        ],
-        Layer::Tcp(_) => &[
-            ("sport", 0, 2),
-            ("dport", 2, 4),
-            ("seq", 4, 8),
-            ("ack", 8, 12),
-            ("dataofs", 12, 13),
-            ("reserved", 12, 13),
-            ("flags", 13, 14),
-            ("window", 14, 16),
-            ("chksum", 16, 18),
-            ("urgptr", 18, 20),
-            ("options", 20, len),
-        ],
-        Layer::Raw(_) => &[("data", 0, len)],
-    };
-    fixed
-        .iter()
-        .find(|(name, ..)| *name == field)
-        .map(|&(_, start, end)| start.min(len)..end.min(len))
-        .filter(|r| !r.is_empty())
-}
-
 /// The layers `a` adds, with values that make a valid packet as they are:
 /// lengths, checksums and protocol numbers `<auto>`, private addresses.
 /// ICMP and ICMPv6 come with an echo request body.
@@ -445,7 +340,7 @@ const NEW_LAYERS: &[(&str, &[&str])] = &[
     (
         "TCP",
         &[
-            r#"{"layertype":"Tcp","sport":1024,"dport":80,"seq":0,"ack":0,"dataofs":"<auto>","reserved":0,"flags":2,"window":65535,"chksum":"<auto>","urgptr":0,"options":[]}"#,
+            r#"{"layertype":"Tcp","sport":1024,"dport":80,"seq":0,"ack":0,"dataofs":"<auto>","reserved":0,"flags":2,"window":65535,"chksum":"<auto>","urgptr":0}"#,
         ],
     ),
     (
@@ -475,22 +370,6 @@ const NEW_LAYERS: &[(&str, &[&str])] = &[
     ("Raw", &[r#"{"layertype":"raw","data":[]}"#]),
 ];
 
-/// The fields `f` recomputes, per layertype.
-fn derived_fields(layer: &Layer) -> &'static [&'static str] {
-    match layer {
-        Layer::Ip(_) => &["ihl", "len", "chksum"],
-        Layer::Ipv6(_) => &["payload_length"],
-        Layer::Ipv6HopByHop(_) | Layer::Ipv6Routing(_) | Layer::Ipv6DestOptions(_) => {
-            &["hdr_ext_len"]
-        }
-        Layer::Udp(_) => &["len", "chksum"],
-        Layer::Tcp(_) => &["dataofs", "chksum"],
-        Layer::Icmp(_) => &["chksum"],
-        Layer::Icmpv6(_) => &["checksum"],
-        _ => &[],
-    }
-}
-
 /// `layer` with `field` set to `value`, or why not (the model's message:
 /// the field and what does not fit).
 fn with_field(layer: &Layer, field: &str, value: Value) -> Result<Layer, String> {
@@ -506,15 +385,8 @@ fn with_field(layer: &Layer, field: &str, value: Value) -> Result<Layer, String>
 /// IP protocol or next header follows the new next layer (`<auto>`), if
 /// the packet then encodes; else it keeps its value.
 fn auto_protocol(packet: &mut Packet, i: usize) {
-    let field = match packet.layers[i] {
-        Layer::Ether(_) | Layer::Dot1Q(_) => "etype",
-        Layer::Ip(_) => "proto",
-        Layer::Ipv6(_)
-        | Layer::Ipv6HopByHop(_)
-        | Layer::Ipv6Routing(_)
-        | Layer::Ipv6DestOptions(_)
-        | Layer::Ipv6Fragment(_) => "next_header",
-        _ => return,
+    let Some(field) = packet.layers[i].next_protocol_field() else {
+        return;
     };
     let Ok(auto) = with_field(&packet.layers[i], field, Value::from("<auto>")) else {
         return;
@@ -816,7 +688,7 @@ impl Oside {
         };
         let mut packet = record.packet.clone();
         for layer in &mut packet.layers {
-            for field in derived_fields(layer) {
+            for field in layer.computed_fields() {
                 if let Ok(auto) = with_field(layer, field, Value::from("<auto>")) {
                     *layer = auto;
                 }
@@ -825,7 +697,7 @@ impl Oside {
         match packet.encode() {
             Ok(bytes) => {
                 let linktype = linktype_of(record);
-                record.packet = layers::decode(linktype, &bytes);
+                record.packet = layers::decode(record.packet.dialect(), linktype, &bytes);
                 self.modified = true;
                 self.message = "checksums and lengths recomputed".into();
             }
@@ -1010,7 +882,9 @@ impl Oside {
             let end = starts.get(i + 1).copied().unwrap_or(bytes.len());
             let layer = record.packet.layers.get(i)?;
             let (name, _) = self.fields().get(self.field)?.clone();
-            field_span(layer, &name, end - start).map(|r| start + r.start..start + r.end)
+            layer
+                .field_span(&name, end - start)
+                .map(|r| start + r.start..start + r.end)
         });
         let total_rows = bytes.len().div_ceil(16);
         let first = match &highlight {
@@ -1110,9 +984,9 @@ mod tests {
         };
         let (bytes, starts) = packet.encode_layout().unwrap();
         assert_eq!(starts, vec![0, 14, 34]);
-        let dst = field_span(&packet.layers[1], "dst", 20).unwrap();
+        let dst = packet.layers[1].field_span("dst", 20).unwrap();
         assert_eq!(&bytes[14 + dst.start..14 + dst.end], &[10, 0, 0, 2]);
-        let dport = field_span(&packet.layers[2], "dport", 20).unwrap();
+        let dport = packet.layers[2].field_span("dport", 20).unwrap();
         assert_eq!(
             &bytes[34 + dport.start..34 + dport.end],
             &80u16.to_be_bytes()

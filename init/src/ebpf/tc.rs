@@ -72,6 +72,19 @@ impl Hook {
     }
 }
 
+/// Where on the hook a program goes, among the others there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Ahead of every program attached so far (TCX `BPF_F_BEFORE`; clsact
+    /// priority 1, the first a filter can have): a capture, which must see
+    /// what the stack sent whatever else is attached.
+    First,
+    /// Where the kernel puts a new program: after the others on TCX, and
+    /// ahead of the others on clsact (its automatic priority is one below
+    /// the lowest there, or 49152).
+    Any,
+}
+
 /// How a program is attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TcPath {
@@ -215,20 +228,25 @@ fn check_interface(iface: &str) -> Result<u32, TcError> {
 }
 
 /// Attaches a loaded `program` (named `name` in its object) to `iface`'s
-/// `hook` by `path`. On the clsact path the qdisc is added if missing and
-/// filters named `name` already on the hook are removed first. Must run
-/// inside the tokio runtime (the filter dump uses rtnetlink).
+/// `hook` by `path`, at `order` among the programs there. On the clsact
+/// path the qdisc is added if missing and filters named `name` already on
+/// the hook are removed first. Must run inside the tokio runtime (the
+/// filter dump uses rtnetlink).
 pub async fn attach(
     program: &mut SchedClassifier,
     name: &str,
     iface: &str,
     hook: Hook,
     path: TcPath,
+    order: Order,
 ) -> Result<Attached, TcError> {
     check_interface(iface)?;
     let mut removed_orphans = 0;
     let options = match path {
-        TcPath::Tcx => TcAttachOptions::TcxOrder(LinkOrder::default()),
+        TcPath::Tcx => TcAttachOptions::TcxOrder(match order {
+            Order::First => LinkOrder::first(),
+            Order::Any => LinkOrder::default(),
+        }),
         TcPath::Clsact => {
             match tc::qdisc_add_clsact(iface) {
                 Ok(()) => {}
@@ -241,7 +259,13 @@ pub async fn attach(
                 Err(e) => return Err(kernel_error(iface, hook, "adding the clsact qdisc", &e)),
             }
             removed_orphans = remove_filters(iface, hook, name).await?;
-            TcAttachOptions::Netlink(NlOptions::default())
+            TcAttachOptions::Netlink(NlOptions {
+                priority: match order {
+                    Order::First => 1,
+                    Order::Any => 0,
+                },
+                ..NlOptions::default()
+            })
         }
     };
     let link = program

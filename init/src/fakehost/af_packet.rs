@@ -19,8 +19,8 @@ use super::{Answer, Counts, FakeHost, HostSet, LogLimiter, SharedHosts};
 use crate::jobs::{drain_events, Drained, EventSource};
 use crate::net::packet_socket::PacketSender;
 use crate::packet::layers::{
-    decode, Arp, Ether, Field, Icmp, Icmpv6, Ip, Ipv6, Layer, NdpOption, NeighborAdvertisement,
-    Packet, RouterAdvertisement, LINKTYPE_ETHERNET,
+    decode, Arp, Dialect, Ether, Field, Icmp, Icmpv6, Ip, Ipv6, Layer, NdpOption,
+    NeighborAdvertisement, Packet, RouterAdvertisement, LINKTYPE_ETHERNET,
 };
 use crate::packet::MacAddr;
 use crate::state::State;
@@ -260,8 +260,8 @@ fn router_advertisement(
         let (valid_lifetime, preferred_lifetime) = if leaving { (0, 0) } else { (86400, 14400) };
         options.push(NdpOption::PrefixInformation {
             prefix_length,
-            on_link: true,
-            autonomous: true,
+            // L (on-link) and A (autonomous address configuration).
+            flags: 0xc0,
             valid_lifetime,
             preferred_lifetime,
             prefix,
@@ -302,7 +302,8 @@ pub fn answer(
     hosts: &mut BTreeMap<IpAddr, (FakeHost, Counts)>,
     frame: &[u8],
 ) -> Option<(Vec<u8>, Answer)> {
-    let packet = decode(LINKTYPE_ETHERNET, frame);
+    // As deep as the model goes: the answer reads the real protocol.
+    let packet = decode(Dialect::Full, LINKTYPE_ETHERNET, frame);
     let layers = packet.layers.as_slice();
     let Some(Layer::Ether(eth)) = layers.first() else {
         return None;

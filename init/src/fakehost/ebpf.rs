@@ -237,9 +237,14 @@ pub fn start(state: &State, iface: &str) -> anyhow::Result<(Box<dyn HostSet>, St
     }
     let attached = {
         let program: &mut SchedClassifier = object.program_mut(PROGRAM)?;
-        state
-            .rt
-            .block_on(tc::attach(program, PROGRAM, iface, Hook::Egress, path))?
+        state.rt.block_on(tc::attach(
+            program,
+            PROGRAM,
+            iface,
+            Hook::Egress,
+            path,
+            tc::Order::Any,
+        ))?
     };
     let name = format!("ebpf ({})", path.name());
     let router_mirror = RouterMirror::default();

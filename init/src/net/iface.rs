@@ -113,6 +113,9 @@ pub struct Route {
     pub kind: u8,
     pub prefsrc: Option<IpAddr>,
     pub metric: Option<u32>,
+    /// The route's path MTU and advertised MSS (RTAX_MTU, RTAX_ADVMSS).
+    pub mtu: Option<u32>,
+    pub advmss: Option<u32>,
 }
 
 pub const RT_TABLE_MAIN: u32 = 254;

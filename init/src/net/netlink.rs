@@ -11,7 +11,7 @@ use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteMessage, RouteMetric, RouteProtocol, RouteScope, RouteType,
 };
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkUnspec};
@@ -71,6 +71,9 @@ pub struct RouteSpec {
     pub oif: Option<u32>,
     pub metric: Option<u32>,
     pub src: Option<IpAddr>,
+    /// Route metrics (RTA_METRICS): the path MTU, the advertised MSS.
+    pub mtu: Option<u32>,
+    pub advmss: Option<u32>,
 }
 
 pub struct Netlink {
@@ -291,6 +294,16 @@ fn route_message(spec: &RouteSpec) -> RouteMessage {
         msg.attributes
             .push(RouteAttribute::PrefSource(route_address(src)));
     }
+    let metrics: Vec<RouteMetric> = [
+        spec.mtu.map(RouteMetric::Mtu),
+        spec.advmss.map(RouteMetric::Advmss),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !metrics.is_empty() {
+        msg.attributes.push(RouteAttribute::Metrics(metrics));
+    }
     msg
 }
 
@@ -383,6 +396,8 @@ fn route_from(msg: RouteMessage) -> Route {
         kind: u8::from(msg.header.kind),
         prefsrc: None,
         metric: None,
+        mtu: None,
+        advmss: None,
     };
     let ip = |a: RouteAddress| match a {
         RouteAddress::Inet(a) => Some(IpAddr::V4(a)),
@@ -397,6 +412,15 @@ fn route_from(msg: RouteMessage) -> Route {
             RouteAttribute::Oif(i) => route.oif = Some(i),
             RouteAttribute::Table(t) => route.table = t,
             RouteAttribute::Priority(p) => route.metric = Some(p),
+            RouteAttribute::Metrics(metrics) => {
+                for m in metrics {
+                    match m {
+                        RouteMetric::Mtu(mtu) => route.mtu = Some(mtu),
+                        RouteMetric::Advmss(mss) => route.advmss = Some(mss),
+                        _ => {}
+                    }
+                }
+            }
             _ => {}
         }
     }

@@ -1,15 +1,20 @@
 //! JSONL packet files (FORMATS.md, "JSONL packet files"): one packet per
 //! line.
 //!
-//! Written in the original tool's capture dialect, keys in its order —
-//! `timestamp_us`, `direction`, `layers` — so the original reads our files;
-//! what it did not have comes after, in new keys: `timestamp_ns` (the full
-//! resolution), `ifname`, `linktype` (only when not Ethernet) and `comment`.
+//! Written by default in the original tool's capture dialect, byte for
+//! byte: the keys `timestamp_us`, `direction`, `layers` (or `data`, the hex
+//! of a frame whose first header does not decode) and nothing else, the
+//! layers as the original decodes them ([`Dialect::Original`]). Its users
+//! compare whole files with `jq 'del(.timestamp_us)' | diff`. Ours, `jsonl+`
+//! ([`Dialect::Full`]), adds after those keys `timestamp_ns` (the full
+//! resolution), `ifname`, `linktype` (only when not Ethernet) and
+//! `comment`, and decodes as deep as the packet model goes.
 //!
 //! Read: all three dialects of the original (key order free, `direction`
-//! optional, no newline after the last line), blank lines skipped, `layers`
-//! or `data` (hex of the whole frame). A bad line is an error naming its
-//! number and what is wrong; the reader goes on with the next line.
+//! optional, no newline after the last line) and ours, blank lines skipped,
+//! `layers` or `data` (hex of the whole frame). A bad line is an error
+//! naming its number and what is wrong; the reader goes on with the next
+//! line.
 
 // used by capture/pcap2json/json2pcap (issue #8)
 #![allow(dead_code)]
@@ -19,7 +24,7 @@ use std::io::{self, BufRead, Write};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::layers::{self, Layer, Packet, LINKTYPE_ETHERNET, LINKTYPE_RAW};
+use super::layers::{self, Dialect, Layer, Packet, LINKTYPE_ETHERNET, LINKTYPE_RAW};
 
 /// Which way a packet went through the interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,9 +47,21 @@ pub struct Record {
     pub comment: Option<String>,
 }
 
-/// The key order of the capture dialect, new keys last.
+/// The original's capture dialect: these keys, in this order.
 #[derive(Serialize)]
-struct RecordOut<'a> {
+struct OriginalLine<'a> {
+    timestamp_us: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    direction: Option<Direction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    layers: Option<&'a [Layer]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<String>,
+}
+
+/// `jsonl+`: the original's keys first, ours after them.
+#[derive(Serialize)]
+struct FullLine<'a> {
     timestamp_us: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     direction: Option<Direction>,
@@ -62,19 +79,66 @@ fn is_ethernet(linktype: &u32) -> bool {
     *linktype == LINKTYPE_ETHERNET
 }
 
-/// Writes one record as one line.
-pub fn write_record(out: &mut impl Write, record: &Record) -> io::Result<()> {
-    let line = RecordOut {
-        timestamp_us: record.timestamp_ns / 1000,
-        direction: record.direction,
-        layers: &record.packet.layers,
-        timestamp_ns: record.timestamp_ns,
-        ifname: record.ifname.as_deref(),
-        linktype: record.linktype,
-        comment: record.comment.as_deref(),
-    };
-    serde_json::to_writer(&mut *out, &line)?;
+/// Writes one record as one line of `dialect`. In the original's, a packet
+/// whose first header did not decode (its first layer is `raw`) is written
+/// as `data`, the hex of its bytes, as the original writes it.
+pub fn write_record(out: &mut impl Write, record: &Record, dialect: Dialect) -> io::Result<()> {
+    let layers = &record.packet.layers;
+    let timestamp_us = record.timestamp_ns / 1000;
+    match dialect {
+        Dialect::Original => {
+            let undecoded = matches!(layers.first(), Some(Layer::Raw(_)));
+            let data = undecoded
+                .then(|| record.packet.encode().ok())
+                .flatten()
+                .map(|bytes| to_hex(&bytes));
+            let line = OriginalLine {
+                timestamp_us,
+                direction: record.direction,
+                layers: data.is_none().then_some(&layers[..]),
+                data,
+            };
+            serde_json::to_writer(&mut *out, &line)?;
+        }
+        Dialect::Full => {
+            let line = FullLine {
+                timestamp_us,
+                direction: record.direction,
+                layers,
+                timestamp_ns: record.timestamp_ns,
+                ifname: record.ifname.as_deref(),
+                linktype: record.linktype,
+                comment: record.comment.as_deref(),
+            };
+            serde_json::to_writer(&mut *out, &line)?;
+        }
+    }
     out.write_all(b"\n")
+}
+
+/// The dialect that keeps all `record` holds: the original's unless it
+/// has ns timestamps, an interface name, a comment or layers only ours
+/// shows.
+pub fn dialect_of(record: &Record) -> Dialect {
+    let ours = !record.timestamp_ns.is_multiple_of(1000)
+        || record.ifname.is_some()
+        || record.comment.is_some()
+        || record.packet.dialect() == Dialect::Full;
+    if ours {
+        Dialect::Full
+    } else {
+        Dialect::Original
+    }
+}
+
+/// Lower-case hex, as the original writes `data`.
+fn to_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(hex, "{b:02x}");
+    }
+    hex
 }
 
 /// Why a line could not be read.
@@ -226,9 +290,11 @@ pub fn parse_record(line: &[u8]) -> Result<Record, String> {
             packet
         }
         (Some(other), _) => return Err(format!("layers: expected an array, found {other}")),
-        (None, Some(Value::String(hex))) => {
-            layers::decode(linktype.unwrap_or(LINKTYPE_ETHERNET), &from_hex(hex)?)
-        }
+        (None, Some(Value::String(hex))) => layers::decode(
+            Dialect::Original,
+            linktype.unwrap_or(LINKTYPE_ETHERNET),
+            &from_hex(hex)?,
+        ),
         (None, Some(other)) => return Err(format!("data: expected a hex string, found {other}")),
         (None, None) => return Err("neither `layers` nor `data`".into()),
     };
@@ -308,6 +374,7 @@ fn from_hex(hex: &str) -> Result<Vec<u8>, String> {
 mod tests {
     use super::*;
     use crate::packet::layers::{decode, LINKTYPE_RAW};
+    use Dialect::{Full, Original};
 
     /// The UDP frame the samples describe: 02:00:00:00:00:01 / 10.0.0.1:5353
     /// to 02:00:00:00:00:0A / 10.0.0.2:53, "hello".
@@ -350,17 +417,47 @@ mod tests {
     }
 
     #[test]
-    fn writes_the_capture_dialect_with_new_keys_last() {
+    fn writes_the_original_capture_dialect_and_nothing_else() {
         let record = Record {
             timestamp_ns: 1_761_596_197_426_295_123,
             direction: Some(Direction::Tx),
             ifname: Some("tap0".into()),
             linktype: 1,
-            packet: decode(1, &udp_frame()),
+            packet: decode(Original, 1, &udp_frame()),
+            comment: Some("ping (pid 42)".into()),
+        };
+        let mut out = Vec::new();
+        write_record(&mut out, &record, Original).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            capture_dialect_line() + "\n"
+        );
+        // A frame whose first header does not decode: its hex, as `data`.
+        let record = Record {
+            packet: decode(Original, 1, &udp_frame()[..10]),
+            direction: Some(Direction::Rx),
+            ..record
+        };
+        let mut out = Vec::new();
+        write_record(&mut out, &record, Original).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"timestamp_us\":1761596197426295,\"direction\":\"rx\",\"data\":\"02000000000a02000000\"}\n"
+        );
+    }
+
+    #[test]
+    fn writes_ours_with_new_keys_after_the_originals() {
+        let record = Record {
+            timestamp_ns: 1_761_596_197_426_295_123,
+            direction: Some(Direction::Tx),
+            ifname: Some("tap0".into()),
+            linktype: 1,
+            packet: decode(Full, 1, &udp_frame()),
             comment: None,
         };
         let mut out = Vec::new();
-        write_record(&mut out, &record).unwrap();
+        write_record(&mut out, &record, Full).unwrap();
         let line = String::from_utf8(out).unwrap();
         let expected = capture_dialect_line();
         let (head, _) = expected.rsplit_once('}').unwrap();
@@ -371,14 +468,14 @@ mod tests {
         // An L3 record says its link type, and a comment goes last.
         let record = Record {
             linktype: LINKTYPE_RAW,
-            packet: decode(LINKTYPE_RAW, &udp_frame()[14..]),
+            packet: decode(Full, LINKTYPE_RAW, &udp_frame()[14..]),
             comment: Some("ping from pid 42".into()),
             direction: None,
             ifname: None,
             ..record
         };
         let mut out = Vec::new();
-        write_record(&mut out, &record).unwrap();
+        write_record(&mut out, &record, Full).unwrap();
         let line = String::from_utf8(out).unwrap();
         assert!(
             line.starts_with(r#"{"timestamp_us":1761596197426295,"layers":[{"layertype":"Ip","#),
@@ -401,10 +498,10 @@ mod tests {
                 direction: Some(if i == 0 { Direction::Rx } else { Direction::Tx }),
                 ifname: Some("veth0".into()),
                 linktype: 1,
-                packet: decode(1, frame),
+                packet: decode(Full, 1, frame),
                 comment: Some("c".into()),
             };
-            write_record(&mut out, &record).unwrap();
+            write_record(&mut out, &record, Full).unwrap();
             written.push(record);
         }
         let read: Vec<Record> = Reader::new(&out[..]).map(Result::unwrap).collect();

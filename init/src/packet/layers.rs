@@ -1,26 +1,41 @@
 //! The packet model: a frame as a list of layers, decoded from bytes and
 //! encoded back, in the JSON shape of FORMATS.md ("JSONL packet files").
 //!
-//! - [`decode`] never fails and never loses a byte: what it cannot decode
-//!   (an unknown EtherType, a truncated header, an MLD report, an ICMP error
-//!   body, Ethernet padding) becomes a trailing [`Layer::Raw`], so
-//!   `decode(lt, b).encode() == b` for every input, also for wrong lengths and
-//!   checksums: decoded values are kept as they were.
+//! - [`decode`] never fails and never loses a byte: what it does not decode
+//!   becomes a trailing [`Layer::Raw`], so `decode(d, lt, b).encode() == b`
+//!   for every input, also for wrong lengths and checksums: decoded values
+//!   are kept as they were. (One exception, the original's own: in
+//!   [`Dialect::Original`], NDP options of a type it has no name for are
+//!   left out, and a named option keeps only what its name holds.)
 //! - [`Packet::encode`] computes every field that holds `"<auto>"` (lengths,
 //!   checksums, EtherType, IP protocol / next header, ICMP types, header
 //!   lengths) from the layers around it, and fills `"<random>"` fields.
 //!
-//! Layer names and field order follow the original tool. Layers and keys the
-//! original did not have: `Dot1Q` (`prio`, `dei`, `vlan`, `etype`),
+//! Two dialects decode the same bytes to different layer lists
+//! ([`Dialect`]). The default is the original tool's, layer for layer, as
+//! its packet library (oside) decodes: every layer reads its fixed header
+//! and hands all the bytes after it to the next one, so IPv6 extension
+//! headers, TCP options, IPv4 options and bytes past a length field (UDP
+//! or Ethernet padding) end up in the one `raw` layer where it puts them.
+//! [`Dialect::Full`] goes as deep as this model goes: extension headers
+//! and options as such, trailers split off by the length fields, 802.1ad
+//! and IPv6-in-IPv4. Both are read back, and every layer of either encodes.
+//!
+//! Layer names and field order follow the original: `ether`, `dot1Q`
+//! (`prio`, `id` — the DEI bit —, `vlan`, `etype`), `Arp`, `Ip`, `Ipv6`,
+//! `Icmp`, `echo`, `echoReply`, `Icmpv6` and its message layers
+//! (`icmpv6DestUnreach`, `icmpv6PacketTooBig`, `icmpv6TimeExceeded`,
+//! `icmpv6ParameterProblem`, `icmpv6EchoRequest`/`Reply`, the five NDP
+//! messages), `Udp`, `Tcp`, `Gre`, `raw`. Only the full dialect writes
 //! `Ipv6HopByHop` / `Ipv6Routing` / `Ipv6DestOptions` (`next_header`,
 //! `hdr_ext_len`, `data`), `Ipv6Fragment` (`next_header`, `reserved`,
-//! `fragment_offset`, `res`, `more_fragments`, `identification`),
-//! `icmpv6RouterAdvertisement` (`cur_hop_limit`, `flags`, `router_lifetime`,
-//! `reachable_time`, `retrans_timer`, `options`), `options` on `Tcp`, and
-//! `reserved` on `icmpv6RouterSolicitation`. New keys are optional on input.
-//! Options are externally tagged, like the original's NDP options:
-//! `[{"Mss":1460},"SackPermitted","Nop",{"WindowScale":7}]`; IPv4 options are
-//! `"Eol"`, `"Nop"` or `{"Tlv":{"kind":148,"data":[0,0]}}`.
+//! `fragment_offset`, `res`, `more_fragments`, `identification`), `Tcp`'s
+//! `options` and non-empty `Ip` `options`. Options are externally tagged,
+//! like the original's NDP options: `[{"Mss":1460},"SackPermitted","Nop",
+//! {"WindowScale":7}]`; IPv4 options are `"Eol"`, `"Nop"` or
+//! `{"Tlv":{"kind":148,"data":[0,0]}}`. Older spellings of ours are read
+//! too: `Dot1Q` with `dei`, NDP `Mtu` and `PrefixInformation` with
+//! `on_link`/`autonomous`.
 //!
 //! An `"<auto>"` length counts every layer after its header, so a packet
 //! built with `<auto>` lengths should not carry Ethernet padding as `raw`.
@@ -40,7 +55,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use etherparse::checksum::Sum16BitWords;
-use etherparse::icmpv6::{NdpOptionSlice, NdpOptionsIterator, PrefixInformation};
+use etherparse::icmpv6::NdpOptionsIterator;
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -183,6 +198,10 @@ impl<T> ResolveRandom for Vec<T> {
     fn resolve_random(&mut self) {}
 }
 
+impl<T> ResolveRandom for Option<Vec<T>> {
+    fn resolve_random(&mut self) {}
+}
+
 /// Field values whose width a layer limits further (4-bit IHL, 12-bit VLAN).
 trait Width {
     fn wide(&self) -> u64;
@@ -249,8 +268,9 @@ layer_struct!(
     Ether { dst: F<Mac>, src: F<Mac>, etype: F<u16> }
 );
 layer_struct!(
-    /// 802.1Q / 802.1ad VLAN tag (the `etype` after it).
-    Dot1Q { prio: F<u8>; max 7, dei: F<Flag>, vlan: F<u16>; max 4095, etype: F<u16> }
+    /// 802.1Q / 802.1ad VLAN tag (the `etype` after it); `id` is the DEI
+    /// (CFI) bit, as the original names it.
+    Dot1Q { prio: F<u8>; max 7, id: F<u8>; max 1, vlan: F<u16>; max 4095, etype: F<u16> }
 );
 layer_struct!(
     /// ARP for 6-byte hardware and 4-byte protocol addresses.
@@ -267,7 +287,8 @@ layer_struct!(
     }
 );
 layer_struct!(
-    /// IPv4 header with its options.
+    /// IPv4 header with its options (the original dialect leaves options
+    /// in the bytes after the fixed header).
     Ip {
         version: F<u8>; max 15, ihl: F<u8>; max 15, tos: F<u8>, len: F<u16>, id: F<u16>,
         flags: IpFlagsField, ttl: F<u8>, proto: F<u8>, chksum: F<u16>,
@@ -306,6 +327,19 @@ layer_struct!(
     Icmpv6 { type_: F<u8>, code: F<u8>, checksum: F<u16> }
 );
 layer_struct!(
+    /// ICMPv6 destination unreachable or time exceeded body: the quoted
+    /// packet stays bytes, as the original keeps it.
+    Icmpv6Error { unused: F<u32>, invoking_packet: Vec<u8> }
+);
+layer_struct!(
+    /// ICMPv6 packet too big body.
+    PacketTooBig { mtu: F<u32>, invoking_packet: Vec<u8> }
+);
+layer_struct!(
+    /// ICMPv6 parameter problem body.
+    ParameterProblem { pointer: F<u32>, invoking_packet: Vec<u8> }
+);
+layer_struct!(
     /// ICMPv6 neighbor solicitation body.
     NeighborSolicitation { reserved: F<u32>, target_address: F<Ipv6Addr>, options: Vec<NdpOption> }
 );
@@ -314,8 +348,9 @@ layer_struct!(
     NeighborAdvertisement { flags: F<u32>, target_address: F<Ipv6Addr>, options: Vec<NdpOption> }
 );
 layer_struct!(
-    /// ICMPv6 router solicitation body.
-    RouterSolicitation { options: Vec<NdpOption>, reserved: F<u32> = Field::Value(0) }
+    /// ICMPv6 router solicitation body (`reserved` is optional on input:
+    /// older files of the original have only `options`).
+    RouterSolicitation { reserved: F<u32> = Field::Value(0), options: Vec<NdpOption> }
 );
 layer_struct!(
     /// ICMPv6 router advertisement body.
@@ -325,16 +360,37 @@ layer_struct!(
     }
 );
 layer_struct!(
+    /// ICMPv6 redirect body.
+    Redirect {
+        reserved: F<u32>, target_address: F<Ipv6Addr>, destination_address: F<Ipv6Addr>,
+        options: Vec<NdpOption>,
+    }
+);
+layer_struct!(
     /// UDP header.
     Udp { sport: F<u16>, dport: F<u16>, len: F<u16>, chksum: F<u16> }
 );
 layer_struct!(
     /// TCP header; `flags` is the byte of CWR..FIN, `reserved` the four bits
-    /// before it (NS included).
+    /// before it (NS included). `options` only in the full dialect: the
+    /// original leaves them in the bytes after the fixed header.
     Tcp {
         sport: F<u16>, dport: F<u16>, seq: F<u32>, ack: F<u32>, dataofs: F<u8>; max 15,
         reserved: F<u8>; max 15, flags: F<u8>, window: F<u16>, chksum: F<u16>, urgptr: F<u16>,
-        options: Vec<TcpOption> = Vec::new(),
+        #[serde(skip_serializing_if = "Option::is_none")]
+        options: Option<Vec<TcpOption>> = None,
+    }
+);
+layer_struct!(
+    /// GRE header (RFC 2784/2890, and the PPTP flavour's acknowledgment),
+    /// as the original writes it: every optional field is there, 0 when
+    /// its flag says it is absent; `routing` is never decoded.
+    Gre {
+        chksum_present: F<Flag>, routing_present: F<Flag>, key_present: F<Flag>,
+        seqnum_present: F<Flag>, strict_source_route: F<Flag>, recursion_control: F<u8>; max 7,
+        acknum_present: F<Flag>, flags: F<u8>; max 15, version: F<u8>; max 7, proto: F<u16>,
+        chksum: F<u16>, ignored_chksum: F<u16>, reserved1: F<u16>, routing_offset: F<u16>,
+        key: F<u32>, sequence_number: F<u32>, ack_number: F<u32>, routing: Vec<u8> = Vec::new(),
     }
 );
 layer_struct!(
@@ -390,20 +446,23 @@ pub enum TcpOption {
     Byte(u8),
 }
 
-/// An NDP option (RFC 4861). `Unknown` keeps any other option, and a known
-/// one whose bytes the named form would not reproduce (a reserved bit set).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An NDP option (RFC 4861), with the original's names (`MTU`,
+/// `PrefixInformation` with its flag byte). `Unknown` keeps any other
+/// option, and a known one whose bytes the named form would not give back
+/// (the full dialect only: the original drops both).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum NdpOption {
     SourceLinkLayerAddress(Mac),
     TargetLinkLayerAddress(Mac),
     PrefixInformation {
         prefix_length: u8,
-        on_link: bool,
-        autonomous: bool,
+        /// L (0x80) and A (0x40), and the reserved bits.
+        flags: u8,
         valid_lifetime: u32,
         preferred_lifetime: u32,
         prefix: Ipv6Addr,
     },
+    #[serde(rename = "MTU")]
     Mtu(u32),
     Unknown {
         #[serde(rename = "type")]
@@ -412,12 +471,60 @@ pub enum NdpOption {
     },
 }
 
+impl<'de> Deserialize<'de> for NdpOption {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// A prefix option in the original's form (`flags`) or in our
+        /// older one (`on_link`, `autonomous`).
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Prefix {
+            prefix_length: u8,
+            flags: Option<u8>,
+            on_link: Option<bool>,
+            autonomous: Option<bool>,
+            valid_lifetime: u32,
+            preferred_lifetime: u32,
+            prefix: Ipv6Addr,
+        }
+        #[derive(Deserialize)]
+        enum Any {
+            SourceLinkLayerAddress(Mac),
+            TargetLinkLayerAddress(Mac),
+            PrefixInformation(Prefix),
+            #[serde(rename = "MTU", alias = "Mtu")]
+            Mtu(u32),
+            Unknown {
+                #[serde(rename = "type")]
+                type_: u8,
+                data: Vec<u8>,
+            },
+        }
+        Ok(match Any::deserialize(d)? {
+            Any::SourceLinkLayerAddress(m) => NdpOption::SourceLinkLayerAddress(m),
+            Any::TargetLinkLayerAddress(m) => NdpOption::TargetLinkLayerAddress(m),
+            Any::PrefixInformation(p) => NdpOption::PrefixInformation {
+                prefix_length: p.prefix_length,
+                flags: p.flags.unwrap_or(
+                    (u8::from(p.on_link == Some(true)) << 7)
+                        | (u8::from(p.autonomous == Some(true)) << 6),
+                ),
+                valid_lifetime: p.valid_lifetime,
+                preferred_lifetime: p.preferred_lifetime,
+                prefix: p.prefix,
+            },
+            Any::Mtu(mtu) => NdpOption::Mtu(mtu),
+            Any::Unknown { type_, data } => NdpOption::Unknown { type_, data },
+        })
+    }
+}
+
 /// One layer of a packet; `layertype` in JSON.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "layertype")]
 pub enum Layer {
     #[serde(rename = "ether")]
     Ether(Ether),
+    #[serde(rename = "dot1Q")]
     Dot1Q(Dot1Q),
     Arp(Arp),
     Ip(Ip),
@@ -432,20 +539,31 @@ pub enum Layer {
     #[serde(rename = "echoReply")]
     EchoReply(Echo),
     Icmpv6(Icmpv6),
+    #[serde(rename = "icmpv6DestUnreach")]
+    DestUnreach(Icmpv6Error),
+    #[serde(rename = "icmpv6PacketTooBig")]
+    PacketTooBig(PacketTooBig),
+    #[serde(rename = "icmpv6TimeExceeded")]
+    TimeExceeded(Icmpv6Error),
+    #[serde(rename = "icmpv6ParameterProblem")]
+    ParameterProblem(ParameterProblem),
     #[serde(rename = "icmpv6EchoRequest")]
     Icmpv6EchoRequest(Echo),
     #[serde(rename = "icmpv6EchoReply")]
     Icmpv6EchoReply(Echo),
-    #[serde(rename = "icmpv6NeighborSolicitation")]
-    NeighborSolicitation(NeighborSolicitation),
-    #[serde(rename = "icmpv6NeighborAdvertisement")]
-    NeighborAdvertisement(NeighborAdvertisement),
     #[serde(rename = "icmpv6RouterSolicitation")]
     RouterSolicitation(RouterSolicitation),
     #[serde(rename = "icmpv6RouterAdvertisement")]
     RouterAdvertisement(RouterAdvertisement),
+    #[serde(rename = "icmpv6NeighborSolicitation")]
+    NeighborSolicitation(NeighborSolicitation),
+    #[serde(rename = "icmpv6NeighborAdvertisement")]
+    NeighborAdvertisement(NeighborAdvertisement),
+    #[serde(rename = "icmpv6Redirect")]
+    Redirect(Redirect),
     Udp(Udp),
     Tcp(Tcp),
+    Gre(Gre),
     #[serde(rename = "raw")]
     Raw(Raw),
 }
@@ -455,7 +573,7 @@ impl Layer {
     pub fn name(&self) -> &'static str {
         match self {
             Layer::Ether(_) => "ether",
-            Layer::Dot1Q(_) => "Dot1Q",
+            Layer::Dot1Q(_) => "dot1Q",
             Layer::Arp(_) => "Arp",
             Layer::Ip(_) => "Ip",
             Layer::Ipv6(_) => "Ipv6",
@@ -467,14 +585,20 @@ impl Layer {
             Layer::Echo(_) => "echo",
             Layer::EchoReply(_) => "echoReply",
             Layer::Icmpv6(_) => "Icmpv6",
+            Layer::DestUnreach(_) => "icmpv6DestUnreach",
+            Layer::PacketTooBig(_) => "icmpv6PacketTooBig",
+            Layer::TimeExceeded(_) => "icmpv6TimeExceeded",
+            Layer::ParameterProblem(_) => "icmpv6ParameterProblem",
             Layer::Icmpv6EchoRequest(_) => "icmpv6EchoRequest",
             Layer::Icmpv6EchoReply(_) => "icmpv6EchoReply",
-            Layer::NeighborSolicitation(_) => "icmpv6NeighborSolicitation",
-            Layer::NeighborAdvertisement(_) => "icmpv6NeighborAdvertisement",
             Layer::RouterSolicitation(_) => "icmpv6RouterSolicitation",
             Layer::RouterAdvertisement(_) => "icmpv6RouterAdvertisement",
+            Layer::NeighborSolicitation(_) => "icmpv6NeighborSolicitation",
+            Layer::NeighborAdvertisement(_) => "icmpv6NeighborAdvertisement",
+            Layer::Redirect(_) => "icmpv6Redirect",
             Layer::Udp(_) => "Udp",
             Layer::Tcp(_) => "Tcp",
+            Layer::Gre(_) => "Gre",
             Layer::Raw(_) => "raw",
         }
     }
@@ -493,7 +617,19 @@ impl Layer {
         };
         let layer = match name {
             "ether" => Ether::from_object(obj).map(Layer::Ether),
-            "Dot1Q" => Dot1Q::from_object(obj).map(Layer::Dot1Q),
+            "dot1Q" => Dot1Q::from_object(obj).map(Layer::Dot1Q),
+            // Our older name, with the DEI bit as `dei` (true/false).
+            "Dot1Q" => {
+                let mut obj = obj.clone();
+                if let Some(dei) = obj.remove("dei") {
+                    let bit = match dei {
+                        Value::Bool(b) => Value::from(u8::from(b)),
+                        other => other,
+                    };
+                    obj.entry("id").or_insert(bit);
+                }
+                Dot1Q::from_object(&obj).map(Layer::Dot1Q)
+            }
             "Arp" => Arp::from_object(obj).map(Layer::Arp),
             "Ip" => Ip::from_object(obj).map(Layer::Ip),
             "Ipv6" => Ipv6::from_object(obj).map(Layer::Ipv6),
@@ -505,6 +641,12 @@ impl Layer {
             "echo" => Echo::from_object(obj).map(Layer::Echo),
             "echoReply" => Echo::from_object(obj).map(Layer::EchoReply),
             "Icmpv6" => Icmpv6::from_object(obj).map(Layer::Icmpv6),
+            "icmpv6DestUnreach" => Icmpv6Error::from_object(obj).map(Layer::DestUnreach),
+            "icmpv6PacketTooBig" => PacketTooBig::from_object(obj).map(Layer::PacketTooBig),
+            "icmpv6TimeExceeded" => Icmpv6Error::from_object(obj).map(Layer::TimeExceeded),
+            "icmpv6ParameterProblem" => {
+                ParameterProblem::from_object(obj).map(Layer::ParameterProblem)
+            }
             "icmpv6EchoRequest" => Echo::from_object(obj).map(Layer::Icmpv6EchoRequest),
             "icmpv6EchoReply" => Echo::from_object(obj).map(Layer::Icmpv6EchoReply),
             "icmpv6NeighborSolicitation" => {
@@ -519,8 +661,10 @@ impl Layer {
             "icmpv6RouterAdvertisement" => {
                 RouterAdvertisement::from_object(obj).map(Layer::RouterAdvertisement)
             }
+            "icmpv6Redirect" => Redirect::from_object(obj).map(Layer::Redirect),
             "Udp" => Udp::from_object(obj).map(Layer::Udp),
             "Tcp" => Tcp::from_object(obj).map(Layer::Tcp),
+            "Gre" => Gre::from_object(obj).map(Layer::Gre),
             "raw" => Raw::from_object(obj).map(Layer::Raw),
             other => return Err(format!("unknown layertype `{other}`")),
         };
@@ -544,23 +688,31 @@ impl Layer {
             | Layer::Icmpv6EchoRequest(l)
             | Layer::Icmpv6EchoReply(l) => l.resolve_random(),
             Layer::Icmpv6(l) => l.resolve_random(),
+            Layer::DestUnreach(l) | Layer::TimeExceeded(l) => l.resolve_random(),
+            Layer::PacketTooBig(l) => l.resolve_random(),
+            Layer::ParameterProblem(l) => l.resolve_random(),
             Layer::NeighborSolicitation(l) => l.resolve_random(),
             Layer::NeighborAdvertisement(l) => l.resolve_random(),
             Layer::RouterSolicitation(l) => l.resolve_random(),
             Layer::RouterAdvertisement(l) => l.resolve_random(),
+            Layer::Redirect(l) => l.resolve_random(),
             Layer::Udp(l) => l.resolve_random(),
             Layer::Tcp(l) => l.resolve_random(),
+            Layer::Gre(l) => l.resolve_random(),
             Layer::Raw(_) => {}
         }
     }
 
-    /// The EtherType that announces this layer, for an `"<auto>"` etype.
+    /// The EtherType that announces this layer, for an `"<auto>"` etype
+    /// or GRE protocol.
     fn ethertype(&self) -> Option<u16> {
         match self {
             Layer::Ip(_) => Some(0x0800),
             Layer::Ipv6(_) => Some(0x86dd),
             Layer::Arp(_) => Some(0x0806),
             Layer::Dot1Q(_) => Some(0x8100),
+            // Transparent Ethernet bridging: a frame inside GRE.
+            Layer::Ether(_) => Some(0x6558),
             _ => None,
         }
     }
@@ -576,11 +728,256 @@ impl Layer {
             Layer::Ipv6(_) => Some(41),
             Layer::Ipv6Routing(_) => Some(43),
             Layer::Ipv6Fragment(_) => Some(44),
+            Layer::Gre(_) => Some(47),
             Layer::Icmpv6(_) => Some(58),
             Layer::Ipv6DestOptions(_) => Some(60),
             _ => None,
         }
     }
+
+    /// The ICMPv6 type that announces this message layer.
+    fn icmpv6_type(&self) -> Option<u8> {
+        match self {
+            Layer::DestUnreach(_) => Some(1),
+            Layer::PacketTooBig(_) => Some(2),
+            Layer::TimeExceeded(_) => Some(3),
+            Layer::ParameterProblem(_) => Some(4),
+            Layer::Icmpv6EchoRequest(_) => Some(128),
+            Layer::Icmpv6EchoReply(_) => Some(129),
+            Layer::RouterSolicitation(_) => Some(133),
+            Layer::RouterAdvertisement(_) => Some(134),
+            Layer::NeighborSolicitation(_) => Some(135),
+            Layer::NeighborAdvertisement(_) => Some(136),
+            Layer::Redirect(_) => Some(137),
+            _ => None,
+        }
+    }
+
+    /// Whether only the full dialect writes this layer as it is: the
+    /// original decodes none of these (it leaves their bytes raw).
+    fn is_full_only(&self) -> bool {
+        match self {
+            Layer::Ipv6HopByHop(_)
+            | Layer::Ipv6Routing(_)
+            | Layer::Ipv6DestOptions(_)
+            | Layer::Ipv6Fragment(_) => true,
+            Layer::Ip(ip) => !ip.options.is_empty(),
+            Layer::Tcp(tcp) => tcp.options.is_some(),
+            Layer::NeighborSolicitation(NeighborSolicitation { options, .. })
+            | Layer::NeighborAdvertisement(NeighborAdvertisement { options, .. })
+            | Layer::RouterSolicitation(RouterSolicitation { options, .. })
+            | Layer::RouterAdvertisement(RouterAdvertisement { options, .. })
+            | Layer::Redirect(Redirect { options, .. }) => options
+                .iter()
+                .any(|o| matches!(o, NdpOption::Unknown { .. })),
+            _ => false,
+        }
+    }
+
+    /// The field that names the next layer's protocol (`etype`, `proto`,
+    /// `next_header`), for an editor that adds or removes the layer after.
+    pub fn next_protocol_field(&self) -> Option<&'static str> {
+        match self {
+            Layer::Ether(_) | Layer::Dot1Q(_) => Some("etype"),
+            Layer::Ip(_) => Some("proto"),
+            Layer::Gre(_) => Some("proto"),
+            Layer::Ipv6(_)
+            | Layer::Ipv6HopByHop(_)
+            | Layer::Ipv6Routing(_)
+            | Layer::Ipv6DestOptions(_)
+            | Layer::Ipv6Fragment(_) => Some("next_header"),
+            Layer::Icmp(_) => Some("typ"),
+            Layer::Icmpv6(_) => Some("type_"),
+            _ => None,
+        }
+    }
+
+    /// The fields `"<auto>"` computes from the other layers (lengths and
+    /// checksums), which an editor's "fix" sets back to `<auto>`.
+    pub fn computed_fields(&self) -> &'static [&'static str] {
+        match self {
+            Layer::Ip(_) => &["ihl", "len", "chksum"],
+            Layer::Ipv6(_) => &["payload_length"],
+            Layer::Ipv6HopByHop(_) | Layer::Ipv6Routing(_) | Layer::Ipv6DestOptions(_) => {
+                &["hdr_ext_len"]
+            }
+            Layer::Udp(_) => &["len", "chksum"],
+            Layer::Tcp(_) => &["dataofs", "chksum"],
+            Layer::Icmp(_) => &["chksum"],
+            Layer::Icmpv6(_) => &["checksum"],
+            Layer::Gre(g) if g.chksum_present == Field::Value(Flag(true)) => &["chksum"],
+            _ => &[],
+        }
+    }
+
+    /// Where a field's bytes are in this layer's header of `len` bytes.
+    /// Fields sharing bits (version and ihl) share their bytes.
+    pub fn field_span(&self, field: &str, len: usize) -> Option<std::ops::Range<usize>> {
+        let fixed: &[(&str, usize, usize)] = match self {
+            Layer::Ether(_) => &[("dst", 0, 6), ("src", 6, 12), ("etype", 12, 14)],
+            Layer::Dot1Q(_) => &[
+                ("prio", 0, 2),
+                ("id", 0, 2),
+                ("vlan", 0, 2),
+                ("etype", 2, 4),
+            ],
+            Layer::Arp(_) => &[
+                ("hwtype", 0, 2),
+                ("ptype", 2, 4),
+                ("hwlen", 4, 5),
+                ("plen", 5, 6),
+                ("op", 6, 8),
+                ("hwsrc", 8, 14),
+                ("psrc", 14, 18),
+                ("hwdst", 18, 24),
+                ("pdst", 24, 28),
+            ],
+            Layer::Ip(_) => &[
+                ("version", 0, 1),
+                ("ihl", 0, 1),
+                ("tos", 1, 2),
+                ("len", 2, 4),
+                ("id", 4, 6),
+                ("flags", 6, 8),
+                ("ttl", 8, 9),
+                ("proto", 9, 10),
+                ("chksum", 10, 12),
+                ("src", 12, 16),
+                ("dst", 16, 20),
+                ("options", 20, len),
+            ],
+            Layer::Ipv6(_) => &[
+                ("version_class", 0, 4),
+                ("payload_length", 4, 6),
+                ("next_header", 6, 7),
+                ("hop_limit", 7, 8),
+                ("src", 8, 24),
+                ("dst", 24, 40),
+            ],
+            Layer::Ipv6HopByHop(_) | Layer::Ipv6Routing(_) | Layer::Ipv6DestOptions(_) => &[
+                ("next_header", 0, 1),
+                ("hdr_ext_len", 1, 2),
+                ("data", 2, len),
+            ],
+            Layer::Ipv6Fragment(_) => &[
+                ("next_header", 0, 1),
+                ("reserved", 1, 2),
+                ("fragment_offset", 2, 4),
+                ("res", 2, 4),
+                ("more_fragments", 2, 4),
+                ("identification", 4, 8),
+            ],
+            Layer::Icmp(_) => &[("typ", 0, 1), ("code", 1, 2), ("chksum", 2, 4)],
+            Layer::Icmpv6(_) => &[("type_", 0, 1), ("code", 1, 2), ("checksum", 2, 4)],
+            Layer::Echo(_)
+            | Layer::EchoReply(_)
+            | Layer::Icmpv6EchoRequest(_)
+            | Layer::Icmpv6EchoReply(_) => &[("identifier", 0, 2), ("sequence", 2, 4)],
+            Layer::DestUnreach(_) | Layer::TimeExceeded(_) => {
+                &[("unused", 0, 4), ("invoking_packet", 4, len)]
+            }
+            Layer::PacketTooBig(_) => &[("mtu", 0, 4), ("invoking_packet", 4, len)],
+            Layer::ParameterProblem(_) => &[("pointer", 0, 4), ("invoking_packet", 4, len)],
+            Layer::NeighborSolicitation(_) => &[
+                ("reserved", 0, 4),
+                ("target_address", 4, 20),
+                ("options", 20, len),
+            ],
+            Layer::NeighborAdvertisement(_) => &[
+                ("flags", 0, 4),
+                ("target_address", 4, 20),
+                ("options", 20, len),
+            ],
+            Layer::RouterSolicitation(_) => &[("reserved", 0, 4), ("options", 4, len)],
+            Layer::RouterAdvertisement(_) => &[
+                ("cur_hop_limit", 0, 1),
+                ("flags", 1, 2),
+                ("router_lifetime", 2, 4),
+                ("reachable_time", 4, 8),
+                ("retrans_timer", 8, 12),
+                ("options", 12, len),
+            ],
+            Layer::Redirect(_) => &[
+                ("reserved", 0, 4),
+                ("target_address", 4, 20),
+                ("destination_address", 20, 36),
+                ("options", 36, len),
+            ],
+            Layer::Udp(_) => &[
+                ("sport", 0, 2),
+                ("dport", 2, 4),
+                ("len", 4, 6),
+                ("chksum", 6, 8),
+            ],
+            Layer::Tcp(_) => &[
+                ("sport", 0, 2),
+                ("dport", 2, 4),
+                ("seq", 4, 8),
+                ("ack", 8, 12),
+                ("dataofs", 12, 13),
+                ("reserved", 12, 13),
+                ("flags", 13, 14),
+                ("window", 14, 16),
+                ("chksum", 16, 18),
+                ("urgptr", 18, 20),
+                ("options", 20, len),
+            ],
+            Layer::Gre(g) => return gre_field_span(g, field, len),
+            Layer::Raw(_) => &[("data", 0, len)],
+        };
+        fixed
+            .iter()
+            .find(|(name, ..)| *name == field)
+            .map(|&(_, start, end)| start.min(len)..end.min(len))
+            .filter(|r| !r.is_empty())
+    }
+}
+
+/// A GRE field's bytes: the optional ones are where their flags put them.
+fn gre_field_span(g: &Gre, field: &str, len: usize) -> Option<std::ops::Range<usize>> {
+    let on = |f: &Field<Flag>| matches!(f, Field::Value(Flag(true)));
+    let (c, r) = (on(&g.chksum_present), on(&g.routing_present));
+    let mut at = 4;
+    let mut spans: Vec<(&str, usize, usize)> = [
+        "chksum_present",
+        "routing_present",
+        "key_present",
+        "seqnum_present",
+        "strict_source_route",
+        "recursion_control",
+        "acknum_present",
+        "flags",
+        "version",
+    ]
+    .iter()
+    .map(|name| (*name, 0, 2))
+    .collect();
+    spans.push(("proto", 2, 4));
+    if c || r {
+        spans.push((if c { "chksum" } else { "ignored_chksum" }, at, at + 2));
+        spans.push((
+            if r { "routing_offset" } else { "reserved1" },
+            at + 2,
+            at + 4,
+        ));
+        at += 4;
+    }
+    for (name, present) in [
+        ("key", &g.key_present),
+        ("sequence_number", &g.seqnum_present),
+        ("ack_number", &g.acknum_present),
+    ] {
+        if on(present) {
+            spans.push((name, at, at + 4));
+            at += 4;
+        }
+    }
+    spans.push(("routing", at, len));
+    spans
+        .iter()
+        .find(|(name, ..)| *name == field)
+        .map(|&(_, start, end)| start.min(len)..end.min(len))
+        .filter(|r| !r.is_empty())
 }
 
 impl<'de> Deserialize<'de> for Layer {
@@ -781,7 +1178,7 @@ fn encode_layer(layer: &Layer, ctx: &Ctx) -> Result<Vec<u8>, String> {
         }
         Layer::Dot1Q(l) => {
             let tci = (u16::from(value(&l.prio, "prio")?) << 13)
-                | (u16::from(value(&l.dei, "dei")?.0) << 12)
+                | (u16::from(value(&l.id, "id")?) << 12)
                 | value(&l.vlan, "vlan")?;
             h.extend_from_slice(&tci.to_be_bytes());
             let etype = value_or(&l.etype, || etype_of(ctx))?;
@@ -894,14 +1291,10 @@ fn encode_layer(layer: &Layer, ctx: &Ctx) -> Result<Vec<u8>, String> {
             fill_checksum(&mut h, 2, &l.chksum, Sum16BitWords::new(), ctx.tail, false);
         }
         Layer::Icmpv6(l) => {
-            let typ = value_or(&l.type_, || match ctx.next {
-                Some(Layer::Icmpv6EchoRequest(_)) => Ok(128),
-                Some(Layer::Icmpv6EchoReply(_)) => Ok(129),
-                Some(Layer::RouterSolicitation(_)) => Ok(133),
-                Some(Layer::RouterAdvertisement(_)) => Ok(134),
-                Some(Layer::NeighborSolicitation(_)) => Ok(135),
-                Some(Layer::NeighborAdvertisement(_)) => Ok(136),
-                _ => Err("type_ <auto> needs an ICMPv6 message layer after it".into()),
+            let typ = value_or(&l.type_, || {
+                ctx.next
+                    .and_then(Layer::icmpv6_type)
+                    .ok_or_else(|| "type_ <auto> needs an ICMPv6 message layer after it".into())
             })?;
             h.extend_from_slice(&[typ, value(&l.code, "code")?, 0, 0]);
             let sum = if matches!(l.checksum, Field::Auto) {
@@ -917,6 +1310,24 @@ fn encode_layer(layer: &Layer, ctx: &Ctx) -> Result<Vec<u8>, String> {
         | Layer::Icmpv6EchoReply(l) => {
             h.extend_from_slice(&value(&l.identifier, "identifier")?.to_be_bytes());
             h.extend_from_slice(&value(&l.sequence, "sequence")?.to_be_bytes());
+        }
+        Layer::DestUnreach(l) | Layer::TimeExceeded(l) => {
+            h.extend_from_slice(&value(&l.unused, "unused")?.to_be_bytes());
+            h.extend_from_slice(&l.invoking_packet);
+        }
+        Layer::PacketTooBig(l) => {
+            h.extend_from_slice(&value(&l.mtu, "mtu")?.to_be_bytes());
+            h.extend_from_slice(&l.invoking_packet);
+        }
+        Layer::ParameterProblem(l) => {
+            h.extend_from_slice(&value(&l.pointer, "pointer")?.to_be_bytes());
+            h.extend_from_slice(&l.invoking_packet);
+        }
+        Layer::Redirect(l) => {
+            h.extend_from_slice(&value(&l.reserved, "reserved")?.to_be_bytes());
+            h.extend_from_slice(&value(&l.target_address, "target_address")?.octets());
+            h.extend_from_slice(&value(&l.destination_address, "destination_address")?.octets());
+            encode_ndp_options(&l.options, &mut h)?;
         }
         Layer::NeighborSolicitation(l) => {
             h.extend_from_slice(&value(&l.reserved, "reserved")?.to_be_bytes());
@@ -956,7 +1367,7 @@ fn encode_layer(layer: &Layer, ctx: &Ctx) -> Result<Vec<u8>, String> {
         }
         Layer::Tcp(l) => {
             let mut options = Vec::new();
-            for o in &l.options {
+            for o in l.options.iter().flatten() {
                 o.encode(&mut options)
                     .map_err(|e| format!("options: {e}"))?;
             }
@@ -992,9 +1403,68 @@ fn encode_layer(layer: &Layer, ctx: &Ctx) -> Result<Vec<u8>, String> {
             };
             fill_checksum(&mut h, 16, &l.chksum, sum, ctx.tail, false);
         }
+        Layer::Gre(l) => encode_gre(l, ctx, &mut h)?,
         Layer::Raw(l) => h.extend_from_slice(&l.data),
     }
     Ok(h)
+}
+
+fn encode_gre(l: &Gre, ctx: &Ctx, h: &mut Vec<u8>) -> Result<(), String> {
+    let bit = |f: &Field<Flag>, name: &str| value(f, name).map(|b| u16::from(b.0));
+    let c = bit(&l.chksum_present, "chksum_present")?;
+    let r = bit(&l.routing_present, "routing_present")?;
+    let k = bit(&l.key_present, "key_present")?;
+    let s = bit(&l.seqnum_present, "seqnum_present")?;
+    let a = bit(&l.acknum_present, "acknum_present")?;
+    let word = (c << 15)
+        | (r << 14)
+        | (k << 13)
+        | (s << 12)
+        | (bit(&l.strict_source_route, "strict_source_route")? << 11)
+        | (u16::from(value(&l.recursion_control, "recursion_control")?) << 8)
+        | (a << 7)
+        | (u16::from(value(&l.flags, "flags")?) << 3)
+        | u16::from(value(&l.version, "version")?);
+    h.extend_from_slice(&word.to_be_bytes());
+    let proto = value_or(&l.proto, || {
+        ctx.next.and_then(Layer::ethertype).ok_or_else(|| {
+            format!(
+                "proto <auto> needs an Ip, Ipv6, Arp, dot1Q or ether layer after it, found {}",
+                ctx.next.map_or("nothing", Layer::name)
+            )
+        })
+    })?;
+    h.extend_from_slice(&proto.to_be_bytes());
+    let mut checksum_at = None;
+    if c == 1 || r == 1 {
+        if c == 1 {
+            checksum_at = Some(h.len());
+            h.extend_from_slice(&[0, 0]);
+        } else {
+            h.extend_from_slice(&value(&l.ignored_chksum, "ignored_chksum")?.to_be_bytes());
+        }
+        let second = if r == 1 {
+            value(&l.routing_offset, "routing_offset")?
+        } else {
+            value(&l.reserved1, "reserved1")?
+        };
+        h.extend_from_slice(&second.to_be_bytes());
+    }
+    if k == 1 {
+        h.extend_from_slice(&value(&l.key, "key")?.to_be_bytes());
+    }
+    if s == 1 {
+        h.extend_from_slice(&value(&l.sequence_number, "sequence_number")?.to_be_bytes());
+    }
+    if a == 1 {
+        h.extend_from_slice(&value(&l.ack_number, "ack_number")?.to_be_bytes());
+    }
+    h.extend_from_slice(&l.routing);
+    if let Some(at) = checksum_at {
+        // RFC 2784: over the GRE header and its payload.
+        fill_checksum(h, at, &l.chksum, Sum16BitWords::new(), ctx.tail, false);
+    }
+    Ok(())
 }
 
 fn etype_of(ctx: &Ctx) -> Result<u16, String> {
@@ -1142,22 +1612,17 @@ impl NdpOption {
             }
             NdpOption::PrefixInformation {
                 prefix_length,
-                on_link,
-                autonomous,
+                flags,
                 valid_lifetime,
                 preferred_lifetime,
                 prefix,
-            } => out.extend_from_slice(
-                &PrefixInformation {
-                    prefix_length: *prefix_length,
-                    on_link: *on_link,
-                    autonomous_address_configuration: *autonomous,
-                    valid_lifetime: *valid_lifetime,
-                    preferred_lifetime: *preferred_lifetime,
-                    prefix: prefix.octets(),
-                }
-                .to_bytes(),
-            ),
+            } => {
+                out.extend_from_slice(&[3, 4, *prefix_length, *flags]);
+                out.extend_from_slice(&valid_lifetime.to_be_bytes());
+                out.extend_from_slice(&preferred_lifetime.to_be_bytes());
+                out.extend_from_slice(&[0; 4]);
+                out.extend_from_slice(&prefix.octets());
+            }
             NdpOption::Mtu(mtu) => {
                 out.extend_from_slice(&[5, 1, 0, 0]);
                 out.extend_from_slice(&mtu.to_be_bytes());
@@ -1177,41 +1642,39 @@ impl NdpOption {
         Ok(())
     }
 
-    /// The named form of an option etherparse parsed, or `Unknown` when the
-    /// named form would not give back the same bytes.
-    fn from_slice(slice: &NdpOptionSlice) -> NdpOption {
-        let bytes = slice.as_bytes();
-        let mac = |lla: &[u8]| <[u8; 6]>::try_from(lla).ok().map(Mac);
-        let named = match slice {
-            NdpOptionSlice::SourceLinkLayerAddress(o) => {
-                mac(o.link_layer_address()).map(NdpOption::SourceLinkLayerAddress)
-            }
-            NdpOptionSlice::TargetLinkLayerAddress(o) => {
-                mac(o.link_layer_address()).map(NdpOption::TargetLinkLayerAddress)
-            }
-            NdpOptionSlice::PrefixInformation(o) => {
-                let p = o.prefix_information();
-                Some(NdpOption::PrefixInformation {
-                    prefix_length: p.prefix_length,
-                    on_link: p.on_link,
-                    autonomous: p.autonomous_address_configuration,
-                    valid_lifetime: p.valid_lifetime,
-                    preferred_lifetime: p.preferred_lifetime,
-                    prefix: Ipv6Addr::from(p.prefix),
-                })
-            }
-            NdpOptionSlice::Mtu(o) => Some(NdpOption::Mtu(o.mtu())),
+    /// The named form of an option's bytes (type, length, data), read as
+    /// the original reads it: from the data's first bytes, whatever the
+    /// length says. None: a type it has no name for, or too short.
+    fn named(option: &[u8]) -> Option<NdpOption> {
+        let data = option.get(2..)?;
+        let mac = || data.get(..6).map(|m| Mac(m.try_into().expect("6 bytes")));
+        match option[0] {
+            1 => mac().map(NdpOption::SourceLinkLayerAddress),
+            2 => mac().map(NdpOption::TargetLinkLayerAddress),
+            3 if option.len() >= 32 => Some(NdpOption::PrefixInformation {
+                prefix_length: option[2],
+                flags: option[3],
+                valid_lifetime: be32(option, 4),
+                preferred_lifetime: be32(option, 8),
+                prefix: ipv6_at(option, 16),
+            }),
+            5 if option.len() >= 8 => Some(NdpOption::Mtu(be32(option, 4))),
             _ => None,
-        };
-        if let Some(named) = named {
+        }
+    }
+
+    /// The named form of a well-formed option, or `Unknown` when the named
+    /// form would not give back the same bytes (full dialect: lossless).
+    fn lossless(option: &[u8]) -> NdpOption {
+        if let Some(named) = NdpOption::named(option) {
             let mut again = Vec::new();
-            if named.encode(&mut again).is_ok() && again == bytes {
+            if named.encode(&mut again).is_ok() && again == option {
                 return named;
             }
         }
         NdpOption::Unknown {
-            type_: bytes[0],
-            data: bytes[2..].to_vec(),
+            type_: option[0],
+            data: option[2..].to_vec(),
         }
     }
 }
@@ -1224,16 +1687,65 @@ fn encode_ndp_options(options: &[NdpOption], out: &mut Vec<u8>) -> Result<(), St
 }
 
 /// NDP options and the length of the bytes they cover; what follows the
-/// last well-formed option is left to a raw layer.
-fn decode_ndp_options(bytes: &[u8]) -> (Vec<NdpOption>, usize) {
+/// last option read is left to a raw layer.
+///
+/// Full dialect: each well-formed option (etherparse splits them), kept
+/// losslessly. Original dialect: as the original reads them, which is not
+/// lossless: options of other types are skipped, a named one keeps what
+/// its name holds, and reading goes on while two bytes are left and the
+/// next option fits. (A zero length, on which the original loops forever,
+/// ends the options here.)
+fn decode_ndp_options(dialect: Dialect, bytes: &[u8]) -> (Vec<NdpOption>, usize) {
     let mut options = Vec::new();
     let mut used = 0;
-    for option in NdpOptionsIterator::from_slice(bytes) {
-        let Ok(option) = option else { break };
-        used += option.as_bytes().len();
-        options.push(NdpOption::from_slice(&option));
+    match dialect {
+        Dialect::Full => {
+            for option in NdpOptionsIterator::from_slice(bytes) {
+                let Ok(option) = option else { break };
+                let option = option.as_bytes();
+                used += option.len();
+                options.push(NdpOption::lossless(option));
+            }
+        }
+        Dialect::Original => {
+            while used + 2 <= bytes.len() {
+                let len = usize::from(bytes[used + 1]) * 8;
+                if len == 0 || used + len > bytes.len() {
+                    break;
+                }
+                options.extend(NdpOption::named(&bytes[used..used + len]));
+                used += len;
+            }
+        }
     }
     (options, used)
+}
+
+/// Which JSON dialect a packet file shows: how deep [`decode`] goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Dialect {
+    /// The original tool's (FORMATS.md), the default of every writer:
+    /// each layer reads its fixed header and hands everything after it to
+    /// the next; what the original does not decode (IPv6 extension
+    /// headers, IPv4 and TCP options, bytes past a length field, 802.1ad,
+    /// IPv6 in IP) stays in the `raw` layer where it puts those bytes.
+    #[default]
+    Original,
+    /// Ours: as deep as this model goes, trailers split off by the length
+    /// fields (`jsonl+`).
+    Full,
+}
+
+impl Packet {
+    /// The dialect that shows this packet as it is: `Full` when a layer or
+    /// field only the full dialect writes is in it.
+    pub fn dialect(&self) -> Dialect {
+        if self.layers.iter().any(Layer::is_full_only) {
+            Dialect::Full
+        } else {
+            Dialect::Original
+        }
+    }
 }
 
 /// What the bytes that follow a header are, as far as the header says.
@@ -1250,12 +1762,15 @@ enum Next {
     Raw,
 }
 
-fn next_of_ethertype(etype: u16) -> Next {
+fn next_of_ethertype(dialect: Dialect, etype: u16) -> Next {
     match etype {
         0x0800 => Next::Ipv4,
         0x86dd => Next::Ipv6,
         0x0806 => Next::Arp,
-        0x8100 | 0x88a8 => Next::Dot1Q,
+        0x8100 => Next::Dot1Q,
+        // The original has no 802.1ad S-tag.
+        0x88a8 if dialect == Dialect::Full => Next::Dot1Q,
+        0x6558 => Next::Ether,
         _ => Next::Raw,
     }
 }
@@ -1284,10 +1799,14 @@ fn v<T>(x: T) -> Field<T> {
     Field::Value(x)
 }
 
+/// One decoded header: the layer, the bytes it used, what follows, and
+/// where its length field says the packet ends (full dialect only).
+type Decoded = (Layer, usize, Next, Option<usize>);
+
 /// Decodes a frame of the given PCAP link type (1 Ethernet, 101 raw IP, 228
-/// IPv4, 229 IPv6; any other is one raw layer). Never fails: see the module
-/// documentation.
-pub fn decode(linktype: u32, bytes: &[u8]) -> Packet {
+/// IPv4, 229 IPv6; any other is one raw layer) in `dialect`. Never fails:
+/// see the module documentation.
+pub fn decode(dialect: Dialect, linktype: u32, bytes: &[u8]) -> Packet {
     let first = match linktype {
         LINKTYPE_ETHERNET => Next::Ether,
         LINKTYPE_RAW => match bytes.first().map(|b| b >> 4) {
@@ -1305,13 +1824,14 @@ pub fn decode(linktype: u32, bytes: &[u8]) -> Packet {
     let mut next = first;
     let mut rest = bytes;
     while !rest.is_empty() {
-        let Some((layer, used, after, end)) = decode_one(next, rest) else {
+        let Some((layer, used, after, end)) = decode_one(dialect, next, rest) else {
             break;
         };
         layers.push(layer);
-        // `end`: where the layer's own length says its payload ends.
+        // `end`: where the layer's own length says its payload ends; the
+        // original never cuts there.
         let end = end
-            .filter(|e| *e >= used && *e <= rest.len())
+            .filter(|e| dialect == Dialect::Full && *e >= used && *e <= rest.len())
             .unwrap_or(rest.len());
         trailers.push(&rest[end..]);
         rest = &rest[used..end];
@@ -1330,10 +1850,9 @@ pub fn decode(linktype: u32, bytes: &[u8]) -> Packet {
     Packet { layers }
 }
 
-/// One header: the layer, the bytes it used, what follows, and where its
-/// length field says the packet ends (if it has one). `None`: not
-/// decodable as `next` (too short, unknown), so the rest is raw.
-fn decode_one(next: Next, b: &[u8]) -> Option<(Layer, usize, Next, Option<usize>)> {
+/// One header decoded as `next`. `None`: not decodable as that (too
+/// short, unknown), so the rest is raw.
+fn decode_one(dialect: Dialect, next: Next, b: &[u8]) -> Option<Decoded> {
     match next {
         Next::Raw => None,
         Next::Ether => {
@@ -1346,7 +1865,7 @@ fn decode_one(next: Next, b: &[u8]) -> Option<(Layer, usize, Next, Option<usize>
                 src: v(mac_at(b, 6)),
                 etype: v(etype),
             });
-            Some((layer, 14, next_of_ethertype(etype), None))
+            Some((layer, 14, next_of_ethertype(dialect, etype), None))
         }
         Next::Dot1Q => {
             if b.len() < 4 {
@@ -1356,11 +1875,11 @@ fn decode_one(next: Next, b: &[u8]) -> Option<(Layer, usize, Next, Option<usize>
             let etype = be16(b, 2);
             let layer = Layer::Dot1Q(Dot1Q {
                 prio: v((tci >> 13) as u8),
-                dei: v(Flag(tci & 0x1000 != 0)),
+                id: v(((tci >> 12) & 1) as u8),
                 vlan: v(tci & 0x0fff),
                 etype: v(etype),
             });
-            Some((layer, 4, next_of_ethertype(etype), None))
+            Some((layer, 4, next_of_ethertype(dialect, etype), None))
         }
         Next::Arp => {
             if b.len() < 28 || b[4] != 6 || b[5] != 4 {
@@ -1379,44 +1898,7 @@ fn decode_one(next: Next, b: &[u8]) -> Option<(Layer, usize, Next, Option<usize>
             });
             Some((layer, 28, Next::Raw, Some(28)))
         }
-        Next::Ipv4 => {
-            if b.len() < 20 {
-                return None;
-            }
-            let ihl = b[0] & 0x0f;
-            let header_len = usize::from(ihl) * 4;
-            if ihl < 5 || header_len > b.len() {
-                return None;
-            }
-            let frag = be16(b, 6);
-            let proto = b[9];
-            let layer = Layer::Ip(Ip {
-                version: v(b[0] >> 4),
-                ihl: v(ihl),
-                tos: v(b[1]),
-                len: v(be16(b, 2)),
-                id: v(be16(b, 4)),
-                flags: IpFlagsField(IpFlags {
-                    reserved: v(Flag(frag & 0x8000 != 0)),
-                    dont_fragment: v(Flag(frag & 0x4000 != 0)),
-                    more_fragments: v(Flag(frag & 0x2000 != 0)),
-                    fragment_offset: v(frag & 0x1fff),
-                }),
-                ttl: v(b[8]),
-                proto: v(proto),
-                chksum: v(be16(b, 10)),
-                src: v(Ipv4Addr::from(be32(b, 12))),
-                dst: v(Ipv4Addr::from(be32(b, 16))),
-                options: decode_ipv4_options(&b[20..header_len]),
-            });
-            // A later fragment starts inside the payload, not at a header.
-            let after = if frag & 0x1fff != 0 {
-                Next::Raw
-            } else {
-                Next::IpProto(proto)
-            };
-            Some((layer, header_len, after, Some(usize::from(be16(b, 2)))))
-        }
+        Next::Ipv4 => decode_ipv4(dialect, b),
         Next::Ipv6 => {
             if b.len() < 40 {
                 return None;
@@ -1434,7 +1916,7 @@ fn decode_one(next: Next, b: &[u8]) -> Option<(Layer, usize, Next, Option<usize>
             let end = (payload_length != 0).then(|| 40 + usize::from(payload_length));
             Some((layer, 40, Next::IpProto(b[6]), end))
         }
-        Next::IpProto(proto) => decode_ip_payload(proto, b),
+        Next::IpProto(proto) => decode_ip_payload(dialect, proto, b),
         Next::Icmp(typ) => {
             if b.len() < 4 || (typ != 0 && typ != 8) {
                 return None;
@@ -1450,13 +1932,62 @@ fn decode_one(next: Next, b: &[u8]) -> Option<(Layer, usize, Next, Option<usize>
             };
             Some((layer, 4, Next::Raw, None))
         }
-        Next::Icmpv6(typ) => decode_icmpv6_body(typ, b),
+        Next::Icmpv6(typ) => decode_icmpv6_body(dialect, typ, b),
     }
 }
 
-fn decode_ip_payload(proto: u8, b: &[u8]) -> Option<(Layer, usize, Next, Option<usize>)> {
+/// IPv4. The original reads the 20 fixed bytes only (options stay in what
+/// follows) and decodes the payload of a later fragment as if it began
+/// with a header; the full dialect reads the options and leaves a later
+/// fragment raw.
+fn decode_ipv4(dialect: Dialect, b: &[u8]) -> Option<Decoded> {
+    if b.len() < 20 {
+        return None;
+    }
+    let ihl = b[0] & 0x0f;
+    let header_len = match dialect {
+        Dialect::Original => 20,
+        Dialect::Full => {
+            let len = usize::from(ihl) * 4;
+            if ihl < 5 || len > b.len() {
+                return None;
+            }
+            len
+        }
+    };
+    let frag = be16(b, 6);
+    let proto = b[9];
+    let layer = Layer::Ip(Ip {
+        version: v(b[0] >> 4),
+        ihl: v(ihl),
+        tos: v(b[1]),
+        len: v(be16(b, 2)),
+        id: v(be16(b, 4)),
+        flags: IpFlagsField(IpFlags {
+            reserved: v(Flag(frag & 0x8000 != 0)),
+            dont_fragment: v(Flag(frag & 0x4000 != 0)),
+            more_fragments: v(Flag(frag & 0x2000 != 0)),
+            fragment_offset: v(frag & 0x1fff),
+        }),
+        ttl: v(b[8]),
+        proto: v(proto),
+        chksum: v(be16(b, 10)),
+        src: v(Ipv4Addr::from(be32(b, 12))),
+        dst: v(Ipv4Addr::from(be32(b, 16))),
+        options: decode_ipv4_options(&b[20..header_len]),
+    });
+    let after = if frag & 0x1fff != 0 && dialect == Dialect::Full {
+        Next::Raw
+    } else {
+        Next::IpProto(proto)
+    };
+    Some((layer, header_len, after, Some(usize::from(be16(b, 2)))))
+}
+
+fn decode_ip_payload(dialect: Dialect, proto: u8, b: &[u8]) -> Option<Decoded> {
+    let full = dialect == Dialect::Full;
     match proto {
-        0 | 43 | 60 => {
+        0 | 43 | 60 if full => {
             if b.len() < 8 {
                 return None;
             }
@@ -1476,7 +2007,7 @@ fn decode_ip_payload(proto: u8, b: &[u8]) -> Option<(Layer, usize, Next, Option<
             };
             Some((layer, len, Next::IpProto(b[0]), None))
         }
-        44 => {
+        44 if full => {
             if b.len() < 8 {
                 return None;
             }
@@ -1496,8 +2027,8 @@ fn decode_ip_payload(proto: u8, b: &[u8]) -> Option<(Layer, usize, Next, Option<
             };
             Some((layer, 8, after, None))
         }
-        4 => decode_one(Next::Ipv4, b),
-        41 => decode_one(Next::Ipv6, b),
+        4 => decode_one(dialect, Next::Ipv4, b),
+        41 if full => decode_one(dialect, Next::Ipv6, b),
         1 => {
             if b.len() < 4 {
                 return None;
@@ -1538,10 +2069,16 @@ fn decode_ip_payload(proto: u8, b: &[u8]) -> Option<(Layer, usize, Next, Option<
                 return None;
             }
             let dataofs = b[12] >> 4;
-            let header_len = usize::from(dataofs) * 4;
-            if dataofs < 5 || header_len > b.len() {
-                return None;
-            }
+            let header_len = match dialect {
+                Dialect::Original => 20,
+                Dialect::Full => {
+                    let len = usize::from(dataofs) * 4;
+                    if dataofs < 5 || len > b.len() {
+                        return None;
+                    }
+                    len
+                }
+            };
             let layer = Layer::Tcp(Tcp {
                 sport: v(be16(b, 0)),
                 dport: v(be16(b, 2)),
@@ -1553,65 +2090,160 @@ fn decode_ip_payload(proto: u8, b: &[u8]) -> Option<(Layer, usize, Next, Option<
                 window: v(be16(b, 14)),
                 chksum: v(be16(b, 16)),
                 urgptr: v(be16(b, 18)),
-                options: decode_tcp_options(&b[20..header_len]),
+                options: full.then(|| decode_tcp_options(&b[20..header_len])),
             });
             Some((layer, header_len, Next::Raw, None))
         }
+        47 => decode_gre(dialect, b),
         _ => None,
     }
 }
 
-fn decode_icmpv6_body(typ: u8, b: &[u8]) -> Option<(Layer, usize, Next, Option<usize>)> {
-    let echo = || Echo {
-        identifier: v(be16(b, 0)),
-        sequence: v(be16(b, 2)),
+fn decode_gre(dialect: Dialect, b: &[u8]) -> Option<Decoded> {
+    if b.len() < 4 {
+        return None;
+    }
+    let word = be16(b, 0);
+    let bit = |n: u16| word & (1 << n) != 0;
+    let (c, r, k, s, a) = (bit(15), bit(14), bit(13), bit(12), bit(7));
+    let need = 4 + 4 * usize::from(c || r) + 4 * (usize::from(k) + usize::from(s) + usize::from(a));
+    if b.len() < need {
+        return None;
+    }
+    let mut at = 4;
+    let (mut first, mut second) = (0, 0);
+    if c || r {
+        (first, second) = (be16(b, at), be16(b, at + 2));
+        at += 4;
+    }
+    let mut word32 = |present: bool| {
+        if !present {
+            return 0;
+        }
+        at += 4;
+        be32(b, at - 4)
+    };
+    let key = word32(k);
+    let sequence_number = word32(s);
+    let ack_number = word32(a);
+    let proto = be16(b, 2);
+    let layer = Layer::Gre(Gre {
+        chksum_present: v(Flag(c)),
+        routing_present: v(Flag(r)),
+        key_present: v(Flag(k)),
+        seqnum_present: v(Flag(s)),
+        strict_source_route: v(Flag(bit(11))),
+        recursion_control: v(((word >> 8) & 7) as u8),
+        acknum_present: v(Flag(a)),
+        flags: v(((word >> 3) & 0x0f) as u8),
+        version: v((word & 7) as u8),
+        proto: v(proto),
+        chksum: v(if c { first } else { 0 }),
+        ignored_chksum: v(if r && !c { first } else { 0 }),
+        reserved1: v(if c && !r { second } else { 0 }),
+        routing_offset: v(if r { second } else { 0 }),
+        key: v(key),
+        sequence_number: v(sequence_number),
+        ack_number: v(ack_number),
+        routing: Vec::new(),
+    });
+    Some((layer, need, next_of_ethertype(dialect, proto), None))
+}
+
+fn decode_icmpv6_body(dialect: Dialect, typ: u8, b: &[u8]) -> Option<Decoded> {
+    if b.len() < 4 {
+        return None;
+    }
+    let word = be32(b, 0);
+    let quoted = || b[4..].to_vec();
+    // A body with options: its fixed part, then options to the end.
+    let ndp = |fixed: usize, make: &dyn Fn(Vec<NdpOption>) -> Layer| {
+        (b.len() >= fixed).then(|| {
+            let (options, used) = decode_ndp_options(dialect, &b[fixed..]);
+            (make(options), fixed + used, Next::Raw, None)
+        })
     };
     match typ {
-        128 | 129 if b.len() >= 4 => {
-            let layer = if typ == 128 {
-                Layer::Icmpv6EchoRequest(echo())
+        1 | 3 => {
+            let body = Icmpv6Error {
+                unused: v(word),
+                invoking_packet: quoted(),
+            };
+            let layer = if typ == 1 {
+                Layer::DestUnreach(body)
             } else {
-                Layer::Icmpv6EchoReply(echo())
+                Layer::TimeExceeded(body)
+            };
+            Some((layer, b.len(), Next::Raw, None))
+        }
+        2 => Some((
+            Layer::PacketTooBig(PacketTooBig {
+                mtu: v(word),
+                invoking_packet: quoted(),
+            }),
+            b.len(),
+            Next::Raw,
+            None,
+        )),
+        4 => Some((
+            Layer::ParameterProblem(ParameterProblem {
+                pointer: v(word),
+                invoking_packet: quoted(),
+            }),
+            b.len(),
+            Next::Raw,
+            None,
+        )),
+        128 | 129 => {
+            let echo = Echo {
+                identifier: v(be16(b, 0)),
+                sequence: v(be16(b, 2)),
+            };
+            let layer = if typ == 128 {
+                Layer::Icmpv6EchoRequest(echo)
+            } else {
+                Layer::Icmpv6EchoReply(echo)
             };
             Some((layer, 4, Next::Raw, None))
         }
-        133 if b.len() >= 4 => {
-            let (options, used) = decode_ndp_options(&b[4..]);
-            let layer = Layer::RouterSolicitation(RouterSolicitation {
+        133 => ndp(4, &|options| {
+            Layer::RouterSolicitation(RouterSolicitation {
+                reserved: v(word),
                 options,
-                reserved: v(be32(b, 0)),
-            });
-            Some((layer, 4 + used, Next::Raw, None))
-        }
-        134 if b.len() >= 12 => {
-            let (options, used) = decode_ndp_options(&b[12..]);
-            let layer = Layer::RouterAdvertisement(RouterAdvertisement {
+            })
+        }),
+        134 => ndp(12, &|options| {
+            Layer::RouterAdvertisement(RouterAdvertisement {
                 cur_hop_limit: v(b[0]),
                 flags: v(b[1]),
                 router_lifetime: v(be16(b, 2)),
                 reachable_time: v(be32(b, 4)),
                 retrans_timer: v(be32(b, 8)),
                 options,
-            });
-            Some((layer, 12 + used, Next::Raw, None))
-        }
-        135 | 136 if b.len() >= 20 => {
-            let (options, used) = decode_ndp_options(&b[20..]);
-            let layer = if typ == 135 {
-                Layer::NeighborSolicitation(NeighborSolicitation {
-                    reserved: v(be32(b, 0)),
-                    target_address: v(ipv6_at(b, 4)),
-                    options,
-                })
-            } else {
-                Layer::NeighborAdvertisement(NeighborAdvertisement {
-                    flags: v(be32(b, 0)),
-                    target_address: v(ipv6_at(b, 4)),
-                    options,
-                })
-            };
-            Some((layer, 20 + used, Next::Raw, None))
-        }
+            })
+        }),
+        135 => ndp(20, &|options| {
+            Layer::NeighborSolicitation(NeighborSolicitation {
+                reserved: v(word),
+                target_address: v(ipv6_at(b, 4)),
+                options,
+            })
+        }),
+        136 => ndp(20, &|options| {
+            Layer::NeighborAdvertisement(NeighborAdvertisement {
+                flags: v(word),
+                target_address: v(ipv6_at(b, 4)),
+                options,
+            })
+        }),
+        137 => ndp(36, &|options| {
+            Layer::Redirect(Redirect {
+                reserved: v(word),
+                target_address: v(ipv6_at(b, 4)),
+                destination_address: v(ipv6_at(b, 20)),
+                options,
+            })
+        }),
         _ => None,
     }
 }
