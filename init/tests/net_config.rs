@@ -611,3 +611,72 @@ fn ip_neigh_add_show_del_flush() {
         "{n:?}"
     );
 }
+
+/// The route attributes a test sets, as the original's users write them
+/// (`ip -6 route add P via fe80::1 dev tap1 mtu 1280`), read back by
+/// iproute2; and the kernel keeps to the MTU.
+#[test]
+fn ip_route_takes_mtu_advmss_src_and_metric() {
+    let ns = ns_with_veth("ncrm");
+    ns.ip(&["addr", "add", "2001:db8::1/64", "dev", "v0", "nodad"]);
+    ns.ip(&["addr", "add", "10.0.0.1/24", "dev", "v0"]);
+    ns.ip(&["link", "set", "v0", "up"]);
+    ns.ip(&["link", "set", "v1", "up"]);
+    let run = ns.myinit(
+        "ip -6 route add 2001:db8:6::/64 via fe80::1 dev v0 mtu 1280; \
+         ip route add 10.6.0.0/16 via 10.0.0.254 dev v0 mtu lock 1400 advmss 1300 src 10.0.0.1 metric 9; \
+         ip -6 route show; ip route show",
+    );
+    run.assert_ok();
+    let shown = &run.stdout;
+    assert!(
+        shown.contains("2001:db8:6::/64 via fe80::1 dev v0 metric 1024 mtu 1280\n"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(
+            "10.6.0.0/16 via 10.0.0.254 dev v0 src 10.0.0.1 metric 9 mtu 1400 advmss 1300\n"
+        ),
+        "{shown}"
+    );
+    let v6 = ns.ip(&["-6", "route", "show", "2001:db8:6::/64"]);
+    assert!(v6.contains("mtu 1280"), "{v6}");
+    let v4 = ns.ip(&["route", "show", "10.6.0.0/16"]);
+    assert!(
+        v4.contains("mtu 1400") && v4.contains("advmss 1300") && v4.contains("src 10.0.0.1"),
+        "{v4}"
+    );
+    // The kernel keeps to it: a 1400-byte ping through the route is too
+    // big for it (the local error names the route's MTU).
+    let out = ns.exec(
+        "ping",
+        &[
+            "-6",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            "-s",
+            "1400",
+            "-M",
+            "do",
+            "2001:db8:6::5",
+        ],
+    );
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("message too long, mtu: 1280"), "{text}");
+    for bad in ["mtu", "mtu 0", "mtu x", "advmss -1"] {
+        let run = ns.myinit(&format!("ip route add 10.5.0.0/16 dev v0 {bad}"));
+        assert_eq!(run.status, 2, "{bad}: {run:?}");
+        let word = bad.split(' ').next().unwrap();
+        assert!(
+            run.stderr.lines().next().unwrap().contains(word),
+            "{bad}: {run:?}"
+        );
+    }
+    assert!(
+        !ns.ip(&["route"]).contains("10.5.0.0"),
+        "a refused line changes nothing"
+    );
+}

@@ -6,13 +6,16 @@
 //! A netlink filter outlives the process that made it (the kernel holds the
 //! program), so a killed myinit leaves its filters behind; TCX links die
 //! with their fd. Before attaching program P through netlink, the filters
-//! on that hook named P are removed, and the caller is told how many.
+//! on that hook named P whose program no process holds open any more (a
+//! killed one's) are removed, and the caller is told how many; those of a
+//! live process (another myinit answering for its own fake hosts) stay.
 
 use std::io;
 
-use aya::programs::links::LinkOrder;
+use aya::programs::links::{Link as _, LinkOrder};
 use aya::programs::tc::{
-    self, NlOptions, SchedClassifierLinkId, TcAttachOptions, TcAttachType, TcError as AyaTcError,
+    self, NlOptions, SchedClassifierLink, SchedClassifierLinkId, TcAttachOptions, TcAttachType,
+    TcError as AyaTcError, TcHandle as AyaTcHandle,
 };
 use aya::programs::{ProgramError, SchedClassifier};
 use futures::StreamExt as _;
@@ -28,10 +31,11 @@ use crate::kernel::btf::KernelBtf;
 /// both paths can be tested on one machine) or `tcx`.
 pub const PATH_ENV: &str = "MYINIT_TC";
 
-/// `TCA_BPF_NAME` in a cls_bpf filter's options (stable UAPI,
-/// `include/uapi/linux/pkt_cls.h`); netlink-packet-route has no cls_bpf
-/// options type, so its raw attribute is read.
+/// `TCA_BPF_NAME` and `TCA_BPF_ID` in a cls_bpf filter's options (stable
+/// UAPI, `include/uapi/linux/pkt_cls.h`); netlink-packet-route has no
+/// cls_bpf options type, so its raw attributes are read.
 const TCA_BPF_NAME: u16 = 7;
+const TCA_BPF_ID: u16 = 11;
 
 /// Which side of the interface a program sees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,6 +181,8 @@ pub struct HookEntry {
     /// Filter priority and handle (clsact); zero for TCX.
     pub priority: u16,
     pub handle: u32,
+    /// The program's id (clsact filters).
+    pub prog_id: Option<u32>,
 }
 
 fn errno_of(error: &(dyn std::error::Error + 'static)) -> Option<i32> {
@@ -306,22 +312,53 @@ pub fn leave(program: &mut SchedClassifier, attached: Attached) -> Result<(), Tc
 }
 
 /// Removes the netlink filters on `iface`'s `hook` whose program is named
-/// `name`; returns how many there were.
+/// `name` and held open by no process (left by a killed one); returns how
+/// many there were.
 pub async fn remove_filters(iface: &str, hook: Hook, name: &str) -> Result<usize, TcError> {
-    let found = netlink_filters(iface, hook)
+    let orphans: Vec<HookEntry> = netlink_filters(iface, hook)
         .await?
         .into_iter()
-        .filter(|f| f.name == name)
-        .count();
-    if found == 0 {
-        return Ok(0);
+        .filter(|f| f.name == name && !f.prog_id.is_some_and(program_held_open))
+        .collect();
+    let mut removed = 0;
+    for f in &orphans {
+        let link = SchedClassifierLink::attached(
+            iface,
+            hook.attach_type(),
+            f.priority,
+            AyaTcHandle::from(f.handle),
+            None,
+        )
+        .map_err(|e| kernel_error(iface, hook, "removing old filters", &e))?;
+        match link.detach() {
+            Ok(()) => removed += 1,
+            // Gone in between (another process removed it).
+            Err(e) if errno_of(&e) == Some(libc::ENOENT) => {}
+            Err(e) => return Err(kernel_error(iface, hook, "removing old filters", &e)),
+        }
     }
-    match tc::qdisc_detach_program(iface, hook.attach_type(), name) {
-        Ok(()) => Ok(found),
-        // Gone in between (another process removed them): nothing left.
-        Err(AyaTcError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(kernel_error(iface, hook, "removing old filters", &e)),
-    }
+    Ok(removed)
+}
+
+/// Whether some process holds the BPF program `id` open (its fdinfo says
+/// `prog_id: id`): a filter of such a program is not an orphan.
+fn program_held_open(id: u32) -> bool {
+    let wanted = format!("prog_id:\t{id}\n");
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|p| {
+        let is_pid = p
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+        is_pid
+            && std::fs::read_dir(p.path().join("fdinfo")).is_ok_and(|fds| {
+                fds.flatten().any(|fd| {
+                    std::fs::read_to_string(fd.path()).is_ok_and(|info| info.contains(&wanted))
+                })
+            })
+    })
 }
 
 /// The BPF programs on `iface`'s `hook`: cls_bpf filters, then TCX links
@@ -336,6 +373,7 @@ pub async fn filters(iface: &str, hook: Hook) -> Result<Vec<HookEntry>, TcError>
             name: p.name_as_str().unwrap_or("?").to_string(),
             priority: 0,
             handle: 0,
+            prog_id: None,
         }));
     }
     Ok(entries)
@@ -408,28 +446,34 @@ fn bpf_filter(filter: &TcMessage) -> Option<HookEntry> {
     }
     // Options of kinds it does not know come as one raw attribute holding
     // the nested ones.
-    let name = filter.attributes.iter().find_map(|a| match a {
-        TcAttribute::Options(options) => options.iter().find_map(|o| match o {
-            TcOption::Other(nested) => {
-                let mut value = vec![0; nested.value_len()];
-                nested.emit_value(&mut value);
-                NlasIterator::new(&value[..]).find_map(|nla| {
-                    let nla = nla.ok()?;
-                    (nla.kind() == TCA_BPF_NAME).then(|| {
-                        let bytes = nla.value();
-                        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
-                        String::from_utf8_lossy(&bytes[..end]).into_owned()
+    let option = |kind: u16| -> Option<Vec<u8>> {
+        filter.attributes.iter().find_map(|a| match a {
+            TcAttribute::Options(options) => options.iter().find_map(|o| match o {
+                TcOption::Other(nested) => {
+                    let mut value = vec![0; nested.value_len()];
+                    nested.emit_value(&mut value);
+                    NlasIterator::new(&value[..]).find_map(|nla| {
+                        let nla = nla.ok()?;
+                        (nla.kind() == kind).then(|| nla.value().to_vec())
                     })
-                })
-            }
+                }
+                _ => None,
+            }),
             _ => None,
-        }),
-        _ => None,
+        })
+    };
+    let name = option(TCA_BPF_NAME).map(|bytes| {
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        String::from_utf8_lossy(&bytes[..end]).into_owned()
     })?;
+    let prog_id = option(TCA_BPF_ID)
+        .and_then(|b| <[u8; 4]>::try_from(&b[..]).ok())
+        .map(u32::from_ne_bytes);
     Some(HookEntry {
         path: TcPath::Clsact,
         name,
         priority: (filter.header.info >> 16) as u16,
         handle: u32::from(filter.header.handle),
+        prog_id,
     })
 }
