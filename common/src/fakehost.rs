@@ -12,6 +12,10 @@ pub const FAKEHOST_ALIAS: u8 = 1 << 2;
 /// `FakeHostConfig::flags`: the key is an IPv4 address (`::ffff:a.b.c.d`).
 pub const FAKEHOST_V4: u8 = 1 << 3;
 
+/// How many routers one interface has at most (the program's router
+/// slots): each answers a Router Solicitation with its own advertisement.
+pub const MAX_ROUTERS: u32 = 4;
+
 /// `FakeHostEvent::kind` and the index into `FakeHostCounters::answers`.
 pub const ANSWER_ARP: u8 = 0;
 /// A Neighbor Advertisement for a solicitation (unicast or multicast).

@@ -568,3 +568,132 @@ fn the_ebpf_answerer_ends_when_its_interface_goes() {
     assert!(!r.stdout.lines().any(|l| l.starts_with("v0 ")), "{r:#?}");
     assert!(r.stdout.contains("end"));
 }
+
+/// The original's users declare several routers on one interface (its
+/// harness: `fakehost add tap1 fe80::1 icmp router`, then `… 2001:db8::2
+/// icmp router`); advertising ones each answer a solicitation with their
+/// own advertisement, from their own link-local address, and the kernel
+/// takes both.
+fn several_routers_on_one_interface(backend: &str) {
+    let ns = veth_ns();
+    let server = Server::start(
+        &ns,
+        &format!(
+            "fakehost add v0 fe80::1 icmp router ra --backend {backend}; \
+             fakehost add v0 2001:db8:77::2 icmp router prefix 2001:db8:99::/64 --backend {backend}"
+        ),
+        false,
+    );
+    let second_ll = {
+        let mac = server.mac_of("2001:db8:77::2");
+        let b: Vec<u8> = mac
+            .split(':')
+            .map(|x| u8::from_str_radix(x, 16).unwrap())
+            .collect();
+        std::net::Ipv6Addr::from([
+            0xfe,
+            0x80,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            b[0] ^ 2,
+            b[1],
+            b[2],
+            0xff,
+            0xfe,
+            b[3],
+            b[4],
+            b[5],
+        ])
+    };
+    // A solicitation gets an advertisement from each router.
+    let rdisc = ns.exec("rdisc6", &["-m", "-r", "1", "-w", "1500", "v0"]);
+    let said = text(&rdisc);
+    assert!(said.contains("from fe80::1\n"), "{backend}: rdisc6: {said}");
+    assert!(
+        said.contains(&format!("from {second_ll}\n")),
+        "{backend}: rdisc6: {said}"
+    );
+    // rdisc6 also sees the answers to the kernel's own solicitations:
+    // each solicitation gets one from each router.
+    assert_eq!(
+        said.matches("from fe80::1\n").count(),
+        said.matches(&format!("from {second_ll}\n")).count(),
+        "{backend}: {said}"
+    );
+    // Both answer pings; the harness's own lines work.
+    let r = ns.myinit(
+        "ping fe80::1%v0 1; ping 2001:db8:77::2 1; ip -6 route add 2001:db8:5::/64 via fe80::1 dev v0",
+    );
+    r.assert_ok();
+    assert_eq!(
+        r.stdout
+            .matches("1 packets transmitted, 1 received")
+            .count(),
+        2,
+        "{backend}: {r:#?}"
+    );
+    // The kernel's own RS at link up: a default route through each.
+    ns.ip(&["link", "set", "v0", "down"]);
+    ns.ip(&["link", "set", "v0", "up"]);
+    wait_for("a default route through both routers", || {
+        let routes = ns.ip(&["-6", "route", "show", "default"]);
+        routes.contains("via fe80::1 ") && routes.contains(&format!("via {second_ll} "))
+    });
+    drop(server);
+    wait_for("both default routes withdrawn", || {
+        !ns.ip(&["-6", "route", "show", "default"])
+            .contains("via fe80::")
+    });
+}
+
+#[test]
+fn several_routers_on_one_interface_advertise_each_with_ebpf() {
+    several_routers_on_one_interface("ebpf");
+}
+
+#[test]
+fn several_routers_on_one_interface_advertise_each_with_the_packet_backend() {
+    several_routers_on_one_interface("packet");
+}
+
+/// `router` alone is the original's: the R flag in the NA, no
+/// advertisement (so no default route the kernel learns behind a script's
+/// back, which `ip -6 route add ::/0 via fe80::1` would then collide with).
+#[test]
+fn a_router_without_ra_sets_the_r_flag_and_advertises_nothing() {
+    for backend in ["ebpf", "packet"] {
+        let ns = veth_ns();
+        let _server = Server::start(
+            &ns,
+            &format!("fakehost add v0 fe80::1 icmp router --backend {backend}"),
+            false,
+        );
+        let rdisc = ns.exec("rdisc6", &["-1", "-r", "1", "-w", "1000", "v0"]);
+        assert!(
+            !text(&rdisc).contains("from fe80::1"),
+            "{backend}: {}",
+            text(&rdisc)
+        );
+        // The kernel's own solicitations at link up get no answer either.
+        ns.ip(&["link", "set", "v0", "down"]);
+        ns.ip(&["link", "set", "v0", "up"]);
+        wait_for("the link-local address", || {
+            let addrs = ns.ip(&["-6", "addr", "show", "dev", "v0", "scope", "link"]);
+            addrs.contains("inet6 fe80") && !addrs.contains("tentative")
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        let r = ns.myinit("ping fe80::1%v0 1; ip -6 route add ::/0 via fe80::1 dev v0");
+        r.assert_ok();
+        let neigh = ns.ip(&["-6", "neigh", "show", "fe80::1", "dev", "v0"]);
+        assert!(neigh.contains("router"), "{backend}: {neigh}");
+        let routes = ns.ip(&["-6", "route", "show", "default"]);
+        assert!(
+            routes.contains("via fe80::1") && !routes.contains("proto ra"),
+            "{backend}: {routes}"
+        );
+    }
+}

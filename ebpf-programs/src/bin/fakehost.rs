@@ -18,7 +18,9 @@
 
 use aya_ebpf::{
     bindings::{__sk_buff, BPF_F_INGRESS, TC_ACT_OK, TC_ACT_REDIRECT, TC_ACT_UNSPEC},
-    helpers::{bpf_csum_diff, bpf_jiffies64, bpf_redirect, bpf_skb_change_tail},
+    helpers::{
+        bpf_clone_redirect, bpf_csum_diff, bpf_jiffies64, bpf_redirect, bpf_skb_change_tail,
+    },
     macros::{classifier, map},
     maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::TcContext,
@@ -26,7 +28,7 @@ use aya_ebpf::{
 use myinit_common::fakehost::{
     FakeHostBudget, FakeHostConfig, FakeHostCounters, FakeHostEvent, FakeHostKey, ANSWER_ARP,
     ANSWER_DAD, ANSWER_ECHO, ANSWER_KINDS, ANSWER_NA, ANSWER_RA, FAKEHOST_ALIAS, FAKEHOST_ICMP,
-    FAKEHOST_ROUTER,
+    FAKEHOST_ROUTER, MAX_ROUTERS,
 };
 use myinit_ebpf::{reserve_zeroed, submit_batched};
 
@@ -40,10 +42,11 @@ static FAKEHOSTS: HashMap<FakeHostKey, FakeHostConfig> = HashMap::with_max_entri
 static FAKEHOST_COUNTERS: PerCpuHashMap<FakeHostKey, FakeHostCounters> =
     PerCpuHashMap::with_max_entries(256, 0);
 
-/// The router that answers Router Solicitations (slot 0; `FAKEHOST_ROUTER`
-/// clear: none). An RS names no host, so it cannot be found by key.
+/// The routers that answer Router Solicitations, each in a slot of its
+/// own (`FAKEHOST_ROUTER` clear: an empty slot). An RS names no host, so
+/// its answerers cannot be found by key.
 #[map]
-static FAKEHOST_ROUTER_SLOT: Array<FakeHostConfig> = Array::with_max_entries(1, 0);
+static FAKEHOST_ROUTERS: Array<FakeHostConfig> = Array::with_max_entries(MAX_ROUTERS, 0);
 
 /// One event per answer, for the log lines.
 #[map]
@@ -184,20 +187,26 @@ fn icmpv6_checksum(frame: &mut [u8], body: usize) -> u16 {
     !(s as u16)
 }
 
-/// Sizes the packet to `frame`'s length, writes `frame` over it and
-/// redirects it to the interface's ingress.
+/// Sizes the packet to `frame`'s length and writes `frame` over it.
 #[inline(always)]
-fn send_back(ctx: &TcContext, frame: &[u8]) -> Option<i32> {
+fn store_frame(ctx: &TcContext, frame: &[u8]) -> bool {
     let len = frame.len() as u32;
     // SAFETY: the context is this packet's __sk_buff.
     if ctx.len() != len && unsafe { bpf_skb_change_tail(ctx.skb.skb, len, 0) } != 0 {
-        return None;
+        return false;
     }
     // SAFETY: `frame` is stack memory of its own length.
     let stored = unsafe {
         aya_ebpf::helpers::bpf_skb_store_bytes(ctx.skb.skb, 0, frame.as_ptr().cast(), len, 0)
     };
-    (stored == 0).then(|| redirect(ctx))
+    stored == 0
+}
+
+/// Writes `frame` over the packet and redirects it to the interface's
+/// ingress.
+#[inline(always)]
+fn send_back(ctx: &TcContext, frame: &[u8]) -> Option<i32> {
+    store_frame(ctx, frame).then(|| redirect(ctx))
 }
 
 #[inline(always)]
@@ -501,6 +510,16 @@ fn router_solicitation(skb: *mut __sk_buff) -> i32 {
     router_solicitation_answer(skb).unwrap_or(TC_ACT_OK as i32)
 }
 
+/// Who sent a Router Solicitation, read before any answer is written over it.
+#[repr(C)]
+struct Asker {
+    src: [u8; 16],
+    eth_src: [u8; 6],
+}
+
+/// Every router answers with its own Router Advertisement: each but the
+/// last is written over the packet and a copy handed to the ingress
+/// (`bpf_clone_redirect`); the last takes the packet itself.
 #[inline(always)]
 fn router_solicitation_answer(skb: *mut __sk_buff) -> Option<i32> {
     let ctx = TcContext::new(skb);
@@ -509,13 +528,49 @@ fn router_solicitation_answer(skb: *mut __sk_buff) -> Option<i32> {
     if hop_limit != 255 || code != 0 {
         return None;
     }
-    let host = FAKEHOST_ROUTER_SLOT.get(0)?;
-    if host.flags & FAKEHOST_ROUTER == 0 {
-        return None;
+    let asker = Asker {
+        src: ctx.load(ETH_LEN + 8).ok()?,
+        eth_src: ctx.load(6).ok()?,
+    };
+    let is_router = |slot: u32| {
+        FAKEHOST_ROUTERS
+            .get(slot)
+            .is_some_and(|h| h.flags & FAKEHOST_ROUTER != 0)
+    };
+    let mut last = None;
+    for slot in 0..MAX_ROUTERS {
+        if is_router(slot) {
+            last = Some(slot);
+        }
     }
-    let src: [u8; 16] = ctx.load(ETH_LEN + 8).ok()?;
-    let eth_src: [u8; 6] = ctx.load(6).ok()?;
-    let unspecified = src == [0u8; 16];
+    let last = last?;
+    for slot in 0..MAX_ROUTERS {
+        if !is_router(slot) {
+            continue;
+        }
+        if write_ra(skb, slot, &asker) != 0 {
+            return None;
+        }
+        // SAFETY: the context is this packet's __sk_buff.
+        let ifindex = unsafe { (*skb).ifindex };
+        if slot == last {
+            return Some(redirect(&ctx));
+        }
+        // SAFETY: plain helper call; the packet stays ours for the next.
+        unsafe { bpf_clone_redirect(skb, ifindex, BPF_F_INGRESS as u64) };
+    }
+    None
+}
+
+/// Writes the Router Advertisement of the router in `slot` to `asker` over
+/// the packet; 0 when written.
+#[inline(never)]
+fn write_ra(skb: *mut __sk_buff, slot: u32, asker: &Asker) -> i64 {
+    let ctx = TcContext::new(skb);
+    let Some(host) = FAKEHOST_ROUTERS.get(slot) else {
+        return -1;
+    };
+    let unspecified = asker.src == [0u8; 16];
     let with_prefix = host.prefix_len != 0;
     const BODY: usize = 56;
     let body = if with_prefix { BODY } else { 24 };
@@ -524,10 +579,10 @@ fn router_solicitation_answer(skb: *mut __sk_buff) -> Option<i32> {
     let eth_dst = if unspecified {
         &ALL_NODES_MAC
     } else {
-        &eth_src
+        &asker.eth_src
     };
     ndp_headers(b, eth_dst, &host.mac, &host.router_source, body as u8);
-    b[38..54].copy_from_slice(if unspecified { &ALL_NODES } else { &src });
+    b[38..54].copy_from_slice(if unspecified { &ALL_NODES } else { &asker.src });
     let ra = &mut b[NDP..NDP + BODY];
     ra[0] = 134;
     ra[4] = 64; // current hop limit
@@ -548,15 +603,21 @@ fn router_solicitation_answer(skb: *mut __sk_buff) -> Option<i32> {
         addr: host.router_source,
     };
     count(&key, ANSWER_RA);
-    emit(ANSWER_RA, 6, &eth_src, &host.mac, &host.router_source, &src);
-    if with_prefix {
-        let sum = icmpv6_checksum(b, BODY);
-        b[NDP + 2..NDP + 4].copy_from_slice(&sum.to_ne_bytes());
-        send_back(&ctx, &f.0[..NDP + BODY])
+    emit(
+        ANSWER_RA,
+        6,
+        &asker.eth_src,
+        &host.mac,
+        &host.router_source,
+        &asker.src,
+    );
+    let len = if with_prefix { NDP + BODY } else { NDP + 24 };
+    let sum = icmpv6_checksum(b, len - NDP);
+    b[NDP + 2..NDP + 4].copy_from_slice(&sum.to_ne_bytes());
+    if store_frame(&ctx, &f.0[..len]) {
+        0
     } else {
-        let sum = icmpv6_checksum(b, 24);
-        b[NDP + 2..NDP + 4].copy_from_slice(&sum.to_ne_bytes());
-        send_back(&ctx, &f.0[..NDP + 24])
+        -1
     }
 }
 
@@ -572,16 +633,17 @@ fn router_leaving(skb: *mut __sk_buff) -> i32 {
 #[inline(always)]
 fn router_leaving_answer(skb: *mut __sk_buff) -> Option<i32> {
     let ctx = TcContext::new(skb);
-    let host = FAKEHOST_ROUTER_SLOT.get(0)?;
-    if host.flags & FAKEHOST_ROUTER == 0 {
-        return None;
-    }
     let eth_src: [u8; 6] = ctx.load(6).ok()?;
     let src: [u8; 16] = ctx.load(ETH_LEN + 8).ok()?;
-    if eth_src != host.mac || src != host.router_source {
-        return None;
+    for slot in 0..MAX_ROUTERS {
+        if let Some(host) = FAKEHOST_ROUTERS.get(slot) {
+            if host.flags & FAKEHOST_ROUTER != 0 && eth_src == host.mac && src == host.router_source
+            {
+                return Some(redirect(&ctx));
+            }
+        }
     }
-    Some(redirect(&ctx))
+    None
 }
 
 /// Requests leaving through the interface (TC egress).

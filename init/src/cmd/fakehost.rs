@@ -15,9 +15,12 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
     summary: "answer ARP, NDP, ping and router solicitations for fake hosts (TC eBPF)",
     help: "The kernel's own requests leaving IF for IP are answered as if IP were on the\n\
            far side: ARP requests, Neighbor Solicitations (a duplicate address probe gets\n\
-           an unsolicited NA to ff02::1), with icmp echo requests, with router (IPv6)\n\
-           Router Solicitations (an RA from the MAC's link-local address, with the\n\
-           prefix if given). The default MAC is 02:00:+IPv4, or 02:06:+hash of the IPv6.\n\
+           an unsolicited NA to ff02::1; router sets the R flag, as the original's did),\n\
+           with icmp echo requests. A router with ra (or a prefix to announce) also\n\
+           answers Router Solicitations, from its link-local address (the MAC's when IP\n\
+           is global): the kernel then takes a default route through it. Several routers\n\
+           on one IF each answer with their own RA (up to 4 advertise).\n\
+           The default MAC is 02:00:+IPv4, or 02:06:+hash of the IPv6.\n\
            The ebpf backend answers in the kernel (TC egress, redirected to IF's ingress);\n\
            the packet backend works on TAPs from `tap add` and on veths whose peer is here.\n\
            Example: fakehost add veth0 10.0.0.2 icmp; ping 10.0.0.2",
@@ -29,7 +32,7 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
 #[command(
     name = "fakehost",
     disable_help_subcommand = true,
-    override_usage = "fakehost add IF IP [mac MAC] [icmp] [router] [prefix P/LEN] [--backend auto|ebpf|packet]\n\
+    override_usage = "fakehost add IF IP [mac MAC] [icmp] [router [ra] [prefix P/LEN]] [--backend auto|ebpf|packet]\n\
                       fakehost del IF IP\n\
                       fakehost show"
 )]
@@ -49,8 +52,8 @@ enum Sub {
         #[arg(value_name = "IP")]
         ip: String,
         /// mac MAC (default: derived from IP), icmp (answer echo requests),
-        /// router (IPv6: R flag, answer Router Solicitations), prefix P/LEN
-        /// (announced in RAs)
+        /// router (IPv6: the R flag in NAs), ra (a router that answers Router
+        /// Solicitations), prefix P/LEN (announced in RAs; implies ra)
         #[arg(value_name = "OPTION", allow_hyphen_values = false)]
         options: Vec<String>,
         /// auto (default) tries eBPF first and says why it falls back

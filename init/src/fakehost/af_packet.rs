@@ -51,7 +51,7 @@ impl HostSet for PacketHosts {
 
     fn remove(&mut self, host: &FakeHost) -> anyhow::Result<()> {
         lock(&self.0).remove(&host.ip);
-        if host.router {
+        if host.advertises() {
             if let Some(frame) = leaving_router_frame(host) {
                 self.1.lock().unwrap_or_else(|e| e.into_inner()).push(frame);
             }
@@ -297,11 +297,37 @@ pub fn leaving_router_frame(host: &FakeHost) -> Option<Vec<u8>> {
     Packet { layers }.encode().ok()
 }
 
-/// The answer to one frame the kernel sent, if it asks a fake host.
-pub fn answer(
+/// The answers to one frame the kernel sent: one if it asks a fake host,
+/// one per router for a Router Solicitation, none otherwise.
+pub fn answers(
     hosts: &mut BTreeMap<IpAddr, (FakeHost, Counts)>,
     frame: &[u8],
-) -> Option<(Vec<u8>, Answer)> {
+) -> Vec<(Vec<u8>, Answer)> {
+    let replies = replies(hosts, frame).unwrap_or_default();
+    replies
+        .into_iter()
+        .filter_map(|(reply, kind, key, target, asker)| {
+            let bytes = Packet { layers: reply }.encode().ok()?;
+            let (host, counts) = hosts.get_mut(&key)?;
+            counts[kind as usize] += 1;
+            Some((
+                bytes,
+                Answer {
+                    kind,
+                    target,
+                    asker,
+                    mac: host.mac,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// An answer's layers, its kind, the host's key, the address answered
+/// for and the asker's.
+type Reply = (Vec<Layer>, u8, IpAddr, IpAddr, IpAddr);
+
+fn replies(hosts: &BTreeMap<IpAddr, (FakeHost, Counts)>, frame: &[u8]) -> Option<Vec<Reply>> {
     // As deep as the model goes: the answer reads the real protocol.
     let packet = decode(Dialect::Full, LINKTYPE_ETHERNET, frame);
     let layers = packet.layers.as_slice();
@@ -309,7 +335,7 @@ pub fn answer(
         return None;
     };
     let asker_mac = val(&eth.src)?;
-    let (reply, kind, key, target, asker) = match &layers[1..] {
+    let reply = match &layers[1..] {
         [Layer::Arp(a), ..] if val(&a.op) == Some(1) => {
             let target = IpAddr::V4(val(&a.pdst)?);
             let key = find(hosts, target, false)?;
@@ -453,36 +479,29 @@ pub fn answer(
                     if val(&ip.hop_limit) != Some(255) {
                         return None;
                     }
-                    let (key, host) = hosts
-                        .iter()
-                        .find(|(_, (h, _))| h.router)
-                        .map(|(k, (h, _))| (*k, h))?;
-                    let source = host.router_source()?;
                     let (eth_dst, ip_dst) = if src.is_unspecified() {
                         (ALL_NODES_MAC, ALL_NODES)
                     } else {
                         (asker_mac, src)
                     };
-                    let reply = router_advertisement(host, eth_dst, ip_dst, false)?;
-                    (reply, ANSWER_RA, key, IpAddr::V6(source), IpAddr::V6(src))
+                    // Every router answers, each from its own link-local.
+                    let advertisements = hosts
+                        .iter()
+                        .filter(|(_, (h, _))| h.advertises())
+                        .filter_map(|(key, (host, _))| {
+                            let source = host.router_source()?;
+                            let reply = router_advertisement(host, eth_dst, ip_dst, false)?;
+                            Some((reply, ANSWER_RA, *key, IpAddr::V6(source), IpAddr::V6(src)))
+                        })
+                        .collect();
+                    return Some(advertisements);
                 }
                 _ => return None,
             }
         }
         _ => return None,
     };
-    let bytes = Packet { layers: reply }.encode().ok()?;
-    let (host, counts) = hosts.get_mut(&key)?;
-    counts[kind as usize] += 1;
-    Some((
-        bytes,
-        Answer {
-            kind,
-            target,
-            asker,
-            mac: host.mac,
-        },
-    ))
+    Some(vec![reply])
 }
 
 struct PacketAnswerer {
@@ -515,8 +534,7 @@ impl EventSource for PacketAnswerer {
                 break;
             };
             taken += 1;
-            let answered = answer(&mut lock(&self.hosts), &self.buf[..n]);
-            if let Some((frame, answer)) = answered {
+            for (frame, answer) in answers(&mut lock(&self.hosts), &self.buf[..n]) {
                 self.link.send(&frame);
                 self.answers += 1;
                 super::print_lines(self.limiter.offer(|| answer.line(&self.iface), now));
@@ -594,7 +612,7 @@ pub fn start(
             // the script) says it goes, as `del` has it say.
             let routers: Vec<FakeHost> = lock(&answerer.hosts)
                 .values()
-                .filter(|(h, _)| h.router)
+                .filter(|(h, _)| h.advertises())
                 .map(|(h, _)| h.clone())
                 .collect();
             for host in routers {

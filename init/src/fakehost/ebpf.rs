@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, PerCpuValues};
 use aya::programs::SchedClassifier;
 use myinit_common::fakehost::{
-    FakeHostBudget, FakeHostConfig, FakeHostCounters, FakeHostEvent, FakeHostKey,
+    FakeHostBudget, FakeHostConfig, FakeHostCounters, FakeHostEvent, FakeHostKey, MAX_ROUTERS,
 };
 
 use super::{Answer, Counts, FakeHost, HostSet, LogLimiter};
@@ -29,10 +29,9 @@ const PROGRAM: &str = "fakehost_egress";
 /// Events taken per turn before other tasks get theirs.
 const BATCH: usize = 1024;
 
-/// The program's maps of hosts, counters and the RS-answering router.
-/// The router of the interface, if any, as the job sees it: it says the
-/// router goes when the job ends with it still there.
-type RouterMirror = std::sync::Arc<std::sync::Mutex<Option<FakeHost>>>;
+/// The routers in the program's router slots, as the job sees them: it
+/// says each router goes when the job ends with it still there.
+type RouterMirror = std::sync::Arc<std::sync::Mutex<Vec<Option<FakeHost>>>>;
 
 /// Sends a leaving router's last RA out through the interface, where the
 /// program (still attached, still knowing the router) hands it to the
@@ -84,22 +83,43 @@ impl HostSet for EbpfHosts {
                 return Err(e);
             }
         }
-        if host.router {
-            self.router
-                .set(0, host.config(), 0)
-                .context("setting the router slot")?;
-            *self.router_mirror.lock().unwrap_or_else(|e| e.into_inner()) = Some(host.clone());
+        if host.advertises() {
+            let mut mirror = self.router_mirror.lock().unwrap_or_else(|e| e.into_inner());
+            mirror.resize(MAX_ROUTERS as usize, None);
+            let slot = mirror.iter().position(Option::is_none);
+            let set = slot
+                .ok_or_else(|| {
+                    anyhow::anyhow!("{MAX_ROUTERS} routers answer on this interface already")
+                })
+                .and_then(|slot| {
+                    self.router
+                        .set(slot as u32, host.config(), 0)
+                        .context("setting a router slot")?;
+                    mirror[slot] = Some(host.clone());
+                    Ok(())
+                });
+            if let Err(e) = set {
+                drop(mirror);
+                self.take(host.ip);
+                if let Some(alias) = host.alias() {
+                    self.take(IpAddr::V6(alias));
+                }
+                return Err(e);
+            }
         }
         Ok(())
     }
 
     fn remove(&mut self, host: &FakeHost) -> anyhow::Result<()> {
-        if host.router {
+        if host.advertises() {
             say_router_leaves(self.ifindex, host);
-            *self.router_mirror.lock().unwrap_or_else(|e| e.into_inner()) = None;
-            self.router
-                .set(0, FakeHostConfig::default(), 0)
-                .context("clearing the router slot")?;
+            let mut mirror = self.router_mirror.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(slot) = mirror.iter().position(|h| h.as_ref() == Some(host)) {
+                mirror[slot] = None;
+                self.router
+                    .set(slot as u32, FakeHostConfig::default(), 0)
+                    .context("clearing a router slot")?;
+            }
         }
         self.take(host.ip);
         if let Some(alias) = host.alias() {
@@ -176,12 +196,9 @@ impl EventSource for EbpfAnswerer {
         // A router still here as the job ends (poweroff, the end of the
         // script) says it goes, as `del` has it say: while the program is
         // attached, which hands the RA to the interface's ingress.
-        let router = self
-            .router_mirror
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(host) = router {
+        let routers =
+            std::mem::take(&mut *self.router_mirror.lock().unwrap_or_else(|e| e.into_inner()));
+        for host in routers.into_iter().flatten() {
             say_router_leaves(self.ifindex, &host);
         }
         self.detach();
@@ -253,7 +270,7 @@ pub fn start(state: &State, iface: &str) -> anyhow::Result<(Box<dyn HostSet>, St
         router_mirror: router_mirror.clone(),
         hosts: HashMap::try_from(object.take_map("FAKEHOSTS")?)?,
         counters: PerCpuHashMap::try_from(object.take_map("FAKEHOST_COUNTERS")?)?,
-        router: Array::try_from(object.take_map("FAKEHOST_ROUTER_SLOT")?)?,
+        router: Array::try_from(object.take_map("FAKEHOST_ROUTERS")?)?,
     };
     object.forward_log();
     let events = RingReader::take(&mut object, "FAKEHOST_EVENTS", "FAKEHOST_LOST")?;

@@ -1,6 +1,8 @@
 //! Fake hosts: addresses on the far side of an interface that answer the
 //! kernel's ARP requests, Neighbor Solicitations (and duplicate address
-//! probes), echo requests (`icmp`) and Router Solicitations (`router`).
+//! probes, with the R flag for a `router`), echo requests (`icmp`) and,
+//! for a router that advertises (`ra`, or a `prefix` to announce), Router
+//! Solicitations.
 //! Two backends behind the same commands: a TC egress eBPF program that
 //! answers inside the kernel (ebpf.rs), and a userspace task on an
 //! AF_PACKET socket that builds its answers with the packet model
@@ -20,7 +22,7 @@ use anyhow::{anyhow, bail};
 use myinit_common::fakehost::{
     FakeHostConfig, FakeHostCounters, FakeHostKey, ANSWER_ARP, ANSWER_DAD, ANSWER_ECHO,
     ANSWER_KINDS, ANSWER_NA, ANSWER_RA, FAKEHOST_ALIAS, FAKEHOST_ICMP, FAKEHOST_ROUTER,
-    FAKEHOST_V4,
+    FAKEHOST_V4, MAX_ROUTERS,
 };
 
 use crate::jobs::{JobId, JobKind};
@@ -42,8 +44,12 @@ pub struct FakeHost {
     pub ip: IpAddr,
     pub mac: MacAddr,
     pub icmp: bool,
+    /// The R flag in its Neighbor Advertisements: all the original's
+    /// `router` did.
     pub router: bool,
-    /// Announced in Router Advertisements (`prefix P/LEN`).
+    /// Answers Router Solicitations with Router Advertisements (`ra`).
+    pub ra: bool,
+    /// Announced in Router Advertisements (`prefix P/LEN`; implies `ra`).
     pub prefix: Option<(Ipv6Addr, u8)>,
 }
 
@@ -100,12 +106,18 @@ pub fn link_local_of(mac: MacAddr) -> Ipv6Addr {
 }
 
 impl FakeHost {
-    /// Where a router's RAs come from: its address if link-local, else the
-    /// link-local address of its MAC (an RA from any other source is
-    /// dropped by the receiver, RFC 4861 §6.1.2).
+    /// Whether it answers Router Solicitations (a router with `ra` or a
+    /// prefix to announce).
+    pub fn advertises(&self) -> bool {
+        self.router && (self.ra || self.prefix.is_some())
+    }
+
+    /// Where an advertising router's RAs come from: its address if
+    /// link-local, else the link-local address of its MAC (an RA from any
+    /// other source is dropped by the receiver, RFC 4861 §6.1.2).
     pub fn router_source(&self) -> Option<Ipv6Addr> {
         match self.ip {
-            IpAddr::V6(v6) if self.router => Some(if v6.is_unicast_link_local() {
+            IpAddr::V6(v6) if self.advertises() => Some(if v6.is_unicast_link_local() {
                 v6
             } else {
                 link_local_of(self.mac)
@@ -160,6 +172,9 @@ impl FakeHost {
         if self.router {
             words.push("router".to_string());
         }
+        if self.ra && self.prefix.is_none() {
+            words.push("ra".to_string());
+        }
         if let Some((p, len)) = self.prefix {
             words.push(format!("prefix {p}/{len}"));
         }
@@ -189,6 +204,7 @@ pub fn parse_host(ip: &str, words: &[String]) -> anyhow::Result<FakeHost> {
         mac: default_mac(ip),
         icmp: false,
         router: false,
+        ra: false,
         prefix: None,
     };
     let mut words = words.iter();
@@ -196,6 +212,7 @@ pub fn parse_host(ip: &str, words: &[String]) -> anyhow::Result<FakeHost> {
         match word.as_str() {
             "icmp" => host.icmp = true,
             "router" => host.router = true,
+            "ra" => host.ra = true,
             "mac" => {
                 let text = words.next().ok_or_else(|| anyhow!("mac needs a MAC"))?;
                 let mac: MacAddr = text.parse().map_err(|_| {
@@ -220,15 +237,22 @@ pub fn parse_host(ip: &str, words: &[String]) -> anyhow::Result<FakeHost> {
                 host.prefix = Some((Ipv6Addr::from(u128::from(p) & mask), len));
             }
             other => {
-                bail!("unexpected word '{other}' (expected mac MAC, icmp, router or prefix P/LEN)")
+                bail!(
+                    "unexpected word '{other}' (expected mac MAC, icmp, router, ra or prefix P/LEN)"
+                )
             }
         }
     }
     if host.ip.is_ipv4() && host.router {
-        bail!("router is for IPv6 fake hosts (it answers Router Solicitations); {ip} is IPv4");
+        bail!(
+            "router is for IPv6 fake hosts (the R flag of Neighbor Advertisements); {ip} is IPv4"
+        );
     }
     if host.prefix.is_some() && !host.router {
         bail!("prefix is announced in Router Advertisements: it needs router");
+    }
+    if host.ra && !host.router {
+        bail!("ra answers Router Solicitations as a router: it needs router");
     }
     Ok(host)
 }
@@ -312,12 +336,28 @@ pub fn add(
             );
         }
     }
-    if host.router {
-        let other = table
+    if host.advertises() {
+        let routers = table
             .get(iface)
-            .and_then(|e| e.hosts.values().find(|h| h.router));
-        if let Some(other) = other {
-            bail!("{iface} has a router already ({}): one router answers Router Solicitations per interface", other.ip);
+            .map_or(0, |e| e.hosts.values().filter(|h| h.advertises()).count());
+        if routers >= MAX_ROUTERS as usize {
+            bail!(
+                "{iface} has {routers} advertising routers already, as many as an interface takes"
+            );
+        }
+        // Two routers must not advertise from one link-local address.
+        if let (Some(source), Some(entry)) = (host.router_source(), table.get(iface)) {
+            if let Some(other) = entry
+                .hosts
+                .values()
+                .find(|h| h.router_source() == Some(source))
+            {
+                bail!(
+                    "{iface}: router {} advertises from {source} already (give {} another mac)",
+                    other.ip,
+                    host.ip
+                );
+            }
         }
     }
     if let Some(entry) = table.get_mut(iface) {
