@@ -743,3 +743,30 @@ fn kconfig_of_an_endless_or_huge_file_fails_fast_in_bounded_memory() {
         );
     }
 }
+
+/// As the original: `mount -t` makes a missing mount point (one level),
+/// `mknod` its missing parent, and `mknod` of a node that exists says so
+/// and is no error (the harness's startup.run makes /dev/net/tun again).
+#[test]
+fn mount_and_mknod_make_what_is_missing_as_the_original() {
+    let dir = TempDir::new();
+    let target = dir.path("made-by-mount");
+    let node = dir.path("made-by-mknod/null");
+    let run = myinit_private_mounts(&format!(
+        "mount -t tmpfs none {target} -o size=1m; /bin/cat /proc/self/mounts; umount {target}; \
+         mknod {node} c 1 3; mknod {node} c 1 3; echo status=$?"
+    ));
+    run.assert_ok();
+    assert!(
+        run.stdout
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(target.as_str())),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("Device node {node} already exists\nstatus=0\n")),
+        "{run:?}"
+    );
+    assert!(fs::metadata(&node).unwrap().file_type().is_char_device());
+}

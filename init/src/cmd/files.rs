@@ -400,7 +400,7 @@ fn mkdir(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     finish(failures)
 }
 
-fn mknod(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
+fn mknod(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     let MknodArgs { args } = super::parse_args("mknod", args)?;
     let (path, kind, numbers) = match args.as_slice() {
         [path, kind, rest @ ..] => (path, kind.as_str(), rest),
@@ -424,9 +424,21 @@ fn mknod(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         }
         _ => return Err(usage("expected MAJ and MIN")),
     };
-    mknod_at(path.as_str(), kind, Mode::from_bits_truncate(0o666), dev)
-        .map_err(|e| anyhow!("{path}: {}", e.desc()))?;
-    Ok(0)
+    // As the original: the parent directory is made if missing (one
+    // level), and a node that exists already is said and no error.
+    if let Some(parent) = std::path::Path::new(path).parent() {
+        if !parent.as_os_str().is_empty() && !parent.exists() {
+            let _ = std::fs::create_dir(parent);
+        }
+    }
+    match mknod_at(path.as_str(), kind, Mode::from_bits_truncate(0o666), dev) {
+        Ok(()) => Ok(0),
+        Err(nix::errno::Errno::EEXIST) => {
+            writeln!(ctx.out, "Device node {path} already exists")?;
+            Ok(0)
+        }
+        Err(e) => Err(anyhow!("{path}: {}", e.desc())),
+    }
 }
 
 #[cfg(test)]

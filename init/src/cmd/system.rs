@@ -283,6 +283,11 @@ fn mount_generic(
         return Err(usage("missing -t TYPE"));
     }
     let data = (!data.is_empty()).then_some(data.as_str());
+    // As the original: a missing mount point is made (one level; a
+    // remount or bind needs an existing one anyway).
+    if !flags.intersects(needs_no_type) && !std::path::Path::new(target).exists() {
+        std::fs::create_dir(target).map_err(|e| anyhow!("{target}: {}", io_error(&e)))?;
+    }
     mount_fs(source.map(String::as_str), target, fstype, flags, data).map_err(|e| {
         let what = format!("{} on {target}", source.map_or("", String::as_str));
         mount_error(what.trim_start(), e)
