@@ -41,6 +41,8 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "busybox-static",
     // rdisc6: a Router Solicitation from a test (fakehost's RAs).
     "ndisc6",
+    // The original's users judge captures with jq; the compatibility test too.
+    "jq",
 ];
 
 /// QEMU's packages break each other across versions (qemu-utils 10 breaks
@@ -71,6 +73,7 @@ const PROGRAMS: &[(&str, &str, &str)] = &[
     ("bpftrace", "bpftrace", "--version"),
     ("tcpreplay", "tcpreplay", "-V"),
     ("busybox-static", "busybox", "--help"),
+    ("jq", "jq", "--version"),
 ];
 
 /// Without this, installing tshark asks whether non-root users may capture.
