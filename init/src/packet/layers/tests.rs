@@ -361,24 +361,10 @@ fn ndp_messages_round_trip_with_their_options() {
     );
 
     // RA: SLLA, MTU, prefix information, and an option type nobody names.
-    let mut ra = vec![0, 0, 0, 0, 0, 0, 0, 0];
-    ra.extend_from_slice(&sll);
-    ra.extend_from_slice(&[5, 1, 0, 0, 0, 0, 0x05, 0xdc]);
-    ra.extend_from_slice(&[
-        3, 4, 64, 0xc0, 0, 0, 0x0e, 0x10, 0, 0, 0x07, 0x08, 0, 0, 0, 0,
-    ]);
-    ra.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    ra.extend_from_slice(&[200, 1, 9, 9, 9, 9, 9, 9]);
-    let header = etherparse::icmpv6::RouterAdvertisementHeader {
-        cur_hop_limit: 64,
-        managed_address_config: false,
-        other_config: true,
-        router_lifetime: 1800,
-    };
     let p = round_trip(
         Full,
         LINKTYPE_ETHERNET,
-        &ndp_frame(Icmpv6Type::RouterAdvertisement(header), &ra),
+        &ra_with_an_unnamed_option(),
         &["ether", "Ipv6", "Icmpv6", "icmpv6RouterAdvertisement"],
     );
     let Layer::RouterAdvertisement(l) = &p.layers[3] else {
@@ -404,6 +390,26 @@ fn ndp_messages_round_trip_with_their_options() {
             },
         ]
     );
+}
+
+/// An RA with SLLA, MTU, prefix information, and an option of a type
+/// nobody names (200).
+fn ra_with_an_unnamed_option() -> Vec<u8> {
+    let mut ra = vec![0, 0, 0, 0, 0, 0, 0, 0];
+    ra.extend_from_slice(&[1, 1, 2, 0, 0, 0, 0, 1]);
+    ra.extend_from_slice(&[5, 1, 0, 0, 0, 0, 0x05, 0xdc]);
+    ra.extend_from_slice(&[
+        3, 4, 64, 0xc0, 0, 0, 0x0e, 0x10, 0, 0, 0x07, 0x08, 0, 0, 0, 0,
+    ]);
+    ra.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    ra.extend_from_slice(&[200, 1, 9, 9, 9, 9, 9, 9]);
+    let header = etherparse::icmpv6::RouterAdvertisementHeader {
+        cur_hop_limit: 64,
+        managed_address_config: false,
+        other_config: true,
+        router_lifetime: 1800,
+    };
+    ndp_frame(Icmpv6Type::RouterAdvertisement(header), &ra)
 }
 
 #[test]
@@ -1197,22 +1203,7 @@ fn icmpv6_redirect_round_trips() {
 
 #[test]
 fn original_dialect_ndp_options_are_the_originals() {
-    // RA: SLLA, MTU, prefix information, and an option type it has no name for.
-    let mut ra = vec![0, 0, 0, 0, 0, 0, 0, 0];
-    ra.extend_from_slice(&[1, 1, 2, 0, 0, 0, 0, 1]);
-    ra.extend_from_slice(&[5, 1, 0, 0, 0, 0, 0x05, 0xdc]);
-    ra.extend_from_slice(&[
-        3, 4, 64, 0xc0, 0, 0, 0x0e, 0x10, 0, 0, 0x07, 0x08, 0, 0, 0, 0,
-    ]);
-    ra.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    ra.extend_from_slice(&[200, 1, 9, 9, 9, 9, 9, 9]);
-    let header = etherparse::icmpv6::RouterAdvertisementHeader {
-        cur_hop_limit: 64,
-        managed_address_config: false,
-        other_config: true,
-        router_lifetime: 1800,
-    };
-    let f = ndp_frame(Icmpv6Type::RouterAdvertisement(header), &ra);
+    let f = ra_with_an_unnamed_option();
     let p = decode(Original, LINKTYPE_ETHERNET, &f);
     assert_eq!(
         names(&p),
@@ -1436,4 +1427,45 @@ fn real_captured_frames_in_the_original_dialect() {
     want.retain(|_, n| *n > 0);
     assert_eq!(kinds, want);
     assert!(nonces > 0);
+}
+
+#[test]
+fn field_spans_of_the_newer_layers_point_at_their_bytes() {
+    let check = |bytes: &[u8], layer: usize, field: &str, want: &[u8]| {
+        let packet = decode(Original, LINKTYPE_ETHERNET, bytes);
+        let (encoded, starts) = packet.encode_layout().unwrap();
+        let start = starts[layer];
+        let end = starts.get(layer + 1).copied().unwrap_or(encoded.len());
+        let span = packet.layers[layer]
+            .field_span(field, end - start)
+            .unwrap_or_else(|| panic!("no span for {field}"));
+        assert_eq!(
+            &encoded[start + span.start..start + span.end],
+            want,
+            "{field}"
+        );
+    };
+    let too_big = icmpv6_error(Icmpv6Type::PacketTooBig { mtu: 1280 }, &[0x60; 48]);
+    check(&too_big, 3, "mtu", &1280u32.to_be_bytes());
+    check(&too_big, 3, "invoking_packet", &[0x60; 48]);
+    let problem = icmpv6_error(
+        Icmpv6Type::ParameterProblem(etherparse::icmpv6::ParameterProblemHeader {
+            code: etherparse::icmpv6::ParameterProblemCode::ErroneousHeaderField,
+            pointer: 6,
+        }),
+        &[0x60; 48],
+    );
+    check(&problem, 3, "pointer", &6u32.to_be_bytes());
+    // GRE with a key: the key where the K flag puts it.
+    let inner = udp4_frame(b"x")[14..].to_vec();
+    let mut gre = vec![0x20, 0x00, 0x08, 0x00];
+    gre.extend_from_slice(&0xcafe_f00du32.to_be_bytes());
+    gre.extend_from_slice(&inner);
+    let mut f = Vec::new();
+    PacketBuilder::ethernet2(MAC_B, MAC_A)
+        .ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64)
+        .write(&mut f, IpNumber(47), &gre)
+        .unwrap();
+    check(&f, 2, "key", &0xcafe_f00du32.to_be_bytes());
+    check(&f, 2, "proto", &[0x08, 0x00]);
 }
