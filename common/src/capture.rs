@@ -2,17 +2,20 @@
 //! the capture job (`init/src/capture/`) reads it: a fixed header followed
 //! by the packet's first `cap_len` bytes.
 
-/// The largest snap length the programs copy: an Ethernet frame at the
-/// 1500-byte MTU that TAPs and veths use by default (1500 + 14). Longer
-/// frames (GSO, jumbo) are cut; `orig_len` keeps their real length.
-pub const SNAPLEN_MAX: usize = 1514;
+/// The largest snap length the programs copy: the largest IPv6 packet
+/// (65,535 bytes of payload and its 40-byte header) with an Ethernet
+/// header, rounded up to 8: whole packets, as the original captured them
+/// (its users' tests check 65 kB fragments byte for byte). Longer ones (a
+/// GSO super-packet past 64 KiB) are cut; `orig_len` keeps their length.
+pub const SNAPLEN_MAX: usize = 65_600;
 
 /// The room for packet bytes a ring record may have: a packet goes into the
 /// smallest that holds `min(len, snaplen)` of its bytes.
 /// `bpf_ringbuf_reserve` needs a constant size, so a record cannot be cut
 /// to the packet; these classes keep a 64-byte frame at 112 bytes of ring
-/// instead of the 1.5 KiB a single size would cost it.
-pub const SIZE_CLASSES: [usize; 6] = [64, 128, 256, 512, 1024, SNAPLEN_MAX];
+/// and a 1514-byte one at 1.5 KiB instead of the 64 KiB a single size
+/// would cost them.
+pub const SIZE_CLASSES: [usize; 9] = [64, 128, 256, 512, 1024, 1514, 4096, 16_384, SNAPLEN_MAX];
 
 /// The ring buffer's size in bytes (`CAPTURE_RING`): the kernel memory one
 /// eBPF capture pins. 32 MiB queue ~280,000 64-byte frames or ~21,000

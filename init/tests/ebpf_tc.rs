@@ -259,14 +259,46 @@ fn packets_longer_than_the_snap_length_are_cut_to_it() {
         &l.here,
         None,
         &format!(
-            "debug-tc attach {d} --seconds 0.1; ping -c 3 -i 0.2 -s 4000 {PEER_ADDR}; \
-             debug-tc detach {d}"
+            "debug-tc attach {d} --seconds 0.1 --snaplen 1514; \
+             ping -c 3 -i 0.2 -s 4000 {PEER_ADDR}; debug-tc detach {d}"
         ),
     );
     r.assert_ok();
     let prefix = format!("{d} ingress: detached;");
     assert!(
         count(&r.stdout, &prefix, "cut at 1514 bytes") >= 3,
+        "{}",
+        r.stdout
+    );
+    assert_eq!(count(&r.stdout, &prefix, "malformed"), 0, "{}", r.stdout);
+}
+
+#[test]
+fn whole_packets_up_to_64_kib_are_copied_by_default() {
+    let l = link();
+    let d = &l.dev;
+    // The largest MTU a veth takes: one ping of each record size class
+    // above 1514 crosses unfragmented (4 KiB, 16 KiB, 64 KiB).
+    l.here.ip(&["link", "set", d, "mtu", "65535"]);
+    l.peer.ip(&["link", "set", &l.peer_dev, "mtu", "65535"]);
+    let (_, r) = run(
+        &l.here,
+        None,
+        &format!(
+            "debug-tc attach {d} --seconds 0.1; \
+             ping -c 1 -s 4000 {PEER_ADDR}; ping -c 1 -s 16000 {PEER_ADDR}; \
+             ping -c 1 -s 65000 {PEER_ADDR}; debug-tc detach {d}"
+        ),
+    );
+    r.assert_ok();
+    let prefix = format!("{d} ingress: detached;");
+    // Each record's captured length is checked against the packet's:
+    // a cut one would count as malformed.
+    assert_eq!(r.stdout.matches(" 1 received").count(), 3, "{}", r.stdout);
+    assert!(count(&r.stdout, &prefix, "IPv4") >= 3, "{}", r.stdout);
+    assert_eq!(
+        count(&r.stdout, &prefix, "cut at 65600 bytes"),
+        0,
         "{}",
         r.stdout
     );

@@ -612,6 +612,35 @@ fn ip_neigh_add_show_del_flush() {
     );
 }
 
+/// `onlink`: a gateway outside the link's prefixes (a tunnel's far end)
+/// is refused without it and taken with it, shown as iproute2 shows it.
+#[test]
+fn ip_route_onlink_takes_a_gateway_off_the_link_s_prefixes() {
+    let ns = ns_with_veth("ncro");
+    ns.ip(&["addr", "add", "10.0.0.1/24", "dev", "v0"]);
+    ns.ip(&["link", "set", "v0", "up"]);
+    ns.ip(&["link", "set", "v1", "up"]);
+    let refused = ns.myinit("ip route add 10.7.0.0/16 via 10.99.0.1 dev v0");
+    assert!(
+        refused
+            .stderr
+            .contains("ip: route 10.7.0.0/16 via 10.99.0.1 dev v0: Network is unreachable"),
+        "{refused:#?}"
+    );
+    let run = ns.myinit("ip route add 10.7.0.0/16 via 10.99.0.1 dev v0 onlink metric 5; ip route");
+    run.assert_ok();
+    assert!(
+        run.stdout
+            .contains("10.7.0.0/16 via 10.99.0.1 dev v0 metric 5 onlink\n"),
+        "{run:#?}"
+    );
+    let shown = ns.ip(&["route", "show", "10.7.0.0/16"]);
+    assert!(
+        shown.contains("via 10.99.0.1 dev v0 metric 5 onlink"),
+        "{shown}"
+    );
+}
+
 /// The route attributes a test sets, as the original's users write them
 /// (`ip -6 route add P via fe80::1 dev tap1 mtu 1280`), read back by
 /// iproute2; and the kernel keeps to the MTU.

@@ -48,7 +48,7 @@ fn the_demo_boots_and_powers_off_with_status_0() {
     );
     assert_eq!(
         line("capture tap0: "),
-        "capture tap0: ebpf (clsact), EN10MB rx+tx, snaplen 1514",
+        "capture tap0: ebpf (clsact), EN10MB rx+tx, snaplen 65600",
         "{}",
         run.stdout
     );

@@ -8,9 +8,13 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::TC_ACT_UNSPEC,
+    bindings::{
+        bpf_hdr_start_off::{BPF_HDR_START_MAC, BPF_HDR_START_NET},
+        TC_ACT_UNSPEC,
+    },
     helpers::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_skb_load_bytes,
+        bpf_skb_load_bytes_relative,
     },
     macros::{classifier, map},
     maps::{PerCpuArray, RingBuf},
@@ -39,6 +43,14 @@ const WAKEUP_BYTES: u64 = 1 << 20;
 #[map]
 static CAPTURE_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
+/// One word per CPU that `linear_from` passes its partial result through:
+/// a value read back from a map is unknown to the verifier, so it checks
+/// one path through each step instead of each outcome of the 17 probes
+/// (2^34 paths for the two searches). TC programs run with preemption off,
+/// so the slot is not shared while a program uses it.
+#[map]
+static CAPTURE_SCRATCH: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
 /// Bytes copied from each packet; userspace sets it (`capture -s`). Values
 /// above `SNAPLEN_MAX` are cut to it.
 #[unsafe(no_mangle)]
@@ -60,6 +72,116 @@ static IGNORE: Global<u8> = Global::new(0);
 #[unsafe(no_mangle)]
 static LINK_HEADER: Global<u8> = Global::new(14);
 
+/// The packet as the programs read it: its bytes start `base` bytes into
+/// the data the hook hands over, and `len` of them are the packet's.
+struct Packet<'a> {
+    ctx: &'a TcContext,
+    base: u32,
+    len: u32,
+}
+
+/// The largest offset `bpf_skb_load_bytes_relative` takes.
+const RELATIVE_MAX: u32 = 0xffff;
+
+/// Bytes from `start` (a header's position) to the end of the linear data:
+/// the largest n (below 2^17) for which the byte at n - 1 loads relative to
+/// it, built bit by bit from the top; the helper's offset limit makes it at
+/// most 0x10000, which means "at least". `slot` launders the partial result
+/// on each step (see CAPTURE_SCRATCH).
+#[inline(always)]
+fn linear_from(ctx: &TcContext, start: u32, slot: *mut u32) -> u32 {
+    let skb = ctx.skb.skb as *const _;
+    let mut n = 0u32;
+    let mut byte = 0u8;
+    for bit in (0..17).rev() {
+        // SAFETY: this CPU's slot of CAPTURE_SCRATCH (see Packet::new).
+        n = unsafe {
+            core::ptr::write_volatile(slot, n);
+            core::ptr::read_volatile(slot)
+        };
+        let candidate = n | (1 << bit);
+        // SAFETY: copies one byte into `byte`; fails cleanly past the
+        // linear data or the helper's offset limit.
+        let loaded = unsafe {
+            bpf_skb_load_bytes_relative(skb, candidate - 1, (&mut byte as *mut u8).cast(), 1, start)
+        };
+        if loaded == 0 {
+            n = candidate;
+        }
+    }
+    n
+}
+
+impl<'a> Packet<'a> {
+    /// On Ethernet the data is the frame. On an interface without a link
+    /// header the packet is at the network header, and the data may start
+    /// elsewhere: at TC ingress the hook pushes `mac_len` (the network
+    /// header's offset from the MAC header, as 16 bits), which a driver
+    /// that never reset the MAC header, as nat46 on the packets it
+    /// translates, leaves stale (20 bytes early, or 64 KiB less 20
+    /// early). The data starts at the MAC header on ingress (pushed by
+    /// `mac_len`) and egress (`__dev_queue_xmit` resets it there), so the
+    /// network header's offset in it is `mac_len`: the difference of the
+    /// linear bytes from the two headers, as 16 bits. Copies then go
+    /// through `bpf_skb_load_bytes`, which reads past the linear data.
+    #[inline(always)]
+    fn new(ctx: &'a TcContext) -> Self {
+        let len = ctx.len();
+        let mut packet = Packet { ctx, base: 0, len };
+        if LINK_HEADER.load() != 0 {
+            return packet;
+        }
+        let Some(slot) = CAPTURE_SCRATCH.get_ptr_mut(0) else {
+            return packet;
+        };
+        let from_mac = linear_from(ctx, BPF_HDR_START_MAC, slot);
+        let from_net = linear_from(ctx, BPF_HDR_START_NET, slot);
+        // A MAC header never set, or headers past the helper's reach: the
+        // data is taken as the packet, as before.
+        if from_mac == 0 || from_mac > RELATIVE_MAX || from_net > RELATIVE_MAX {
+            return packet;
+        }
+        let base = from_mac.wrapping_sub(from_net) & 0xffff;
+        if base < len {
+            packet.base = base;
+            packet.len = len - base;
+        }
+        packet
+    }
+
+    /// Copies `len` bytes at `offset` of the packet to `to`; 0 when done.
+    #[inline(always)]
+    fn load_bytes(&self, offset: u32, to: *mut u8, len: u32) -> i64 {
+        // SAFETY: the helper copies at most `len` bytes to `to`, which the
+        // callers size; it fails cleanly past the packet's end.
+        unsafe {
+            bpf_skb_load_bytes(
+                self.ctx.skb.skb as *const _,
+                self.base + offset,
+                to.cast(),
+                len,
+            )
+        }
+    }
+
+    /// A value at `offset` of the packet.
+    #[inline(always)]
+    fn load<T: Copy>(&self, offset: usize) -> Result<T, ()> {
+        let mut value = core::mem::MaybeUninit::<T>::uninit();
+        let done = self.load_bytes(
+            offset as u32,
+            value.as_mut_ptr().cast(),
+            core::mem::size_of::<T>() as u32,
+        );
+        if done == 0 {
+            // SAFETY: the helper wrote all of it.
+            Ok(unsafe { value.assume_init() })
+        } else {
+            Err(())
+        }
+    }
+}
+
 const ETH_P_ARP: u16 = 0x0806;
 const ETH_P_IPV6: u16 = 0x86dd;
 
@@ -67,19 +189,19 @@ const ETH_P_IPV6: u16 = 0x86dd;
 /// before anything is reserved or copied, so a left-out packet costs a
 /// few loads.
 #[inline(always)]
-fn ignored(ctx: &TcContext) -> bool {
+fn ignored(p: &Packet) -> bool {
     let ignore = IGNORE.load();
     if ignore == 0 {
         return false;
     }
     let link = LINK_HEADER.load() as usize;
     let (mut ethertype, mut at) = if link == 0 {
-        match ctx.load::<u8>(0).map(|b| b >> 4) {
+        match p.load::<u8>(0).map(|b| b >> 4) {
             Ok(6) => (ETH_P_IPV6, 0usize),
             _ => return false,
         }
     } else {
-        let Ok(t) = ctx.load::<[u8; 2]>(12) else {
+        let Ok(t) = p.load::<[u8; 2]>(12) else {
             return false;
         };
         (u16::from_be_bytes(t), 14usize)
@@ -87,7 +209,7 @@ fn ignored(ctx: &TcContext) -> bool {
     // Tags still in the frame (an offloaded one is not in the data).
     for _ in 0..2 {
         if link != 0 && matches!(ethertype, 0x8100 | 0x88a8 | 0x9100) {
-            let Ok(t) = ctx.load::<[u8; 2]>(at + 2) else {
+            let Ok(t) = p.load::<[u8; 2]>(at + 2) else {
                 return false;
             };
             ethertype = u16::from_be_bytes(t);
@@ -97,13 +219,13 @@ fn ignored(ctx: &TcContext) -> bool {
     if ethertype == ETH_P_ARP {
         return ignore & IGNORE_ARP != 0;
     }
-    ethertype == ETH_P_IPV6 && ignore & IGNORE_ND != 0 && is_nd(ctx, at)
+    ethertype == ETH_P_IPV6 && ignore & IGNORE_ND != 0 && is_nd(p, at)
 }
 
 /// Whether the IPv6 packet at `at` is Neighbor Discovery (see IGNORE_ND).
 #[inline(always)]
-fn is_nd(ctx: &TcContext, at: usize) -> bool {
-    let (Ok(mut next), Ok(hop_limit)) = (ctx.load::<u8>(at + 6), ctx.load::<u8>(at + 7)) else {
+fn is_nd(p: &Packet, at: usize) -> bool {
+    let (Ok(mut next), Ok(hop_limit)) = (p.load::<u8>(at + 6), p.load::<u8>(at + 7)) else {
         return false;
     };
     if hop_limit != 255 {
@@ -112,11 +234,11 @@ fn is_nd(ctx: &TcContext, at: usize) -> bool {
     let mut at = at + 40;
     for _ in 0..ND_EXTENSION_HEADERS {
         let len = match next {
-            0 | 43 | 60 => ctx.load::<u8>(at + 1).map(|l| (usize::from(l) + 1) * 8),
-            51 => ctx.load::<u8>(at + 1).map(|l| (usize::from(l) + 2) * 4),
+            0 | 43 | 60 => p.load::<u8>(at + 1).map(|l| (usize::from(l) + 1) * 8),
+            51 => p.load::<u8>(at + 1).map(|l| (usize::from(l) + 2) * 4),
             _ => break,
         };
-        let (Ok(len), Ok(n)) = (len, ctx.load::<u8>(at)) else {
+        let (Ok(len), Ok(n)) = (len, p.load::<u8>(at)) else {
             return false;
         };
         next = n;
@@ -127,7 +249,7 @@ fn is_nd(ctx: &TcContext, at: usize) -> bool {
         return false;
     }
     matches!(
-        (ctx.load::<u8>(at), ctx.load::<u8>(at + 1)),
+        (p.load::<u8>(at), p.load::<u8>(at + 1)),
         (Ok(133..=137), Ok(0))
     )
 }
@@ -135,7 +257,7 @@ fn is_nd(ctx: &TcContext, at: usize) -> bool {
 /// Queues one packet in a record with room for `N` bytes; `want` (the
 /// bytes to copy, at most `N`) was chosen by the caller.
 #[inline(always)]
-fn capture_into<const N: usize>(ctx: &TcContext, direction: u8, orig_len: u32, want: u32) {
+fn capture_into<const N: usize>(p: &Packet, direction: u8, want: u32) {
     let Some(mut slot) = reserve_header_zeroed::<CaptureRecord<N>>(
         &CAPTURE_RING,
         &CAPTURE_LOST,
@@ -145,7 +267,7 @@ fn capture_into<const N: usize>(ctx: &TcContext, direction: u8, orig_len: u32, w
     };
     // SAFETY: the entry holds a whole CaptureRecord<N> and its header is zeroed.
     let record = unsafe { &mut *slot.as_mut_ptr() };
-    let skb = ctx.skb.skb;
+    let skb = p.ctx.skb.skb;
     // The length handed to bpf_skb_load_bytes must be proven within
     // [1, N]. Linux 6.1's verifier learns no lower bound from `!= 0` (and
     // LLVM turns `> 0` into that), so the check is `len - 1 < N` on a copy
@@ -157,11 +279,8 @@ fn capture_into<const N: usize>(ctx: &TcContext, direction: u8, orig_len: u32, w
     let mut cap_len = 0;
     if less_one < N as u64 {
         let len = (less_one + 1) as u32;
-        // SAFETY: `len` bytes fit in `data` (checked above); the helper
-        // copies at most that many and fails cleanly past the packet's end.
-        let copied =
-            unsafe { bpf_skb_load_bytes(skb as *const _, 0, record.data.as_mut_ptr().cast(), len) };
-        if copied == 0 {
+        // `len` bytes fit in `data` (checked above).
+        if p.load_bytes(0, record.data.as_mut_ptr(), len) == 0 {
             cap_len = len;
         }
     }
@@ -169,7 +288,7 @@ fn capture_into<const N: usize>(ctx: &TcContext, direction: u8, orig_len: u32, w
     header.timestamp_ns = unsafe { bpf_ktime_get_ns() };
     // SAFETY: the context is the kernel's __sk_buff for this packet.
     header.ifindex = unsafe { (*skb).ifindex };
-    header.orig_len = orig_len;
+    header.orig_len = p.len;
     header.cap_len = cap_len;
     header.direction = direction;
     // SAFETY: reading fields of the __sk_buff context. The tag the device
@@ -199,10 +318,11 @@ fn capture_into<const N: usize>(ctx: &TcContext, direction: u8, orig_len: u32, w
 
 #[inline(always)]
 fn capture(ctx: &TcContext, direction: u8) {
-    if ignored(ctx) {
+    let p = Packet::new(ctx);
+    if ignored(&p) {
         return;
     }
-    let orig_len = ctx.len();
+    let orig_len = p.len;
     // Above the largest record, a packet would not fit any: cut to it.
     let snaplen = core::cmp::min(SNAPLEN.load(), SNAPLEN_MAX as u32);
     let want = if orig_len > snaplen {
@@ -213,17 +333,23 @@ fn capture(ctx: &TcContext, direction: u8) {
     // One branch per size class, each with its constant record size.
     let w = want as usize;
     if w <= SIZE_CLASSES[0] {
-        capture_into::<{ SIZE_CLASSES[0] }>(ctx, direction, orig_len, want);
+        capture_into::<{ SIZE_CLASSES[0] }>(&p, direction, want);
     } else if w <= SIZE_CLASSES[1] {
-        capture_into::<{ SIZE_CLASSES[1] }>(ctx, direction, orig_len, want);
+        capture_into::<{ SIZE_CLASSES[1] }>(&p, direction, want);
     } else if w <= SIZE_CLASSES[2] {
-        capture_into::<{ SIZE_CLASSES[2] }>(ctx, direction, orig_len, want);
+        capture_into::<{ SIZE_CLASSES[2] }>(&p, direction, want);
     } else if w <= SIZE_CLASSES[3] {
-        capture_into::<{ SIZE_CLASSES[3] }>(ctx, direction, orig_len, want);
+        capture_into::<{ SIZE_CLASSES[3] }>(&p, direction, want);
     } else if w <= SIZE_CLASSES[4] {
-        capture_into::<{ SIZE_CLASSES[4] }>(ctx, direction, orig_len, want);
+        capture_into::<{ SIZE_CLASSES[4] }>(&p, direction, want);
+    } else if w <= SIZE_CLASSES[5] {
+        capture_into::<{ SIZE_CLASSES[5] }>(&p, direction, want);
+    } else if w <= SIZE_CLASSES[6] {
+        capture_into::<{ SIZE_CLASSES[6] }>(&p, direction, want);
+    } else if w <= SIZE_CLASSES[7] {
+        capture_into::<{ SIZE_CLASSES[7] }>(&p, direction, want);
     } else {
-        capture_into::<{ SIZE_CLASSES[5] }>(ctx, direction, orig_len, want);
+        capture_into::<{ SIZE_CLASSES[8] }>(&p, direction, want);
     }
 }
 

@@ -24,9 +24,10 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
            by default, in the kernel, before it is counted; include=nd keeps it, ignore=arp\n\
            leaves out ARP too (lists: include=nd,arp).\n\
            Ethernet interfaces and lo give link type EN10MB, TUN and other L3 devices RAW.\n\
-           The eBPF backend (TC programs; TCX, or clsact + cls_bpf) copies at most 1514\n\
-           bytes of a packet and names the sending process of local packets where the\n\
-           kernel allows it (pcapng comment); the packet backend is a TPACKET_V3 ring.\n\
+           The eBPF backend (TC programs; TCX, or clsact + cls_bpf) copies whole packets\n\
+           (at most 65600 bytes; --snaplen N cuts them shorter) and names the sending\n\
+           process of local packets where the kernel allows it (pcapng comment); the\n\
+           packet backend is a TPACKET_V3 ring.\n\
            Packets the kernel could not queue are counted as lost, never silently.\n\
            Memory is bounded: the kernel side of one capture is a 32 MiB eBPF ring (a\n\
            record takes the packet's size class: 112 bytes for a 64-byte frame) or an\n\

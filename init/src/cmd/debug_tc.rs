@@ -44,7 +44,7 @@ const BATCH: usize = 1024;
 #[command(
     name = "debug-tc",
     disable_help_subcommand = true,
-    override_usage = "debug-tc attach IF [ingress|egress] [--seconds S] [--leave]\n\
+    override_usage = "debug-tc attach IF [ingress|egress] [--seconds S] [--snaplen N] [--leave]\n\
                       debug-tc detach IF [ingress|egress]\n\
                       debug-tc show IF [ingress|egress]"
 )]
@@ -68,6 +68,9 @@ enum Sub {
         /// how long to count packets (default 1)
         #[arg(long, value_name = "S")]
         seconds: Option<String>,
+        /// bytes copied per packet (default and most: the largest record)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=SNAPLEN_MAX as i64))]
+        snaplen: Option<u32>,
         /// let go without detaching, as a killed process would
         #[arg(long)]
         leave: bool,
@@ -137,6 +140,8 @@ struct Tally {
     ipv4: u64,
     /// Packets longer than the snap length, cut to it.
     cut: u64,
+    /// The snap length the program was given.
+    snaplen: u32,
     /// Distinct (tgid, comm) of locally sent packets.
     senders: Vec<(u32, String)>,
 }
@@ -148,7 +153,7 @@ impl Tally {
             return;
         };
         let data = &bytes[HEADER_LEN..];
-        let expected = (h.orig_len as usize).min(SNAPLEN_MAX);
+        let expected = h.orig_len.min(self.snaplen) as usize;
         if h.ifindex != ifindex || h.direction != direction || h.cap_len as usize != expected {
             self.bad += 1;
             return;
@@ -176,8 +181,8 @@ impl Tally {
 
     fn report(&self, lost: u64) -> String {
         let mut text = format!(
-            "{} packet(s) seen ({} IPv4, {} cut at {SNAPLEN_MAX} bytes), {lost} lost, {} malformed",
-            self.seen, self.ipv4, self.cut, self.bad
+            "{} packet(s) seen ({} IPv4, {} cut at {} bytes), {lost} lost, {} malformed",
+            self.seen, self.ipv4, self.cut, self.snaplen, self.bad
         );
         if !self.senders.is_empty() {
             text.push_str("; local senders:");
@@ -205,6 +210,7 @@ fn debug_tc(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
             iface,
             hook,
             seconds,
+            snaplen,
             leave,
         } => {
             let hook = hook_of(hook.as_deref())?;
@@ -212,7 +218,8 @@ fn debug_tc(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
                 Some(s) => parse_seconds(&s)?,
                 None => Duration::from_secs(1),
             };
-            let text = ctx.block_on(attach(iface, hook, seconds, leave))??;
+            let snaplen = snaplen.unwrap_or(SNAPLEN_MAX as u32);
+            let text = ctx.block_on(attach(iface, hook, seconds, snaplen, leave))??;
             ctx.out.write_all(text.as_bytes())?;
         }
         Sub::Detach { iface, hook } => {
@@ -233,6 +240,7 @@ async fn attach(
     iface: String,
     hook: Hook,
     seconds: Duration,
+    snaplen: u32,
     leave: bool,
 ) -> anyhow::Result<String> {
     let name = program_for(hook);
@@ -256,6 +264,7 @@ async fn attach(
     let task_helpers = u8::from(task_helpers_allowed());
     let mut object = Object::load(OBJECT, aya_btf, |loader| {
         loader.override_global("TASK_HELPERS", &task_helpers, true);
+        loader.override_global("SNAPLEN", &snaplen, true);
     })
     .map_err(|e| {
         if permission_denied(&e) {
@@ -288,7 +297,10 @@ async fn attach(
     text.push('\n');
     let ifindex = crate::net::iface::ifindex(&iface)?;
     let direction = direction_of(hook);
-    let mut tally = Tally::default();
+    let mut tally = Tally {
+        snaplen,
+        ..Tally::default()
+    };
     let end = Instant::now() + seconds;
     tally.drain(&mut ring, ifindex, direction);
     while Instant::now() < end {

@@ -18,7 +18,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "ip",
         usage: "ip [-4|-6] route [show] [dev IF]\n\
-                ip [-4|-6] route add|replace|del DST|default [via GW] [dev IF] [metric N] [src ADDR] [mtu N] [advmss N]\n\
+                ip [-4|-6] route add|replace|del DST|default [via GW] [dev IF] [onlink] [metric N] [src ADDR] [mtu N] [advmss N]\n\
                 ip [-4|-6] addr [show] [[dev] IF]\n\
                 ip addr add|del ADDR[/LEN] dev IF\n\
                 ip link [show] [[dev] IF]\n\
@@ -66,6 +66,7 @@ struct RouteArgs {
     src: Option<IpAddr>,
     mtu: Option<u32>,
     advmss: Option<u32>,
+    onlink: bool,
 }
 
 impl RouteArgs {
@@ -80,6 +81,7 @@ impl RouteArgs {
             src: self.src,
             mtu: self.mtu,
             advmss: self.advmss,
+            onlink: self.onlink,
         }
     }
 }
@@ -259,6 +261,7 @@ fn parse_ip_route(family: Family, verb: Verb, rest: &[&str]) -> Result<IpCmd, St
                 route.metric = Some(n.parse().map_err(|_| format!("{n}: bad metric"))?);
             }
             "src" => route.src = Some(parse_addr(next_value(&mut it, "src")?)?),
+            "onlink" => route.onlink = true,
             "mtu" | "advmss" => {
                 let mut n = next_value(&mut it, word)?;
                 // iproute2's `mtu lock N`: the lock is not kept here.
@@ -659,6 +662,9 @@ fn format_route(r: &Route, names: &HashMap<u32, String>) -> String {
     }
     if let Some(metric) = r.metric {
         t.push_str(&format!(" metric {metric}"));
+    }
+    if r.onlink {
+        t.push_str(" onlink");
     }
     if let Some(mtu) = r.mtu {
         t.push_str(&format!(" mtu {mtu}"));

@@ -116,6 +116,8 @@ pub struct Route {
     /// The route's path MTU and advertised MSS (RTAX_MTU, RTAX_ADVMSS).
     pub mtu: Option<u32>,
     pub advmss: Option<u32>,
+    /// RTNH_F_ONLINK: the gateway is taken as on the link.
+    pub onlink: bool,
 }
 
 pub const RT_TABLE_MAIN: u32 = 254;

@@ -11,7 +11,8 @@ use rtnetlink::packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use rtnetlink::packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteMetric, RouteProtocol, RouteScope, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteMessage, RouteMetric, RouteProtocol, RouteScope,
+    RouteType,
 };
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkUnspec};
@@ -74,6 +75,9 @@ pub struct RouteSpec {
     /// Route metrics (RTA_METRICS): the path MTU, the advertised MSS.
     pub mtu: Option<u32>,
     pub advmss: Option<u32>,
+    /// The gateway is on the link whatever the link's prefixes say
+    /// (RTNH_F_ONLINK): a tunnel's far end, a /32 address's router.
+    pub onlink: bool,
 }
 
 pub struct Netlink {
@@ -275,6 +279,9 @@ fn route_message(spec: &RouteSpec) -> RouteMessage {
     msg.header.address_family = family(spec.v6);
     msg.header.table = RT_TABLE_MAIN as u8;
     msg.header.kind = RouteType::Unicast;
+    if spec.onlink {
+        msg.header.flags |= RouteFlags::Onlink;
+    }
     if let Some((dst, prefix)) = spec.dst {
         msg.header.destination_prefix_length = prefix;
         msg.attributes
@@ -398,6 +405,7 @@ fn route_from(msg: RouteMessage) -> Route {
         metric: None,
         mtu: None,
         advmss: None,
+        onlink: msg.header.flags.contains(RouteFlags::Onlink),
     };
     let ip = |a: RouteAddress| match a {
         RouteAddress::Inet(a) => Some(IpAddr::V4(a)),
