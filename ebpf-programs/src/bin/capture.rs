@@ -83,16 +83,16 @@ struct Packet<'a> {
 /// The largest offset `bpf_skb_load_bytes_relative` takes.
 const RELATIVE_MAX: u32 = 0xffff;
 
-/// Bytes from `start` (a header's position) to the end of the linear data:
-/// the largest n (below 2^17) for which the byte at n - 1 loads relative to
-/// it, built bit by bit from the top; the helper's offset limit makes it at
-/// most 0x10000, which means "at least". `slot` launders the partial result
-/// on each step (see CAPTURE_SCRATCH).
+/// The largest n (below 2^17) for which `PROBE` bytes at n - 1 load
+/// relative to `start` (a header's position), built bit by bit from the
+/// top: the linear bytes after the header, less `PROBE - 1`. The helper's
+/// offset limit makes it at most 0x10000, which means "at least". `slot`
+/// launders the partial result on each step (see CAPTURE_SCRATCH).
 #[inline(always)]
-fn linear_from(ctx: &TcContext, start: u32, slot: *mut u32) -> u32 {
+fn probe_linear<const PROBE: usize>(ctx: &TcContext, start: u32, slot: *mut u32) -> u32 {
     let skb = ctx.skb.skb as *const _;
     let mut n = 0u32;
-    let mut byte = 0u8;
+    let mut bytes = [0u8; PROBE];
     for bit in (0..17).rev() {
         // SAFETY: this CPU's slot of CAPTURE_SCRATCH (see Packet::new).
         n = unsafe {
@@ -100,16 +100,42 @@ fn linear_from(ctx: &TcContext, start: u32, slot: *mut u32) -> u32 {
             core::ptr::read_volatile(slot)
         };
         let candidate = n | (1 << bit);
-        // SAFETY: copies one byte into `byte`; fails cleanly past the
+        // SAFETY: copies PROBE bytes into `bytes`; fails cleanly past the
         // linear data or the helper's offset limit.
         let loaded = unsafe {
-            bpf_skb_load_bytes_relative(skb, candidate - 1, (&mut byte as *mut u8).cast(), 1, start)
+            bpf_skb_load_bytes_relative(
+                skb,
+                candidate - 1,
+                bytes.as_mut_ptr().cast(),
+                PROBE as u32,
+                start,
+            )
         };
         if loaded == 0 {
             n = candidate;
         }
     }
     n
+}
+
+/// What `linear_from` returns when it cannot tell.
+const UNKNOWN: u32 = u32::MAX;
+
+/// Bytes from `start` to the end of the linear data: one-byte probes up to
+/// 64 KiB, then 64-byte ones, which reach 64 bytes further (an IPv6 packet
+/// of 65,575 bytes, nat46's largest, built linear); past that, UNKNOWN.
+#[inline(always)]
+fn linear_from(ctx: &TcContext, start: u32, slot: *mut u32) -> u32 {
+    let n = probe_linear::<1>(ctx, start, slot);
+    if n <= RELATIVE_MAX {
+        return n;
+    }
+    let n = probe_linear::<64>(ctx, start, slot);
+    if n == 0 || n > RELATIVE_MAX {
+        UNKNOWN
+    } else {
+        n + 63
+    }
 }
 
 impl<'a> Packet<'a> {
@@ -138,7 +164,7 @@ impl<'a> Packet<'a> {
         let from_net = linear_from(ctx, BPF_HDR_START_NET, slot);
         // A MAC header never set, or headers past the helper's reach: the
         // data is taken as the packet, as before.
-        if from_mac == 0 || from_mac > RELATIVE_MAX || from_net > RELATIVE_MAX {
+        if from_mac == 0 || from_mac == UNKNOWN || from_net == UNKNOWN {
             return packet;
         }
         let base = from_mac.wrapping_sub(from_net) & 0xffff;
