@@ -95,6 +95,17 @@ fn redirections_truncate_append_and_feed_stdin() {
 }
 
 #[test]
+fn a_write_the_redirect_target_refuses_names_the_file() {
+    // As `echo 65535 > /sys/class/net/tap0/mtu` refused by the kernel.
+    let r = myinit("echo x > /dev/full; echo status $?");
+    assert_eq!(r.stdout, "status 1\n");
+    assert_eq!(
+        r.stderr, "-c:1: echo: /dev/full: No space left on device\n",
+        "{r:#?}"
+    );
+}
+
+#[test]
 fn echo_into_a_file_is_a_single_write() {
     let dir = temp_dir("lang");
     let fifo = dir.join("control");

@@ -8,7 +8,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 enum Sink {
     Stdout,
-    File(File),
+    /// A redirect's file and its path, which write errors name.
+    File(File, String),
     Memory(Vec<u8>),
 }
 
@@ -29,9 +30,9 @@ impl Output {
         }
     }
 
-    pub fn file(file: File) -> Self {
+    pub fn file(file: File, path: &str) -> Self {
         Self {
-            sink: Sink::File(file),
+            sink: Sink::File(file, path.to_string()),
             pending: Vec::new(),
         }
     }
@@ -59,7 +60,7 @@ impl Output {
         self.flush()?;
         Ok(match &self.sink {
             Sink::Stdout => std::process::Stdio::inherit(),
-            Sink::File(f) => f.try_clone()?.into(),
+            Sink::File(f, _) => f.try_clone()?.into(),
             Sink::Memory(_) => std::process::Stdio::piped(),
         })
     }
@@ -67,7 +68,10 @@ impl Output {
     fn write_out(&mut self, bytes: &[u8]) -> io::Result<()> {
         match &mut self.sink {
             Sink::Stdout => write_all_fd(io::stdout().as_fd(), bytes),
-            Sink::File(f) => f.write_all(bytes),
+            // `echo 9999 > /sys/…/mtu`: the kernel's refusal names the file.
+            Sink::File(f, path) => f.write_all(bytes).map_err(|e| {
+                io::Error::new(e.kind(), format!("{path}: {}", crate::util::io_error(&e)))
+            }),
             Sink::Memory(v) => {
                 v.extend_from_slice(bytes);
                 Ok(())

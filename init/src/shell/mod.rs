@@ -399,8 +399,8 @@ impl Shell {
         };
         let mut file_out;
         let out: &mut Output = match redirect_out {
-            Some(file) => {
-                file_out = Output::file(file);
+            Some((file, path)) => {
+                file_out = Output::file(file, &path);
                 &mut file_out
             }
             None => out,
@@ -603,7 +603,7 @@ fn read_script_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Re
 fn open_redirects(
     redirects: &[(RedirectKind, String)],
     interrupts: &tokio::sync::watch::Receiver<u64>,
-) -> anyhow::Result<(Input, Option<File>)> {
+) -> anyhow::Result<(Input, Option<(File, String)>)> {
     let mut input = Input::Console;
     let mut output = None;
     for (kind, target) in redirects {
@@ -625,7 +625,7 @@ fn open_redirects(
             })?;
         match kind {
             RedirectKind::Input => input = Input::File(file),
-            _ => output = Some(file),
+            _ => output = Some((file, target.clone())),
         }
     }
     Ok((input, output))
