@@ -232,42 +232,12 @@ pub fn setup_console() {
     }
 }
 
-/// Powers the machine off after syncing. As the VM's init only (PID 1 or
-/// its engine: reboot(2) and the debug-exit port work from any root
-/// process); never returns.
-pub fn power_off(status: i32) -> ! {
-    // First, so that the supervisor finishes the power off if we die now.
-    crate::supervisor::request_power(Some(status));
-    nix::unistd::sync();
-    crate::vmexit::report_status(status);
-    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
-    power_failed(status)
-}
-
-pub fn reboot() -> ! {
-    crate::supervisor::request_power(None);
-    nix::unistd::sync();
-    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
-    power_failed(0)
-}
-
-/// reboot(2) only returns on error. The engine leaves it to the supervisor
-/// (which tries again, then keeps reaping); PID 1 itself must not exit.
-fn power_failed(status: i32) -> ! {
-    if crate::supervisor::is_engine() {
-        std::process::exit(status);
-    }
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
-}
-
 /// Runs one script file as a boot stage, reporting how long it took.
 fn run_stage_file(shell: &mut Shell, out: &mut Output, label: &str, path: &Path) {
     let started = Instant::now();
     println!("myinit: {label}: running {}", path.display());
     match shell.run_file(path, out) {
-        Ok(Flow::Exit(status)) => power_off(status),
+        Ok(Flow::Exit(status)) => crate::power::off(status),
         Ok(_) => {}
         Err(e) => eprintln!("myinit: {label}: {e:#}"),
     }
@@ -280,7 +250,7 @@ fn run_stage_file(shell: &mut Shell, out: &mut Output, label: &str, path: &Path)
 
 /// A new engine after a crash: no boot stages, straight to the shell.
 pub fn shell_again(shell: &mut Shell) -> ! {
-    crate::supervisor::set_phase(crate::supervisor::Phase::Shell);
+    crate::power::set_phase(crate::power::Phase::Shell);
     println!("myinit: shell ready again");
     loop {
         crate::shell::editor::interactive(shell);
@@ -289,7 +259,7 @@ pub fn shell_again(shell: &mut Shell) -> ! {
 
 /// The whole flow of the VM's init. Never returns.
 pub fn run(shell: &mut Shell, boot_started: Instant) -> ! {
-    crate::supervisor::set_phase(crate::supervisor::Phase::Unattended);
+    crate::power::set_phase(crate::power::Phase::Unattended);
     let mut out = Output::stdout();
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let (opts, warnings) = BootOptions::parse(&cmdline);
@@ -322,12 +292,12 @@ pub fn run(shell: &mut Shell, boot_started: Instant) -> ! {
             == Countdown::TimedOut
         {
             let status = shell.last_status;
-            crate::supervisor::request_power(Some(status));
+            crate::power::request(Some(status));
             shell.state.jobs.stop_all_reporting(&mut std::io::stdout());
-            power_off(status);
+            crate::power::off(status);
         }
     }
-    crate::supervisor::set_phase(crate::supervisor::Phase::Shell);
+    crate::power::set_phase(crate::power::Phase::Shell);
     println!(
         "myinit: shell ready {} ms after /init started",
         boot_started.elapsed().as_millis()

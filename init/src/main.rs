@@ -9,11 +9,13 @@ mod cmd;
 mod droptrace;
 mod ebpf;
 mod fakehost;
+mod inject;
 mod jobs;
 mod kernel;
 mod kmod;
 mod net;
-mod packet;
+mod power;
+use myinit_packet as packet;
 mod proc;
 mod shell;
 mod state;
@@ -84,7 +86,7 @@ fn main() {
         Err(e) => {
             eprintln!("myinit: cannot start the runtime: {e}");
             if is_pid1 {
-                boot::power_off(1);
+                power::off(1);
             }
             std::process::exit(1);
         }

@@ -1,5 +1,7 @@
 //! Process-wide state shared by the shell, the commands and background jobs.
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
@@ -20,11 +22,24 @@ pub struct State {
     pub taps: Mutex<TapRegistry>,
     pub jobs: JobRegistry,
     pub reaper: Arc<Reaper>,
-    /// The drops of the current or last `droptrace` run.
-    pub drops: Arc<crate::droptrace::store::Drops>,
+    /// Results that outlive a job, one per type (droptrace's drops of the
+    /// current or last run): this layer knows no capability's types.
+    slots: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
 }
 
 impl State {
+    /// The slot of type `T`, made (empty) on first use.
+    pub fn slot<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let any = slots
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()))
+            .clone();
+        // The key is T's own type id: the value is a T.
+        any.downcast::<T>()
+            .unwrap_or_else(|_| unreachable!("a slot holds its own type"))
+    }
+
     /// Starts the runtime's signal tasks (Ctrl-C counter, child reaper, and
     /// outside PID 1 a clean stop on SIGTERM/SIGHUP). The runtime must
     /// outlive the state; `main` keeps it.
@@ -37,7 +52,7 @@ impl State {
             taps: Mutex::new(TapRegistry::default()),
             jobs: JobRegistry::default(),
             reaper: Arc::new(Reaper::default()),
-            drops: Arc::default(),
+            slots: Mutex::default(),
         });
         let for_tasks = state.clone();
         rt.block_on(async move {

@@ -29,15 +29,14 @@
 
 use std::collections::VecDeque;
 use std::io::Write;
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{signal, SigHandler, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 
-use crate::cmd::{usage, CommandSpec};
-use crate::shell::Ctx;
+use crate::power::{self, last_command, map_page, EnginePage, Phase};
 
 /// Set to `1` to run the supervisor outside PID 1 as well (host tests).
 pub const SUPERVISE_ENV: &str = "MYINIT_SUPERVISE";
@@ -47,143 +46,6 @@ const MAX_CRASHES: usize = 5;
 const CRASH_WINDOW: Duration = Duration::from_secs(60);
 /// The longest pause before a restart (the pause doubles per recent crash).
 const MAX_BACKOFF: Duration = Duration::from_secs(4);
-
-/// The bytes of the last command kept for the supervisor's line.
-const COMMAND_BYTES: usize = 240;
-
-/// What the engine is doing, as the supervisor needs to know it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-pub enum Phase {
-    /// Boot stages, autoexec, the countdowns: nobody is at the prompt.
-    Unattended = 0,
-    /// The interactive shell.
-    Shell = 1,
-    /// `poweroff STATUS` is under way (status in the page).
-    PowerOff = 2,
-    /// `reboot` is under way.
-    Reboot = 3,
-}
-
-impl Phase {
-    fn from_u32(v: u32) -> Phase {
-        match v {
-            1 => Phase::Shell,
-            2 => Phase::PowerOff,
-            3 => Phase::Reboot,
-            _ => Phase::Unattended,
-        }
-    }
-
-    fn describe(self) -> &'static str {
-        match self {
-            Phase::Unattended => "unattended (boot stages, autoexec or a countdown)",
-            Phase::Shell => "in the shell",
-            Phase::PowerOff => "powering off",
-            Phase::Reboot => "rebooting",
-        }
-    }
-}
-
-/// The page shared between the supervisor and its engine. Atomics only:
-/// it is zero-initialised by mmap, which is a valid state for all of them,
-/// and the engine may die at any instruction.
-#[repr(C)]
-struct EnginePage {
-    phase: AtomicU32,
-    power_status: AtomicI32,
-    command_len: AtomicU32,
-    command: [AtomicU8; COMMAND_BYTES],
-}
-
-/// The shared page, once mapped (null in-process: then nothing is recorded).
-static PAGE: AtomicPtr<EnginePage> = AtomicPtr::new(std::ptr::null_mut());
-
-fn page() -> Option<&'static EnginePage> {
-    let ptr = PAGE.load(Ordering::Acquire);
-    // SAFETY: set once from a successful mmap that is never unmapped.
-    (!ptr.is_null()).then(|| unsafe { &*ptr })
-}
-
-fn map_page() -> std::io::Result<&'static EnginePage> {
-    // SAFETY: a fresh anonymous shared mapping of the struct's size; zeroed
-    // memory is a valid EnginePage (atomics only).
-    let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            std::mem::size_of::<EnginePage>(),
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    };
-    if ptr == libc::MAP_FAILED {
-        return Err(std::io::Error::last_os_error());
-    }
-    PAGE.store(ptr.cast(), Ordering::Release);
-    // SAFETY: just mapped, never unmapped.
-    Ok(unsafe { &*ptr.cast::<EnginePage>() })
-}
-
-/// Whether this process is an engine under a supervisor.
-pub fn is_engine() -> bool {
-    page().is_some() && std::process::id() != 1
-}
-
-/// Records the engine's phase for the supervisor.
-pub fn set_phase(phase: Phase) {
-    if let Some(page) = page() {
-        page.phase.store(phase as u32, Ordering::SeqCst);
-    }
-}
-
-/// Tells the supervisor that a power off (`Some(status)`) or a reboot
-/// (`None`) is under way, so it finishes the job if the engine dies now.
-pub fn request_power(off: Option<i32>) {
-    if let Some(page) = page() {
-        if let Some(status) = off {
-            page.power_status.store(status, Ordering::SeqCst);
-        }
-        set_phase(match off {
-            Some(_) => Phase::PowerOff,
-            None => Phase::Reboot,
-        });
-    }
-}
-
-/// Records the command the engine is about to run (truncated).
-pub fn note_command(name: &str, args: &[String]) {
-    let Some(page) = page() else {
-        return;
-    };
-    let mut len = 0;
-    let words = std::iter::once(name).chain(args.iter().map(String::as_str));
-    'words: for (i, word) in words.enumerate() {
-        let sep = if i == 0 { "" } else { " " };
-        for c in sep.chars().chain(word.chars()) {
-            let mut buf = [0u8; 4];
-            let bytes = c.encode_utf8(&mut buf).as_bytes();
-            if len + bytes.len() > COMMAND_BYTES {
-                break 'words;
-            }
-            for b in bytes {
-                page.command[len].store(*b, Ordering::Relaxed);
-                len += 1;
-            }
-        }
-    }
-    page.command_len.store(len as u32, Ordering::SeqCst);
-}
-
-fn last_command(page: &EnginePage) -> String {
-    let len = (page.command_len.load(Ordering::SeqCst) as usize).min(COMMAND_BYTES);
-    let bytes: Vec<u8> = page.command[..len]
-        .iter()
-        .map(|b| b.load(Ordering::Relaxed))
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
-}
 
 /// How this process goes on after `start`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,7 +77,7 @@ pub fn start(is_pid1: bool) -> Role {
         Ok(role) => role,
         Err(_) if is_pid1 => {
             say("myinit: supervisor: internal error; powering off with status 1");
-            power_off(1)
+            power::off(1)
         }
         Err(_) => std::process::exit(1),
     }
@@ -297,7 +159,7 @@ impl Supervisor {
                     if next_pause(&mut crashes).is_none() {
                         say("myinit: supervisor: giving up");
                         if self.vm_init {
-                            power_off(1);
+                            power::off(1);
                         }
                         std::process::exit(1);
                     }
@@ -331,18 +193,18 @@ impl Supervisor {
                     say(&format!(
                         "{died} during power off; powering off with status {requested}"
                     ));
-                    power_off(requested);
+                    power::off(requested);
                 }
                 Phase::Reboot if self.vm_init => {
                     say(&format!("{died} during reboot; rebooting"));
-                    reboot();
+                    power::reboot();
                 }
                 Phase::Unattended if self.debug_exit => {
                     say(&format!(
                         "{died} {}; powering off with status {status} (myinit.debug_exit)",
                         phase.describe()
                     ));
-                    power_off(status);
+                    power::off(status);
                 }
                 _ => {}
             }
@@ -364,7 +226,7 @@ impl Supervisor {
                     }
                 ));
                 if self.vm_init {
-                    power_off(status);
+                    power::off(status);
                 }
                 std::process::exit(status);
             }
@@ -430,63 +292,6 @@ fn wait_for(engine: Pid) -> Ending {
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
-    }
-}
-
-/// The supervisor's own power off: sync, report the status, power off;
-/// PID 1 never returns from here (it goes on reaping if reboot(2) fails).
-fn power_off(status: i32) -> ! {
-    nix::unistd::sync();
-    crate::vmexit::report_status(status);
-    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
-    reap_forever()
-}
-
-fn reboot() -> ! {
-    nix::unistd::sync();
-    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
-    reap_forever()
-}
-
-fn reap_forever() -> ! {
-    eprintln!("myinit: supervisor: reboot(2) failed; waiting");
-    let _ = std::io::stderr().flush();
-    loop {
-        if waitpid(Pid::from_raw(-1), None).is_err() {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    }
-}
-
-/// `debug-crash segv|abort`: kills the engine on purpose, for the VM tests
-/// of the supervisor. A hidden command (in no list, so `help`, completion
-/// and the tests that walk `help` never run it) rather than a `kill`
-/// builtin: it needs no pid, and it is exactly the two ways a Rust process
-/// dies that `catch_unwind` cannot stop.
-pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
-    name: "debug-crash",
-    usage: "debug-crash segv|abort",
-    summary: "test only: kill the engine by SIGSEGV or abort()",
-    help: "",
-    run: debug_crash,
-    cli: None,
-}];
-
-fn debug_crash(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
-    let _ = ctx.out.flush();
-    match args {
-        [how] if how == "segv" => {
-            // SAFETY: deliberately ends the process. std's own SIGSEGV
-            // handler (stack overflow reports) is replaced by the default
-            // action first, so raise() kills as a real segfault does.
-            unsafe {
-                libc::signal(libc::SIGSEGV, libc::SIG_DFL);
-                libc::raise(libc::SIGSEGV);
-            }
-            Ok(128 + libc::SIGSEGV)
-        }
-        [how] if how == "abort" => std::process::abort(),
-        _ => Err(usage("expected segv or abort")),
     }
 }
 

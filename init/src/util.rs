@@ -1,13 +1,11 @@
 //! Small helpers shared across commands.
 
-/// An I/O error as users read it: "No such file or directory", without
-/// std's "(os error 2)" suffix.
-pub fn io_error(e: &std::io::Error) -> String {
-    match e.raw_os_error() {
-        Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),
-        None => e.to_string(),
-    }
-}
+pub use crate::packet::io_error;
+
+/// The foreground command was stopped by Ctrl-C (status 130).
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub struct Interrupted;
 
 /// Opens `path`. A FIFO's open blocks until its other side comes, and a
 /// blocked open(2) cannot be interrupted on the shell thread (signal

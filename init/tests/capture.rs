@@ -7,10 +7,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
-use common::{run, unique, MyinitRun, Netns};
+use common::{run, unique, Background, MyinitIn, MyinitRun, Netns, TempDir};
 
 const HERE_ADDR: &str = "10.78.0.1";
 const PEER_ADDR: &str = "10.78.0.2";
@@ -43,38 +43,6 @@ fn link(ipv6: bool) -> Link {
         ns.ip(&["link", "set", name, "up"]);
     }
     Link { here, peer, dev }
-}
-
-/// A directory for this test's files, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(unique("mycap"));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn file(&self, name: &str) -> String {
-        self.0.join(name).to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).output();
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A child process killed when dropped.
-struct Background(Child);
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Runs a reference tool; its stdout (stderr is checked by the caller).
@@ -151,7 +119,7 @@ fn trafgen_sent(output: &str) -> u64 {
 fn known_traffic_is_captured_with_directions_to_pcap_pcapng_and_jsonl() {
     for backend in BACKENDS {
         let l = link(true);
-        let dir = TempDir::new();
+        let dir = TempDir::new("cap");
         let (pcap, ng, jsonl) = (
             dir.file("c.pcap"),
             dir.file("c.pcapng"),
@@ -340,7 +308,7 @@ fn an_l3_tun_capture_gets_link_type_raw() {
         let _tun = tun(&ns, &name);
         ns.ip(&["addr", "add", "10.79.0.1/24", "dev", &name]);
         ns.ip(&["link", "set", &name, "up"]);
-        let dir = TempDir::new();
+        let dir = TempDir::new("cap");
         let file = dir.file("tun.pcap");
         let r = ns.myinit(&format!(
             "capture start {name} {file} --backend {backend} --ns; capture show; \
@@ -402,7 +370,7 @@ fn an_l3_device_s_received_packets_are_captured_whole() {
     for backend in BACKENDS {
         let ns = Netns::new("cpr");
         let name = unique("cpr");
-        let dir = TempDir::new();
+        let dir = TempDir::new("cap");
         let go = dir.file("go");
         let _tun = tun_sending(&ns, &name, &go, &lengths);
         ns.ip(&["addr", "add", "10.79.0.1/24", "dev", &name]);
@@ -442,7 +410,7 @@ fn an_l3_device_s_received_packets_are_captured_whole() {
 fn a_flood_is_counted_in_full_captured_plus_lost_equals_sent() {
     for backend in BACKENDS {
         let l = link(false);
-        let dir = TempDir::new();
+        let dir = TempDir::new("cap");
         let cfg = flood_config(&dir);
         let file = dir.file("flood.pcap");
         let d = &l.dev;
@@ -470,7 +438,7 @@ fn a_flood_is_counted_in_full_captured_plus_lost_equals_sent() {
 fn stop_during_a_flood_keeps_everything_it_counted() {
     for backend in BACKENDS {
         let l = link(false);
-        let dir = TempDir::new();
+        let dir = TempDir::new("cap");
         let cfg = flood_config(&dir);
         let file = dir.file("mid.pcapng");
         let d = &l.dev;
@@ -499,7 +467,7 @@ fn stop_during_a_flood_keeps_everything_it_counted() {
 fn count_stops_a_capture_by_itself_and_says_so() {
     for backend in BACKENDS {
         let l = link(false);
-        let dir = TempDir::new();
+        let dir = TempDir::new("cap");
         let file = dir.file("three.dump");
         let d = &l.dev;
         let r = l.here.myinit(&format!(
@@ -522,11 +490,9 @@ fn count_stops_a_capture_by_itself_and_says_so() {
 fn a_full_disk_stops_the_capture_and_keeps_what_was_written() {
     for backend in BACKENDS {
         let l = link(false);
-        let dir = TempDir::new();
+        let dir = TempDir::new("cap");
         let cfg = flood_config(&dir);
-        let small = dir.0.join("small");
-        std::fs::create_dir(&small).unwrap();
-        let small = TempDir(small);
+        let small = TempDir::new("capsm");
         assert!(run(
             "mount",
             &["-t", "tmpfs", "-o", "size=64k", "none", &small.file("")]
@@ -561,7 +527,7 @@ fn a_full_disk_stops_the_capture_and_keeps_what_was_written() {
 #[test]
 fn bad_input_is_one_line_and_starts_nothing() {
     let ns = Netns::new("cpb");
-    let dir = TempDir::new();
+    let dir = TempDir::new("cap");
     let ok = dir.file("x.pcap");
     for (command, want) in [
         (
@@ -608,7 +574,7 @@ fn bad_input_is_one_line_and_starts_nothing() {
 fn the_end_of_myinit_closes_a_running_capture_with_everything_it_took() {
     for backend in BACKENDS {
         let l = link(false);
-        let dir = TempDir::new();
+        let dir = TempDir::new("cap");
         let file = dir.file("left.pcapng");
         let d = &l.dev;
         // No `capture stop`: the end of the program stops every job, and a
@@ -641,7 +607,7 @@ fn clsact_filters(ns: &Netns, dev: &str) -> usize {
 #[test]
 fn on_clsact_stop_removes_the_filters_and_a_killed_captures_are_removed_by_the_next() {
     let l = link(false);
-    let dir = TempDir::new();
+    let dir = TempDir::new("cap");
     let d = &l.dev;
     let (first, second) = (dir.file("first.pcap"), dir.file("second.pcap"));
     // nsenter execs myinit in place (`ip netns exec` may fork), so the
@@ -692,7 +658,7 @@ fn on_clsact_stop_removes_the_filters_and_a_killed_captures_are_removed_by_the_n
 #[test]
 fn the_ebpf_backend_keeps_whole_packets_and_cuts_at_the_snap_length_asked() {
     let ns = Netns::new("cpg");
-    let dir = TempDir::new();
+    let dir = TempDir::new("cap");
     // lo's MTU (65536) carries a 3042-byte and a 60042-byte frame whole:
     // the original captured whole packets, and its users' tests compare
     // 65 kB ones byte for byte.
@@ -749,7 +715,7 @@ fn a_vlan_tag_the_kernel_took_out_on_receive_is_put_back() {
         // send them. The receive path takes the tag into the sk_buff
         // before any tap or TC program sees the frame.
         let frame = "ffffffffffff02000000000181006064080045000020000100004011000000000000000000000000000000000000000000";
-        let dir = TempDir::new();
+        let dir = TempDir::new("cap");
         let file = dir.file("vlan.pcap");
         let server = format!(
             "capture start {dev} {file} --backend {backend} --dir rx; echo started; sleep 1.5; capture stop {dev}"
@@ -813,7 +779,7 @@ fn a_capture_ends_when_its_interface_goes_and_one_file_takes_one_capture() {
         "link", "add", "cpd0", "type", "veth", "peer", "name", "cpd1",
     ]);
     ns.ip(&["link", "set", "cpd0", "up"]);
-    let dir = TempDir::new();
+    let dir = TempDir::new("cap");
     let (a, b) = (dir.file("a.pcap"), dir.file("b.pcap"));
     let r = ns.myinit(&format!(
         "capture start cpd0 {a}; capture start cpd0 {a} --backend packet; \
@@ -847,7 +813,7 @@ fn a_capture_ends_when_its_interface_goes_and_one_file_takes_one_capture() {
 #[test]
 fn a_file_of_no_known_extension_is_jsonl_as_the_original_wrote() {
     let ns = Netns::new("cpj");
-    let dir = TempDir::new();
+    let dir = TempDir::new("cap");
     let file = dir.file("capture.dat");
     let r = ns.myinit(&format!(
         "capture start lo {file} --dir rx; ping -c 1 127.0.0.1; capture stop lo"
@@ -870,7 +836,7 @@ fn a_file_of_no_known_extension_is_jsonl_as_the_original_wrote() {
 fn lo_is_captured_as_ethernet() {
     for backend in BACKENDS {
         let ns = Netns::new("cpl");
-        let dir = TempDir::new();
+        let dir = TempDir::new("cap");
         let file = dir.file("lo.pcap");
         let r = ns.myinit(&format!(
             "capture start lo {file} --backend {backend} --dir rx; ping -c 1 127.0.0.1; capture stop lo"
@@ -902,7 +868,7 @@ fn lo_is_captured_as_ethernet() {
 fn lo_in_both_directions_records_each_packet_once_as_tcpdump_does() {
     for backend in BACKENDS {
         let ns = Netns::new("cpo");
-        let dir = TempDir::new();
+        let dir = TempDir::new("cap");
         let (ours, theirs) = (dir.file("lo.pcapng"), dir.file("tcpdump.pcap"));
         // tcpdump on the same lo at the same time: the reference count.
         let mut tcpdump = Command::new("ip")
@@ -982,7 +948,7 @@ fn jsonl_kinds(file: &str) -> Vec<(Option<u64>, bool)> {
 fn neighbor_discovery_is_left_out_by_default_in_the_kernel_and_arp_kept() {
     for backend in BACKENDS {
         let l = link(true);
-        let dir = TempDir::new();
+        let dir = TempDir::new("cap");
         let (plain, with_nd, no_arp) = (
             dir.file("plain.jsonl"),
             dir.file("nd.pcap"),

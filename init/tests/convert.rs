@@ -7,50 +7,17 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{myinit, run_ok, unique, Netns};
+use common::{myinit, run_ok, unique, Netns, TempDir};
 use serde_json::Value;
 
 const REAL_CAPTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/src/packet/layers/testdata/veth-capture.pcap"
+    "/../packet/src/layers/testdata/veth-capture.pcap"
 );
-
-/// A directory for one test's files, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("myinit-convert-{}", unique(tag)));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).to_str().unwrap().to_string()
-    }
-
-    /// The names of the files in it, sorted.
-    fn files(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).output();
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Every packet with its full timestamp and all its bytes, as tcpdump
 /// prints them: equal output means identical packets and timestamps.
@@ -324,13 +291,13 @@ fn capture_every_layer(file: &str) {
 fn a_capture_with_every_layer_converts_to_jsonl_and_back_byte_for_byte() {
     let dir = TempDir::new("all");
     let (pcap, json, back, ng) = (
-        dir.path("cap.pcap"),
-        dir.path("cap.jsonl"),
-        dir.path("back.pcap"),
-        dir.path("back.pcapng"),
+        dir.file("cap.pcap"),
+        dir.file("cap.jsonl"),
+        dir.file("back.pcap"),
+        dir.file("back.pcapng"),
     );
     capture_every_layer(&pcap);
-    let original_dialect = dir.path("original.jsonl");
+    let original_dialect = dir.file("original.jsonl");
     let run = myinit(&format!(
         "pcap2json {pcap} {json} jsonl+; json2pcap {json} {back}; json2pcap {json} {ng}; \
          pcap2json {pcap} {original_dialect}"
@@ -413,7 +380,7 @@ fn a_capture_with_every_layer_converts_to_jsonl_and_back_byte_for_byte() {
         .iter()
         .flat_map(|r| r["layers"].as_array().unwrap().iter())
         .all(|l| l["layertype"] != "Tcp" || l.get("options").is_none()));
-    let original_back = dir.path("original_back.pcap");
+    let original_back = dir.file("original_back.pcap");
     myinit(&format!("json2pcap {original_dialect} {original_back}")).assert_ok();
     let (expected, got) = (
         dump_but_solicitations(&pcap),
@@ -437,10 +404,10 @@ fn a_capture_with_every_layer_converts_to_jsonl_and_back_byte_for_byte() {
 fn the_capture_in_the_source_tree_round_trips_through_pcap_and_pcapng() {
     let dir = TempDir::new("real");
     let (json, back, ng, json2) = (
-        dir.path("a.jsonl"),
-        dir.path("b.pcap"),
-        dir.path("c.pcapng"),
-        dir.path("d.jsonl"),
+        dir.file("a.jsonl"),
+        dir.file("b.pcap"),
+        dir.file("c.pcapng"),
+        dir.file("d.jsonl"),
     );
     // Ours, jsonl+: lossless (the original's dialect leaves out DAD's nonce).
     let run = myinit(&format!(
@@ -470,9 +437,9 @@ fn the_capture_in_the_source_tree_round_trips_through_pcap_and_pcapng() {
 #[test]
 fn pcapng_from_wireshark_tools_converts_with_its_us_timestamps() {
     let dir = TempDir::new("editcap");
-    let ng = dir.path("in.pcapng");
+    let ng = dir.file("in.pcapng");
     run_ok("editcap", &["-F", "pcapng", REAL_CAPTURE, &ng]);
-    let (a, b) = (dir.path("a.jsonl"), dir.path("b.jsonl"));
+    let (a, b) = (dir.file("a.jsonl"), dir.file("b.jsonl"));
     myinit(&format!("pcap2json {REAL_CAPTURE} {a}; pcap2json {ng} {b}")).assert_ok();
     let strip = |records: Vec<Value>| -> Vec<Value> {
         records
@@ -501,10 +468,10 @@ const PCAPNG_LINES: &str = concat!(
 fn interface_names_directions_and_comments_go_to_pcapng_and_come_back() {
     let dir = TempDir::new("ng");
     let (input, ng, back, pcap) = (
-        dir.path("in.jsonl"),
-        dir.path("out.pcapng"),
-        dir.path("back.jsonl"),
-        dir.path("forced"),
+        dir.file("in.jsonl"),
+        dir.file("out.pcapng"),
+        dir.file("back.jsonl"),
+        dir.file("forced"),
     );
     std::fs::write(&input, PCAPNG_LINES).unwrap();
     let run = myinit(&format!(
@@ -560,15 +527,15 @@ fn classic_pcap_takes_ns_only_when_a_timestamp_needs_it() {
             ns / 1000
         )
     };
-    let us_only = dir.path("us.jsonl");
+    let us_only = dir.file("us.jsonl");
     std::fs::write(&us_only, line(1_761_596_197_426_295_000) + "\n").unwrap();
-    let with_ns = dir.path("ns.jsonl");
+    let with_ns = dir.file("ns.jsonl");
     std::fs::write(
         &with_ns,
         line(1_761_596_197_426_295_000) + "\n" + &line(1_761_596_197_426_295_123) + "\n",
     )
     .unwrap();
-    let (a, b, c) = (dir.path("a.pcap"), dir.path("b.pcap"), dir.path("c.pcap"));
+    let (a, b, c) = (dir.file("a.pcap"), dir.file("b.pcap"), dir.file("c.pcap"));
     let run = myinit(&format!(
         "json2pcap {us_only} {a}; json2pcap {with_ns} {b}; json2pcap --ns {us_only} {c}"
     ));
@@ -626,15 +593,15 @@ fn the_original_tools_three_dialects_convert_to_valid_pcap() {
         ("pcap2json", PCAP2JSON_DIALECT),
         ("editor", EDITOR_DIALECT),
     ] {
-        std::fs::write(dir.path(&format!("{name}.jsonl")), text).unwrap();
+        std::fs::write(dir.file(&format!("{name}.jsonl")), text).unwrap();
         commands += &format!(
             "json2pcap {} {}\n",
-            dir.path(&format!("{name}.jsonl")),
-            dir.path(&format!("{name}.pcap"))
+            dir.file(&format!("{name}.jsonl")),
+            dir.file(&format!("{name}.pcap"))
         );
     }
     myinit(&commands).assert_ok();
-    let info = |name: &str| tshark(&dir.path(&format!("{name}.pcap")), &["_ws.col.Info"]);
+    let info = |name: &str| tshark(&dir.file(&format!("{name}.pcap")), &["_ws.col.Info"]);
     assert_eq!(
         info("capture"),
         [
@@ -657,12 +624,12 @@ fn the_original_tools_three_dialects_convert_to_valid_pcap() {
         "{editor:?}"
     );
     assert!(editor[1].starts_with("Echo (ping) request"), "{editor:?}");
-    assert_eq!(assert_checksums_valid(&dir.path("capture.pcap")), 2);
-    assert_eq!(assert_checksums_valid(&dir.path("pcap2json.pcap")), 2);
+    assert_eq!(assert_checksums_valid(&dir.file("capture.pcap")), 2);
+    assert_eq!(assert_checksums_valid(&dir.file("pcap2json.pcap")), 2);
     // The editor's "<auto>" checksums (its last line has none: ARP-typed
     // bytes without a body).
     let statuses = tshark(
-        &dir.path("editor.pcap"),
+        &dir.file("editor.pcap"),
         &[
             "ip.checksum.status",
             "tcp.checksum.status",
@@ -670,7 +637,7 @@ fn the_original_tools_three_dialects_convert_to_valid_pcap() {
         ],
     );
     assert_eq!(statuses, ["1|1|", "||1", "||"]);
-    let tcpdump = run_ok("tcpdump", &["-r", &dir.path("capture.pcap"), "-nn"]);
+    let tcpdump = run_ok("tcpdump", &["-r", &dir.file("capture.pcap"), "-nn"]);
     assert_eq!(tcpdump.lines().count(), 3, "{tcpdump}");
 }
 
@@ -680,9 +647,9 @@ fn the_originals_capture_dialect_comes_back_byte_for_byte() {
     // the same bytes, as a harness that diffs whole files needs.
     let dir = TempDir::new("same");
     let (input, ng, back) = (
-        dir.path("in.jsonl"),
-        dir.path("mid.pcapng"),
-        dir.path("back.jsonl"),
+        dir.file("in.jsonl"),
+        dir.file("mid.pcapng"),
+        dir.file("back.jsonl"),
     );
     std::fs::write(&input, CAPTURE_DIALECT).unwrap();
     myinit(&format!("json2pcap {input} {ng}; pcap2json {ng} {back}")).assert_ok();
@@ -692,9 +659,9 @@ fn the_originals_capture_dialect_comes_back_byte_for_byte() {
 #[test]
 fn a_file_that_is_not_a_capture_is_one_line_and_leaves_nothing() {
     let dir = TempDir::new("bad");
-    let text = dir.path("notes.txt");
+    let text = dir.file("notes.txt");
     std::fs::write(&text, "hello, not a capture\n").unwrap();
-    let out = dir.path("out.jsonl");
+    let out = dir.file("out.jsonl");
     let run = myinit(&format!("pcap2json {text} {out}; echo alive"));
     assert_eq!(run.stdout, "alive\n");
     assert_eq!(
@@ -703,7 +670,7 @@ fn a_file_that_is_not_a_capture_is_one_line_and_leaves_nothing() {
     );
     assert_eq!(dir.files(), ["notes.txt"]);
     // JSONL given to pcap2json, a capture given to json2pcap: the hint.
-    let json = dir.path("good.jsonl");
+    let json = dir.file("good.jsonl");
     std::fs::write(&json, CAPTURE_DIALECT).unwrap();
     let run = myinit(&format!(
         "pcap2json {json} {out}; json2pcap {REAL_CAPTURE} {out}"
@@ -725,9 +692,9 @@ fn a_file_that_is_not_a_capture_is_one_line_and_leaves_nothing() {
 fn truncated_or_bad_input_names_the_position_and_keeps_the_old_output() {
     let dir = TempDir::new("cut");
     let capture = std::fs::read(REAL_CAPTURE).unwrap();
-    let cut = dir.path("cut.pcap");
+    let cut = dir.file("cut.pcap");
     std::fs::write(&cut, &capture[..capture.len() - 10]).unwrap();
-    let out = dir.path("out.jsonl");
+    let out = dir.file("out.jsonl");
     std::fs::write(&out, "the old file\n").unwrap();
     let run = myinit(&format!("pcap2json {cut} {out}"));
     assert_eq!(run.status, 1);
@@ -740,7 +707,7 @@ fn truncated_or_bad_input_names_the_position_and_keeps_the_old_output() {
     );
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "the old file\n");
     // JSONL with a bad third line (blank lines count).
-    let bad = dir.path("bad.jsonl");
+    let bad = dir.file("bad.jsonl");
     let first = CAPTURE_DIALECT.lines().next().unwrap();
     std::fs::write(
         &bad,
@@ -749,8 +716,8 @@ fn truncated_or_bad_input_names_the_position_and_keeps_the_old_output() {
         ),
     )
     .unwrap();
-    let pcap = dir.path("out.pcap");
-    for target in [&pcap, &dir.path("out.pcapng")] {
+    let pcap = dir.file("out.pcap");
+    for target in [&pcap, &dir.file("out.pcapng")] {
         let run = myinit(&format!("json2pcap {bad} {target}"));
         assert_eq!(run.status, 1);
         assert_eq!(
@@ -759,7 +726,7 @@ fn truncated_or_bad_input_names_the_position_and_keeps_the_old_output() {
         );
     }
     // "<auto>" that cannot be computed: the line and the layer.
-    let auto = dir.path("auto.jsonl");
+    let auto = dir.file("auto.jsonl");
     std::fs::write(&auto, format!("{first}\n{}\n", r#"{"timestamp_us":1,"layers":[{"layertype":"Udp","sport":1,"dport":2,"len":"<auto>","chksum":"<auto>"}]}"#)).unwrap();
     let run = myinit(&format!("json2pcap {auto} {pcap}"));
     assert_eq!(run.status, 1);
@@ -769,7 +736,7 @@ fn truncated_or_bad_input_names_the_position_and_keeps_the_old_output() {
         "{run:?}"
     );
     // Two link types do not fit one classic pcap; pcapng takes them.
-    let mixed = dir.path("mixed.jsonl");
+    let mixed = dir.file("mixed.jsonl");
     std::fs::write(&mixed, PCAPNG_LINES).unwrap();
     let run = myinit(&format!(
         "json2pcap {mixed} {pcap}; json2pcap {mixed} {pcap}ng"
@@ -797,11 +764,11 @@ fn truncated_or_bad_input_names_the_position_and_keeps_the_old_output() {
 #[test]
 fn in_and_out_the_same_file_is_refused_and_the_input_kept() {
     let dir = TempDir::new("same");
-    let pcap = dir.path("same.pcap");
+    let pcap = dir.file("same.pcap");
     std::fs::copy(REAL_CAPTURE, &pcap).unwrap();
     let before = std::fs::read(&pcap).unwrap();
     // Also through another name of the same file.
-    let other = format!("{}/./same.pcap", dir.0.display());
+    let other = format!("{}/./same.pcap", dir.dir().display());
     let run = myinit(&format!(
         "pcap2json {pcap} {pcap}; json2pcap {pcap} {other}; echo after"
     ));
@@ -822,7 +789,7 @@ fn in_and_out_the_same_file_is_refused_and_the_input_kept() {
 #[test]
 fn a_full_disk_is_an_error_that_leaves_no_half_written_file() {
     let dir = TempDir::new("full");
-    let mnt = dir.0.join("small");
+    let mnt = dir.dir().join("small");
     std::fs::create_dir(&mnt).unwrap();
     let mnt = mnt.to_str().unwrap().to_string();
     run_ok("mount", &["-t", "tmpfs", "-o", "size=16k", "tmpfs", &mnt]);
@@ -851,7 +818,7 @@ fn a_full_disk_is_an_error_that_leaves_no_half_written_file() {
 fn ctrl_c_stops_a_conversion_from_a_stalled_pipe_and_leaves_nothing() {
     use std::io::Write;
     let dir = TempDir::new("intr");
-    let fifo = dir.path("in.fifo");
+    let fifo = dir.file("in.fifo");
     run_ok("mkfifo", &[&fifo]);
     for (command, start) in [
         (
@@ -860,7 +827,7 @@ fn ctrl_c_stops_a_conversion_from_a_stalled_pipe_and_leaves_nothing() {
         ),
         ("json2pcap", CAPTURE_DIALECT.as_bytes().to_vec()),
     ] {
-        let out = dir.path("out");
+        let out = dir.file("out");
         let mut child = Command::new(common::myinit_bin())
             .args(["-c", &format!("{command} {fifo} {out}; echo after")])
             .stdout(Stdio::piped())

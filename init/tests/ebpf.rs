@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Netns;
+use common::{MyinitIn, Netns};
 
 /// The number before `label` in a line such as "3 drop event(s) seen".
 fn count_before(text: &str, label: &str) -> u64 {

@@ -8,29 +8,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{run, run_ok};
+use common::{run, run_ok, TempDir};
 use serde_json::Value;
-
-/// A directory of its own for a test's files; removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(common::unique("ed"));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A tmux session running one `myinit -c 'COMMAND'`, then printing its exit
 /// status and saving the terminal mode; killed on drop.
@@ -177,7 +156,7 @@ impl Drop for Tmux {
 
 #[test]
 fn edit_moves_inserts_deletes_and_saves_exactly_the_typed_bytes() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ed");
     let file = dir.path("script.run");
     std::fs::write(&file, "hello\nworld\n").unwrap();
     let t = Tmux::start(&dir, &format!("edit {}", file.display()));
@@ -208,7 +187,7 @@ fn edit_moves_inserts_deletes_and_saves_exactly_the_typed_bytes() {
 
 #[test]
 fn edit_asks_before_quitting_with_unsaved_changes() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ed");
     let file = dir.path("notes.txt");
     std::fs::write(&file, "keep me\n").unwrap();
     let t = Tmux::start(&dir, &format!("edit {}", file.display()));
@@ -229,7 +208,7 @@ fn edit_asks_before_quitting_with_unsaved_changes() {
 
 #[test]
 fn edit_creates_a_new_file_on_save_with_tabs_and_no_added_newline() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ed");
     let file = dir.path("new.run");
     let t = Tmux::start(&dir, &format!("edit {}", file.display()));
     t.wait_for("line 1:1 of 1");
@@ -247,7 +226,7 @@ fn edit_creates_a_new_file_on_save_with_tabs_and_no_added_newline() {
 
 #[test]
 fn edit_scrolls_long_lines_horizontally() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ed");
     let file = dir.path("long.txt");
     let long: String = (0..150)
         .map(|i| char::from(b'a' + (i % 26) as u8))
@@ -271,7 +250,7 @@ fn edit_scrolls_long_lines_horizontally() {
 
 #[test]
 fn edit_redraws_for_the_new_size_after_a_resize() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ed");
     let file = dir.path("resize.txt");
     std::fs::write(&file, "one\ntwo\n").unwrap();
     let t = Tmux::start(&dir, &format!("edit {}", file.display()));
@@ -292,7 +271,7 @@ fn edit_redraws_for_the_new_size_after_a_resize() {
 
 #[test]
 fn edit_asks_the_terminal_its_size_when_the_tty_says_0x0() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ed");
     let file = dir.path("serial.txt");
     std::fs::write(&file, "one\n").unwrap();
     // As on a serial console: the tty knows no size. tmux answers the
@@ -316,7 +295,7 @@ fn edit_asks_the_terminal_its_size_when_the_tty_says_0x0() {
 
 #[test]
 fn edit_refuses_a_binary_file_and_a_directory_with_one_error_line() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ed");
     let file = dir.path("binary");
     std::fs::write(&file, b"ok\n\xff\xfe\x00garbage").unwrap();
     let t = Tmux::start(&dir, &format!("edit {}", file.display()));
@@ -330,18 +309,18 @@ fn edit_refuses_a_binary_file_and_a_directory_with_one_error_line() {
     assert_eq!(std::fs::read(&file).unwrap(), b"ok\n\xff\xfe\x00garbage");
     drop(t);
 
-    let t = Tmux::start(&dir, &format!("edit {}", dir.0.display()));
+    let t = Tmux::start(&dir, &format!("edit {}", dir.dir().display()));
     assert_eq!(t.wait_exit(), 1);
     let screen = t.screen();
     assert!(
-        screen.contains(&format!("edit: {}: is a directory", dir.0.display())),
+        screen.contains(&format!("edit: {}: is a directory", dir.dir().display())),
         "{screen}"
     );
 }
 
 #[test]
 fn edit_reports_a_failed_save_and_keeps_the_text() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ed");
     let file = dir.path("missing-dir/file.txt");
     let t = Tmux::start(&dir, &format!("edit {}", file.display()));
     t.wait_for("line 1:1 of 1");
@@ -359,7 +338,7 @@ fn edit_reports_a_failed_save_and_keeps_the_text() {
 
 #[test]
 fn edit_stays_responsive_on_a_10000_line_file() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ed");
     let file = dir.path("big.txt");
     let text: String = (1..=10_000).map(|i| format!("line number {i}\n")).collect();
     std::fs::write(&file, &text).unwrap();
@@ -477,7 +456,7 @@ fn change_packet_2(t: &Tmux) {
 
 #[test]
 fn oside_changes_an_address_and_a_port_fixes_checksums_and_saves_a_valid_pcap() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ed");
     let file = dir.path("syn.pcap");
     write_tcp_pcap(&file);
     let t = Tmux::start(&dir, &format!("oside {}", file.display()));
@@ -519,7 +498,7 @@ fn oside_changes_an_address_and_a_port_fixes_checksums_and_saves_a_valid_pcap() 
 
 #[test]
 fn oside_saves_a_pcapng_file_back_as_pcapng() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ed");
     let pcap = dir.path("syn.pcap");
     let file = dir.path("syn.pcapng");
     write_tcp_pcap(&pcap);
@@ -569,7 +548,7 @@ fn ones_complement(bytes: &[u8]) -> u16 {
 
 #[test]
 fn oside_edits_a_jsonl_file_and_writes_the_fixed_fields() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ed");
     let pcap = dir.path("syn.pcap");
     write_tcp_pcap(&pcap);
     // The JSONL file as the original's editor wrote it: no direction, no
@@ -669,7 +648,7 @@ fn oside_edits_a_jsonl_file_and_writes_the_fixed_fields() {
 
 #[test]
 fn oside_adds_and_removes_layers() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ed");
     let file = dir.path("syn.pcap");
     write_tcp_pcap(&file);
     let t = Tmux::start(&dir, &format!("oside {}", file.display()));
@@ -719,7 +698,7 @@ fn oside_adds_and_removes_layers() {
 
 #[test]
 fn oside_builds_a_packet_in_a_new_file_layer_by_layer() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ed");
     let file = dir.path("new.jsonl");
     let t = Tmux::start(&dir, &format!("oside {}", file.display()));
     t.wait_for("no packets: a adds a layer to a new packet");
@@ -742,7 +721,7 @@ fn oside_builds_a_packet_in_a_new_file_layer_by_layer() {
 
 #[test]
 fn oside_deletes_and_copies_packets() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ed");
     let file = dir.path("syn.pcap");
     write_tcp_pcap(&file);
     let t = Tmux::start(&dir, &format!("oside {}", file.display()));
@@ -765,7 +744,7 @@ fn oside_deletes_and_copies_packets() {
 
 #[test]
 fn oside_warns_before_quitting_with_unsaved_changes() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ed");
     let file = dir.path("syn.pcap");
     write_tcp_pcap(&file);
     let before = std::fs::read(&file).unwrap();
@@ -783,7 +762,7 @@ fn oside_warns_before_quitting_with_unsaved_changes() {
 
 #[test]
 fn oside_refuses_a_value_that_does_not_fit_its_field() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ed");
     let file = dir.path("syn.pcap");
     write_tcp_pcap(&file);
     let before = std::fs::read(&file).unwrap();
@@ -812,7 +791,7 @@ fn oside_refuses_a_value_that_does_not_fit_its_field() {
 
 #[test]
 fn oside_highlights_the_selected_fields_bytes_in_the_hex_view() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ed");
     let file = dir.path("syn.pcap");
     write_tcp_pcap(&file);
     let t = Tmux::start(&dir, &format!("oside {}", file.display()));
@@ -850,7 +829,7 @@ fn oside_highlights_the_selected_fields_bytes_in_the_hex_view() {
 
 #[test]
 fn oside_redraws_for_the_new_size_after_a_resize() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ed");
     let file = dir.path("syn.pcap");
     write_tcp_pcap(&file);
     let t = Tmux::start(&dir, &format!("oside {}", file.display()));
@@ -879,7 +858,7 @@ fn oside_redraws_for_the_new_size_after_a_resize() {
 
 #[test]
 fn oside_refuses_a_malformed_file_with_one_error_line() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ed");
     let file = dir.path("bad.jsonl");
     std::fs::write(
         &file,
@@ -915,7 +894,7 @@ fn oside_refuses_a_malformed_file_with_one_error_line() {
 
 #[test]
 fn oside_takes_ip_flags_in_their_json_form_and_edits_the_timestamp_layer() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("ed");
     let file = dir.path("syn.pcap");
     write_tcp_pcap(&file);
     let t = Tmux::start(&dir, &format!("oside {}", file.display()));

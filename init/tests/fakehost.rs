@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{myinit_bin, run, Netns};
+use common::{myinit_bin, run, MyinitIn, Netns};
 
 /// A namespace with a veth pair v0/v1 (both here: the packet backend sends
 /// its answers on the peer), v0 with 10.77.0.1/24 and 2001:db8:77::1/64.

@@ -8,33 +8,12 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{myinit, myinit_bin, unique, MyinitRun, Netns};
-
-/// A directory under /tmp, removed with its contents when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(unique("fsys"));
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use common::{myinit, myinit_bin, unique, MyinitIn, MyinitRun, Netns, TempDir};
 
 /// Runs `myinit -c` in a mount namespace of its own, so whatever it mounts
 /// disappears with it, even when the test fails.
@@ -67,8 +46,8 @@ fn stderr_lines(run: &MyinitRun) -> Vec<&str> {
 
 #[test]
 fn cat_prints_files_in_order_and_redirected_stdin() {
-    let dir = TempDir::new();
-    let (a, b) = (dir.path("a"), dir.path("b"));
+    let dir = TempDir::new("fsys");
+    let (a, b) = (dir.file("a"), dir.file("b"));
     fs::write(&a, "first\n").unwrap();
     fs::write(&b, "second\nno newline").unwrap();
     let run = myinit(&format!("cat {a} {b}; echo; cat < {a}"));
@@ -78,8 +57,8 @@ fn cat_prints_files_in_order_and_redirected_stdin() {
 
 #[test]
 fn cat_streams_a_large_binary_file_unchanged() {
-    let dir = TempDir::new();
-    let (big, copy) = (dir.path("big"), dir.path("copy"));
+    let dir = TempDir::new("fsys");
+    let (big, copy) = (dir.file("big"), dir.file("copy"));
     // 5 MiB with every byte value, newlines included at odd places.
     let data: Vec<u8> = (0..5 * 1024 * 1024u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -124,8 +103,8 @@ fn cat_of_a_pipe_that_stays_open_stops_on_sigint() {
 
 #[test]
 fn cat_of_a_missing_file_is_one_line_and_status_1() {
-    let dir = TempDir::new();
-    let missing = dir.path("missing");
+    let dir = TempDir::new("fsys");
+    let missing = dir.file("missing");
     let run = myinit(&format!("cat {missing}; echo status=$?"));
     assert_eq!(run.stdout, "status=1\n");
     assert_eq!(
@@ -136,8 +115,8 @@ fn cat_of_a_missing_file_is_one_line_and_status_1() {
 
 #[test]
 fn echo_into_a_fifo_arrives_as_one_read() {
-    let dir = TempDir::new();
-    let fifo = dir.path("control");
+    let dir = TempDir::new("fsys");
+    let fifo = dir.file("control");
     nix::unistd::mkfifo(
         fifo.as_str(),
         nix::sys::stat::Mode::from_bits_truncate(0o600),
@@ -167,8 +146,8 @@ fn echo_into_a_fifo_arrives_as_one_read() {
 
 #[test]
 fn append_redirect_adds_to_the_end() {
-    let dir = TempDir::new();
-    let f = dir.path("log");
+    let dir = TempDir::new("fsys");
+    let f = dir.file("log");
     myinit(&format!(
         "echo one > {f}; echo two >> {f}; echo three >> {f}"
     ))
@@ -178,8 +157,8 @@ fn append_redirect_adds_to_the_end() {
 
 #[test]
 fn cp_copies_to_a_file_and_into_a_directory() {
-    let dir = TempDir::new();
-    let (src, dst, sub) = (dir.path("src.sh"), dir.path("dst"), dir.path("sub"));
+    let dir = TempDir::new("fsys");
+    let (src, dst, sub) = (dir.file("src.sh"), dir.file("dst"), dir.file("sub"));
     fs::write(&src, "#!/bin/sh\necho hi\n").unwrap();
     fs::set_permissions(&src, fs::Permissions::from_mode(0o750)).unwrap();
     fs::create_dir(&sub).unwrap();
@@ -190,7 +169,7 @@ fn cp_copies_to_a_file_and_into_a_directory() {
     }
     let run = myinit(&format!(
         "cp {sub} {dir}/x; echo status=$?",
-        dir = dir.0.display()
+        dir = dir.dir().display()
     ));
     assert_eq!(run.stdout, "status=1\n");
     assert_eq!(stderr_lines(&run).len(), 1, "{run:?}");
@@ -198,34 +177,34 @@ fn cp_copies_to_a_file_and_into_a_directory() {
 
 #[test]
 fn cp_onto_itself_or_from_a_fifo_is_refused_and_changes_nothing() {
-    let dir = TempDir::new();
-    let file = dir.path("same.txt");
+    let dir = TempDir::new("fsys");
+    let file = dir.file("same.txt");
     fs::write(&file, "keep me\n").unwrap();
     for line in [
         format!("cp {file} {file}"),
-        format!("cp {file} {}", dir.0.display()),
+        format!("cp {file} {}", dir.dir().display()),
     ] {
         let run = myinit(&line);
         assert_eq!(run.status, 1, "{line}: {run:?}");
         assert!(run.stderr.contains("are the same file"), "{run:?}");
         assert_eq!(fs::read_to_string(&file).unwrap(), "keep me\n");
     }
-    let fifo = dir.path("fifo");
+    let fifo = dir.file("fifo");
     nix::unistd::mkfifo(
         fifo.as_str(),
         nix::sys::stat::Mode::from_bits_truncate(0o600),
     )
     .unwrap();
-    let run = myinit(&format!("cp {fifo} {}", dir.path("out")));
+    let run = myinit(&format!("cp {fifo} {}", dir.file("out")));
     assert_eq!(run.status, 1, "{run:?}");
     assert!(run.stderr.contains("not a regular file"), "{run:?}");
-    assert!(!Path::new(&dir.path("out")).exists());
+    assert!(!Path::new(&dir.file("out")).exists());
 }
 
 #[test]
 fn ls_l_lists_several_paths_sorted_with_mode_size_and_link_target() {
-    let dir = TempDir::new();
-    let d = dir.path("d");
+    let dir = TempDir::new("fsys");
+    let d = dir.file("d");
     fs::create_dir(&d).unwrap();
     fs::write(format!("{d}/zeta"), "12345").unwrap();
     fs::write(format!("{d}/alpha"), "").unwrap();
@@ -233,7 +212,7 @@ fn ls_l_lists_several_paths_sorted_with_mode_size_and_link_target() {
     fs::set_permissions(format!("{d}/zeta"), fs::Permissions::from_mode(0o640)).unwrap();
     std::os::unix::fs::symlink("zeta", format!("{d}/link")).unwrap();
     fs::create_dir(format!("{d}/sub")).unwrap();
-    let file = dir.path("file");
+    let file = dir.file("file");
     fs::write(&file, vec![b'x'; 1000]).unwrap();
     fs::set_permissions(&file, fs::Permissions::from_mode(0o604)).unwrap();
 
@@ -287,10 +266,10 @@ fn ls_l_lists_several_paths_sorted_with_mode_size_and_link_target() {
 
 #[test]
 fn ls_of_a_missing_path_still_lists_the_others_and_fails() {
-    let dir = TempDir::new();
-    let file = dir.path("here");
+    let dir = TempDir::new("fsys");
+    let file = dir.file("here");
     fs::write(&file, "").unwrap();
-    let missing = dir.path("gone");
+    let missing = dir.file("gone");
     let run = myinit(&format!("ls {missing} {file}; echo status=$?"));
     assert_eq!(run.stdout, format!("{file}\nstatus=1\n"));
     assert_eq!(
@@ -301,9 +280,9 @@ fn ls_of_a_missing_path_still_lists_the_others_and_fails() {
 
 #[test]
 fn mkdir_p_creates_parents_and_plain_mkdir_refuses_an_existing_dir() {
-    let dir = TempDir::new();
-    let deep = dir.path("a/b/c");
-    let other = dir.path("other");
+    let dir = TempDir::new("fsys");
+    let deep = dir.file("a/b/c");
+    let other = dir.file("other");
     myinit(&format!("mkdir -p {deep} {other}; mkdir -p {deep}")).assert_ok();
     assert!(Path::new(&deep).is_dir());
     assert!(Path::new(&other).is_dir());
@@ -314,8 +293,8 @@ fn mkdir_p_creates_parents_and_plain_mkdir_refuses_an_existing_dir() {
 
 #[test]
 fn mknod_makes_a_fifo_and_a_working_null_device() {
-    let dir = TempDir::new();
-    let (fifo, null, fifo2) = (dir.path("fifo"), dir.path("null"), dir.path("fifo2"));
+    let dir = TempDir::new("fsys");
+    let (fifo, null, fifo2) = (dir.file("fifo"), dir.file("null"), dir.file("fifo2"));
     let run = myinit(&format!(
         "mknod {fifo} p; mknod {null} c 1 3; mknod {fifo2} fifo; echo discarded > {null}; cat {null}"
     ));
@@ -336,7 +315,7 @@ fn mknod_makes_a_fifo_and_a_working_null_device() {
     fs::write(&null, b"gone").unwrap();
     assert_eq!(fs::read(&null).unwrap(), b"");
 
-    let run = myinit(&format!("mknod {} x 1 2; echo status=$?", dir.path("bad")));
+    let run = myinit(&format!("mknod {} x 1 2; echo status=$?", dir.file("bad")));
     assert_eq!(run.stdout, "status=2\n");
     assert!(
         stderr_lines(&run)[0].starts_with("mknod: unknown type x"),
@@ -346,8 +325,8 @@ fn mknod_makes_a_fifo_and_a_working_null_device() {
 
 #[test]
 fn mount_tmpfs_shows_in_the_table_and_umount_removes_it() {
-    let dir = TempDir::new();
-    let target = dir.path("mnt");
+    let dir = TempDir::new("fsys");
+    let target = dir.file("mnt");
     fs::create_dir(&target).unwrap();
     let run = myinit_private_mounts(&format!(
         "mount -t tmpfs myinit-test {target} -o size=1m,noexec,nosuid; \
@@ -379,10 +358,10 @@ fn mount_tmpfs_shows_in_the_table_and_umount_removes_it() {
 
 #[test]
 fn mount_and_umount_errors_are_one_line() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("fsys");
     let run = myinit_private_mounts(&format!(
         "mount -t nosuchfs none {d}; echo s1=$?; umount {d}; echo s2=$?; mount -t; echo s3=$?",
-        d = dir.0.display()
+        d = dir.dir().display()
     ));
     assert_eq!(run.stdout, "s1=1\ns2=1\ns3=2\n", "{run:?}");
     let lines = stderr_lines(&run);
@@ -392,15 +371,15 @@ fn mount_and_umount_errors_are_one_line() {
     );
     assert_eq!(
         lines[1],
-        format!("umount: {}: not mounted", dir.0.display())
+        format!("umount: {}: not mounted", dir.dir().display())
     );
     assert!(lines[2].starts_with("mount: -t needs a TYPE"), "{lines:?}");
 }
 
 #[test]
 fn insmod_of_a_missing_file_is_one_line_and_the_line_goes_on() {
-    let dir = TempDir::new();
-    let module = dir.path("9p.ko");
+    let dir = TempDir::new("fsys");
+    let module = dir.file("9p.ko");
     let run = myinit(&format!("insmod {module}; echo status=$?; echo next"));
     assert_eq!(run.status, 0);
     assert_eq!(run.stdout, "status=1\nnext\n");
@@ -410,7 +389,7 @@ fn insmod_of_a_missing_file_is_one_line_and_the_line_goes_on() {
     );
     // Without the suffix, PATH.ko is tried as well.
     fs::write(&module, b"not an ELF module").unwrap();
-    let run = myinit(&format!("insmod {}; echo status=$?", dir.path("9p")));
+    let run = myinit(&format!("insmod {}; echo status=$?", dir.file("9p")));
     assert_eq!(run.stdout, "status=1\n");
     let lines = stderr_lines(&run);
     assert_eq!(lines.len(), 1, "{run:?}");
@@ -423,8 +402,8 @@ fn insmod_of_a_missing_file_is_one_line_and_the_line_goes_on() {
 #[test]
 fn insmod_or_modprobe_of_a_fifo_fails_at_once() {
     // Found by the fuzz test: opening a FIFO nobody writes blocked for good.
-    let dir = TempDir::new();
-    let fifo = dir.path("mod.ko");
+    let dir = TempDir::new("fsys");
+    let fifo = dir.file("mod.ko");
     nix::unistd::mkfifo(
         fifo.as_str(),
         nix::sys::stat::Mode::from_bits_truncate(0o600),
@@ -663,8 +642,8 @@ fn kconfig_groups_report_what_the_kernel_has() {
 
 #[test]
 fn kconfig_names_the_command_that_needs_a_missing_option() {
-    let dir = TempDir::new();
-    let file = dir.path("config");
+    let dir = TempDir::new("fsys");
+    let file = dir.file("config");
     fs::write(
         &file,
         "CONFIG_TUN=m\n# CONFIG_VETH is not set\nCONFIG_PACKET=y\nCONFIG_IPV6=y\n",
@@ -684,13 +663,13 @@ fn kconfig_names_the_command_that_needs_a_missing_option() {
     assert!(line("CONFIG_9P_FS").contains("missing: needed by mount 9p"));
     assert!(line("CONFIG_PACKET").ends_with(" y"));
 
-    let run = myinit(&format!("kconfig net {}; echo status=$?", dir.path("none")));
+    let run = myinit(&format!("kconfig net {}; echo status=$?", dir.file("none")));
     assert_eq!(run.stdout, "status=1\n");
     assert_eq!(
         stderr_lines(&run),
         [format!(
             "kconfig: {}: No such file or directory",
-            dir.path("none")
+            dir.file("none")
         )]
     );
     let run = myinit("kconfig nosuch; echo status=$?");
@@ -710,9 +689,9 @@ fn kconfig_bpf_lists_its_options() {
 
 #[test]
 fn kconfig_of_an_endless_or_huge_file_fails_fast_in_bounded_memory() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("fsys");
     // 64 GiB of zeros that take no disk: a config read whole would not fit.
-    let sparse = dir.path("sparse");
+    let sparse = dir.file("sparse");
     fs::File::create(&sparse)
         .unwrap()
         .set_len(64 << 30)
@@ -749,9 +728,9 @@ fn kconfig_of_an_endless_or_huge_file_fails_fast_in_bounded_memory() {
 /// and is no error (the harness's startup.run makes /dev/net/tun again).
 #[test]
 fn mount_and_mknod_make_what_is_missing_as_the_original() {
-    let dir = TempDir::new();
-    let target = dir.path("made-by-mount");
-    let node = dir.path("made-by-mknod/null");
+    let dir = TempDir::new("fsys");
+    let target = dir.file("made-by-mount");
+    let node = dir.file("made-by-mknod/null");
     let run = myinit_private_mounts(&format!(
         "mount -t tmpfs none {target} -o size=1m; /bin/cat /proc/self/mounts; umount {target}; \
          mknod {node} c 1 3; mknod {node} c 1 3; echo status=$?"

@@ -5,20 +5,15 @@
 
 mod common;
 
-use std::borrow::Cow;
+use pcap_file::pcap::{PcapPacket, PcapWriter};
 use std::fs::OpenOptions;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{myinit_bin, unique, Netns};
-use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
-use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
-use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
-use pcap_file::pcapng::PcapNgWriter;
-use pcap_file::{DataLink, Endianness, TsResolution};
+use common::{myinit_bin, unique, MyinitIn, Netns, TempDir};
+use myinit_testkit::{pcap, pcapng, Frame};
 use serde_json::Value;
 
 // ------------------------------------------------------------ packet bytes
@@ -26,134 +21,39 @@ use serde_json::Value;
 const PEER_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x02];
 const BROADCAST: [u8; 6] = [0xff; 6];
 
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// An IPv4 packet; `bad_checksum` spoils the header checksum.
-fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, payload: &[u8], bad_checksum: bool) -> Vec<u8> {
-    let len = (20 + payload.len()) as u16;
-    let mut h = vec![0x45, 0];
-    h.extend(len.to_be_bytes());
-    h.extend([0, 1, 0x40, 0, 64, proto, 0, 0]);
-    h.extend(src);
-    h.extend(dst);
-    let mut sum = checksum(&h);
-    if bad_checksum {
-        sum ^= 0x5a5a;
-    }
-    h[10..12].copy_from_slice(&sum.to_be_bytes());
-    h.extend(payload);
-    h
-}
-
-fn udp(sport: u16, dport: u16, data: &[u8]) -> Vec<u8> {
-    let mut u = sport.to_be_bytes().to_vec();
-    u.extend(dport.to_be_bytes());
-    u.extend(((8 + data.len()) as u16).to_be_bytes());
-    u.extend([0, 0]); // no checksum (allowed over IPv4)
-    u.extend(data);
-    u
-}
-
-fn icmp_echo(id: u16, seq: u16) -> Vec<u8> {
-    let mut m = vec![8, 0, 0, 0];
-    m.extend(id.to_be_bytes());
-    m.extend(seq.to_be_bytes());
-    m.extend(b"inject-test-payload");
-    let sum = checksum(&m);
-    m[2..4].copy_from_slice(&sum.to_be_bytes());
-    m
-}
-
+/// An Ethernet frame from PEER_MAC.
 fn ether(dst: [u8; 6], etype: u16, payload: &[u8]) -> Vec<u8> {
-    let mut f = dst.to_vec();
-    f.extend(PEER_MAC);
-    f.extend(etype.to_be_bytes());
-    f.extend(payload);
-    f
+    Frame::ether_type(dst, PEER_MAC, Some(etype))
+        .payload(payload)
+        .bytes()
 }
 
-/// Classic pcap written by pcap-file: `nanos` picks the ns magic, `big`
-/// the byte order.
-fn pcap(linktype: u32, nanos: bool, big: bool, packets: &[Vec<u8>]) -> Vec<u8> {
-    let header = PcapHeader {
-        datalink: DataLink::from(linktype),
-        ts_resolution: if nanos {
-            TsResolution::NanoSecond
-        } else {
-            TsResolution::MicroSecond
-        },
-        endianness: if big {
-            Endianness::Big
-        } else {
-            Endianness::Little
-        },
-        ..PcapHeader::default()
-    };
-    let mut w = PcapWriter::with_header(Vec::new(), header).unwrap();
-    for (i, p) in packets.iter().enumerate() {
-        let ts = Duration::new(1_760_000_000 + i as u64, 123_000);
-        w.write_packet(&PcapPacket::new(ts, p.len() as u32, p))
-            .unwrap();
-    }
-    w.into_writer()
+/// IPv4 (id 1, DF, TTL 64) holding UDP without a checksum (allowed over
+/// IPv4); `bad_checksum` spoils the IPv4 header checksum.
+fn ipv4_udp(
+    src: [u8; 4],
+    dst: [u8; 4],
+    (sport, dport): (u16, u16),
+    data: &[u8],
+    bad_checksum: bool,
+) -> Vec<u8> {
+    let f = Frame::raw()
+        .ipv4(src, dst)
+        .udp_no_checksum(sport, dport)
+        .payload(data);
+    if bad_checksum { f.bad_ip_checksum() } else { f }.bytes()
 }
 
-/// pcapng written by pcap-file: a section, one interface, enhanced packet
-/// blocks.
-fn pcapng(linktype: u32, packets: &[Vec<u8>]) -> Vec<u8> {
-    let mut w = PcapNgWriter::new(Vec::new()).unwrap();
-    w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::from(linktype), 0))
-        .unwrap();
-    for p in packets {
-        w.write_pcapng_block(EnhancedPacketBlock {
-            interface_id: 0,
-            timestamp: Duration::ZERO,
-            original_len: p.len() as u32,
-            data: Cow::Borrowed(p),
-            options: vec![],
-        })
-        .unwrap();
-    }
-    w.into_inner()
+/// IPv4 holding an ICMP echo request.
+fn ipv4_echo(src: [u8; 4], dst: [u8; 4], id: u16, seq: u16) -> Vec<u8> {
+    Frame::raw()
+        .ipv4(src, dst)
+        .icmp_echo(id, seq)
+        .payload(b"inject-test-payload")
+        .bytes()
 }
 
 // ------------------------------------------------------------- test bench
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(unique(tag));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, bytes: &[u8]) -> String {
-        let path = self.0.join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path.to_string_lossy().into_owned()
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A namespace without IPv6, so that nothing but the test's packets moves.
 fn quiet_netns(tag: &str) -> Netns {
@@ -225,17 +125,11 @@ fn frames_injected_into_a_tap_are_received_by_the_kernel() {
             ether(
                 BROADCAST,
                 0x0800,
-                &ipv4(
-                    [10, 66, 0, 2],
-                    [10, 66, 0, 1],
-                    1,
-                    &icmp_echo(0x4242, seq),
-                    false,
-                ),
+                &ipv4_echo([10, 66, 0, 2], [10, 66, 0, 1], 0x4242, seq),
             )
         })
         .collect();
-    let file = dir.write("echo.pcapng", &pcapng(1, &requests));
+    let file = dir.write("echo.pcapng", pcapng(1, &requests));
     let before = icmp_counters(&ns);
     let r = ns.myinit(&format!(
         "set -e; tap add {tap}; ifconfig {tap} 10.66.0.1/24 up; \
@@ -274,29 +168,17 @@ fn a_tap_injection_makes_otherhost_and_ip_csum_drops_seen_by_droptrace() {
         ether(
             [0x02, 0, 0, 0, 0, 0x99],
             0x0800,
-            &ipv4(
-                [10, 67, 0, 2],
-                [10, 67, 0, 1],
-                17,
-                &udp(4000, 5000, b"x"),
-                false,
-            ),
+            &ipv4_udp([10, 67, 0, 2], [10, 67, 0, 1], (4000, 5000), b"x", false),
         ),
         ether(
             BROADCAST,
             0x0800,
-            &ipv4(
-                [10, 67, 0, 2],
-                [10, 67, 0, 1],
-                17,
-                &udp(4001, 5001, b"y"),
-                true,
-            ),
+            &ipv4_udp([10, 67, 0, 2], [10, 67, 0, 1], (4001, 5001), b"y", true),
         ),
     ];
     // ns timestamps, big-endian: the less common dialect.
-    let file = dir.write("drops.pcap", &pcap(1, true, true, &frames));
-    let saved = dir.path("drops.jsonl");
+    let file = dir.write("drops.pcap", pcap(1, true, true, &frames));
+    let saved = dir.file("drops.jsonl");
     let r = ns.myinit(&format!(
         "set -e; tap add {tap}; ifconfig {tap} 10.67.0.1/24 up; \
          droptrace start --backend ebpf --dev {tap}; inject {file} {tap}; sleep 0.3; \
@@ -349,7 +231,7 @@ fn frames_sent_on_a_veth_reach_its_peer_with_count_and_interval() {
         ether(BROADCAST, 0x88b5, &[0xaa; 50]),
         ether(BROADCAST, 0x88b5, &[0xbb; 100]),
     ];
-    let file = dir.write("v.pcap", &pcap(1, false, false, &frames));
+    let file = dir.write("v.pcap", pcap(1, false, false, &frames));
     let (rx0, bytes0, _) = counters(&bench.ns, &bench.b);
     let (_, _, tx0) = counters(&bench.ns, &bench.a);
     let r = bench
@@ -395,7 +277,7 @@ fn a_paced_replay_leaves_the_shell_on_the_cpus_it_had() {
     let dir = TempDir::new("ijc");
     let file = dir.write(
         "c.pcap",
-        &pcap(1, false, false, &[ether(BROADCAST, 0x88b5, &[0xcc; 50])]),
+        pcap(1, false, false, &[ether(BROADCAST, 0x88b5, &[0xcc; 50])]),
     );
     let allowed = |status: &str| {
         status
@@ -404,12 +286,43 @@ fn a_paced_replay_leaves_the_shell_on_the_cpus_it_had() {
             .map(|l| l.split_whitespace().last().unwrap_or("").to_string())
     };
     let ours = allowed(&std::fs::read_to_string("/proc/thread-self/status").unwrap());
-    let r = bench.ns.myinit(&format!(
-        "inject {file} {} --count 20 --interval 0.001; cat /proc/self/status",
-        bench.a
-    ));
+    // A replay of about 2 s, watched from outside: one of its threads
+    // is held on one CPU while it paces.
+    let child = Command::new("ip")
+        .args(["netns", "exec", &bench.ns.name, myinit_bin(), "-c"])
+        .arg(format!(
+            "inject {file} {} --count 40 --interval 0.05; cat /proc/self/status",
+            bench.a
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `ip netns exec` execs the program: the child's PID is myinit's.
+    let tasks = format!("/proc/{}/task", child.id());
+    let started = Instant::now();
+    let mut pinned = None;
+    while pinned.is_none() && started.elapsed() < Duration::from_secs(2) {
+        for task in std::fs::read_dir(&tasks).into_iter().flatten().flatten() {
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            match allowed(&status) {
+                Some(cpus) if Some(&cpus) != ours.as_ref() => pinned = Some(cpus),
+                _ => {}
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let r = common::MyinitRun::from(child.wait_with_output().unwrap());
     r.assert_ok();
-    assert!(r.stdout.starts_with("inject: 20 packets"), "{r:?}");
+    let many = ours.as_deref().is_some_and(|c| c.contains(['-', ',']));
+    if many {
+        let pinned = pinned.unwrap_or_else(|| panic!("no thread was held on one CPU: {r:?}"));
+        assert!(
+            pinned.parse::<u32>().is_ok(),
+            "held on {pinned}, not one CPU"
+        );
+    }
+    assert!(r.stdout.starts_with("inject: 40 packets"), "{r:?}");
     assert_eq!(allowed(&r.stdout), ours, "{r:?}");
 }
 
@@ -476,23 +389,11 @@ fn raw_ip_goes_as_it_is_to_a_tun_and_is_refused_by_ethernet() {
     let tun = tun_in(&bench.ns, &tun_name);
     bench.ns.ip(&["link", "set", &tun_name, "up"]);
     let packets = vec![
-        ipv4(
-            [10, 68, 0, 1],
-            [10, 68, 0, 2],
-            17,
-            &udp(1, 2, b"one"),
-            false,
-        ),
-        ipv4(
-            [10, 68, 0, 1],
-            [10, 68, 0, 3],
-            17,
-            &udp(3, 4, b"two!"),
-            false,
-        ),
+        ipv4_udp([10, 68, 0, 1], [10, 68, 0, 2], (1, 2), b"one", false),
+        ipv4_udp([10, 68, 0, 1], [10, 68, 0, 3], (3, 4), b"two!", false),
     ];
-    let raw = dir.write("raw.pcapng", &pcapng(101, &packets));
-    let v4 = dir.write("v4.pcap", &pcap(228, false, false, &packets[..1]));
+    let raw = dir.write("raw.pcapng", pcapng(101, &packets));
+    let v4 = dir.write("v4.pcap", pcap(228, false, false, &packets[..1]));
     let r = bench
         .ns
         .myinit(&format!("inject {raw} {tun_name}; inject {v4} {tun_name}"));
@@ -518,7 +419,7 @@ fn raw_ip_goes_as_it_is_to_a_tun_and_is_refused_by_ethernet() {
     );
     let eth = dir.write(
         "eth.pcap",
-        &pcap(1, false, false, &[ether(BROADCAST, 0x88b5, &[0; 46])]),
+        pcap(1, false, false, &[ether(BROADCAST, 0x88b5, &[0; 46])]),
     );
     let r = bench.ns.myinit(&format!("inject {eth} {tun_name}"));
     assert_eq!(r.status, 1, "{r:?}");
@@ -542,7 +443,7 @@ fn bad_input_is_one_clear_line_and_sends_nothing() {
     let truncated = dir.write("cut.pcap", &good[..good.len() - 7]);
     let text = dir.write("text.pcap", b"this is not a capture\n");
     let empty = dir.write("empty.pcap", b"");
-    let missing = dir.path("missing.pcap");
+    let missing = dir.file("missing.pcap");
     let a = &bench.a;
     let cases: Vec<(String, i32, &str)> = vec![
         (
@@ -634,7 +535,7 @@ fn ctrl_c_stops_an_injection_and_reports_what_was_sent() {
     let dir = TempDir::new("ijc");
     let file = dir.write(
         "one.pcap",
-        &pcap(1, false, false, &[ether(BROADCAST, 0x88b5, &[3; 46])]),
+        pcap(1, false, false, &[ether(BROADCAST, 0x88b5, &[3; 46])]),
     );
     let (rx0, _, _) = counters(&bench.ns, &bench.b);
     let mut child = Kill(Some(
@@ -738,7 +639,7 @@ fn frames_the_peer_keeps_refusing_end_the_injection_with_a_summary() {
         .map(|i| ether(BROADCAST, 0x88b5, &[i; 1420]))
         .collect();
     assert_eq!(frames[0].len(), 1434);
-    let file = dir.write("big.pcap", &pcap(1, false, false, &frames));
+    let file = dir.write("big.pcap", pcap(1, false, false, &frames));
     let (rx0, _, _) = counters(&bench.ns, &bench.b);
     let (status, stdout, stderr, took) = myinit_within(
         &bench.ns.name,
@@ -792,7 +693,7 @@ fn an_endless_non_capture_fails_at_once_under_a_memory_limit() {
 fn a_fifo_is_kept_up_to_a_bound_and_refused_beyond_it() {
     let bench = veth_bench("ijf");
     let dir = TempDir::new("ijf");
-    let fifo = dir.path("frames.fifo");
+    let fifo = dir.file("frames.fifo");
     common::run_ok("mkfifo", &[&fifo]);
     let small = pcap(
         1,
@@ -1044,7 +945,7 @@ fn the_recorded_pace_is_kept_within_0_01_percent_over_1000_packets_with_tcprepla
     let bench = veth_bench("ijp");
     let dir = TempDir::new("ijp");
     let frames = numbered_frames(1000);
-    let file = dir.write("paced.pcap", &pcap_every(&frames, Duration::from_millis(2)));
+    let file = dir.write("paced.pcap", pcap_every(&frames, Duration::from_millis(2)));
     let recorded = Duration::from_millis(1998);
 
     // Up to three replays: the tests run in parallel on a small shared
@@ -1057,7 +958,7 @@ fn the_recorded_pace_is_kept_within_0_01_percent_over_1000_packets_with_tcprepla
         let dump = Tcpdump::start(
             &bench.ns,
             &bench.b,
-            dir.path(&format!("ours{attempt}.pcap")),
+            dir.file(&format!("ours{attempt}.pcap")),
             Some(frames.len()),
         );
         let r = bench.ns.myinit(&format!("inject {file} {}", bench.a));
@@ -1085,7 +986,7 @@ fn the_recorded_pace_is_kept_within_0_01_percent_over_1000_packets_with_tcprepla
     let dump = Tcpdump::start(
         &bench.ns,
         &bench.b,
-        dir.path("theirs.pcap"),
+        dir.file("theirs.pcap"),
         Some(frames.len()),
     );
     let out = bench.ns.exec("tcpreplay", &["-q", "-i", &bench.a, &file]);
@@ -1111,8 +1012,8 @@ fn speed_2_halves_the_span_and_topspeed_ignores_the_timing() {
     let bench = veth_bench("ijs");
     let dir = TempDir::new("ijs");
     let frames = numbered_frames(200);
-    let file = dir.write("s.pcap", &pcap_every(&frames, Duration::from_millis(5)));
-    let dump = Tcpdump::start(&bench.ns, &bench.b, dir.path("s2.pcap"), Some(frames.len()));
+    let file = dir.write("s.pcap", pcap_every(&frames, Duration::from_millis(5)));
+    let dump = Tcpdump::start(&bench.ns, &bench.b, dir.file("s2.pcap"), Some(frames.len()));
     bench
         .ns
         .myinit(&format!("inject {file} {} --speed 2", bench.a))
@@ -1127,7 +1028,7 @@ fn speed_2_halves_the_span_and_topspeed_ignores_the_timing() {
     let dump = Tcpdump::start(
         &bench.ns,
         &bench.b,
-        dir.path("top.pcap"),
+        dir.file("top.pcap"),
         Some(frames.len()),
     );
     bench
@@ -1147,11 +1048,11 @@ fn pps_spaces_the_packets_evenly_whatever_the_file_says() {
     let bench = veth_bench("ijq");
     let dir = TempDir::new("ijq");
     let frames = numbered_frames(100);
-    let file = dir.write("q.pcap", &pcap_every(&frames, Duration::from_secs(1)));
+    let file = dir.write("q.pcap", pcap_every(&frames, Duration::from_secs(1)));
     let dump = Tcpdump::start(
         &bench.ns,
         &bench.b,
-        dir.path("q.pcap.rx"),
+        dir.file("q.pcap.rx"),
         Some(frames.len()),
     );
     let r = bench
@@ -1199,7 +1100,7 @@ fn a_paced_replay_runs_at_real_time_priority_only_while_it_runs_and_sleeps_in_lo
     let bench = veth_bench("ijr");
     let dir = TempDir::new("ijr");
     let frames = numbered_frames(40);
-    let file = dir.write("r.pcap", &pcap_every(&frames, Duration::from_millis(25)));
+    let file = dir.write("r.pcap", pcap_every(&frames, Duration::from_millis(25)));
     let (rx0, _, _) = counters(&bench.ns, &bench.b);
     let child = Kill(Some(
         Command::new("ip")
@@ -1239,9 +1140,9 @@ fn loop_repeats_the_whole_file_at_its_pace_and_count_still_caps_it() {
     let bench = veth_bench("ijl");
     let dir = TempDir::new("ijl");
     let frames = numbered_frames(4);
-    let file = dir.write("l.pcap", &pcap_every(&frames, Duration::from_millis(10)));
+    let file = dir.write("l.pcap", pcap_every(&frames, Duration::from_millis(10)));
     let thrice: Vec<Vec<u8>> = frames.iter().cycle().take(12).cloned().collect();
-    let dump = Tcpdump::start(&bench.ns, &bench.b, dir.path("l3.pcap"), Some(thrice.len()));
+    let dump = Tcpdump::start(&bench.ns, &bench.b, dir.file("l3.pcap"), Some(thrice.len()));
     let r = bench
         .ns
         .myinit(&format!("inject {file} {} --loop 3", bench.a));
@@ -1299,16 +1200,16 @@ fn jsonl_input_sends_the_same_bytes_as_the_pcap() {
     let mut frames = vec![ether(
         BROADCAST,
         0x0800,
-        &ipv4(
+        &ipv4_udp(
             [10, 69, 0, 2],
             [10, 69, 0, 1],
-            17,
-            &udp(4000, 5000, b"jsonl"),
+            (4000, 5000),
+            b"jsonl",
             false,
         ),
     )];
     frames.extend(numbered_frames(3));
-    let pcap_file = dir.write("f.pcap", &pcap_every(&frames, Duration::from_millis(1)));
+    let pcap_file = dir.write("f.pcap", pcap_every(&frames, Duration::from_millis(1)));
     let jsonl_file = dir.write("looks-like.pcap", jsonl_of(&frames).as_bytes());
     let mut received = Vec::new();
     for file in [&pcap_file, &jsonl_file] {
@@ -1378,7 +1279,7 @@ fn a_long_replay_reports_progress_on_stderr_then_a_summary() {
     let dir = TempDir::new("ijg");
     let file = dir.write(
         "g.pcap",
-        &pcap_every(&numbered_frames(3), Duration::from_millis(1)),
+        pcap_every(&numbered_frames(3), Duration::from_millis(1)),
     );
     let r = bench
         .ns
@@ -1416,13 +1317,7 @@ fn the_log_of_an_injection_holds_the_originals_exact_completion_line() {
         let frame = ether(
             BROADCAST,
             0x0800,
-            &ipv4(
-                [10, 70, 0, 2],
-                [10, 70, 0, 1],
-                1,
-                &icmp_echo(0x4243, seq),
-                false,
-            ),
+            &ipv4_echo([10, 70, 0, 2], [10, 70, 0, 1], 0x4243, seq),
         );
         let hex: String = frame.iter().map(|b| format!("{b:02x}")).collect();
         format!(r#"{{"timestamp_us":{ts},"direction":"rx","data":"{hex}"}}"#)

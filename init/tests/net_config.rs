@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Netns;
+use common::{MyinitIn, Netns};
 use serde_json::Value;
 
 /// iproute2 itself: inside myinit, `ip` is the built-in command.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{myinit_bin, MyinitRun, Netns};
+use common::{myinit_bin, MyinitIn, MyinitRun, Netns};
 
 /// Namespace `a` (10.0.0.1, fd00::1, fe80::1 on `va`) and `b` (10.0.0.2,
 /// fd00::2, fe80::2 on `vb`), joined by a veth pair.
@@ -237,8 +237,15 @@ fn ping_interface_option() {
     p.a.myinit("ping -c 1 -I va 10.0.0.2").assert_ok();
     let r = p.a.myinit("ping -c 1 -W 0.5 -I lo 10.0.0.2");
     assert_eq!(r.status, 1, "{r:?}");
-    // -I with a source address.
-    p.a.myinit("ping -c 1 -I 10.0.0.1 10.0.0.2").assert_ok();
+    // -I with a source address: a second one on va, and the peer's replies
+    // to the first go nowhere, so only a ping really sent from 10.0.0.3 is
+    // answered.
+    p.a.ip(&["addr", "add", "10.0.0.3/24", "dev", "va"]);
+    p.b.ip(&["route", "add", "blackhole", "10.0.0.1/32"]);
+    let r = p.a.myinit("ping -c 1 -W 0.5 10.0.0.2");
+    assert_eq!(r.status, 1, "the reply to 10.0.0.1 still arrives: {r:?}");
+    p.a.myinit("ping -c 1 -W 2 -I 10.0.0.3 10.0.0.2")
+        .assert_ok();
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Netns;
+use common::{MyinitIn, Netns};
 
 /// The command names `help` lists.
 fn command_names() -> Vec<String> {

@@ -9,7 +9,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{myinit_bin, unique, Netns};
+use common::{myinit_bin, unique, Netns, TempDir};
 
 const HERE: &str = "10.79.0.1";
 
@@ -44,33 +44,12 @@ fn tcpdump(file: &str) -> String {
     common::run_ok("tcpdump", &["-r", file, "-nn", "-t"])
 }
 
-/// A directory for this test's files, removed when dropped.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(unique("myts"));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn file(&self, name: &str) -> String {
-        self.0.join(name).to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn a_capture_records_the_requests_a_fake_host_answers_whichever_started_first() {
     for path in PATHS {
         for capture_first in [false, true] {
             let (ns, d, _) = bench("tsc");
-            let dir = TempDir::new();
+            let dir = TempDir::new("myts");
             let file = dir.file("c.pcap");
             let fakehost = format!("fakehost add {d} 10.79.0.5 icmp --backend ebpf");
             let capture = format!("capture start {d} {file} --backend ebpf");
@@ -231,7 +210,7 @@ fn what_the_fake_host_does_not_answer_reaches_the_next_program() {
 fn a_capture_records_what_a_foreign_program_attached_before_it_drops() {
     for path in PATHS {
         let (ns, d, peer) = bench("tsf");
-        let dir = TempDir::new();
+        let dir = TempDir::new("myts");
         let file = dir.file("f.jsonl");
         // The user's own program, first on the hook: a classic BPF
         // direct-action filter that drops everything (TC_ACT_SHOT).

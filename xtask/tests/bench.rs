@@ -21,7 +21,7 @@ fn quick_bench(part: &str, out: &common::TempDir) -> Output {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     common::xtask()
         .args(["bench", part, "--quick", "--out"])
-        .arg(&out.0)
+        .arg(out.dir())
         .stdin(Stdio::null())
         .output()
         .expect("run xtask bench")
@@ -92,10 +92,10 @@ fn quick_bench_of_every_built_part_writes_tables_of_the_documented_shape() {
     assert!(run.status.success(), "bench failed:\n{stdout}\n{stderr}");
 
     let read = |part: &str| -> Value {
-        let path = out.0.join(format!("{part}.json"));
+        let path = out.dir().join(format!("{part}.json"));
         let text =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert!(out.0.join(format!("{part}.md")).is_file());
+        assert!(out.dir().join(format!("{part}.md")).is_file());
         serde_json::from_str(&text).unwrap()
     };
 
@@ -228,7 +228,7 @@ fn quick_capture_bench_captures_both_frame_sizes_and_the_files_hold_the_counts()
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "bench failed:\n{stdout}\n{stderr}");
-    let text = std::fs::read_to_string(out.0.join("capture.json")).unwrap();
+    let text = std::fs::read_to_string(out.dir().join("capture.json")).unwrap();
     let doc: Value = serde_json::from_str(&text).unwrap();
     check_shape(&doc, "capture");
     let tables = doc["tables"].as_array().unwrap();
@@ -293,10 +293,10 @@ fn quick_fakehost_bench_answers_the_flood_and_pings_with_both_backends() {
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "bench failed:\n{stdout}\n{stderr}");
-    let path = out.0.join("fakehost.json");
+    let path = out.dir().join("fakehost.json");
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     check_shape(&doc, "fakehost");
-    assert!(out.0.join("fakehost.md").is_file());
+    assert!(out.dir().join("fakehost.md").is_file());
 
     let flood = doc["tables"][0]["rows"].as_array().unwrap();
     let label = |r: &Value| r["contender"].as_str().unwrap().to_string();

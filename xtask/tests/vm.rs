@@ -114,7 +114,7 @@ fn share_scripts_run_and_their_results_reach_the_host() {
     );
     let run = vm(&[
         "--share",
-        &share.0.to_string_lossy(),
+        &share.dir().to_string_lossy(),
         "--append",
         SHORT,
         "--timeout",
@@ -416,14 +416,7 @@ fn an_engine_crash_during_autoexec_ends_the_run_with_a_failure_status() {
         "crash.run",
         "echo autoexec-before-the-crash\ndebug-crash abort\necho after-the-crash\n",
     );
-    let run = vm(&[
-        "--autoexec",
-        &script.to_string_lossy(),
-        "--append",
-        SHORT,
-        "--timeout",
-        "150",
-    ]);
+    let run = vm(&["--autoexec", &script, "--append", SHORT, "--timeout", "150"]);
     // 64 + SIGABRT, not a timeout (124) waiting at a prompt.
     assert_eq!(run.status, 70, "{}", run.stderr);
     assert!(run.console_has_line("autoexec-before-the-crash"));
@@ -444,14 +437,7 @@ fn a_failing_script_fails_the_run() {
         "fail.run",
         "set -e\necho before-the-failure\ncat /no/such/file\necho after-the-failure\n",
     );
-    let run = vm(&[
-        "--autoexec",
-        &script.to_string_lossy(),
-        "--append",
-        SHORT,
-        "--timeout",
-        "150",
-    ]);
+    let run = vm(&["--autoexec", &script, "--append", SHORT, "--timeout", "150"]);
     assert_ne!(run.status, 0);
     assert!(
         run.status < 124,
@@ -473,14 +459,7 @@ fn a_hung_guest_is_killed_at_the_timeout() {
     // Built (once, shared) before the clock starts: a first build takes minutes.
     common::initrd();
     let started = Instant::now();
-    let run = vm(&[
-        "--autoexec",
-        &script.to_string_lossy(),
-        "--append",
-        SHORT,
-        "--timeout",
-        "45",
-    ]);
+    let run = vm(&["--autoexec", &script, "--append", SHORT, "--timeout", "45"]);
     assert_eq!(run.status, 124);
     assert!(started.elapsed() < Duration::from_secs(80));
     assert!(
@@ -567,14 +546,7 @@ fn an_autoexec_that_runs_itself_gets_one_error_and_the_boot_goes_on() {
         "autoexec.run",
         "echo self-run-level\nrun /mnt/host/autoexec.run\necho after-the-recursion\n",
     );
-    let run = vm(&[
-        "--autoexec",
-        &script.to_string_lossy(),
-        "--append",
-        SHORT,
-        "--timeout",
-        "150",
-    ]);
+    let run = vm(&["--autoexec", &script, "--append", SHORT, "--timeout", "150"]);
     // No stack overflow, no panic: the nesting limit stops it with one
     // error, every level finishes, and the power-off countdown follows.
     assert_eq!(run.status, 0, "{}", run.stderr);
@@ -631,7 +603,7 @@ fn tc_capture_programs_pass_the_6_1_verifier_and_an_orphan_filter_is_removed() {
     );
     let run = vm(&[
         "--share",
-        &share.0.to_string_lossy(),
+        &share.dir().to_string_lossy(),
         "--append",
         SHORT,
         "--timeout",
@@ -713,7 +685,7 @@ fn capture_on_a_tap_writes_pcap_and_jsonl_on_6_1() {
     );
     let run = vm(&[
         "--share",
-        &share.0.to_string_lossy(),
+        &share.dir().to_string_lossy(),
         "--append",
         SHORT,
         "--timeout",
@@ -740,7 +712,7 @@ fn capture_on_a_tap_writes_pcap_and_jsonl_on_6_1() {
             .unwrap_or_else(|| panic!("no report of {target}: {stop}"));
         assert!(line.ends_with(", 0 lost"), "{line}");
     }
-    let pcap = share.0.join("tap.pcap");
+    let pcap = share.dir().join("tap.pcap");
     let out = std::process::Command::new("tcpdump")
         .args(["-r", &pcap.to_string_lossy(), "-nn", "-t"])
         .output()
@@ -774,7 +746,7 @@ fn edit_fixes_a_script_on_the_share_over_the_serial_console_and_run_runs_it() {
     share.write("fix.run", "cho fixed-by-edit\n");
     let mut vm = Interactive::boot(&[
         "--share",
-        &share.0.to_string_lossy(),
+        &share.dir().to_string_lossy(),
         "--append",
         "myinit.countdown=30",
         "--timeout",
@@ -837,7 +809,7 @@ fn fake_hosts_answer_arp_ndp_and_ping_on_tap0_with_clsact_on_6_1() {
     );
     let run = vm(&[
         "--share",
-        &share.0.to_string_lossy(),
+        &share.dir().to_string_lossy(),
         "--append",
         SHORT,
         "--timeout",
@@ -879,7 +851,7 @@ fn oside_edits_a_capture_of_the_same_boot_and_inject_sends_the_change_on_6_1() {
     let share = TempDir::new("oside");
     let mut vm = Interactive::boot(&[
         "--share",
-        &share.0.to_string_lossy(),
+        &share.dir().to_string_lossy(),
         "--append",
         "myinit.countdown=30",
         "--timeout",
@@ -959,7 +931,7 @@ fn oside_edits_a_capture_of_the_same_boot_and_inject_sends_the_change_on_6_1() {
     // The second capture is what tap0 received: the edited packet with
     // valid checksums (status 1 is tshark's "Good"), the two others as
     // captured.
-    let b = share.0.join("b.pcap");
+    let b = share.dir().join("b.pcap");
     let out = std::process::Command::new("tshark")
         .args(["-r", &b.to_string_lossy()])
         .args(["-o", "ip.check_checksum:TRUE"])

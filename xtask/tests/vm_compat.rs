@@ -82,9 +82,9 @@ fn a_test_written_for_the_originals_harness_passes_unchanged_on_6_1() {
     let (image, modules) = kernel();
     let dir = TempDir::new("compat");
     let (code, captured, coverage) = (
-        dir.0.join("code"),
-        dir.0.join("captured"),
-        dir.0.join("coverage"),
+        dir.dir().join("code"),
+        dir.dir().join("captured"),
+        dir.dir().join("coverage"),
     );
     // The code share: the harness's folder, its mount points included.
     let harness = code.join("test-harness");
@@ -110,12 +110,12 @@ fn a_test_written_for_the_originals_harness_passes_unchanged_on_6_1() {
     // The initrd: myinit as /init with the modules at the root, and the
     // harness's generated files.
     std::fs::write(
-        dir.0.join("load-dependencies.run"),
+        dir.dir().join("load-dependencies.run"),
         "insmod /nf_defrag_ipv6.ko\n",
     )
     .unwrap();
     std::fs::write(
-        dir.0.join("test-plan.run"),
+        dir.dir().join("test-plan.run"),
         "run /mnt/host/test-harness/tests/compat/test.run\n",
     )
     .unwrap();
@@ -127,12 +127,12 @@ fn a_test_written_for_the_originals_harness_passes_unchanged_on_6_1() {
         .arg("--add")
         .arg(format!(
             "{}:/load-dependencies.run",
-            dir.0.join("load-dependencies.run").display()
+            dir.dir().join("load-dependencies.run").display()
         ))
         .arg("--add")
         .arg(format!(
             "{}:/test-plan.run",
-            dir.0.join("test-plan.run").display()
+            dir.dir().join("test-plan.run").display()
         ))
         .arg("--add")
         .arg(format!(
@@ -235,7 +235,7 @@ fn a_test_written_for_the_originals_harness_passes_unchanged_on_6_1() {
     let log = read("compat-inject.log");
     let wanted = format!("Injection complete: {records} packets sent");
     assert!(log.lines().any(|l| l == wanted), "{log}");
-    let (want, got) = (dir.0.join("expected.jq"), dir.0.join("captured.jq"));
+    let (want, got) = (dir.dir().join("expected.jq"), dir.dir().join("captured.jq"));
     jq_without_timestamps(&compat("expected-tap1.jsonl"), &want);
     jq_without_timestamps(&captured.join("compat.jsonl"), &got);
     let diff = Command::new("diff")

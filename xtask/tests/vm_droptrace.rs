@@ -10,9 +10,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use common::{vm, TempDir};
+use myinit_testkit::{pcap, Frame};
 
 /// The drops every backend sees: UDP to closed ports on loopback (v4 and
 /// v6), TCP to a closed port, a ping queued on an ARP lookup nobody
@@ -34,52 +34,15 @@ const PEER_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x01, 0x02];
 const TAP1_IP: [u8; 4] = [192, 168, 78, 1];
 const PEER_IP: [u8; 4] = [192, 168, 78, 2];
 
-/// An Ethernet frame holding IPv4/UDP from PEER_IP:sport to TAP1_IP:dport;
-/// `bad_checksum` spoils the IPv4 header checksum.
+/// An Ethernet frame holding IPv4/UDP (no UDP checksum) from
+/// PEER_IP:sport to TAP1_IP:dport; `bad_checksum` spoils the IPv4 header
+/// checksum.
 fn udp_frame(dst_mac: [u8; 6], sport: u16, dport: u16, bad_checksum: bool) -> Vec<u8> {
-    let payload = b"inject";
-    let mut ip = vec![0x45, 0];
-    ip.extend(((20 + 8 + payload.len()) as u16).to_be_bytes());
-    ip.extend([0, 1, 0x40, 0, 64, 17, 0, 0]);
-    ip.extend(PEER_IP);
-    ip.extend(TAP1_IP);
-    let mut sum: u32 = ip
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    let mut checksum = !(sum as u16);
-    if bad_checksum {
-        checksum ^= 0x5a5a;
-    }
-    ip[10..12].copy_from_slice(&checksum.to_be_bytes());
-    ip.extend(sport.to_be_bytes());
-    ip.extend(dport.to_be_bytes());
-    ip.extend(((8 + payload.len()) as u16).to_be_bytes());
-    ip.extend([0, 0]); // no UDP checksum (allowed over IPv4)
-    ip.extend(payload);
-    let mut frame = dst_mac.to_vec();
-    frame.extend(PEER_MAC);
-    frame.extend(0x0800u16.to_be_bytes());
-    frame.extend(ip);
-    frame
-}
-
-/// A classic pcap (µs, little-endian, Ethernet) of the given frames,
-/// written by pcap-file.
-fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
-    let header = pcap_file::pcap::PcapHeader {
-        endianness: pcap_file::Endianness::Little,
-        ..Default::default()
-    };
-    let mut w = pcap_file::pcap::PcapWriter::with_header(Vec::new(), header).unwrap();
-    for f in frames {
-        let packet = pcap_file::pcap::PcapPacket::new(Duration::ZERO, f.len() as u32, f);
-        w.write_packet(&packet).unwrap();
-    }
-    w.into_writer()
+    let f = Frame::ether(dst_mac, PEER_MAC)
+        .ipv4(PEER_IP, TAP1_IP)
+        .udp_no_checksum(sport, dport)
+        .payload(b"inject");
+    if bad_checksum { f.bad_ip_checksum() } else { f }.bytes()
 }
 
 /// Both eBPF hooks also take kernel stacks and packet bytes.
@@ -187,7 +150,11 @@ fn droptrace_on_debian_6_1_names_reasons_locations_and_packets_with_every_backen
         udp_frame(FOREIGN_MAC, 4000, 5000, false),
         udp_frame(TAP1_MAC, 4001, 5001, true),
     ];
-    std::fs::write(share.0.join("frames.pcap"), pcap(&frames)).unwrap();
+    std::fs::write(
+        share.dir().join("frames.pcap"),
+        pcap(1, false, false, &frames),
+    )
+    .unwrap();
     let mut script = String::from(
         "set -e\n\
          ifconfig eth0 down\n\
@@ -228,7 +195,7 @@ fn droptrace_on_debian_6_1_names_reasons_locations_and_packets_with_every_backen
     share.write("autoexec.run", &script);
     let run = vm(&[
         "--share",
-        &share.0.to_string_lossy(),
+        &share.dir().to_string_lossy(),
         "--append",
         "myinit.countdown=0 myinit.poweroff_countdown=0",
         "--timeout",
@@ -269,7 +236,7 @@ fn droptrace_on_debian_6_1_names_reasons_locations_and_packets_with_every_backen
 
     let mut per_backend = Vec::new();
     for (name, _) in BACKENDS {
-        let drops = parse_jsonl(&share.0.join(format!("{name}.jsonl")));
+        let drops = parse_jsonl(&share.dir().join(format!("{name}.jsonl")));
         // `save` wrote what `show` shows.
         let show = share.read(&format!("show-{name}.txt"));
         assert!(
@@ -419,7 +386,7 @@ fn check_stacks_and_packets(share: &TempDir, name: &str, frames: &[Vec<u8>]) {
             .starts_with("droptrace: saved "),
         "{name}"
     );
-    let pcapng = share.0.join(format!("{name}.pcapng"));
+    let pcapng = share.dir().join(format!("{name}.pcapng"));
     let tshark = |args: &[&str]| -> String {
         let out = std::process::Command::new("tshark")
             .arg("-r")
@@ -456,7 +423,7 @@ fn check_stacks_and_packets(share: &TempDir, name: &str, frames: &[Vec<u8>]) {
         let want: String = frame.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(raw, want, "{name}: {reason}: the bytes injected");
     }
-    let jsonl = std::fs::read_to_string(share.0.join(format!("{name}.jsonl"))).unwrap();
+    let jsonl = std::fs::read_to_string(share.dir().join(format!("{name}.jsonl"))).unwrap();
     let decoded = jsonl
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())

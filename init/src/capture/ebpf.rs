@@ -2,7 +2,6 @@
 //! ingress and/or egress (ebpf/tc.rs: TCX, or clsact + cls_bpf), queueing
 //! each packet's first bytes and a `CaptureHeader` into one ring buffer.
 
-use anyhow::anyhow;
 use aya::programs::SchedClassifier;
 use myinit_common::capture::{CaptureHeader, CAPTURE_EGRESS, CAPTURE_HAS_TASK, CAPTURE_HAS_VLAN};
 
@@ -54,38 +53,6 @@ fn program_for(hook: Hook) -> &'static str {
     }
 }
 
-/// Whether TC programs may call the task helpers here (probed: 6.1's
-/// verifier refuses them to SCHED_CLS, 6.18's allows them).
-pub fn task_helpers_allowed() -> bool {
-    use aya::programs::ProgramType;
-    use aya::sys::{is_helper_supported, BpfHelper};
-    [
-        BpfHelper::BPF_FUNC_get_current_pid_tgid,
-        BpfHelper::BPF_FUNC_get_current_comm,
-    ]
-    .into_iter()
-    .all(|helper| is_helper_supported(ProgramType::SchedClassifier, helper).unwrap_or(false))
-}
-
-pub fn permission_denied(error: &anyhow::Error) -> bool {
-    error.chain().any(|e| {
-        e.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.raw_os_error() == Some(libc::EPERM))
-    })
-}
-
-/// An error and its sources on one line.
-pub fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
-
 impl TcCapture {
     /// Loads the object with the snap length and the classes to leave out
     /// (`IGNORE_*` bits; `link_header`: the interface's packets start with
@@ -103,33 +70,19 @@ impl TcCapture {
         let path = tc::choose_path()?;
         let btf = KernelBtf::get();
         let aya_btf = btf.as_ref().ok().map(|b| &b.aya);
-        let task_helpers = u8::from(task_helpers_allowed());
+        let task_helpers = u8::from(tc::task_helpers_allowed());
         let link_header: u8 = if link_header { 14 } else { 0 };
-        let mut object = Object::load(OBJECT, aya_btf, |loader| {
+        let mut object = tc::load_object(OBJECT, aya_btf, iface, |loader| {
             loader.override_global("TASK_HELPERS", &task_helpers, true);
             loader.override_global("SNAPLEN", &snaplen, true);
             loader.override_global("IGNORE", &ignore, true);
             loader.override_global("LINK_HEADER", &link_header, true);
-        })
-        .map_err(|e| {
-            // Without privileges the first map already fails: say what is
-            // needed rather than which map.
-            if permission_denied(&e) {
-                tc::TcError::NotRoot {
-                    iface: iface.to_string(),
-                }
-                .into()
-            } else {
-                e
-            }
         })?;
         let mut attached = Vec::new();
         for &hook in hooks {
             let name = program_for(hook);
             let program: &mut SchedClassifier = object.program_mut(name)?;
-            program
-                .load()
-                .map_err(|e| anyhow!("loading {name}: {}", chain(&e)))?;
+            tc::load_program(program, name)?;
             match tc::attach(program, name, iface, hook, path, tc::Order::First).await {
                 Ok(a) => attached.push((a, name)),
                 Err(e) => {

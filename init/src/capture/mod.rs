@@ -338,7 +338,7 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
     let iface = opts.iface.clone();
     let ifindex = crate::net::iface::ifindex(&iface)?;
     if opts.snaplen == Some(0) {
-        return Err(crate::cmd::usage("--snaplen must be at least 1"));
+        anyhow::bail!("--snaplen must be at least 1");
     }
     let snaplen = opts.snaplen.unwrap_or(DEFAULT_SNAPLEN).min(DEFAULT_SNAPLEN);
     let arphrd = state.rt.block_on(async {

@@ -253,12 +253,12 @@ fn poweroff(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     if ctx.shell.state.is_pid1 {
         // First, so that the supervisor finishes the power off if the
         // engine dies while the jobs stop.
-        crate::supervisor::request_power(Some(status));
+        crate::power::request(Some(status));
     }
     stop_all_jobs(ctx);
     nix::unistd::sync();
     if ctx.shell.state.is_pid1 {
-        crate::boot::power_off(status);
+        crate::power::off(status);
     }
     ctx.shell.exit_request = Some(status);
     Ok(status)
@@ -269,12 +269,12 @@ fn reboot(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         return Err(usage("takes no arguments"));
     }
     if ctx.shell.state.is_pid1 {
-        crate::supervisor::request_power(None);
+        crate::power::request(None);
     }
     stop_all_jobs(ctx);
     nix::unistd::sync();
     if ctx.shell.state.is_pid1 {
-        crate::boot::reboot();
+        crate::power::reboot();
     }
     ctx.shell.exit_request = Some(0);
     Ok(0)

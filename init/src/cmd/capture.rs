@@ -111,6 +111,9 @@ fn capture(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
             include,
             ignore: ignore_options,
         } => {
+            if snaplen == Some(0) {
+                return Err(usage("--snaplen must be at least 1"));
+            }
             let mut format = None;
             let mut count = None;
             let mut ignore = Ignore::default();

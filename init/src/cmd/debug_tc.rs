@@ -18,7 +18,6 @@ use myinit_common::capture::{
 
 use super::parse_seconds;
 use super::{parse_args, usage, CommandSpec};
-use crate::capture::ebpf::{chain, permission_denied, task_helpers_allowed};
 use crate::ebpf::ring::{self, RingReader};
 use crate::ebpf::tc::{self, Attached, Hook};
 use crate::ebpf::Object;
@@ -259,27 +258,13 @@ async fn attach(
     let path = tc::choose_path()?;
     let btf = KernelBtf::get();
     let aya_btf = btf.as_ref().ok().map(|b| &b.aya);
-    // Without privileges the first map already fails: say what is needed
-    // rather than which map.
-    let task_helpers = u8::from(task_helpers_allowed());
-    let mut object = Object::load(OBJECT, aya_btf, |loader| {
+    let task_helpers = u8::from(tc::task_helpers_allowed());
+    let mut object = tc::load_object(OBJECT, aya_btf, &iface, |loader| {
         loader.override_global("TASK_HELPERS", &task_helpers, true);
         loader.override_global("SNAPLEN", &snaplen, true);
-    })
-    .map_err(|e| {
-        if permission_denied(&e) {
-            tc::TcError::NotRoot {
-                iface: iface.clone(),
-            }
-            .into()
-        } else {
-            e
-        }
     })?;
     let program: &mut SchedClassifier = object.program_mut(name)?;
-    program
-        .load()
-        .map_err(|e| anyhow!("loading {name}: {}", chain(&e)))?;
+    tc::load_program(program, name)?;
     let attached = tc::attach(program, name, &iface, hook, path, tc::Order::Any).await?;
     object.forward_log();
     let mut ring = RingReader::take(&mut object, "CAPTURE_RING", "CAPTURE_LOST")?;

@@ -9,7 +9,7 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 use super::{parse_args, seconds_option, usage, CommandSpec};
 use crate::droptrace::event::{DropFilter, DropRecord};
 use crate::droptrace::job::{self, Backend, Hook, StartOptions};
-use crate::droptrace::store::{DropStore, Kept, DEFAULT_KEEP};
+use crate::droptrace::store::{DropStore, Drops, Kept, DEFAULT_KEEP};
 use crate::shell::Ctx;
 use myinit_common::droptrace::{DROP_HAS_STACK, MAX_SNAPLEN, STACK_NONE};
 
@@ -39,6 +39,27 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
     run: droptrace,
     cli: Some(Cli::command),
 }];
+
+/// `--hook`: which kernel hook the eBPF backend attaches to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum HookArg {
+    /// tp_btf when the kernel's BTF has it, else the classic tracepoint.
+    Auto,
+    /// `tp_btf/kfree_skb` only.
+    TpBtf,
+    /// The classic `skb:kfree_skb` tracepoint (format-file offsets).
+    Tracepoint,
+}
+
+impl From<HookArg> for Hook {
+    fn from(hook: HookArg) -> Hook {
+        match hook {
+            HookArg::Auto => Hook::Auto,
+            HookArg::TpBtf => Hook::TpBtf,
+            HookArg::Tracepoint => Hook::Tracepoint,
+        }
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -106,7 +127,7 @@ enum Sub {
         /// the eBPF hook: tp-btf (BTF tracepoint) or tracepoint (classic
         /// skb:kfree_skb, offsets from its format file); auto: tp-btf if any
         #[arg(long, value_enum, default_value = "auto")]
-        hook: Hook,
+        hook: HookArg,
         /// keep the last N drops for show (default 1000; at most what fits
         /// in 1/8 of the available memory, at 512 bytes a drop)
         #[arg(long, default_value_t = DEFAULT_KEEP, value_name = "N")]
@@ -226,12 +247,12 @@ fn droptrace(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
                 return Err(usage("--stack-entries must be at least 1"));
             }
             crate::util::check_memory_cap("--keep", keep as u64, DROP_BYTES + u64::from(snaplen))?;
-            if hook != Hook::Auto && backend == Backend::Ftrace {
+            if hook != HookArg::Auto && backend == Backend::Ftrace {
                 return Err(usage("--hook is for the eBPF backend"));
             }
             let opts = StartOptions {
                 backend,
-                hook,
+                hook: hook.into(),
                 limit: count,
                 keep,
                 filter: filter.filter()?,
@@ -261,7 +282,7 @@ fn droptrace(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
             filter,
         } => show(ctx, count.or(last), abs, stack, &filter.filter()?),
         Sub::Clear => {
-            ctx.state().drops.lock().clear();
+            ctx.state().slot::<Drops>().lock().clear();
             Ok(0)
         }
         Sub::Summary { stack, filter } => summary(ctx, stack, &filter.filter()?),
@@ -464,7 +485,7 @@ fn show(
     with_stack: bool,
     filter: &DropFilter,
 ) -> anyhow::Result<i32> {
-    let drops = ctx.state().drops.clone();
+    let drops = ctx.state().slot::<Drops>();
     let mut s = drops.lock();
     check_filter(&s, filter, "show")?;
     if s.summary_mode {
@@ -560,7 +581,7 @@ fn counts_by_stack(s: &mut DropStore, filter: &DropFilter) -> Vec<(u32, u64)> {
 }
 
 fn summary(ctx: &mut Ctx<'_>, with_stack: bool, filter: &DropFilter) -> anyhow::Result<i32> {
-    let drops = ctx.state().drops.clone();
+    let drops = ctx.state().slot::<Drops>();
     let mut s = drops.lock();
     check_filter(&s, filter, "summary")?;
     if with_stack && !s.stack_on {
@@ -662,7 +683,7 @@ fn save(ctx: &mut Ctx<'_>, file: &str, filter: &DropFilter) -> anyhow::Result<i3
     if file.ends_with(".pcapng") {
         return save_pcapng(ctx, file, filter);
     }
-    let drops = ctx.state().drops.clone();
+    let drops = ctx.state().slot::<Drops>();
     let mut s = drops.lock();
     check_filter(&s, filter, "save")?;
     let mut text = String::new();
@@ -704,7 +725,7 @@ fn save(ctx: &mut Ctx<'_>, file: &str, filter: &DropFilter) -> anyhow::Result<i3
 /// device, link type), each packet's comment saying why it was dropped.
 fn save_pcapng(ctx: &mut Ctx<'_>, file: &str, filter: &DropFilter) -> anyhow::Result<i32> {
     use crate::packet::pcap_writer::PcapNgWriter;
-    let drops = ctx.state().drops.clone();
+    let drops = ctx.state().slot::<Drops>();
     let mut s = drops.lock();
     check_filter(&s, filter, "save")?;
     if s.snaplen() == 0 {
@@ -785,15 +806,16 @@ fn watch(
         None => None,
     };
     let state = ctx.state();
+    let drops = state.slot::<Drops>();
     // Subscribe before starting, so the first drops are not missed.
-    let mut rx = state.drops.subscribe();
+    let mut rx = drops.subscribe();
     let started_here = !state.jobs.is_running(&job::job_id());
     if started_here {
         let opts = StartOptions {
             backend,
             hook: Hook::Auto,
             limit: None,
-            keep: state.drops.lock().keep,
+            keep: drops.lock().keep,
             filter: filter.clone(),
             summary: false,
             stack_entries: None,
@@ -820,7 +842,7 @@ fn watch(
         _ => None,
     };
     let mut input_ended = false;
-    let started_ns = state.drops.lock().started_ns;
+    let started_ns = drops.lock().started_ns;
     writeln!(ctx.out, "{}", Columns::WATCH.header())?;
     ctx.out.flush()?;
     let mut interrupts = ctx.interrupts();
@@ -843,13 +865,13 @@ fn watch(
                         input_ended = true;
                         return Ok(());
                     }
-                    if !state.drops.lock().running {
+                    if !drops.lock().running {
                         return Ok(());
                     }
                 }
                 event = rx.recv() => match event {
                     Ok(kept) => {
-                        let r = state.drops.lock().decode(&kept);
+                        let r = drops.lock().decode(&kept);
                         if filter.matches(&r) {
                             shown += 1;
                             let time = time_text(r.time_ns, started_ns, None);
@@ -875,7 +897,7 @@ fn watch(
             writeln!(ctx.out, "{report}")?;
         }
     }
-    let lost = state.drops.lock().lost;
+    let lost = drops.lock().lost;
     writeln!(
         ctx.out,
         "droptrace: {shown} drops watched, {missed} too fast for the screen (kept for show), {lost} lost"

@@ -18,6 +18,7 @@ use crate::shell::Ctx;
 pub mod builtin;
 pub mod capture;
 pub mod convert;
+pub mod debug_crash;
 pub mod debug_tc;
 pub mod droptrace;
 pub mod edit;
@@ -247,7 +248,7 @@ pub fn all() -> &'static [&'static CommandSpec] {
 
 /// Developer commands: run by name, but not listed by `help` nor completed
 /// (kept out of `all()`), as they stand in for commands still to come.
-const HIDDEN: &[&[CommandSpec]] = &[debug_tc::COMMANDS, crate::supervisor::COMMANDS];
+const HIDDEN: &[&[CommandSpec]] = &[debug_tc::COMMANDS, debug_crash::COMMANDS];
 
 pub fn find(name: &str) -> Option<&'static CommandSpec> {
     all()
@@ -290,10 +291,7 @@ pub fn seconds_option(option: &str, text: &str) -> anyhow::Result<std::time::Dur
     parse_seconds(text).map_err(|e| usage(format!("{option}: {e}")))
 }
 
-/// The foreground command was stopped by Ctrl-C (status 130).
-#[derive(Debug, Error)]
-#[error("interrupted")]
-pub struct Interrupted;
+pub use crate::util::Interrupted;
 
 /// Parses arguments with a clap derive type. Parse errors become one-line
 /// `UsageError`s (the shell adds the usage from the command's spec).

@@ -13,7 +13,6 @@ use aya::maps::{MapData, PerCpuArray, PerCpuHashMap, StackTraceMap};
 use aya::programs::{BtfTracePoint, TracePoint};
 use myinit_common::droptrace::{DropEvent, DropSummaryKey, MODE_EVENTS, MODE_SUMMARY};
 
-use super::job::Hook;
 use super::KernelInfo;
 use crate::ebpf::ring::{self, RingReader};
 use crate::ebpf::Object;
@@ -22,6 +21,17 @@ use crate::kernel::tracefs;
 
 /// The object built from `ebpf-programs/src/bin/droptrace.rs` by init/build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/droptrace"));
+
+/// Which kernel hook the eBPF backend may attach to (`--hook`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// tp_btf when the kernel's BTF has it, else the classic tracepoint.
+    Auto,
+    /// `tp_btf/kfree_skb` only.
+    TpBtf,
+    /// The classic `skb:kfree_skb` tracepoint (format-file offsets).
+    Tracepoint,
+}
 
 /// Which kernel hook the eBPF drop tracer uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

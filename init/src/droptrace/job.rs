@@ -35,16 +35,7 @@ pub enum Backend {
     Ftrace,
 }
 
-/// `--hook`: which kernel hook the eBPF backend attaches to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Hook {
-    /// tp_btf when the kernel's BTF has it, else the classic tracepoint.
-    Auto,
-    /// `tp_btf/kfree_skb` only.
-    TpBtf,
-    /// The classic `skb:kfree_skb` tracepoint (format-file offsets).
-    Tracepoint,
-}
+pub use super::ebpf::Hook;
 
 pub struct StartOptions {
     pub backend: Backend,
@@ -131,7 +122,7 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
         },
     };
     let filter_needs_packet = opts.filter.needs_packet();
-    let drops = state.drops.clone();
+    let drops = state.slot::<Drops>();
     match use_ebpf {
         Some((tracer, kernel)) => {
             let backend_name = format!("ebpf ({})", tracer.hook.describe());

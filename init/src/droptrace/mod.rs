@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use crate::kernel::btf::KernelBtf;
 use crate::kernel::tracefs;
+use ebpf::Hook;
 use ebpf::{DropHook, DropTracer, SkbOffsets};
 use event::ReasonNames;
-use job::Hook;
 
 /// What the running kernel offers the drop tracer, found by capability
 /// (does the BTF have this type, this tracepoint), not by version.

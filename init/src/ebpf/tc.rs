@@ -229,6 +229,52 @@ fn kernel_error(
     }
 }
 
+/// Whether TC programs may call the task helpers here (probed: 6.1's
+/// verifier refuses them to SCHED_CLS, 6.18's allows them).
+pub fn task_helpers_allowed() -> bool {
+    use aya::programs::ProgramType;
+    use aya::sys::{is_helper_supported, BpfHelper};
+    [
+        BpfHelper::BPF_FUNC_get_current_pid_tgid,
+        BpfHelper::BPF_FUNC_get_current_comm,
+    ]
+    .into_iter()
+    .all(|helper| is_helper_supported(ProgramType::SchedClassifier, helper).unwrap_or(false))
+}
+
+/// Loads an object of TC programs for `iface`. Without privileges its
+/// first map already fails: the error then says what is needed rather than
+/// which map.
+pub fn load_object<'a>(
+    object: &[u8],
+    btf: Option<&'a aya::Btf>,
+    iface: &str,
+    configure: impl FnOnce(&mut aya::EbpfLoader<'a>),
+) -> anyhow::Result<super::Object> {
+    super::Object::load(object, btf, configure).map_err(|e| {
+        let denied = e.chain().any(|e| {
+            e.downcast_ref::<io::Error>()
+                .is_some_and(|io| io.raw_os_error() == Some(libc::EPERM))
+        });
+        if denied {
+            TcError::NotRoot {
+                iface: iface.to_string(),
+            }
+            .into()
+        } else {
+            e
+        }
+    })
+}
+
+/// Loads one program of such an object into the kernel, naming it (and
+/// every cause, the verifier's log among them) in the error.
+pub fn load_program(program: &mut SchedClassifier, name: &str) -> anyhow::Result<()> {
+    program
+        .load()
+        .map_err(|e| anyhow::anyhow!("loading {name}: {:#}", anyhow::Error::from(e)))
+}
+
 fn check_interface(iface: &str) -> Result<u32, TcError> {
     crate::net::iface::ifindex(iface).map_err(|_| TcError::NoSuchInterface(iface.to_string()))
 }

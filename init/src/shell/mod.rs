@@ -425,7 +425,7 @@ impl Shell {
         input: &mut Input,
         origin: &Origin,
     ) -> i32 {
-        crate::supervisor::note_command(name, args);
+        crate::power::note_command(name, args);
         if let Some(spec) = cmd::find(name) {
             return self.run_builtin(spec, args, out, input, origin);
         }

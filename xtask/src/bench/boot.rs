@@ -51,7 +51,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
     need("qemu-system-x86_64", "qemu-system-x86")?;
     need("busybox", "busybox-static")?;
     let kernel = KernelArgs::default().resolve()?;
-    let scratch = Scratch::new()?;
+    let scratch = Scratch::try_new("bench")?;
     let myinit_initrd = scratch.path("myinit.img");
     let myinit_size = initrd::build(&kernel, &[], Some(&bench.myinit), &myinit_initrd)?;
     let busybox_initrd = scratch.path("busybox.img");

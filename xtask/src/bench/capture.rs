@@ -6,7 +6,7 @@
 //! `tcpdump -r`: it must hold what the capture says it captured.
 
 use std::io::Read as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -234,9 +234,8 @@ fn table(bench: &Bench, size: usize, frames: u64, samples: &[Vec<Sample>]) -> Ta
 
 /// A scratch directory on tmpfs (/dev/shm), removed on drop.
 fn shm_scratch() -> anyhow::Result<Scratch> {
-    let dir = PathBuf::from("/dev/shm").join(super::unique("-capbench"));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(Scratch(dir))
+    Scratch::try_new_in(Path::new("/dev/shm"), "capbench")
+        .context("a scratch directory in /dev/shm")
 }
 
 fn measure(

@@ -19,10 +19,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
+use myinit_testkit::{Frame, Netns};
 
 use super::{
-    cpu_seconds, ipv4_checksum, median, need, sh, unique, Bench, Cell, Flood, MyinitShell, Table,
-    Watched,
+    cpu_seconds, median, need, sh, unique, Bench, Cell, Flood, MyinitShell, Table, Watched,
 };
 
 const LOCAL_IP: [u8; 4] = [10, 98, 0, 1];
@@ -72,49 +72,40 @@ struct Link {
     peer: String,
     mac: [u8; 6],
     anchor: Option<Watched>,
+    /// Deleted last (fields drop in order): the anchor first, then the
+    /// namespace with the veth pair.
+    _netns: Netns,
 }
 
 impl Link {
     fn new() -> anyhow::Result<Self> {
         let tag = unique("");
+        let netns = Netns::named(format!("{tag}-fh"))?;
         let mut link = Link {
-            ns: format!("{tag}-fh"),
+            ns: netns.name.clone(),
             dev: format!("{tag}a"),
             peer: format!("{tag}b"),
             mac: [0; 6],
             anchor: None,
+            _netns: netns,
         };
-        // Constructed first so that a failure below still removes what exists.
-        sh("ip", &["netns", "add", &link.ns])?;
-        let ip = |args: &[&str]| -> anyhow::Result<String> {
-            let mut all = vec!["-n", link.ns.as_str()];
-            all.extend_from_slice(args);
-            sh("ip", &all)
-        };
-        ip(&[
+        let ns = &link._netns;
+        ns.try_ip(&[
             "link", "add", &link.dev, "type", "veth", "peer", "name", &link.peer,
         ])?;
         let local = format!("{}/24", dotted(LOCAL_IP));
-        ip(&["addr", "add", &local, "dev", &link.dev])?;
+        ns.try_ip(&["addr", "add", &local, "dev", &link.dev])?;
         // No IPv6: its router solicitations and DAD would only add noise.
         for key in ["all", "default"] {
+            let setting = format!("net.ipv6.conf.{key}.disable_ipv6=1");
             sh(
                 "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &link.ns,
-                    "sysctl",
-                    "-qw",
-                    &format!("net.ipv6.conf.{key}.disable_ipv6=1"),
-                ],
+                &["netns", "exec", &ns.name, "sysctl", "-qw", &setting],
             )?;
         }
-        ip(&["link", "set", &link.peer, "up"])?;
-        ip(&["link", "set", &link.dev, "up"])?;
-        let path = format!("/sys/class/net/{}/address", link.dev);
-        let text = sh("ip", &["netns", "exec", &link.ns, "cat", &path])?;
-        link.mac = super::parse_mac(text.trim()).with_context(|| format!("{path}: {text:?}"))?;
+        ns.try_ip(&["link", "set", &link.peer, "up"])?;
+        ns.try_ip(&["link", "set", &link.dev, "up"])?;
+        link.mac = ns.mac(&link.dev)?;
         let mut anchor = Command::new("ip");
         anchor.args(["netns", "exec", &link.ns, "sleep", "3600"]);
         link.anchor = Some(Watched::spawn(anchor)?);
@@ -155,16 +146,6 @@ impl Link {
     }
 }
 
-impl Drop for Link {
-    fn drop(&mut self) {
-        // The anchor goes with the namespace's last user; the veth pair with it.
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.ns])
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
-}
-
 fn dotted(ip: [u8; 4]) -> String {
     ip.map(|b| b.to_string()).join(".")
 }
@@ -172,27 +153,12 @@ fn dotted(ip: [u8; 4]) -> String {
 /// A 64-byte ICMP echo request from `dev` to the fake host, checksums valid
 /// (the reply's are derived from them: a bad one would be dropped).
 fn echo_request(src_mac: [u8; 6]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(FRAME_LEN);
-    f.extend_from_slice(&FAKE_MAC);
-    f.extend_from_slice(&src_mac);
-    f.extend_from_slice(&[0x08, 0x00]);
-    let ip_len = (FRAME_LEN - 14) as u16;
-    let mut ip = [
-        0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    ];
-    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-    ip[12..16].copy_from_slice(&LOCAL_IP);
-    ip[16..20].copy_from_slice(&FAKE_IP);
-    let sum = ipv4_checksum(&ip);
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    f.extend_from_slice(&ip);
-    // Type 8, code 0, checksum, identifier, sequence, then data.
-    let mut icmp = vec![8, 0, 0, 0, 0x4d, 0x49, 0, 1];
-    icmp.extend((0..FRAME_LEN - f.len() - 8).map(|i| i as u8));
-    let sum = ipv4_checksum(&icmp);
-    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
-    f.extend_from_slice(&icmp);
-    f
+    let data: Vec<u8> = (0..FRAME_LEN - 14 - 20 - 8).map(|i| i as u8).collect();
+    Frame::ether(FAKE_MAC, src_mac)
+        .ipv4(LOCAL_IP, FAKE_IP)
+        .icmp_echo(0x4d49, 1)
+        .payload(&data)
+        .bytes()
 }
 
 /// One flood with one contender.
@@ -616,8 +582,8 @@ mod tests {
     fn the_echo_request_has_valid_checksums() {
         let f = echo_request([2, 0, 0, 0, 0, 1]);
         assert_eq!(f.len(), FRAME_LEN);
-        assert_eq!(ipv4_checksum(&f[14..34]), 0);
-        assert_eq!(ipv4_checksum(&f[34..]), 0);
+        assert_eq!(myinit_testkit::frames::internet_checksum(&f[14..34]), 0);
+        assert_eq!(myinit_testkit::frames::internet_checksum(&f[34..]), 0);
         assert_eq!(&f[0..6], &FAKE_MAC);
     }
 

@@ -80,7 +80,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
     // pace, as fast as it can.
     let has_timing = help.contains("--topspeed");
     let pair = VethPair::new()?;
-    let scratch = Scratch::new()?;
+    let scratch = Scratch::try_new("bench")?;
     let count = bench.scaled(100_000);
     let file = scratch.path("frames.pcap");
     write_pcap(&pair, count, &file)?;

@@ -17,11 +17,12 @@ mod inject;
 use std::io::{BufRead as _, BufReader, Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
+pub use myinit_testkit::{sh, unique, TempDir as Scratch};
+use myinit_testkit::{Frame, Netns};
 use serde_json::{json, Value};
 
 /// What a part runs: its tables, or an error that ends this part only.
@@ -309,30 +310,6 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
-/// A name no other run (or test thread) uses: `xb<pid><n><suffix>`, short
-/// enough for an interface name (15 bytes).
-pub fn unique(suffix: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    format!("xb{}{n}{suffix}", std::process::id() % 100_000)
-}
-
-/// Runs a program to its end; its stdout, or an error with its stderr.
-pub fn sh(program: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("cannot run {program}"))?;
-    ensure!(
-        out.status.success(),
-        "{program} {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// Fails with a clear line when a reference tool is missing (`cargo xtask
 /// setup`, which every bench run calls first, installs them).
 pub fn need(program: &str, package: &str) -> anyhow::Result<()> {
@@ -346,8 +323,8 @@ pub fn need(program: &str, package: &str) -> anyhow::Result<()> {
 }
 
 /// Two network namespaces joined by a veth pair: `tx` (in `ns_tx`) sends,
-/// `rx` (in `ns_rx`, address 10.99.0.2/24) receives. Removed on drop, even
-/// when the bench fails.
+/// `rx` (in `ns_rx`, address 10.99.0.2/24) receives. Removed on drop (the
+/// test kit's namespaces), even when the bench fails.
 pub struct VethPair {
     pub ns_tx: String,
     pub ns_rx: String,
@@ -355,6 +332,7 @@ pub struct VethPair {
     pub rx: String,
     pub rx_mac: [u8; 6],
     pub tx_mac: [u8; 6],
+    _namespaces: [Netns; 2],
 }
 
 pub const RX_IP: [u8; 4] = [10, 99, 0, 2];
@@ -363,113 +341,66 @@ pub const TX_IP: [u8; 4] = [10, 99, 0, 1];
 impl VethPair {
     pub fn new() -> anyhow::Result<Self> {
         let tag = unique("");
-        let mut pair = VethPair {
-            ns_tx: format!("{tag}-tx"),
-            ns_rx: format!("{tag}-rx"),
-            tx: format!("{tag}t"),
-            rx: format!("{tag}r"),
-            rx_mac: [0; 6],
-            tx_mac: [0; 6],
-        };
-        // Constructed first so that a failure below still removes what exists.
-        sh("ip", &["netns", "add", &pair.ns_tx])?;
-        sh("ip", &["netns", "add", &pair.ns_rx])?;
-        sh(
-            "ip",
-            &[
-                "-n",
-                &pair.ns_tx,
-                "link",
-                "add",
-                &pair.tx,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &pair.rx,
-                "netns",
-                &pair.ns_rx,
-            ],
-        )?;
-        sh(
-            "ip",
-            &[
-                "-n",
-                &pair.ns_tx,
-                "addr",
-                "add",
-                "10.99.0.1/24",
-                "dev",
-                &pair.tx,
-            ],
-        )?;
-        sh(
-            "ip",
-            &[
-                "-n",
-                &pair.ns_rx,
-                "addr",
-                "add",
-                "10.99.0.2/24",
-                "dev",
-                &pair.rx,
-            ],
-        )?;
+        let (tx, rx) = (format!("{tag}t"), format!("{tag}r"));
+        let ns_tx = Netns::named(format!("{tag}-tx"))?;
+        let ns_rx = Netns::named(format!("{tag}-rx"))?;
+        ns_tx.try_ip(&[
+            "link",
+            "add",
+            &tx,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &rx,
+            "netns",
+            &ns_rx.name,
+        ])?;
+        ns_tx.try_ip(&["addr", "add", "10.99.0.1/24", "dev", &tx])?;
+        ns_rx.try_ip(&["addr", "add", "10.99.0.2/24", "dev", &rx])?;
         // No IPv6 on the pair: its router solicitations and DAD would add
         // to the receiver's counters.
-        for ns in [&pair.ns_tx, &pair.ns_rx] {
-            sh(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    ns,
-                    "sysctl",
-                    "-qw",
-                    "net.ipv6.conf.all.disable_ipv6=1",
-                ],
-            )?;
-            sh(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    ns,
-                    "sysctl",
-                    "-qw",
-                    "net.ipv6.conf.default.disable_ipv6=1",
-                ],
-            )?;
+        for ns in [&ns_tx, &ns_rx] {
+            for key in ["all", "default"] {
+                let setting = format!("net.ipv6.conf.{key}.disable_ipv6=1");
+                sh(
+                    "ip",
+                    &["netns", "exec", &ns.name, "sysctl", "-qw", &setting],
+                )?;
+            }
         }
-        sh("ip", &["-n", &pair.ns_tx, "link", "set", &pair.tx, "up"])?;
-        sh("ip", &["-n", &pair.ns_rx, "link", "set", &pair.rx, "up"])?;
-        pair.tx_mac = link_mac(&pair.ns_tx, &pair.tx)?;
-        pair.rx_mac = link_mac(&pair.ns_rx, &pair.rx)?;
+        ns_tx.try_ip(&["link", "set", &tx, "up"])?;
+        ns_rx.try_ip(&["link", "set", &rx, "up"])?;
+        let tx_mac = ns_tx.mac(&tx)?;
+        let rx_mac = ns_rx.mac(&rx)?;
         // Fixed neighbours: the receiver's ICMP replies then need no ARP,
         // whose answers would add to the receiver's counters.
         let mac = |m: [u8; 6]| m.map(|b| format!("{b:02x}")).join(":");
         for (ns, ip, lladdr, dev) in [
-            (&pair.ns_rx, "10.99.0.1", mac(pair.tx_mac), &pair.rx),
-            (&pair.ns_tx, "10.99.0.2", mac(pair.rx_mac), &pair.tx),
+            (&ns_rx, "10.99.0.1", mac(tx_mac), &rx),
+            (&ns_tx, "10.99.0.2", mac(rx_mac), &tx),
         ] {
-            sh(
-                "ip",
-                &[
-                    "-n",
-                    ns,
-                    "neigh",
-                    "replace",
-                    ip,
-                    "lladdr",
-                    &lladdr,
-                    "dev",
-                    dev,
-                    "nud",
-                    "permanent",
-                ],
-            )?;
+            ns.try_ip(&[
+                "neigh",
+                "replace",
+                ip,
+                "lladdr",
+                &lladdr,
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            ])?;
         }
-        Ok(pair)
+        Ok(VethPair {
+            ns_tx: ns_tx.name.clone(),
+            ns_rx: ns_rx.name.clone(),
+            tx,
+            rx,
+            rx_mac,
+            tx_mac,
+            _namespaces: [ns_tx, ns_rx],
+        })
     }
 
     /// A counter of `/proc/net/netstat` or `/proc/net/snmp` in the receiving
@@ -492,33 +423,6 @@ impl VethPair {
             .parse()
             .with_context(|| format!("{path}: {text:?}"))
     }
-}
-
-impl Drop for VethPair {
-    fn drop(&mut self) {
-        // Deleting a namespace removes the veth pair with it.
-        for ns in [&self.ns_tx, &self.ns_rx] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
-
-fn link_mac(ns: &str, dev: &str) -> anyhow::Result<[u8; 6]> {
-    let path = format!("/sys/class/net/{dev}/address");
-    let text = sh("ip", &["netns", "exec", ns, "cat", &path])?;
-    parse_mac(text.trim()).with_context(|| format!("{dev}: no MAC address in {text:?}"))
-}
-
-fn parse_mac(s: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(':');
-    for byte in &mut mac {
-        *byte = u8::from_str_radix(parts.next()?, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
 }
 
 /// `Group: names…` / `Group: values…` line pairs, as /proc/net/netstat has them.
@@ -623,40 +527,11 @@ impl Drop for Flood {
 /// An IPv4/UDP frame of `len` bytes (at least 42) from tx to rx; `ip_csum`
 /// false gives a wrong header checksum (the receiver drops it as IP_CSUM).
 pub fn udp_frame(pair: &VethPair, len: usize, port: u16, ip_csum: bool) -> Vec<u8> {
-    let len = len.max(42);
-    let mut f = Vec::with_capacity(len);
-    f.extend_from_slice(&pair.rx_mac);
-    f.extend_from_slice(&pair.tx_mac);
-    f.extend_from_slice(&[0x08, 0x00]);
-    let ip_len = (len - 14) as u16;
-    let mut ip = [
-        0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    ];
-    ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-    ip[12..16].copy_from_slice(&TX_IP);
-    ip[16..20].copy_from_slice(&RX_IP);
-    let sum = ipv4_checksum(&ip);
-    let sum = if ip_csum { sum } else { sum.wrapping_add(1) };
-    ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&4000u16.to_be_bytes());
-    f.extend_from_slice(&port.to_be_bytes());
-    f.extend_from_slice(&(ip_len - 20).to_be_bytes());
-    // UDP checksum 0: none (allowed over IPv4).
-    f.extend_from_slice(&[0, 0]);
-    f.resize(len, 0);
-    f
-}
-
-fn ipv4_checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = header
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    let f = Frame::ether(pair.rx_mac, pair.tx_mac)
+        .ipv4(TX_IP, RX_IP)
+        .udp_no_checksum(4000, port)
+        .payload(&vec![0; len.max(42) - 42]);
+    if ip_csum { f } else { f.bad_ip_checksum() }.bytes()
 }
 
 /// A process's own CPU time (user + system, all its threads, not its
@@ -875,27 +750,6 @@ pub fn number_before(line: &str, label: &str) -> Option<u64> {
         .ok()
 }
 
-/// Where the reference tools' scratch files go, removed on drop.
-pub struct Scratch(pub PathBuf);
-
-impl Scratch {
-    pub fn new() -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join(unique("-bench"));
-        std::fs::create_dir_all(&dir)?;
-        Ok(Scratch(dir))
-    }
-
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// `path` as a str for a command line.
 pub fn arg(path: &Path) -> anyhow::Result<&str> {
     path.to_str()
@@ -930,9 +784,9 @@ mod tests {
         let header = [
             0x45u8, 0, 0, 50, 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 99, 0, 1, 10, 99, 0, 2,
         ];
-        let sum = ipv4_checksum(&header);
+        let sum = myinit_testkit::frames::internet_checksum(&header);
         let mut h = header;
         h[10..12].copy_from_slice(&sum.to_be_bytes());
-        assert_eq!(ipv4_checksum(&h), 0);
+        assert_eq!(myinit_testkit::frames::internet_checksum(&h), 0);
     }
 }

@@ -266,8 +266,8 @@ mod tests {
     use std::process::Command;
 
     use super::*;
-    use crate::packet::linktype::{LINKTYPE_ETHERNET, LINKTYPE_RAW};
-    use crate::packet::pcap::PacketReader;
+    use crate::linktype::{LINKTYPE_ETHERNET, LINKTYPE_RAW};
+    use crate::pcap::PacketReader;
 
     /// A directory of this test's files, removed when dropped.
     struct TempDir(PathBuf);

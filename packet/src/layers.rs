@@ -46,9 +46,6 @@
 //! which a capture must still round-trip byte for byte. etherparse provides
 //! the checksum arithmetic and the NDP option parsing.
 
-// used by capture/pcap2json/json2pcap (issue #8)
-#![allow(dead_code)]
-
 use super::MacAddr as Mac;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -248,6 +245,8 @@ macro_rules! layer_struct {
                 })
             }
 
+            // Not every struct the macro makes is a whole layer.
+            #[allow(dead_code)]
             fn resolve_random(&mut self) {
                 $( self.$field.resolve_random(); )*
             }

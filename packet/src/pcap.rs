@@ -97,7 +97,7 @@ pub enum FileError {
     },
     #[error("pcapng block at byte {offset}: {what}")]
     Block { offset: u64, what: String },
-    #[error("read error at byte {offset}: {}", crate::util::io_error(.source))]
+    #[error("read error at byte {offset}: {}", crate::io_error(.source))]
     Io { offset: u64, source: io::Error },
 }
 
@@ -558,8 +558,8 @@ mod tests {
     use pcap_file::DataLink;
 
     use super::*;
-    use crate::packet::linktype::{check_packet, protocol_of};
-    use crate::packet::pcap_writer::{PcapNgWriter, PcapWriter};
+    use crate::linktype::{check_packet, protocol_of};
+    use crate::pcap_writer::{PcapNgWriter, PcapWriter};
 
     /// (link type, data, offset) of every packet, each checked as inject
     /// checks it, or the first error as inject shows it.

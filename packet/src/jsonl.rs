@@ -16,9 +16,6 @@
 //! naming its number and what is wrong; the reader goes on with the next
 //! line.
 
-// used by capture/pcap2json/json2pcap (issue #8)
-#![allow(dead_code)]
-
 use std::io::{self, BufRead, Write};
 
 use serde::Serialize;
@@ -373,7 +370,7 @@ fn from_hex(hex: &str) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::layers::{decode, LINKTYPE_RAW};
+    use crate::layers::{decode, LINKTYPE_RAW};
     use Dialect::{Full, Original};
 
     /// The UDP frame the samples describe: 02:00:00:00:00:01 / 10.0.0.1:5353
