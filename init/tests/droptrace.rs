@@ -485,9 +485,11 @@ fn a_flood_is_captured_or_reported_lost() {
         );
         // `lost` counts every drop of the machine the ring could not take,
         // so the sum alone holds for a reader that read nothing: the flood's
-        // own drops must also be read and matched, a good part of them.
+        // own drops must also be read and matched, a good part of them
+        // (measured: eBPF all 200,000, ftrace 134,000).
+        let part = if backend == "ebpf" { 2 } else { 10 };
         assert!(
-            captured >= matched && matched >= produced / 10,
+            captured >= matched && matched >= produced / part,
             "{backend}: matched only {matched} of {produced} ({captured} captured)\n{}",
             r.stdout
         );

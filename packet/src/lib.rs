@@ -4,6 +4,8 @@
 //! of its own so that the test kit and the bench build frames on it
 //! without building myinit's eBPF programs.
 
+pub mod convert;
+pub mod files;
 pub mod jsonl;
 pub mod layers;
 pub mod linktype;

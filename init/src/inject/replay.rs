@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 
 use super::pacer::Pacer;
-use super::source::{check_frame, Checked, Frame, Offsets, Packets, Source};
+use super::source::{check_frame, Checked, Frame, Offsets, Packets};
+use crate::packet::files::TwoPass;
 use super::Pace;
 use crate::net::packet_socket::PacketSender;
 use crate::packet::linktype::protocol_of;
@@ -219,7 +220,7 @@ impl Progress {
 pub struct Replay<'a> {
     pub file: &'a str,
     pub name: &'a str,
-    pub source: &'a Source,
+    pub source: &'a TwoPass,
     pub checked: &'a Checked,
     pub sink: &'a Sink,
     pub pace: Pace,
@@ -245,7 +246,7 @@ impl Replay<'_> {
             }
             let packets = self
                 .source
-                .open()
+                .again()
                 .map_err(|e| anyhow!(crate::util::io_error(&e)))
                 .and_then(Packets::open);
             let mut packets = match packets {

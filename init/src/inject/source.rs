@@ -1,8 +1,6 @@
 //! The input of a replay: a pcap, pcapng or JSONL file read twice,
-//! streaming, once to check every packet and once to send. A regular file
-//! is simply read again; anything else (a FIFO, a device, stdin) cannot
-//! be, so the first pass keeps a copy of what it reads, up to
-//! `UNSEEKABLE_LIMIT` bytes. The format comes from the content, never from
+//! streaming (the packet crate's `TwoPass`), once to check every packet and
+//! once (a round) to send. The format comes from the content, never from
 //! the name.
 
 use std::fmt;
@@ -12,55 +10,15 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 
+use crate::packet::files::{sniff, Format, TwoPass};
 use crate::packet::jsonl;
 use crate::packet::linktype::check_packet;
 use crate::packet::pcap::PacketReader;
 use crate::util::Interrupted;
 
-/// How much of an input that cannot be read twice is kept in memory.
-const UNSEEKABLE_LIMIT: usize = 16 << 20;
 /// How far into the input the format is looked for (blank lines before a
 /// JSONL file's first record).
 const SNIFF_LIMIT: usize = 64 << 10;
-
-/// Where the file's bytes come from, for each pass.
-pub enum Source {
-    /// A regular file: opened again for each pass.
-    File(std::path::PathBuf),
-    /// What the first pass read of anything else.
-    Memory(Vec<u8>),
-}
-
-impl Source {
-    pub fn open(&self) -> std::io::Result<Box<dyn Read + '_>> {
-        Ok(match self {
-            // The readers buffer: no BufReader.
-            Source::File(path) => Box::new(std::fs::File::open(path)?),
-            Source::Memory(bytes) => Box::new(&bytes[..]),
-        })
-    }
-}
-
-/// A reader that keeps a copy of what it reads, up to a limit.
-struct Recording<R> {
-    inner: R,
-    copy: Vec<u8>,
-}
-
-impl<R: Read> Read for Recording<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if self.copy.len() + n > UNSEEKABLE_LIMIT {
-            return Err(std::io::Error::other(format!(
-                "not a regular file, and longer than the {} MiB kept of such input \
-                 (copy it to a file first)",
-                UNSEEKABLE_LIMIT >> 20
-            )));
-        }
-        self.copy.extend_from_slice(&buf[..n]);
-        Ok(n)
-    }
-}
 
 /// Where a packet is in its file, for messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,33 +75,27 @@ pub enum Packets<R: Read> {
 }
 
 impl<R: Read> Packets<R> {
-    /// Picks the format from the content: JSONL when the first byte that
-    /// is not white space opens an object, else pcap or pcapng by their
-    /// magic numbers (pcap/pcapng magics are neither; pcapng's starts with
-    /// "\n\r\r\n", so it is ruled out first).
+    /// Picks the format from the content (`files::sniff`): JSONL, else
+    /// pcap or pcapng by their magic numbers (pcapng's is white space, so
+    /// a magic is looked for first).
     pub fn open(mut input: R) -> anyhow::Result<Self> {
-        const PCAPNG_MAGIC: &[u8] = b"\n\r\r\n";
         let mut head = Vec::new();
         let mut chunk = [0u8; 512];
-        let first = loop {
-            if head.starts_with(PCAPNG_MAGIC) {
-                break None;
-            }
-            if let Some(&b) = head.iter().find(|b| !b.is_ascii_whitespace()) {
-                break Some(b);
-            }
-            if head.len() >= SNIFF_LIMIT {
-                break None;
-            }
+        // Enough to tell: a magic number, or past JSONL's leading blank lines.
+        while sniff(&head).is_none()
+            && !head.iter().any(|b| !b.is_ascii_whitespace())
+            && head.len() < SNIFF_LIMIT
+        {
             match input.read(&mut chunk) {
-                Ok(0) => break None,
+                Ok(0) => break,
                 Ok(n) => head.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(anyhow!(crate::util::io_error(&e))),
             }
-        };
+        }
+        let jsonl = sniff(&head) == Some(Format::Jsonl);
         let input = std::io::Cursor::new(head).chain(input);
-        Ok(if first == Some(b'{') {
+        Ok(if jsonl {
             Packets::Jsonl {
                 reader: jsonl::Reader::new(BufReader::with_capacity(64 << 10, input)),
                 number: 0,
@@ -279,18 +231,10 @@ pub fn check_input(
     path: &Path,
     max_gap: Option<Duration>,
     interrupts: &tokio::sync::watch::Receiver<u64>,
-) -> anyhow::Result<(Source, Checked)> {
-    let regular = opened.metadata().is_ok_and(|m| m.is_file());
-    let (checked, copy) = if regular {
-        (check_all(opened, max_gap, interrupts), None)
-    } else {
-        let mut recording = Recording {
-            inner: opened,
-            copy: Vec::new(),
-        };
-        let checked = check_all(&mut recording, max_gap, interrupts);
-        (checked, Some(recording.copy))
-    };
+) -> anyhow::Result<(TwoPass, Checked)> {
+    let (checked, source) = TwoPass::first_pass(opened, "copy it to a file first", |input| {
+        check_all(input, max_gap, interrupts)
+    });
     let checked = checked.map_err(|e| {
         if e.is::<Interrupted>() {
             e
@@ -298,10 +242,6 @@ pub fn check_input(
             anyhow!("{}: {e}", path.display())
         }
     })?;
-    let source = match copy {
-        Some(bytes) => Source::Memory(bytes),
-        None => Source::File(path.to_path_buf()),
-    };
     Ok((source, checked))
 }
 
