@@ -104,7 +104,11 @@ pub struct Written {
     pub what: String,
 }
 
-fn tick_or_stop(tick: &mut dyn FnMut(u64, &str) -> bool, done: u64, pass: &str) -> Result<(), ConvertError> {
+fn tick_or_stop(
+    tick: &mut dyn FnMut(u64, &str) -> bool,
+    done: u64,
+    pass: &str,
+) -> Result<(), ConvertError> {
     if tick(done, pass) {
         Ok(())
     } else {
@@ -178,11 +182,9 @@ fn each_record(
     let mut reader = jsonl::Reader::new(input);
     while let Some(record) = reader.next() {
         let record = record.map_err(|error| match error {
-            jsonl::ReadError::Line { line: 1, .. } if is_capture => {
-                ConvertError::CaptureNotJsonl {
-                    name: name.to_string(),
-                }
-            }
+            jsonl::ReadError::Line { line: 1, .. } if is_capture => ConvertError::CaptureNotJsonl {
+                name: name.to_string(),
+            },
             error => ConvertError::Jsonl {
                 name: name.to_string(),
                 error,
@@ -306,10 +308,8 @@ pub fn jsonl_to_pcap(
     let name = names.input;
     let is_capture = looks_like_a_capture(name);
     let mut scan = Scan::default();
-    let (scanned, input) = TwoPass::first_pass(
-        input,
-        "copy it to a file first, or write pcapng",
-        |first| {
+    let (scanned, input) =
+        TwoPass::first_pass(input, "copy it to a file first, or write pcapng", |first| {
             let first = io::BufReader::with_capacity(OUT_BUFFER, first);
             each_record(first, name, is_capture, |line, record| {
                 match scan.linktype {
@@ -338,8 +338,7 @@ pub fn jsonl_to_pcap(
                 scan.packets += 1;
                 tick_or_stop(tick, scan.packets, "checked")
             })
-        },
-    );
+        });
     scanned?;
     let linktype = scan.linktype.unwrap_or(LINKTYPE_ETHERNET);
     let resolution = if scan.needs_ns || force_ns {

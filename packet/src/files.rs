@@ -10,7 +10,9 @@
 //! - `AtomicFile`: OUT is written as `OUT.tmp` and renamed at `commit`; an
 //!   error, a panic or Ctrl-C before that removes `OUT.tmp` and leaves OUT
 //!   as it was. OUT that exists and is not a regular file (a FIFO,
-//!   /dev/null) is written directly. A replaced file keeps its permissions.
+//!   /dev/null), or is a kernel file (procfs, sysfs, tracefs: no file can
+//!   be made beside it), is written directly. A replaced file keeps its
+//!   permissions.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek};
@@ -154,6 +156,15 @@ pub enum SaveError {
 }
 
 impl SaveError {
+    /// What went wrong without the file's name, for a caller that names it
+    /// its own way: "No such file or directory", "is a directory".
+    pub fn reason(&self) -> String {
+        match self.io() {
+            Some(e) => io_error(e),
+            None => "is a directory".to_string(),
+        }
+    }
+
     /// The system's error, when there is one.
     pub fn io(&self) -> Option<&io::Error> {
         match self {
@@ -178,7 +189,7 @@ impl AtomicFile {
     /// Where `create` writes `out` first: None when it is written directly.
     pub fn tmp_path(out: &Path) -> Option<PathBuf> {
         match std::fs::metadata(out) {
-            Ok(m) if !m.is_file() => None,
+            Ok(m) if !m.is_file() || is_kernel_file(out) => None,
             _ => {
                 let mut tmp = out.as_os_str().to_owned();
                 tmp.push(".tmp");
@@ -192,9 +203,10 @@ impl AtomicFile {
         let old = std::fs::metadata(&path);
         match &old {
             Ok(m) if m.is_dir() => return Err(SaveError::IsADirectory(path)),
-            Ok(m) if !m.is_file() => {
+            Ok(m) if !m.is_file() || is_kernel_file(&path) => {
                 let file = std::fs::OpenOptions::new()
                     .write(true)
+                    .truncate(m.is_file())
                     .open(&path)
                     .map_err(|error| SaveError::Open {
                         path: path.clone(),
@@ -249,6 +261,15 @@ impl AtomicFile {
         }
         Ok(())
     }
+}
+
+/// Whether `path` is on a file system of the kernel's own files, where a
+/// write is a setting (an MTU, a sysctl) and no other file can be made.
+fn is_kernel_file(path: &Path) -> bool {
+    use nix::sys::statfs::{statfs, DEBUGFS_MAGIC, PROC_SUPER_MAGIC, SYSFS_MAGIC, TRACEFS_MAGIC};
+    statfs(path).is_ok_and(|fs| {
+        [PROC_SUPER_MAGIC, SYSFS_MAGIC, DEBUGFS_MAGIC, TRACEFS_MAGIC].contains(&fs.filesystem_type())
+    })
 }
 
 impl io::Write for AtomicFile {
@@ -326,7 +347,7 @@ mod tests {
 
     #[test]
     fn an_unseekable_input_is_kept_for_the_second_pass() {
-        let (mut rx, mut tx) = std::io::pipe().unwrap();
+        let (rx, mut tx) = std::io::pipe().unwrap();
         let writer = std::thread::spawn(move || tx.write_all(b"abc").unwrap());
         let file = File::from(std::os::fd::OwnedFd::from(rx.try_clone().unwrap()));
         drop(rx);

@@ -21,7 +21,9 @@ use std::io::{self, BufRead, Write};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::layers::{self, Dialect, Layer, Packet, LINKTYPE_ETHERNET, LINKTYPE_RAW};
+use super::layers::{
+    self, err, Dialect, Layer, LayerError, Packet, LINKTYPE_ETHERNET, LINKTYPE_RAW,
+};
 
 /// Which way a packet went through the interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -142,7 +144,7 @@ fn to_hex(bytes: &[u8]) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error("line {line}: {message}")]
-    Line { line: usize, message: String },
+    Line { line: usize, message: LayerError },
     #[error("line {line}: {source}")]
     Io { line: usize, source: io::Error },
 }
@@ -244,7 +246,7 @@ impl<R: BufRead> Iterator for Reader<R> {
                 Ok(Some(false)) => {
                     return Some(Err(ReadError::Line {
                         line,
-                        message: format!("longer than {} bytes", self.max_line),
+                        message: err!("longer than {} bytes", self.max_line),
                     }));
                 }
                 Ok(Some(true)) => {
@@ -263,8 +265,8 @@ impl<R: BufRead> Iterator for Reader<R> {
 }
 
 /// Parses one line (any of the three dialects).
-pub fn parse_record(line: &[u8]) -> Result<Record, String> {
-    let value: Value = serde_json::from_slice(line).map_err(|e| format!("not JSON: {e}"))?;
+pub fn parse_record(line: &[u8]) -> Result<Record, LayerError> {
+    let value: Value = serde_json::from_slice(line).map_err(|e| err!("not JSON: {e}"))?;
     let Value::Object(obj) = value else {
         return Err("not a JSON object".into());
     };
@@ -273,7 +275,7 @@ pub fn parse_record(line: &[u8]) -> Result<Record, String> {
         Some(v) => Some(
             v.as_u64()
                 .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| format!("linktype: expected a link type number, found {v}"))?,
+                .ok_or_else(|| err!("linktype: expected a link type number, found {v}"))?,
         ),
     };
     let packet = match (obj.get("layers"), obj.get("data")) {
@@ -282,17 +284,17 @@ pub fn parse_record(line: &[u8]) -> Result<Record, String> {
             for (i, layer) in list.iter().enumerate() {
                 packet
                     .layers
-                    .push(Layer::from_json(layer).map_err(|e| format!("layer {}: {e}", i + 1))?);
+                    .push(Layer::from_json(layer).map_err(|e| err!("layer {}: {e}", i + 1))?);
             }
             packet
         }
-        (Some(other), _) => return Err(format!("layers: expected an array, found {other}")),
+        (Some(other), _) => return Err(err!("layers: expected an array, found {other}")),
         (None, Some(Value::String(hex))) => layers::decode(
             Dialect::Original,
             linktype.unwrap_or(LINKTYPE_ETHERNET),
             &from_hex(hex)?,
         ),
-        (None, Some(other)) => return Err(format!("data: expected a hex string, found {other}")),
+        (None, Some(other)) => return Err(err!("data: expected a hex string, found {other}")),
         (None, None) => return Err("neither `layers` nor `data`".into()),
     };
     // Without the key: what the first layer is. Our writers always say
@@ -307,11 +309,7 @@ pub fn parse_record(line: &[u8]) -> Result<Record, String> {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) if s == "rx" => Some(Direction::Rx),
             Some(Value::String(s)) if s == "tx" => Some(Direction::Tx),
-            Some(other) => {
-                return Err(format!(
-                    "direction: expected \"rx\" or \"tx\", found {other}"
-                ))
-            }
+            Some(other) => return Err(err!("direction: expected \"rx\" or \"tx\", found {other}")),
         },
         ifname: optional_string(&obj, "ifname")?,
         linktype,
@@ -323,12 +321,12 @@ pub fn parse_record(line: &[u8]) -> Result<Record, String> {
 /// `timestamp_ns` when it agrees with `timestamp_us` (its µs part), else
 /// `timestamp_us`: a file edited by hand, or by the original tool, changes
 /// only the key it knows, and that edit wins.
-fn timestamp_ns(obj: &Map<String, Value>) -> Result<u64, String> {
-    let field = |key: &str| -> Result<Option<u64>, String> {
+fn timestamp_ns(obj: &Map<String, Value>) -> Result<u64, LayerError> {
+    let field = |key: &str| -> Result<Option<u64>, LayerError> {
         obj.get(key)
             .map(|v| {
                 v.as_u64()
-                    .ok_or_else(|| format!("{key}: expected a non-negative integer, found {v}"))
+                    .ok_or_else(|| err!("{key}: expected a non-negative integer, found {v}"))
             })
             .transpose()
     };
@@ -336,25 +334,25 @@ fn timestamp_ns(obj: &Map<String, Value>) -> Result<u64, String> {
         (Some(us), Some(ns)) if ns / 1000 == us => Ok(ns),
         (Some(us), _) => us
             .checked_mul(1000)
-            .ok_or_else(|| format!("timestamp_us: {us} is out of range")),
+            .ok_or_else(|| err!("timestamp_us: {us} is out of range")),
         (None, Some(ns)) => Ok(ns),
         (None, None) => Err("missing field `timestamp_us`".into()),
     }
 }
 
-fn optional_string(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
+fn optional_string(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, LayerError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(format!("{key}: expected a string, found {other}")),
+        Some(other) => Err(err!("{key}: expected a string, found {other}")),
     }
 }
 
 /// Hex of a frame, either case. Hand-written: eight lines, not worth a crate.
-fn from_hex(hex: &str) -> Result<Vec<u8>, String> {
+fn from_hex(hex: &str) -> Result<Vec<u8>, LayerError> {
     let digits = hex.as_bytes();
     if !digits.len().is_multiple_of(2) {
-        return Err(format!("data: odd number of hex digits ({})", digits.len()));
+        return Err(err!("data: odd number of hex digits ({})", digits.len()));
     }
     let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     digits
@@ -362,7 +360,7 @@ fn from_hex(hex: &str) -> Result<Vec<u8>, String> {
         .enumerate()
         .map(|(i, pair)| match (nibble(pair[0]), nibble(pair[1])) {
             (Some(h), Some(l)) => Ok((h << 4) | l),
-            _ => Err(format!("data: not a hex digit at position {}", 2 * i + 1)),
+            _ => Err(err!("data: not a hex digit at position {}", 2 * i + 1)),
         })
         .collect()
 }

@@ -213,6 +213,14 @@ impl<T: Copy + Into<u64>> Width for Field<T> {
     }
 }
 
+/// A `LayerError` of a formatted message.
+macro_rules! err {
+    ($($t:tt)*) => {
+        $crate::layers::LayerError(format!($($t)*))
+    };
+}
+pub(crate) use err;
+
 /// Defines a layer's struct, its field order on output, and the reader that
 /// names the field that is missing or does not fit. `= default` makes a key
 /// optional (the keys the original did not write); `max N` limits a field
@@ -226,16 +234,16 @@ macro_rules! layer_struct {
         }
 
         impl $name {
-            fn from_object(obj: &Map<String, Value>) -> Result<Self, String> {
+            fn from_object(obj: &Map<String, Value>) -> Result<Self, LayerError> {
                 Ok($name {
                     $( $field: {
                         let value: $ty = match obj.get(stringify!($field)) {
                             Some(v) => <$ty>::deserialize(v)
-                                .map_err(|e| format!("{}: {e}", stringify!($field)))?,
+                                .map_err(|e| err!("{}: {e}", stringify!($field)))?,
                             None => layer_struct!(@default $field $($default)?),
                         };
                         $( if value.wide() > $max {
-                            return Err(format!(
+                            return Err(err!(
                                 "{}: {} does not fit (at most {})",
                                 stringify!($field), value.wide(), $max
                             ));
@@ -253,7 +261,7 @@ macro_rules! layer_struct {
         }
     };
     (@default $field:ident) => {
-        return Err(format!("missing field `{}`", stringify!($field)))
+        return Err(err!("missing field `{}`", stringify!($field)))
     };
     (@default $field:ident $default:expr) => {
         $default
@@ -604,15 +612,15 @@ impl Layer {
 
     /// Reads a layer from its JSON object (keys in any order). The error
     /// names the layertype and the field: "Udp: sport: invalid value: …".
-    pub fn from_json(value: &Value) -> Result<Layer, String> {
+    pub fn from_json(value: &Value) -> Result<Layer, LayerError> {
         let Value::Object(obj) = value else {
-            return Err(format!("a layer must be a JSON object, found {value}"));
+            return Err(err!("a layer must be a JSON object, found {value}"));
         };
         let Some(name) = obj.get("layertype") else {
             return Err("layer without `layertype`".into());
         };
         let Some(name) = name.as_str() else {
-            return Err(format!("`layertype` must be a string, found {name}"));
+            return Err(err!("`layertype` must be a string, found {name}"));
         };
         let layer = match name {
             "ether" => Ether::from_object(obj).map(Layer::Ether),
@@ -665,9 +673,9 @@ impl Layer {
             "Tcp" => Tcp::from_object(obj).map(Layer::Tcp),
             "Gre" => Gre::from_object(obj).map(Layer::Gre),
             "raw" => Raw::from_object(obj).map(Layer::Raw),
-            other => return Err(format!("unknown layertype `{other}`")),
+            other => return Err(err!("unknown layertype `{other}`")),
         };
-        layer.map_err(|e| format!("{name}: {e}"))
+        layer.map_err(|e| err!("{name}: {e}"))
     }
 
     fn resolve_random(&mut self) {
@@ -991,6 +999,24 @@ pub struct Packet {
     pub layers: Vec<Layer>,
 }
 
+/// Why a layer's JSON or one of its fields is not valid, or why a layer
+/// cannot be encoded: the field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LayerError(pub String);
+
+impl From<String> for LayerError {
+    fn from(message: String) -> Self {
+        LayerError(message)
+    }
+}
+
+impl From<&str> for LayerError {
+    fn from(message: &str) -> Self {
+        LayerError(message.to_string())
+    }
+}
+
 /// Why a packet could not be encoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("layer {index} ({layertype}): {message}")]
@@ -1010,18 +1036,18 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Length of this header plus everything after it, for a length field.
-    fn len_with(&self, header: usize, what: &str) -> Result<u16, String> {
+    fn len_with(&self, header: usize, what: &str) -> Result<u16, LayerError> {
         u16::try_from(header + self.tail.len()).map_err(|_| {
-            format!(
+            err!(
                 "{what} <auto>: {} bytes do not fit in 16 bits",
                 header + self.tail.len()
             )
         })
     }
 
-    fn next_protocol(&self, what: &str) -> Result<u8, String> {
+    fn next_protocol(&self, what: &str) -> Result<u8, LayerError> {
         self.next.and_then(Layer::ip_protocol).ok_or_else(|| {
-            format!(
+            err!(
                 "{what} <auto> needs a layer with an IP protocol number after it, found {}",
                 self.next.map_or("nothing", Layer::name)
             )
@@ -1034,7 +1060,7 @@ impl Ctx<'_> {
         protocol: u8,
         length: usize,
         what: &str,
-    ) -> Result<Sum16BitWords, String> {
+    ) -> Result<Sum16BitWords, LayerError> {
         let ip = self
             .before
             .iter()
@@ -1046,7 +1072,7 @@ impl Ctx<'_> {
                 let src = value(&ip.src, "Ip src")?;
                 let dst = value(&ip.dst, "Ip dst")?;
                 let length = u16::try_from(length)
-                    .map_err(|_| format!("{what} <auto>: {length} bytes are too long for IPv4"))?;
+                    .map_err(|_| err!("{what} <auto>: {length} bytes are too long for IPv4"))?;
                 Ok(sum
                     .add_slice(&src.octets())
                     .add_slice(&dst.octets())
@@ -1057,33 +1083,33 @@ impl Ctx<'_> {
                 let src = value(&ip.src, "Ipv6 src")?;
                 let dst = value(&ip.dst, "Ipv6 dst")?;
                 let length = u32::try_from(length)
-                    .map_err(|_| format!("{what} <auto>: {length} bytes are too long"))?;
+                    .map_err(|_| err!("{what} <auto>: {length} bytes are too long"))?;
                 Ok(sum
                     .add_slice(&src.octets())
                     .add_slice(&dst.octets())
                     .add_slice(&length.to_be_bytes())
                     .add_slice(&[0, 0, 0, protocol]))
             }
-            _ => Err(format!("{what} <auto> needs an Ip or Ipv6 layer before it")),
+            _ => Err(err!("{what} <auto> needs an Ip or Ipv6 layer before it")),
         }
     }
 }
 
 /// The value of a field that has no `"<auto>"` rule.
-fn value<T: Copy>(field: &Field<T>, name: &str) -> Result<T, String> {
+fn value<T: Copy>(field: &Field<T>, name: &str) -> Result<T, LayerError> {
     match field {
         Field::Value(v) => Ok(*v),
-        Field::Auto => Err(format!("{name} cannot be <auto>")),
+        Field::Auto => Err(err!("{name} cannot be <auto>")),
         // Resolved before encoding starts.
-        Field::Random => Err(format!("{name} is still <random>")),
+        Field::Random => Err(err!("{name} is still <random>")),
     }
 }
 
 /// The value of a field, or `auto()` when it is `"<auto>"`.
 fn value_or<T: Copy>(
     field: &Field<T>,
-    auto: impl FnOnce() -> Result<T, String>,
-) -> Result<T, String> {
+    auto: impl FnOnce() -> Result<T, LayerError>,
+) -> Result<T, LayerError> {
     match field {
         Field::Auto => auto(),
         _ => value(field, "field"),
@@ -1147,7 +1173,7 @@ impl Packet {
             let header = encode_layer(&layers[i], &ctx).map_err(|message| EncodeError {
                 index: i + 1,
                 layertype: layers[i].name(),
-                message,
+                message: message.to_string(),
             })?;
             header_lens[i] = header.len();
             let mut bytes = header;
@@ -1166,7 +1192,7 @@ impl Packet {
     }
 }
 
-fn encode_layer(layer: &Layer, ctx: &Ctx) -> Result<Vec<u8>, String> {
+fn encode_layer(layer: &Layer, ctx: &Ctx) -> Result<Vec<u8>, LayerError> {
     let mut h = Vec::with_capacity(64);
     match layer {
         Layer::Ether(l) => {
@@ -1197,8 +1223,7 @@ fn encode_layer(layer: &Layer, ctx: &Ctx) -> Result<Vec<u8>, String> {
         Layer::Ip(l) => {
             let mut options = Vec::new();
             for o in &l.options {
-                o.encode(&mut options)
-                    .map_err(|e| format!("options: {e}"))?;
+                o.encode(&mut options).map_err(|e| err!("options: {e}"))?;
             }
             let ihl = match l.ihl {
                 Field::Auto => {
@@ -1208,7 +1233,7 @@ fn encode_layer(layer: &Layer, ctx: &Ctx) -> Result<Vec<u8>, String> {
                         .ok()
                         .filter(|ihl| *ihl <= 15)
                         .ok_or_else(|| {
-                            format!(
+                            err!(
                                 "options: {} bytes are more than fit in a header",
                                 options.len()
                             )
@@ -1258,13 +1283,13 @@ fn encode_layer(layer: &Layer, ctx: &Ctx) -> Result<Vec<u8>, String> {
             let len = value_or(&l.hdr_ext_len, || {
                 let total = 2 + l.data.len();
                 if total % 8 != 0 {
-                    return Err(format!(
+                    return Err(err!(
                         "hdr_ext_len <auto>: 2 + {} data bytes is not a multiple of 8",
                         l.data.len()
                     ));
                 }
                 u8::try_from(total / 8 - 1)
-                    .map_err(|_| "hdr_ext_len <auto>: data too long".to_string())
+                    .map_err(|_| LayerError::from("hdr_ext_len <auto>: data too long"))
             })?;
             h.push(len);
             h.extend_from_slice(&l.data);
@@ -1367,8 +1392,7 @@ fn encode_layer(layer: &Layer, ctx: &Ctx) -> Result<Vec<u8>, String> {
         Layer::Tcp(l) => {
             let mut options = Vec::new();
             for o in l.options.iter().flatten() {
-                o.encode(&mut options)
-                    .map_err(|e| format!("options: {e}"))?;
+                o.encode(&mut options).map_err(|e| err!("options: {e}"))?;
             }
             let dataofs = match l.dataofs {
                 Field::Auto => {
@@ -1377,7 +1401,7 @@ fn encode_layer(layer: &Layer, ctx: &Ctx) -> Result<Vec<u8>, String> {
                         .ok()
                         .filter(|d| *d <= 15)
                         .ok_or_else(|| {
-                            format!(
+                            err!(
                                 "options: {} bytes are more than fit in a header",
                                 options.len()
                             )
@@ -1408,7 +1432,7 @@ fn encode_layer(layer: &Layer, ctx: &Ctx) -> Result<Vec<u8>, String> {
     Ok(h)
 }
 
-fn encode_gre(l: &Gre, ctx: &Ctx, h: &mut Vec<u8>) -> Result<(), String> {
+fn encode_gre(l: &Gre, ctx: &Ctx, h: &mut Vec<u8>) -> Result<(), LayerError> {
     let bit = |f: &Field<Flag>, name: &str| value(f, name).map(|b| u16::from(b.0));
     let c = bit(&l.chksum_present, "chksum_present")?;
     let r = bit(&l.routing_present, "routing_present")?;
@@ -1427,7 +1451,7 @@ fn encode_gre(l: &Gre, ctx: &Ctx, h: &mut Vec<u8>) -> Result<(), String> {
     h.extend_from_slice(&word.to_be_bytes());
     let proto = value_or(&l.proto, || {
         ctx.next.and_then(Layer::ethertype).ok_or_else(|| {
-            format!(
+            err!(
                 "proto <auto> needs an Ip, Ipv6, Arp, dot1Q or ether layer after it, found {}",
                 ctx.next.map_or("nothing", Layer::name)
             )
@@ -1466,9 +1490,9 @@ fn encode_gre(l: &Gre, ctx: &Ctx, h: &mut Vec<u8>) -> Result<(), String> {
     Ok(())
 }
 
-fn etype_of(ctx: &Ctx) -> Result<u16, String> {
+fn etype_of(ctx: &Ctx) -> Result<u16, LayerError> {
     ctx.next.and_then(Layer::ethertype).ok_or_else(|| {
-        format!(
+        err!(
             "etype <auto> needs an Ip, Ipv6, Arp or Dot1Q layer after it, found {}",
             ctx.next.map_or("nothing", Layer::name)
         )
@@ -1476,9 +1500,9 @@ fn etype_of(ctx: &Ctx) -> Result<u16, String> {
 }
 
 /// A kind-length-value option; the length byte counts kind and length too.
-fn push_tlv(out: &mut Vec<u8>, kind: u8, data: &[u8]) -> Result<(), String> {
+fn push_tlv(out: &mut Vec<u8>, kind: u8, data: &[u8]) -> Result<(), LayerError> {
     let len = u8::try_from(data.len() + 2).map_err(|_| {
-        format!(
+        err!(
             "option kind {kind}: {} data bytes are more than 253",
             data.len()
         )
@@ -1489,7 +1513,7 @@ fn push_tlv(out: &mut Vec<u8>, kind: u8, data: &[u8]) -> Result<(), String> {
 }
 
 impl Ipv4Option {
-    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), LayerError> {
         match self {
             Ipv4Option::Eol => out.push(0),
             Ipv4Option::Nop => out.push(1),
@@ -1501,7 +1525,7 @@ impl Ipv4Option {
 }
 
 impl TcpOption {
-    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), LayerError> {
         match self {
             TcpOption::Eol => out.push(0),
             TcpOption::Nop => out.push(1),
@@ -1599,7 +1623,7 @@ fn decode_tcp_options(bytes: &[u8]) -> Vec<TcpOption> {
 }
 
 impl NdpOption {
-    fn encode(&self, out: &mut Vec<u8>) -> Result<(), String> {
+    fn encode(&self, out: &mut Vec<u8>) -> Result<(), LayerError> {
         match self {
             NdpOption::SourceLinkLayerAddress(mac) => {
                 out.extend_from_slice(&[1, 1]);
@@ -1629,7 +1653,7 @@ impl NdpOption {
             NdpOption::Unknown { type_, data } => {
                 let total = data.len() + 2;
                 if total % 8 != 0 || total / 8 > 255 {
-                    return Err(format!(
+                    return Err(err!(
                         "NDP option type {type_}: 2 + {} data bytes is not a multiple of 8 up to 2040",
                         data.len()
                     ));
@@ -1678,9 +1702,9 @@ impl NdpOption {
     }
 }
 
-fn encode_ndp_options(options: &[NdpOption], out: &mut Vec<u8>) -> Result<(), String> {
+fn encode_ndp_options(options: &[NdpOption], out: &mut Vec<u8>) -> Result<(), LayerError> {
     for o in options {
-        o.encode(out).map_err(|e| format!("options: {e}"))?;
+        o.encode(out).map_err(|e| err!("options: {e}"))?;
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! without building myinit's eBPF programs.
 
 pub mod convert;
+pub mod edit;
 pub mod files;
 pub mod jsonl;
 pub mod layers;

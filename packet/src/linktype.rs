@@ -34,14 +34,50 @@ pub fn linktype_of_interface(arphrd: u16) -> Option<u32> {
     }
 }
 
+/// Why packets cannot be sent as they are, or not to an interface.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkTypeError {
+    #[error("an Ethernet frame of {0} bytes (at least 14)")]
+    ShortFrame(usize),
+    #[error(
+        "link type {linktype} but not an IP packet of that version ({len} bytes{})",
+        .version.map(|v| format!(", version {v}")).unwrap_or_default()
+    )]
+    NotIp {
+        linktype: u32,
+        len: usize,
+        version: Option<u8>,
+    },
+    #[error("link type {0} is not supported (1 Ethernet, 101 raw IP, 228 IPv4, 229 IPv6)")]
+    Unsupported(u32),
+    #[error(
+        "{name} is an Ethernet interface but {file} holds raw IP packets (link type {linktype}): \
+         they need an interface without a link header (e.g. a TUN)"
+    )]
+    NeedsNoLinkHeader {
+        name: String,
+        file: String,
+        linktype: u32,
+    },
+    #[error(
+        "{name} has no Ethernet header (ARPHRD type {arphrd}) but {file} holds Ethernet frames"
+    )]
+    NoEthernetHeader {
+        name: String,
+        arphrd: u16,
+        file: String,
+    },
+    #[error(
+        "{name}: interfaces of ARPHRD type {arphrd} are not supported (Ethernet or no link header)"
+    )]
+    UnsupportedInterface { name: String, arphrd: u16 },
+}
+
 /// Whether `data` is a packet of `linktype` that can be sent as it is:
 /// an Ethernet frame with its header, or an IP packet of the right version.
-pub fn check_packet(linktype: u32, data: &[u8]) -> Result<(), String> {
+pub fn check_packet(linktype: u32, data: &[u8]) -> Result<(), LinkTypeError> {
     match linktype {
-        LINKTYPE_ETHERNET if data.len() < 14 => Err(format!(
-            "an Ethernet frame of {} bytes (at least 14)",
-            data.len()
-        )),
+        LINKTYPE_ETHERNET if data.len() < 14 => Err(LinkTypeError::ShortFrame(data.len())),
         LINKTYPE_ETHERNET => Ok(()),
         LINKTYPE_RAW | LINKTYPE_IPV4 | LINKTYPE_IPV6 => {
             let version = data.first().map(|b| b >> 4);
@@ -53,18 +89,14 @@ pub fn check_packet(linktype: u32, data: &[u8]) -> Result<(), String> {
             if fits {
                 Ok(())
             } else {
-                Err(format!(
-                    "link type {linktype} but not an IP packet of that version ({} bytes{})",
-                    data.len(),
-                    version
-                        .map(|v| format!(", version {v}"))
-                        .unwrap_or_default()
-                ))
+                Err(LinkTypeError::NotIp {
+                    linktype,
+                    len: data.len(),
+                    version,
+                })
             }
         }
-        other => Err(format!(
-            "link type {other} is not supported (1 Ethernet, 101 raw IP, 228 IPv4, 229 IPv6)"
-        )),
+        other => Err(LinkTypeError::Unsupported(other)),
     }
 }
 
@@ -88,20 +120,24 @@ pub fn protocol_of(linktype: u32, data: &[u8]) -> u16 {
 
 /// Whether packets of `linktype` can go to the interface `name` of ARPHRD
 /// type `arphrd`; the error names both and says what would fit.
-pub fn check_fits(name: &str, arphrd: u16, linktype: u32, file: &str) -> Result<(), String> {
+pub fn check_fits(name: &str, arphrd: u16, linktype: u32, file: &str) -> Result<(), LinkTypeError> {
     let ethernet_packet = linktype == LINKTYPE_ETHERNET;
     match (ethernet_packet, linktype_of_interface(arphrd)) {
         (true, Some(LINKTYPE_ETHERNET)) | (false, Some(LINKTYPE_RAW)) => Ok(()),
-        (false, Some(LINKTYPE_ETHERNET)) => Err(format!(
-            "{name} is an Ethernet interface but {file} holds raw IP packets (link type {linktype}): \
-             they need an interface without a link header (e.g. a TUN)"
-        )),
-        (true, Some(_)) => Err(format!(
-            "{name} has no Ethernet header (ARPHRD type {arphrd}) but {file} holds Ethernet frames"
-        )),
-        _ => Err(format!(
-            "{name}: interfaces of ARPHRD type {arphrd} are not supported (Ethernet or no link header)"
-        )),
+        (false, Some(LINKTYPE_ETHERNET)) => Err(LinkTypeError::NeedsNoLinkHeader {
+            name: name.to_string(),
+            file: file.to_string(),
+            linktype,
+        }),
+        (true, Some(_)) => Err(LinkTypeError::NoEthernetHeader {
+            name: name.to_string(),
+            arphrd,
+            file: file.to_string(),
+        }),
+        _ => Err(LinkTypeError::UnsupportedInterface {
+            name: name.to_string(),
+            arphrd,
+        }),
     }
 }
 
@@ -136,17 +172,23 @@ mod tests {
     fn fit_check_names_the_mismatch() {
         assert!(check_fits("lo", ARPHRD_LOOPBACK, LINKTYPE_ETHERNET, "f").is_ok());
         assert!(check_fits("tun0", ARPHRD_NONE, LINKTYPE_IPV6, "f").is_ok());
-        let e = check_fits("veth0", ARPHRD_ETHER, LINKTYPE_RAW, "f.pcap").unwrap_err();
+        let e = check_fits("veth0", ARPHRD_ETHER, LINKTYPE_RAW, "f.pcap")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("veth0 is an Ethernet interface but f.pcap holds raw IP"),
             "{e}"
         );
-        let e = check_fits("tun0", ARPHRD_NONE, LINKTYPE_ETHERNET, "f").unwrap_err();
+        let e = check_fits("tun0", ARPHRD_NONE, LINKTYPE_ETHERNET, "f")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("has no Ethernet header (ARPHRD type 65534)"),
             "{e}"
         );
-        let e = check_fits("ib0", 32, LINKTYPE_ETHERNET, "f").unwrap_err();
+        let e = check_fits("ib0", 32, LINKTYPE_ETHERNET, "f")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("ARPHRD type 32 are not supported"), "{e}");
     }
 

@@ -3,12 +3,13 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context as _};
+use anyhow::anyhow;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use super::{parse_args, seconds_option, usage, CommandSpec};
 use crate::droptrace::event::{DropFilter, DropRecord};
 use crate::droptrace::job::{self, Backend, Hook, StartOptions};
+use crate::droptrace::files;
 use crate::droptrace::store::{DropStore, Drops, Kept, DEFAULT_KEEP};
 use crate::shell::Ctx;
 use myinit_common::droptrace::{DROP_HAS_STACK, MAX_SNAPLEN, STACK_NONE};
@@ -680,108 +681,22 @@ fn summary(ctx: &mut Ctx<'_>, with_stack: bool, filter: &DropFilter) -> anyhow::
 }
 
 fn save(ctx: &mut Ctx<'_>, file: &str, filter: &DropFilter) -> anyhow::Result<i32> {
-    if file.ends_with(".pcapng") {
-        return save_pcapng(ctx, file, filter);
-    }
     let drops = ctx.state().slot::<Drops>();
     let mut s = drops.lock();
     check_filter(&s, filter, "save")?;
-    let mut text = String::new();
-    let events = s.decoded_kept(filter);
-    /// A saved drop: the record, then its wall-clock time (`time_ns` is the
-    /// monotonic clock's, since boot), as capture's JSONL has it.
-    #[derive(serde::Serialize)]
-    struct Saved<'a> {
-        #[serde(flatten)]
-        record: &'a DropRecord,
-        timestamp_ns: u64,
+    if !file.ends_with(".pcapng") {
+        let saved = files::save_jsonl(&mut s, filter, file)?;
+        drop(s);
+        writeln!(ctx.out, "droptrace: saved {saved} drops to {file}")?;
+        return Ok(0);
     }
-    let to_epoch = job::monotonic_to_epoch_ns();
-    for (mut r, index) in events.iter().cloned() {
-        // With --snaplen: the packet's bytes, decoded with the packet model.
-        if let Some(p) = s.events.get(index).and_then(|k| s.packet(k)) {
-            let packet = r.packet.get_or_insert_with(Default::default);
-            // droptrace's JSONL is ours, not the original's: the full dialect.
-            let full = crate::packet::layers::Dialect::Full;
-            packet.layers = Some(crate::packet::layers::decode(full, p.linktype, p.data).layers);
-            packet.linktype = Some(p.linktype);
-            packet.caplen = Some(p.data.len() as u32);
-            packet.wire_len = Some(p.original_len);
-        }
-        let saved = Saved {
-            record: &r,
-            timestamp_ns: r.time_ns + to_epoch,
-        };
-        text.push_str(&serde_json::to_string(&saved)?);
-        text.push('\n');
-    }
-    drop(s);
-    std::fs::write(file, text).with_context(|| format!("{file}: cannot write"))?;
-    writeln!(ctx.out, "droptrace: saved {} drops to {file}", events.len())?;
-    Ok(0)
-}
-
-/// `save FILE.pcapng`: the kept packets, one interface per (namespace,
-/// device, link type), each packet's comment saying why it was dropped.
-fn save_pcapng(ctx: &mut Ctx<'_>, file: &str, filter: &DropFilter) -> anyhow::Result<i32> {
-    use crate::packet::pcap_writer::PcapNgWriter;
-    let drops = ctx.state().slot::<Drops>();
-    let mut s = drops.lock();
-    check_filter(&s, filter, "save")?;
     if s.snaplen() == 0 {
         return Err(usage(format!(
             "save {file}: this run kept no packet bytes (droptrace start --snaplen N), so there is nothing to write as pcapng; save FILE.jsonl writes the drops"
         )));
     }
-    let events = s.decoded_kept(filter);
-    // The kernel's monotonic clock to the epoch, for the packets' times.
-    let to_epoch = job::monotonic_to_epoch_ns();
-    let to_real = |mono: u64| mono + to_epoch;
-    let out = std::fs::File::create(file).with_context(|| format!("{file}: cannot write"))?;
-    let mut w = PcapNgWriter::new(std::io::BufWriter::new(out))
-        .with_context(|| format!("{file}: cannot write"))?;
-    let mut interfaces = std::collections::HashMap::new();
-    let (mut written, mut without) = (0usize, 0usize);
-    for (r, index) in &events {
-        let Some(p) = s.events.get(*index).and_then(|k| s.packet(k)) else {
-            without += 1;
-            continue;
-        };
-        let key = (r.netns, r.ifindex, p.linktype);
-        let interface = match interfaces.get(&key) {
-            Some(id) => *id,
-            None => {
-                let id = w
-                    .describe_interface(r.dev.as_deref(), p.linktype)
-                    .with_context(|| format!("{file}: cannot write"))?;
-                interfaces.insert(key, id);
-                id
-            }
-        };
-        let comment = format!(
-            "reason={} location={} dev={} netns={} task={}[{}] cpu={}",
-            r.reason,
-            r.location,
-            r.dev.as_deref().unwrap_or("?"),
-            r.netns.map_or("?".into(), |n| n.to_string()),
-            r.comm,
-            r.pid,
-            r.cpu
-        );
-        w.write(
-            interface,
-            to_real(r.time_ns),
-            p.original_len,
-            p.data,
-            None,
-            Some(&comment),
-        )
-        .with_context(|| format!("{file}: cannot write"))?;
-        written += 1;
-    }
+    let (written, without) = files::save_pcapng(&mut s, filter, file)?;
     drop(s);
-    w.finish()
-        .with_context(|| format!("{file}: cannot write"))?;
     let note = if without > 0 {
         format!(" ({without} drops without packet bytes left out)")
     } else {

@@ -3,6 +3,7 @@
 //! exactly: the bytes saved are the bytes typed (no newline is added, none
 //! is lost, `\r` and tabs stay).
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::anyhow;
@@ -10,6 +11,8 @@ use clap::{CommandFactory, Parser};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::{parse_args, CommandSpec};
+use crate::packet::files::AtomicFile;
+use crate::util::io_error;
 use crate::shell::Ctx;
 use crate::tui::screen::{column_of, is_ctrl, shown_chars, Frame, Screen, Style};
 
@@ -272,18 +275,21 @@ impl Editor {
     /// Saves; true when it worked (the message says what happened).
     fn save(&mut self) -> bool {
         let bytes = self.buffer.bytes();
-        match std::fs::write(&self.path, &bytes) {
+        // Through a temporary file: a failed save leaves the file as it was.
+        let written = AtomicFile::create(&self.path)
+            .map_err(|e| e.reason())
+            .and_then(|mut file| {
+                file.write_all(&bytes).map_err(|e| io_error(&e))?;
+                file.commit().map_err(|e| e.reason())
+            });
+        match written {
             Ok(()) => {
                 self.modified = false;
                 self.message = format!("saved {} bytes to {}", bytes.len(), self.name);
                 true
             }
             Err(e) => {
-                self.message = format!(
-                    "cannot save {}: {} (nothing written)",
-                    self.name,
-                    crate::util::io_error(&e)
-                );
+                self.message = format!("cannot save {}: {e} (nothing written)", self.name);
                 false
             }
         }

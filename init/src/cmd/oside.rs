@@ -1,24 +1,23 @@
 //! `oside FILE`: the packet editor of the capture → edit → replay loop, on
-//! the packet model of `packet/layers.rs`. A JSONL file, or a pcap or
+//! the packet model (its files and fields: the packet crate's `edit.rs`). A JSONL file, or a pcap or
 //! pcapng file (saved back in the same format), is read whole; each packet
 //! shows as its layers and fields (the timestamp is layer -1) above a hex
 //! view of its bytes with the selected field's bytes in reverse video.
 
-use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::anyhow;
 use clap::{CommandFactory, Parser};
 use crossterm::event::{KeyCode, KeyEvent};
-use serde::de::{Deserializer, MapAccess, Visitor};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{parse_args, CommandSpec};
-use crate::packet::jsonl::{self, Direction, Record};
-use crate::packet::layers::{self, Dialect, Layer, Packet, LINKTYPE_ETHERNET, LINKTYPE_RAW};
-use crate::packet::pcap::{self, PacketReader};
-use crate::packet::pcap_writer::{PcapNgWriter, PcapWriter, TsResolution};
+use crate::packet::edit::{
+    auto_protocol, layer_fields, linktype_of, load, save, shown, summary, with_field, NEW_LAYERS,
+};
+use crate::packet::files::Format;
+use crate::packet::jsonl::{Direction, Record};
+use crate::packet::layers::{self, Layer, Packet, LINKTYPE_ETHERNET};
 use crate::shell::Ctx;
 use crate::tui::line_edit::{LineEdit, LineOutcome};
 use crate::tui::screen::{Frame, Screen, Style};
@@ -59,10 +58,6 @@ struct OsideArgs {
     file: String,
 }
 
-/// Bounds on what is read into memory.
-const MAX_PACKETS: usize = 100_000;
-const MAX_BYTES: u64 = 64 << 20;
-
 fn oside_cmd(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     let args: OsideArgs = parse_args("oside", args)?;
     if args.file.is_empty() {
@@ -88,315 +83,6 @@ fn oside_cmd(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// The file's format, kept to save it back the same way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FileFormat {
-    Jsonl,
-    Pcap { nanos: bool },
-    PcapNg,
-}
-
-impl FileFormat {
-    fn name(self) -> &'static str {
-        match self {
-            FileFormat::Jsonl => "JSONL",
-            FileFormat::Pcap { .. } => "pcap",
-            FileFormat::PcapNg => "pcapng",
-        }
-    }
-}
-
-/// Reads the whole file; a file that does not exist is an empty JSONL one.
-fn load(path: &Path) -> Result<(FileFormat, Vec<Record>), String> {
-    let io = |e: std::io::Error| crate::util::io_error(&e);
-    let mut file = match File::open(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok((FileFormat::Jsonl, Vec::new()))
-        }
-        other => other.map_err(io)?,
-    };
-    let meta = file.metadata().map_err(io)?;
-    if meta.is_dir() {
-        return Err("is a directory".into());
-    }
-    if meta.len() > MAX_BYTES {
-        return Err(format!(
-            "{} bytes, more than the {} MiB oside takes",
-            meta.len(),
-            MAX_BYTES >> 20
-        ));
-    }
-    let mut magic = [0u8; 4];
-    let got = file.read(&mut magic).map_err(io)?;
-    let format = match u32::from_le_bytes(magic) {
-        _ if got < 4 => FileFormat::Jsonl,
-        0x0a0d_0d0a => FileFormat::PcapNg,
-        0xa1b2_c3d4 | 0xd4c3_b2a1 => FileFormat::Pcap { nanos: false },
-        0xa1b2_3c4d | 0x4d3c_b2a1 => FileFormat::Pcap { nanos: true },
-        _ => FileFormat::Jsonl,
-    };
-    let file = File::open(path).map_err(io)?;
-    let too_many = || format!("more than {MAX_PACKETS} packets: not opened");
-    let mut records = Vec::new();
-    if format == FileFormat::Jsonl {
-        for record in jsonl::Reader::new(BufReader::new(file)) {
-            let record = record.map_err(|e| format!("not a JSONL packet file: {e}"))?;
-            if records.len() == MAX_PACKETS {
-                return Err(too_many());
-            }
-            records.push(record);
-        }
-    } else {
-        let mut reader = PacketReader::new(BufReader::new(file)).map_err(|e| e.to_string())?;
-        while let Some(r) = reader.next_record().map_err(|e| e.to_string())? {
-            if records.len() == MAX_PACKETS {
-                return Err(too_many());
-            }
-            records.push(Record {
-                timestamp_ns: r.timestamp_ns,
-                direction: r.direction.map(|d| match d {
-                    pcap::Direction::Inbound => Direction::Rx,
-                    pcap::Direction::Outbound => Direction::Tx,
-                }),
-                ifname: None,
-                linktype: r.linktype,
-                packet: layers::decode(Dialect::Original, r.linktype, r.data),
-                comment: None,
-            });
-        }
-    }
-    Ok((format, records))
-}
-
-/// The link type a packet's first layer asks for.
-fn linktype_of(record: &Record) -> u32 {
-    match record.packet.layers.first() {
-        Some(Layer::Ether(_)) => LINKTYPE_ETHERNET,
-        Some(Layer::Ip(_) | Layer::Ipv6(_)) if record.linktype == LINKTYPE_ETHERNET => LINKTYPE_RAW,
-        _ => record.linktype,
-    }
-}
-
-/// Writes every record in `format`. Everything is encoded first, so a
-/// packet that cannot be leaves the file as it was.
-fn save(path: &Path, format: FileFormat, records: &[Record]) -> Result<usize, String> {
-    let mut frames = Vec::with_capacity(records.len());
-    if format != FileFormat::Jsonl {
-        for (i, r) in records.iter().enumerate() {
-            frames.push(
-                r.packet
-                    .encode()
-                    .map_err(|e| format!("packet {}: {e}", i + 1))?,
-            );
-        }
-    }
-    let linktypes: Vec<u32> = records.iter().map(linktype_of).collect();
-    if let FileFormat::Pcap { .. } = format {
-        if let Some(i) = linktypes.iter().position(|l| *l != linktypes[0]) {
-            return Err(format!(
-                "packet {} has link type {}, packet 1 {}: a pcap file has one",
-                i + 1,
-                linktypes[i],
-                linktypes[0]
-            ));
-        }
-    }
-    let io = |e: std::io::Error| crate::util::io_error(&e);
-    let mut out = BufWriter::new(File::create(path).map_err(io)?);
-    match format {
-        FileFormat::Jsonl => {
-            // The original's dialect unless a packet holds more than it shows.
-            let dialect = records
-                .iter()
-                .map(jsonl::dialect_of)
-                .max()
-                .unwrap_or_default();
-            for (r, linktype) in records.iter().zip(&linktypes) {
-                let record = Record {
-                    linktype: *linktype,
-                    ..r.clone()
-                };
-                jsonl::write_record(&mut out, &record, dialect).map_err(io)?;
-            }
-            out.flush().map_err(io)?;
-        }
-        FileFormat::Pcap { nanos } => {
-            let resolution = if nanos {
-                TsResolution::NanoSecond
-            } else {
-                TsResolution::MicroSecond
-            };
-            let linktype = linktypes.first().copied().unwrap_or(LINKTYPE_ETHERNET);
-            let mut writer = PcapWriter::new(out, linktype, resolution).map_err(io)?;
-            for (r, data) in records.iter().zip(&frames) {
-                writer
-                    .write(r.timestamp_ns, data.len() as u32, data)
-                    .map_err(io)?;
-            }
-            writer.finish().map_err(io)?;
-        }
-        FileFormat::PcapNg => {
-            let mut writer = PcapNgWriter::new(out).map_err(io)?;
-            let mut interfaces: Vec<(String, u32)> = Vec::new();
-            for ((r, data), linktype) in records.iter().zip(&frames).zip(&linktypes) {
-                let key = (
-                    r.ifname.clone().unwrap_or_else(|| "oside".into()),
-                    *linktype,
-                );
-                let id = match interfaces.iter().position(|k| *k == key) {
-                    Some(id) => id as u32,
-                    None => {
-                        let id = writer.add_interface(&key.0, key.1).map_err(io)?;
-                        interfaces.push(key);
-                        id
-                    }
-                };
-                let direction = r.direction.map(|d| match d {
-                    Direction::Rx => pcap::Direction::Inbound,
-                    Direction::Tx => pcap::Direction::Outbound,
-                });
-                writer
-                    .write(
-                        id,
-                        r.timestamp_ns,
-                        data.len() as u32,
-                        data,
-                        direction,
-                        r.comment.as_deref(),
-                    )
-                    .map_err(io)?;
-            }
-            writer.finish().map_err(io)?;
-        }
-    }
-    Ok(records.len())
-}
-
-/// A JSON object's keys in the order they were written (serde_json's
-/// `Map` sorts them; the struct order is the order users know).
-struct OrderedObject(Vec<(String, Value)>);
-
-impl<'de> serde::Deserialize<'de> for OrderedObject {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = OrderedObject;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OrderedObject, A::Error> {
-                let mut fields = Vec::new();
-                while let Some(entry) = map.next_entry::<String, Value>()? {
-                    fields.push(entry);
-                }
-                Ok(OrderedObject(fields))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-/// A layer's fields in their JSON order, without `layertype`.
-fn layer_fields(layer: &Layer) -> Vec<(String, Value)> {
-    let text = serde_json::to_string(layer).unwrap_or_default();
-    serde_json::from_str::<OrderedObject>(&text)
-        .map(|o| o.0)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(k, _)| k != "layertype")
-        .collect()
-}
-
-/// A value as the user reads and types it: strings without quotes.
-fn shown(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// The layers `a` adds, with values that make a valid packet as they are:
-/// lengths, checksums and protocol numbers `<auto>`, private addresses.
-/// ICMP and ICMPv6 come with an echo request body.
-const NEW_LAYERS: &[(&str, &[&str])] = &[
-    (
-        "Ethernet",
-        &[
-            r#"{"layertype":"ether","dst":"02:00:00:00:00:02","src":"02:00:00:00:00:01","etype":"<auto>"}"#,
-        ],
-    ),
-    (
-        "IPv4",
-        &[
-            r#"{"layertype":"Ip","version":4,"ihl":"<auto>","tos":0,"len":"<auto>","id":1,"flags":{"reserved":false,"dont_fragment":true,"more_fragments":false,"fragment_offset":0},"ttl":64,"proto":"<auto>","chksum":"<auto>","src":"10.0.0.1","dst":"10.0.0.2","options":[]}"#,
-        ],
-    ),
-    (
-        "IPv6",
-        &[
-            r#"{"layertype":"Ipv6","version_class":1610612736,"payload_length":"<auto>","next_header":"<auto>","hop_limit":64,"src":"fd00::1","dst":"fd00::2"}"#,
-        ],
-    ),
-    (
-        "TCP",
-        &[
-            r#"{"layertype":"Tcp","sport":1024,"dport":80,"seq":0,"ack":0,"dataofs":"<auto>","reserved":0,"flags":2,"window":65535,"chksum":"<auto>","urgptr":0}"#,
-        ],
-    ),
-    (
-        "UDP",
-        &[r#"{"layertype":"Udp","sport":1024,"dport":1024,"len":"<auto>","chksum":"<auto>"}"#],
-    ),
-    (
-        "ICMP",
-        &[
-            r#"{"layertype":"Icmp","typ":"<auto>","code":0,"chksum":"<auto>"}"#,
-            r#"{"layertype":"echo","identifier":1,"sequence":1}"#,
-        ],
-    ),
-    (
-        "ICMPv6",
-        &[
-            r#"{"layertype":"Icmpv6","type_":"<auto>","code":0,"checksum":"<auto>"}"#,
-            r#"{"layertype":"icmpv6EchoRequest","identifier":1,"sequence":1}"#,
-        ],
-    ),
-    (
-        "ARP",
-        &[
-            r#"{"layertype":"Arp","hwtype":1,"ptype":2048,"hwlen":6,"plen":4,"op":1,"hwsrc":"02:00:00:00:00:01","psrc":"10.0.0.1","hwdst":"00:00:00:00:00:00","pdst":"10.0.0.2"}"#,
-        ],
-    ),
-    ("Raw", &[r#"{"layertype":"raw","data":[]}"#]),
-];
-
-/// `layer` with `field` set to `value`, or why not (the model's message:
-/// the field and what does not fit).
-fn with_field(layer: &Layer, field: &str, value: Value) -> Result<Layer, String> {
-    let mut obj = match serde_json::to_value(layer) {
-        Ok(Value::Object(obj)) => obj,
-        _ => Map::new(),
-    };
-    obj.insert(field.to_string(), value);
-    Layer::from_json(&Value::Object(obj))
-}
-
-/// After a layer was added or removed behind layer `i`: its EtherType,
-/// IP protocol or next header follows the new next layer (`<auto>`), if
-/// the packet then encodes; else it keeps its value.
-fn auto_protocol(packet: &mut Packet, i: usize) {
-    let Some(field) = packet.layers[i].next_protocol_field() else {
-        return;
-    };
-    let Ok(auto) = with_field(&packet.layers[i], field, Value::from("<auto>")) else {
-        return;
-    };
-    let old = std::mem::replace(&mut packet.layers[i], auto);
-    if packet.encode().is_err() {
-        packet.layers[i] = old;
-    }
-}
-
 enum Mode {
     Browse,
     Edit(LineEdit),
@@ -407,7 +93,7 @@ enum Mode {
 struct Oside {
     name: String,
     path: PathBuf,
-    format: FileFormat,
+    format: Format,
     records: Vec<Record>,
     /// The selection: packet, layer (-1: the timestamp) and field.
     pkt: usize,
@@ -607,6 +293,7 @@ impl Oside {
             return Ok(());
         };
         let new = with_field(&record.packet.layers[i], &name, value).map_err(|e| {
+            let e = e.to_string();
             // serde's "invalid value: integer `300`, expected u8" is a
             // number too big for its field: say so first.
             match e
@@ -919,77 +606,5 @@ impl Oside {
                 x = frame.text(x, yy, &c.to_string(), lit(i));
             }
         }
-    }
-}
-
-/// One line of the packet list: number, time, layers, addresses.
-fn summary(index: usize, record: &Record) -> String {
-    let names: Vec<&str> = record.packet.layers.iter().map(Layer::name).collect();
-    let mut text = format!(
-        "{:>5} {}.{:06} {}",
-        index + 1,
-        record.timestamp_ns / 1_000_000_000,
-        record.timestamp_ns % 1_000_000_000 / 1000,
-        names.join("/")
-    );
-    for layer in &record.packet.layers {
-        let Ok(Value::Object(obj)) = serde_json::to_value(layer) else {
-            continue;
-        };
-        for (from, to) in [("src", "dst"), ("sport", "dport")] {
-            if let (Some(a), Some(b)) = (obj.get(from), obj.get(to)) {
-                if !matches!(layer, Layer::Ether(_)) {
-                    text.push_str(&format!("  {} > {}", shown(a), shown(b)));
-                }
-            }
-        }
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_new_layer_is_valid_and_a_full_stack_encodes() {
-        for (label, objects) in NEW_LAYERS {
-            for object in *objects {
-                serde_json::from_str::<Layer>(object).unwrap_or_else(|e| panic!("{label}: {e}"));
-            }
-        }
-        let layer = |i: usize| -> Vec<Layer> {
-            NEW_LAYERS[i]
-                .1
-                .iter()
-                .map(|o| serde_json::from_str(o).unwrap())
-                .collect()
-        };
-        for stack in [[0, 1, 3], [0, 2, 4], [0, 1, 5], [0, 2, 6]] {
-            let packet = Packet {
-                layers: stack.iter().flat_map(|&i| layer(i)).collect(),
-            };
-            packet.encode().unwrap_or_else(|e| panic!("{stack:?}: {e}"));
-        }
-    }
-
-    #[test]
-    fn the_field_spans_point_at_the_encoded_bytes() {
-        let packet = Packet {
-            layers: [0, 1, 3]
-                .iter()
-                .flat_map(|&i| NEW_LAYERS[i].1.iter())
-                .map(|o| serde_json::from_str(o).unwrap())
-                .collect(),
-        };
-        let (bytes, starts) = packet.encode_layout().unwrap();
-        assert_eq!(starts, vec![0, 14, 34]);
-        let dst = packet.layers[1].field_span("dst", 20).unwrap();
-        assert_eq!(&bytes[14 + dst.start..14 + dst.end], &[10, 0, 0, 2]);
-        let dport = packet.layers[2].field_span("dport", 20).unwrap();
-        assert_eq!(
-            &bytes[34 + dport.start..34 + dport.end],
-            &80u16.to_be_bytes()
-        );
     }
 }

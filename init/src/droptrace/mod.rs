@@ -6,6 +6,7 @@
 
 pub mod ebpf;
 pub mod event;
+pub mod files;
 pub mod ftrace;
 pub mod job;
 pub mod store;

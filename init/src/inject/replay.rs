@@ -10,9 +10,9 @@ use anyhow::anyhow;
 
 use super::pacer::Pacer;
 use super::source::{check_frame, Checked, Frame, Offsets, Packets};
-use crate::packet::files::TwoPass;
 use super::Pace;
 use crate::net::packet_socket::PacketSender;
+use crate::packet::files::TwoPass;
 use crate::packet::linktype::protocol_of;
 use crate::util::Interrupted;
 

@@ -702,7 +702,11 @@ fn encode_errors_name_the_layer_and_field() {
 
 #[test]
 fn json_field_errors_name_the_field() {
-    let err = |json: &str| Layer::from_json(&serde_json::from_str(json).unwrap()).unwrap_err();
+    let err = |json: &str| {
+        Layer::from_json(&serde_json::from_str(json).unwrap())
+            .unwrap_err()
+            .to_string()
+    };
     assert_eq!(
         err(r#"{"layertype":"Udp","sport":70000,"dport":53,"len":8,"chksum":0}"#),
         "Udp: sport: invalid value: integer `70000`, expected u16"
