@@ -268,7 +268,8 @@ impl AtomicFile {
 fn is_kernel_file(path: &Path) -> bool {
     use nix::sys::statfs::{statfs, DEBUGFS_MAGIC, PROC_SUPER_MAGIC, SYSFS_MAGIC, TRACEFS_MAGIC};
     statfs(path).is_ok_and(|fs| {
-        [PROC_SUPER_MAGIC, SYSFS_MAGIC, DEBUGFS_MAGIC, TRACEFS_MAGIC].contains(&fs.filesystem_type())
+        [PROC_SUPER_MAGIC, SYSFS_MAGIC, DEBUGFS_MAGIC, TRACEFS_MAGIC]
+            .contains(&fs.filesystem_type())
     })
 }
 

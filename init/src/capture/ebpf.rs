@@ -53,6 +53,28 @@ fn program_for(hook: Hook) -> &'static str {
     }
 }
 
+/// `kconfig bpf`'s proof for capture: both programs pass this kernel's
+/// verifier (loaded, not attached), and the TC path they would take.
+pub async fn self_test() -> anyhow::Result<String> {
+    let path = tc::choose_path()?;
+    let btf = KernelBtf::get();
+    let aya_btf = btf.as_ref().ok().map(|b| &b.aya);
+    let task_helpers = u8::from(tc::task_helpers_allowed());
+    let mut object = tc::load_object(OBJECT, aya_btf, "lo", |loader| {
+        loader.override_global("TASK_HELPERS", &task_helpers, true);
+    })?;
+    for hook in [Hook::Ingress, Hook::Egress] {
+        let name = program_for(hook);
+        tc::load_program(object.program_mut(name)?, name)?;
+    }
+    Ok(format!(
+        "capture: eBPF backend: loaded {} and {} (attach via {})",
+        program_for(Hook::Ingress),
+        program_for(Hook::Egress),
+        path.name()
+    ))
+}
+
 impl TcCapture {
     /// Loads the object with the snap length and the classes to leave out
     /// (`IGNORE_*` bits; `link_header`: the interface's packets start with

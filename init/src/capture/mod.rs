@@ -29,6 +29,7 @@ use self::files::{CaptureFile, Captured, Format};
 use self::ignore::Ignore;
 use crate::ebpf::tc::{Hook, TcPath};
 use crate::jobs::{drain_events, Drained, Ended, EventSource, JobId, JobKind};
+use crate::kernel::requirements::{needs, Area, Requirements};
 use crate::net::netlink::Netlink;
 use crate::packet::linktype::{linktype_of_interface, ARPHRD_LOOPBACK, LINKTYPE_ETHERNET};
 use crate::packet::pcap::{Direction, MAX_RECORD_DATA};
@@ -317,6 +318,30 @@ impl EventSource for CaptureJob {
         }
     }
 }
+
+/// What capture needs from the kernel.
+pub const REQUIREMENTS: Requirements = Requirements {
+    capability: "capture",
+    options: &[
+        needs(
+            Area::Bpf,
+            "CONFIG_NET_CLS_BPF",
+            "capture, fakehost (eBPF backends)",
+        ),
+        needs(
+            Area::Bpf,
+            "CONFIG_NET_SCH_INGRESS",
+            "capture, fakehost (clsact qdisc)",
+        ),
+        needs(
+            Area::Net,
+            "CONFIG_PACKET",
+            "capture, inject, fakehost (AF_PACKET)",
+        ),
+    ],
+    backends: None,
+    self_test: Some(|| Box::pin(ebpf::self_test())),
+};
 
 /// The job id for a new capture on `iface`: `IF`, or `IF#2`, `IF#3`, … when
 /// captures already run there.

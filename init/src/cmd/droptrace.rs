@@ -8,8 +8,8 @@ use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use super::{parse_args, seconds_option, usage, CommandSpec};
 use crate::droptrace::event::{DropFilter, DropRecord};
-use crate::droptrace::job::{self, Backend, Hook, StartOptions};
 use crate::droptrace::files;
+use crate::droptrace::job::{self, Backend, Hook, StartOptions};
 use crate::droptrace::store::{DropStore, Drops, Kept, DEFAULT_KEEP};
 use crate::shell::Ctx;
 use myinit_common::droptrace::{DROP_HAS_STACK, MAX_SNAPLEN, STACK_NONE};

@@ -12,9 +12,9 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::{parse_args, CommandSpec};
 use crate::packet::files::AtomicFile;
-use crate::util::io_error;
 use crate::shell::Ctx;
 use crate::tui::screen::{column_of, is_ctrl, shown_chars, Frame, Screen, Style};
+use crate::util::io_error;
 
 pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
     name: "edit",

@@ -1,16 +1,21 @@
 //! System commands: mount, umount, insmod, dmesg, ps, kconfig.
 
 use clap::{CommandFactory, Parser};
-use std::collections::{HashMap, VecDeque};
-use std::fs::OpenOptions;
-use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::collections::HashMap;
+use std::io::Write;
 
 use anyhow::{anyhow, bail};
 use nix::errno::Errno;
 use nix::mount::{mount as mount_fs, umount2, MntFlags, MsFlags};
 
 use super::{usage, CommandSpec};
+#[cfg(test)]
+use crate::kernel::kconfig::parse_kconfig;
+use crate::kernel::kconfig::{default_kconfig_path, read_kconfig};
+use crate::kernel::kmsg::read_kmsg;
+use crate::kernel::mounts::{is_mounted, read_mounts};
+use crate::kernel::procfs::parse_stat;
+use crate::kernel::requirements::{Area, KernelOption, Requirements};
 use crate::shell::Ctx;
 use crate::util::io_error;
 
@@ -83,67 +88,6 @@ The file is streamed; one with a line over 4096 bytes or more than\n\
 ];
 
 // ---------------------------------------------------------------- mount
-
-/// One line of /proc/self/mounts.
-#[derive(Debug, PartialEq, Eq)]
-pub struct MountEntry {
-    pub source: String,
-    pub target: String,
-    pub fstype: String,
-    pub options: String,
-}
-
-/// Undoes the octal escapes (`\040` for a space) of /proc/self/mounts.
-fn unescape_mount_field(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
-            let digits = &bytes[i + 1..i + 4];
-            if digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
-                let value = digits
-                    .iter()
-                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
-                if let Ok(v) = u8::try_from(value) {
-                    out.push(v);
-                    i += 4;
-                    continue;
-                }
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-pub fn parse_mounts(text: &str) -> Vec<MountEntry> {
-    text.lines()
-        .filter_map(|line| {
-            let mut f = line.split_whitespace();
-            Some(MountEntry {
-                source: unescape_mount_field(f.next()?),
-                target: unescape_mount_field(f.next()?),
-                fstype: unescape_mount_field(f.next()?),
-                options: unescape_mount_field(f.next()?),
-            })
-        })
-        .collect()
-}
-
-fn read_mounts() -> anyhow::Result<Vec<MountEntry>> {
-    let text = std::fs::read_to_string("/proc/self/mounts")
-        .map_err(|e| anyhow!("/proc/self/mounts: {} (mount proc first)", io_error(&e)))?;
-    Ok(parse_mounts(&text))
-}
-
-/// Whether `target` already has a file system of type `fstype` on it.
-fn is_mounted(target: &str, fstype: &str) -> bool {
-    read_mounts()
-        .map(|m| m.iter().any(|e| e.target == target && e.fstype == fstype))
-        .unwrap_or(false)
-}
 
 /// Splits `-o` options into mount flags and the file system's own data.
 pub fn parse_mount_options(options: &str) -> (MsFlags, String) {
@@ -374,55 +318,6 @@ fn insmod(_ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
 
 // ---------------------------------------------------------------- dmesg
 
-/// Formats one /dev/kmsg record ("PRIO,SEQ,USEC,FLAGS;message\n KEY=v…")
-/// as dmesg does: `[    1.234567] message`.
-pub fn format_kmsg_record(record: &str) -> Option<String> {
-    let first = record.lines().next()?;
-    let (header, message) = first.split_once(';')?;
-    let usec: u64 = header.split(',').nth(2)?.parse().ok()?;
-    Some(format!(
-        "[{:5}.{:06}] {message}",
-        usec / 1_000_000,
-        usec % 1_000_000
-    ))
-}
-
-/// Reads every record now in the kernel log, keeping the newest `keep`.
-/// Non-blocking, so it ends at the last message instead of waiting.
-fn read_kmsg(keep: usize) -> anyhow::Result<VecDeque<String>> {
-    let mut kmsg = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open("/dev/kmsg")
-        .map_err(|e| anyhow!("/dev/kmsg: {}", io_error(&e)))?;
-    let mut lines = VecDeque::new();
-    // A record is at most about 8 KiB; a smaller buffer gives EINVAL.
-    let mut buf = vec![0u8; 16 * 1024];
-    // A kernel logging in a loop must not keep us here forever.
-    for _ in 0..1_000_000 {
-        match kmsg.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                let record = String::from_utf8_lossy(&buf[..n]);
-                if let Some(line) = format_kmsg_record(&record) {
-                    if lines.len() == keep {
-                        lines.pop_front();
-                    }
-                    if keep > 0 {
-                        lines.push_back(line);
-                    }
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-            // EPIPE: the record we were at was overwritten; go on with the next.
-            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(e) => bail!("/dev/kmsg: {}", io_error(&e)),
-        }
-    }
-    Ok(lines)
-}
-
 fn dmesg(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     let keep = match args {
         [] => usize::MAX,
@@ -442,36 +337,6 @@ fn dmesg(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
 }
 
 // ---------------------------------------------------------------- ps
-
-/// The fields of /proc/PID/stat that `ps` shows.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ProcStat {
-    pub pid: i32,
-    pub comm: String,
-    pub state: char,
-    pub ppid: i32,
-    pub vsize_bytes: u64,
-    pub rss_pages: u64,
-}
-
-/// Parses /proc/PID/stat. The name is between the first '(' and the last
-/// ')', since it may itself contain spaces and parentheses.
-pub fn parse_stat(text: &str) -> Option<ProcStat> {
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let pid = text[..open].trim().parse().ok()?;
-    let comm = text.get(open + 1..close)?.to_string();
-    let rest: Vec<&str> = text[close + 1..].split_whitespace().collect();
-    // rest[0] is field 3 (state) of proc(5); vsize is field 23, rss 24.
-    Some(ProcStat {
-        pid,
-        comm,
-        state: rest.first()?.chars().next()?,
-        ppid: rest.get(1)?.parse().ok()?,
-        vsize_bytes: rest.get(20)?.parse().ok()?,
-        rss_pages: rest.get(21)?.parse().ok()?,
-    })
-}
 
 fn ps(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     if !args.is_empty() {
@@ -530,89 +395,29 @@ fn ps(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
 
 // ---------------------------------------------------------------- kconfig
 
-/// A kernel option a myinit feature relies on.
-struct KernelOption {
-    name: &'static str,
-    /// What does not work without it.
-    needed_by: &'static str,
-    /// Missing only costs speed or convenience.
-    optional: bool,
-}
-
-const fn opt(name: &'static str, needed_by: &'static str) -> KernelOption {
-    KernelOption {
-        name,
-        needed_by,
-        optional: false,
-    }
-}
-
-const EBPF_BACKENDS: &str = "droptrace, capture, fakehost (eBPF backends)";
-
-const GROUPS: &[(&str, &[KernelOption])] = &[
-    (
-        "tracing",
-        &[
-            opt("CONFIG_FTRACE", "droptrace"),
-            opt("CONFIG_EVENT_TRACING", "droptrace"),
-            opt("CONFIG_DEBUG_INFO_BTF", "droptrace (drop reasons, offsets)"),
-        ],
-    ),
-    (
-        "bpf",
-        &[
-            opt("CONFIG_BPF", EBPF_BACKENDS),
-            opt("CONFIG_BPF_SYSCALL", EBPF_BACKENDS),
-            KernelOption {
-                name: "CONFIG_BPF_JIT",
-                needed_by: "speed only (programs run interpreted)",
-                optional: true,
-            },
-            opt("CONFIG_BPF_EVENTS", "droptrace (eBPF backend)"),
-            opt("CONFIG_DEBUG_INFO_BTF", EBPF_BACKENDS),
-            opt("CONFIG_NET_CLS_BPF", "capture, fakehost (eBPF backends)"),
-            opt("CONFIG_NET_SCH_INGRESS", "capture, fakehost (clsact qdisc)"),
-        ],
-    ),
-    (
-        "net",
-        &[
-            opt("CONFIG_TUN", "tap"),
-            opt("CONFIG_VETH", "veth pairs"),
-            opt("CONFIG_PACKET", "capture, inject, fakehost (AF_PACKET)"),
-            opt("CONFIG_NET_9P", "mount 9p"),
-            opt("CONFIG_NET_9P_VIRTIO", "mount 9p"),
-            opt("CONFIG_9P_FS", "mount 9p"),
-            opt("CONFIG_IPV6", "IPv6: ping6, ip -6, fakehost on IPv6"),
-        ],
-    ),
+/// Every capability's requirements, in the order `kconfig` shows them.
+const REQUIREMENTS: &[&Requirements] = &[
+    &crate::droptrace::REQUIREMENTS,
+    &crate::capture::REQUIREMENTS,
+    &crate::net::REQUIREMENTS,
+    &crate::fakehost::REQUIREMENTS,
 ];
 
-/// One `CONFIG_X=value` line as (name, value); `# CONFIG_X is not set`,
-/// `=n` and other lines are None.
-fn parse_kconfig_line(line: &str) -> Option<(&str, &str)> {
-    if !line.starts_with("CONFIG_") {
-        return None;
+/// The options of `area`, each once, in the order the capabilities list them.
+fn options_of(area: Area) -> Vec<&'static KernelOption> {
+    let mut options: Vec<&KernelOption> = Vec::new();
+    for o in REQUIREMENTS.iter().flat_map(|r| r.options) {
+        if o.area == area && !options.iter().any(|seen| seen.name == o.name) {
+            options.push(o);
+        }
     }
-    let (k, v) = line.split_once('=')?;
-    let v = v.trim_matches('"');
-    (v != "n").then_some((k, v))
-}
-
-/// `CONFIG_X=value` lines; `# CONFIG_X is not set` and absent options
-/// are simply not in the map.
-#[cfg(test)]
-fn parse_kconfig(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter_map(parse_kconfig_line)
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+    options
 }
 
 /// The report of one group; the bool says whether a needed option is missing.
 fn kconfig_report(
     group: &str,
-    options: &[KernelOption],
+    options: &[&KernelOption],
     config: &HashMap<String, String>,
 ) -> (String, bool) {
     let mut text = format!("{group}:\n");
@@ -633,77 +438,6 @@ fn kconfig_report(
     (text, missing)
 }
 
-/// /proc/config.gz, else the config file beside the kernel in /boot (the
-/// VM's initrd ships Debian's there: that kernel has no /proc/config.gz).
-fn default_kconfig_path() -> String {
-    let release = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
-    [
-        "/proc/config.gz".to_string(),
-        format!("/boot/config-{release}"),
-        "/boot/config".to_string(),
-    ]
-    .into_iter()
-    .find(|p| std::path::Path::new(p).exists())
-    .unwrap_or_else(|| "/proc/config.gz".to_string())
-}
-
-/// Longest line and most lines of a kernel config file: a real one has
-/// about 12,000 lines of under 200 bytes. The limits end /dev/zero, a huge
-/// sparse file or a gzip bomb at once instead of reading it into memory.
-const KCONFIG_MAX_LINE: usize = 4096;
-const KCONFIG_MAX_LINES: usize = 200_000;
-
-/// Streams the config at `path` (gzip or plain text), keeping only the
-/// options of GROUPS: memory stays small whatever the file is.
-fn read_kconfig(path: &str) -> anyhow::Result<HashMap<String, String>> {
-    use std::io::BufRead;
-    let open_error = |e: std::io::Error| {
-        let hint = if path == "/proc/config.gz" {
-            " (kernel without CONFIG_IKCONFIG_PROC; give a config FILE instead)"
-        } else {
-            ""
-        };
-        anyhow!("{path}: {}{hint}", io_error(&e))
-    };
-    let meta = std::fs::metadata(path).map_err(open_error)?;
-    // Opening a FIFO waits for a writer that may never come.
-    use std::os::unix::fs::FileTypeExt;
-    if meta.file_type().is_fifo() || meta.file_type().is_socket() {
-        bail!("{path}: not a file (a kernel config or /proc/config.gz)");
-    }
-    let mut reader = std::io::BufReader::new(std::fs::File::open(path).map_err(open_error)?);
-    let gzip = reader
-        .fill_buf()
-        .map_err(|e| anyhow!("{path}: {}", io_error(&e)))?
-        .starts_with(&[0x1f, 0x8b]);
-    let lines: Box<dyn BufRead> = if gzip {
-        Box::new(std::io::BufReader::new(flate2::bufread::GzDecoder::new(
-            reader,
-        )))
-    } else {
-        Box::new(reader)
-    };
-    let wanted: std::collections::HashSet<&str> = GROUPS
-        .iter()
-        .flat_map(|(_, options)| options.iter().map(|o| o.name))
-        .collect();
-    let mut config = HashMap::new();
-    crate::util::for_each_line(lines, KCONFIG_MAX_LINE, KCONFIG_MAX_LINES, |line| {
-        if let Some((k, v)) = parse_kconfig_line(line).filter(|(k, _)| wanted.contains(k)) {
-            config.insert(k.to_string(), v.to_string());
-        }
-        std::ops::ControlFlow::Continue(())
-    })
-    .map_err(|e| match e {
-        crate::util::LineError::Io(e) if gzip => anyhow!("{path}: bad gzip data: {e}"),
-        crate::util::LineError::Io(e) => anyhow!("{path}: {}", io_error(&e)),
-        e => anyhow!("{path}: {e}: not a kernel config"),
-    })?;
-    Ok(config)
-}
-
 fn kconfig(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     let default_path;
     let (group, path) = match args {
@@ -714,18 +448,22 @@ fn kconfig(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         [g, p] => (g.as_str(), p.as_str()),
         _ => return Err(usage("expected a group: tracing, bpf, net or all")),
     };
-    let groups: Vec<_> = match group {
-        "all" => GROUPS.iter().collect(),
-        g => match GROUPS.iter().find(|(name, _)| *name == g) {
+    let areas: Vec<Area> = match group {
+        "all" => Area::ALL.to_vec(),
+        g => match Area::ALL.into_iter().find(|a| a.name() == g) {
             Some(found) => vec![found],
             None => return Err(usage(format!("unknown group {g}"))),
         },
     };
-    let config = read_kconfig(path);
+    let wanted = REQUIREMENTS
+        .iter()
+        .flat_map(|r| r.options.iter().map(|o| o.name))
+        .collect();
+    let config = read_kconfig(path, &wanted);
     let mut status = 0;
     if let Ok(config) = &config {
-        for (name, options) in groups {
-            let (text, missing) = kconfig_report(name, options, config);
+        for area in areas {
+            let (text, missing) = kconfig_report(area.name(), &options_of(area), config);
             ctx.out.write_all(text.as_bytes())?;
             if missing {
                 status = 1;
@@ -733,18 +471,24 @@ fn kconfig(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         }
     }
     if group == "tracing" {
-        // Which droptrace backend this kernel runs, and why not the other.
+        // Which backends this kernel runs, and why not the others.
         let _runtime = ctx.state().rt.enter();
-        writeln!(ctx.out, "{}", crate::droptrace::capabilities())?;
+        for backends in REQUIREMENTS.iter().filter_map(|r| r.backends) {
+            writeln!(ctx.out, "{}", backends())?;
+        }
     }
     if group == "bpf" {
         // The real proof: the configuration can say y and loading still fail.
-        let report = ctx.block_on(crate::droptrace::ebpf::self_test())?;
-        match report {
-            Ok(line) => writeln!(ctx.out, "{line}")?,
-            Err(e) => {
-                config?;
-                bail!("eBPF self-test failed: {e:#}");
+        for r in REQUIREMENTS {
+            let Some(self_test) = r.self_test else {
+                continue;
+            };
+            match ctx.block_on(self_test())? {
+                Ok(line) => writeln!(ctx.out, "{line}")?,
+                Err(e) => {
+                    config?;
+                    bail!("{} eBPF self-test failed: {e:#}", r.capability);
+                }
             }
         }
     }
@@ -771,49 +515,12 @@ mod tests {
     }
 
     #[test]
-    fn mount_table_lines_are_unescaped() {
-        let m = parse_mounts("tmpfs /mnt/a\\040b tmpfs rw,size=1k 0 0\nproc /proc proc rw 0 0\n");
-        assert_eq!(m.len(), 2);
-        assert_eq!(m[0].target, "/mnt/a b");
-        assert_eq!(m[0].options, "rw,size=1k");
-        assert_eq!(m[1].fstype, "proc");
-        assert_eq!(unescape_mount_field("a\\134b\\011"), "a\\b\t");
-        assert_eq!(unescape_mount_field("end\\04"), "end\\04");
-    }
-
-    #[test]
-    fn kmsg_records_format_like_dmesg() {
-        assert_eq!(
-            format_kmsg_record("6,339,5140900,-;NET: Registered family 10\n SUBSYSTEM=net\n"),
-            Some("[    5.140900] NET: Registered family 10".into())
-        );
-        assert_eq!(
-            format_kmsg_record("4,1,123456789012,-,caller=T1;late"),
-            Some("[123456.789012] late".into())
-        );
-        assert_eq!(format_kmsg_record("garbage"), None);
-    }
-
-    #[test]
-    fn stat_names_with_spaces_and_parens_parse() {
-        let line = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 100 10485760 256 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0";
-        let s = parse_stat(line).unwrap();
-        assert_eq!(s.pid, 1234);
-        assert_eq!(s.comm, "my (odd) name");
-        assert_eq!(s.state, 'S');
-        assert_eq!(s.ppid, 1);
-        assert_eq!(s.vsize_bytes, 10_485_760);
-        assert_eq!(s.rss_pages, 256);
-        assert!(parse_stat("12 (trunc) S").is_none());
-    }
-
-    #[test]
     fn kconfig_reports_y_m_and_missing_with_the_command() {
         let config = parse_kconfig(
             "CONFIG_TUN=m\n# CONFIG_VETH is not set\nCONFIG_PACKET=y\nCONFIG_IPV6=n\n",
         );
-        let (_, net) = GROUPS.iter().find(|(n, _)| *n == "net").unwrap();
-        let (text, missing) = kconfig_report("net", net, &config);
+        let net = options_of(Area::Net);
+        let (text, missing) = kconfig_report("net", &net, &config);
         assert!(missing);
         assert!(text.contains("CONFIG_TUN"));
         assert!(text
@@ -838,8 +545,8 @@ mod tests {
         let config = parse_kconfig(
             "CONFIG_BPF=y\nCONFIG_BPF_SYSCALL=y\nCONFIG_BPF_EVENTS=y\nCONFIG_DEBUG_INFO_BTF=y\nCONFIG_NET_CLS_BPF=y\nCONFIG_NET_SCH_INGRESS=y\n",
         );
-        let (_, bpf) = GROUPS.iter().find(|(n, _)| *n == "bpf").unwrap();
-        let (text, missing) = kconfig_report("bpf", bpf, &config);
+        let bpf = options_of(Area::Bpf);
+        let (text, missing) = kconfig_report("bpf", &bpf, &config);
         assert!(!missing, "{text}");
         assert!(text.contains("CONFIG_BPF_JIT"));
     }

@@ -15,6 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::kernel::btf::KernelBtf;
+use crate::kernel::requirements::{needs, Area, KernelOption, Requirements};
 use crate::kernel::tracefs;
 use ebpf::Hook;
 use ebpf::{DropHook, DropTracer, SkbOffsets};
@@ -95,6 +96,35 @@ pub fn format_reasons(tracefs: &Path) -> ReasonNames {
         std::fs::read_to_string(tracefs.join("events/skb/kfree_skb/format")).unwrap_or_default();
     ReasonNames::from_format(&format)
 }
+
+/// Who needs the eBPF basics (the option is listed once, here).
+const EBPF_BACKENDS: &str = "droptrace, capture, fakehost (eBPF backends)";
+
+/// What the drop tracer needs from the kernel.
+pub const REQUIREMENTS: Requirements = Requirements {
+    capability: "droptrace",
+    options: &[
+        needs(Area::Tracing, "CONFIG_FTRACE", "droptrace"),
+        needs(Area::Tracing, "CONFIG_EVENT_TRACING", "droptrace"),
+        needs(
+            Area::Tracing,
+            "CONFIG_DEBUG_INFO_BTF",
+            "droptrace (drop reasons, offsets)",
+        ),
+        needs(Area::Bpf, "CONFIG_BPF", EBPF_BACKENDS),
+        needs(Area::Bpf, "CONFIG_BPF_SYSCALL", EBPF_BACKENDS),
+        KernelOption {
+            area: Area::Bpf,
+            name: "CONFIG_BPF_JIT",
+            needed_by: "speed only (programs run interpreted)",
+            optional: true,
+        },
+        needs(Area::Bpf, "CONFIG_BPF_EVENTS", "droptrace (eBPF backend)"),
+        needs(Area::Bpf, "CONFIG_DEBUG_INFO_BTF", EBPF_BACKENDS),
+    ],
+    backends: Some(capabilities),
+    self_test: Some(|| Box::pin(ebpf::self_test())),
+};
 
 /// What `kconfig tracing|bpf` prints about droptrace on this kernel:
 /// whether each backend can run, found by trying (the eBPF programs are

@@ -239,6 +239,16 @@ impl Drop for EbpfAnswerer {
     }
 }
 
+/// `kconfig bpf`'s proof for fakehost: its program passes this kernel's
+/// verifier (loaded, not attached).
+pub async fn self_test() -> anyhow::Result<String> {
+    let btf = KernelBtf::get();
+    let aya_btf = btf.as_ref().ok().map(|b| &b.aya);
+    let mut object = tc::load_object(OBJECT, aya_btf, "lo", |_| {})?;
+    tc::load_program(object.program_mut(PROGRAM)?, PROGRAM)?;
+    Ok(format!("fakehost: eBPF backend: loaded {PROGRAM}"))
+}
+
 /// Loads and attaches the program on `iface` and starts its job; returns
 /// the host maps and the backend's name.
 pub fn start(state: &State, iface: &str) -> anyhow::Result<(Box<dyn HostSet>, String)> {

@@ -26,6 +26,7 @@ use myinit_common::fakehost::{
 };
 
 use crate::jobs::{JobId, JobKind};
+use crate::kernel::requirements::{needs, Area, Requirements};
 use crate::packet::MacAddr;
 use crate::state::State;
 
@@ -37,6 +38,19 @@ pub enum Backend {
     Ebpf,
     Packet,
 }
+
+/// What fakehost needs from the kernel (CONFIG_NET_CLS_BPF, the clsact
+/// qdisc and AF_PACKET are capture's too).
+pub const REQUIREMENTS: Requirements = Requirements {
+    capability: "fakehost",
+    options: &[needs(
+        Area::Net,
+        "CONFIG_IPV6",
+        "IPv6: ping6, ip -6, fakehost on IPv6",
+    )],
+    backends: None,
+    self_test: Some(|| Box::pin(ebpf::self_test())),
+};
 
 /// One fake host as `fakehost add` described it.
 #[derive(Clone, Debug, PartialEq, Eq)]
