@@ -399,33 +399,21 @@ mod tests {
         let tun = w.add_interface("tun0", LINKTYPE_RAW).unwrap();
         let frame = udp_frame(1000);
         let packet = udp_ip(1001);
-        w.write(
-            veth,
-            TS[0],
-            frame.len() as u32,
-            &frame,
-            Some(Direction::Inbound),
-            Some("first one"),
-        )
-        .unwrap();
-        w.write(
-            tun,
-            TS[1],
-            packet.len() as u32,
-            &packet,
-            Some(Direction::Outbound),
-            None,
-        )
-        .unwrap();
-        w.write(
-            veth,
-            TS[1],
-            frame.len() as u32,
-            &frame,
-            None,
-            Some("no direction"),
-        )
-        .unwrap();
+        let writes = [
+            (
+                veth,
+                TS[0],
+                &frame,
+                Some(Direction::Inbound),
+                Some("first one"),
+            ),
+            (tun, TS[1], &packet, Some(Direction::Outbound), None),
+            (veth, TS[1], &frame, None, Some("no direction")),
+        ];
+        for (interface, ts, data, direction, comment) in writes {
+            w.write(interface, ts, data.len() as u32, data, direction, comment)
+                .unwrap();
+        }
         w.finish().unwrap();
         let text = tool(
             "tshark",

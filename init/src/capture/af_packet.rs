@@ -14,7 +14,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, SockAddr, SockAddrStorage, Socket, Type};
+use socket2::{Domain, Socket, Type};
 use tokio::io::unix::AsyncFd;
 
 use crate::packet::pcap::Direction;
@@ -103,18 +103,6 @@ fn nothing() -> [libc::sock_filter; 1] {
     }]
 }
 
-fn packet_address(ifindex: u32, protocol: u16) -> SockAddr {
-    let mut storage = SockAddrStorage::zeroed();
-    // SAFETY: sockaddr_ll fits in the storage; all zeros is valid.
-    let ll: &mut libc::sockaddr_ll = unsafe { storage.view_as() };
-    ll.sll_family = libc::AF_PACKET as u16;
-    ll.sll_protocol = protocol.to_be();
-    ll.sll_ifindex = ifindex as i32;
-    let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-    // SAFETY: the storage holds an AF_PACKET address of that length.
-    unsafe { SockAddr::new(storage, len) }
-}
-
 impl PacketRing {
     /// Opens the ring on interface `ifindex`; `filter` (a classic BPF
     /// socket filter) says how many bytes of each packet to keep, 0 for
@@ -171,7 +159,9 @@ impl PacketRing {
             drops: 0,
         };
         let socket = socket2::SockRef::from(this.socket.get_ref());
-        socket.bind(&packet_address(ifindex, ETH_P_ALL))?;
+        socket.bind(&crate::net::packet_socket::packet_address(
+            ifindex, ETH_P_ALL,
+        ))?;
         // Whatever was counted before the bind is not this capture's.
         this.drops = 0;
         let _ = this.read_drops();

@@ -129,17 +129,7 @@ impl Oside {
             return Vec::new();
         };
         match usize::try_from(self.layer) {
-            Err(_) => vec![
-                ("timestamp_ns".into(), Value::from(record.timestamp_ns)),
-                (
-                    "direction".into(),
-                    match record.direction {
-                        Some(Direction::Rx) => "rx".into(),
-                        Some(Direction::Tx) => "tx".into(),
-                        None => Value::Null,
-                    },
-                ),
-            ],
+            Err(_) => timestamp_fields(record),
             Ok(i) => record
                 .packet
                 .layers
@@ -503,20 +493,8 @@ impl Oside {
             return Vec::new();
         };
         let mut lines = Vec::new();
-        let mut layer_rows: Vec<(String, Vec<(String, Value)>)> = vec![(
-            "timestamp".into(),
-            vec![
-                ("timestamp_ns".into(), Value::from(record.timestamp_ns)),
-                (
-                    "direction".into(),
-                    match record.direction {
-                        Some(Direction::Rx) => "rx".into(),
-                        Some(Direction::Tx) => "tx".into(),
-                        None => Value::Null,
-                    },
-                ),
-            ],
-        )];
+        let mut layer_rows: Vec<(String, Vec<(String, Value)>)> =
+            vec![("timestamp".into(), timestamp_fields(record))];
         for layer in &record.packet.layers {
             layer_rows.push((layer.name().to_string(), layer_fields(layer)));
         }
@@ -607,4 +585,17 @@ impl Oside {
             }
         }
     }
+}
+
+/// The timestamp "layer"'s fields: the time and the direction.
+fn timestamp_fields(record: &Record) -> Vec<(String, Value)> {
+    let direction = match record.direction {
+        Some(Direction::Rx) => "rx".into(),
+        Some(Direction::Tx) => "tx".into(),
+        None => Value::Null,
+    };
+    vec![
+        ("timestamp_ns".into(), Value::from(record.timestamp_ns)),
+        ("direction".into(), direction),
+    ]
 }

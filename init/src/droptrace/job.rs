@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail};
 
 use super::ebpf::{DropTracer, TraceOptions};
-use super::event::{Decoder, DropFilter};
+use super::event::{Decoder, DropFilter, ReasonNames};
 use super::ftrace::{self, FtraceSession};
 use super::store::Drops;
 use crate::ebpf::ring;
@@ -162,23 +162,14 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
                 ));
             }
             drops.lock().stacks = tracer.stacks.clone();
-            let source = EbpfDrops {
-                name: format!("ebpf {}", tracer.hook.describe()),
-                tracer,
-                drops: drops.clone(),
-                scratch: Vec::with_capacity(BATCH),
-                scratch_packets: Vec::new(),
-                snaplen: opts.snaplen as usize,
-                summary: opts.summary,
-                turns: 0,
-            };
+            let source = EbpfDrops::new(tracer, drops.clone(), &opts);
             launch(
                 state,
                 &opts,
+                started_ns,
                 &backend_name,
                 source,
-                Decoder::new(kernel.reasons),
-                started_ns,
+                kernel.reasons,
             )?;
         }
         None => {
@@ -207,21 +198,8 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
             if let Some(note) = &session.note {
                 lines.push(format!("droptrace: {note}"));
             }
-            let source = FtraceDrops {
-                session,
-                decoder: Decoder::new(reasons.clone()),
-                drops,
-                more: false,
-                turns: 0,
-            };
-            launch(
-                state,
-                &opts,
-                &backend_name,
-                source,
-                Decoder::new(reasons),
-                started_ns,
-            )?;
+            let source = FtraceDrops::new(session, drops, reasons.clone());
+            launch(state, &opts, started_ns, &backend_name, source, reasons)?;
         }
     }
     Ok(lines)
@@ -271,11 +249,12 @@ pub fn monotonic_to_epoch_ns() -> u64 {
 fn launch<S: DropSource>(
     state: &State,
     opts: &StartOptions,
+    started_ns: u64,
     backend_name: &str,
     source: S,
-    decoder: Decoder,
-    started_ns: u64,
+    reasons: ReasonNames,
 ) -> anyhow::Result<()> {
+    let decoder = Decoder::new(reasons);
     let drops = source.drops();
     {
         let mut s = drops.lock();
@@ -351,6 +330,21 @@ struct EbpfDrops {
     snaplen: usize,
     summary: bool,
     turns: u32,
+}
+
+impl EbpfDrops {
+    fn new(tracer: DropTracer, drops: Arc<Drops>, opts: &StartOptions) -> Self {
+        EbpfDrops {
+            name: format!("ebpf {}", tracer.hook.describe()),
+            tracer,
+            drops,
+            scratch: Vec::with_capacity(BATCH),
+            scratch_packets: Vec::new(),
+            snaplen: opts.snaplen as usize,
+            summary: opts.summary,
+            turns: 0,
+        }
+    }
 }
 
 /// Summary mode reads the kernel's counts every this many turns (~100 ms).
@@ -443,6 +437,18 @@ struct FtraceDrops {
     /// The last read filled a whole batch: more is queued.
     more: bool,
     turns: u32,
+}
+
+impl FtraceDrops {
+    fn new(session: FtraceSession, drops: Arc<Drops>, reasons: ReasonNames) -> Self {
+        FtraceDrops {
+            session,
+            decoder: Decoder::new(reasons),
+            drops,
+            more: false,
+            turns: 0,
+        }
+    }
 }
 
 impl DropSource for FtraceDrops {

@@ -16,7 +16,7 @@ use myinit_common::fakehost::{ANSWER_ARP, ANSWER_DAD, ANSWER_ECHO, ANSWER_NA, AN
 use tokio::io::unix::AsyncFd;
 
 use super::{Answer, Counts, FakeHost, HostSet, LogLimiter, SharedHosts};
-use crate::jobs::{drain_events, Drained, EventSource};
+use crate::jobs::{Drained, EventSource};
 use crate::net::packet_socket::PacketSender;
 use crate::packet::layers::{
     decode, Arp, Dialect, Ether, Field, Icmp, Icmpv6, Ip, Ipv6, Layer, NdpOption,
@@ -601,15 +601,15 @@ pub fn start(
         buf: vec![0; 65536],
     };
     let target = iface.to_string();
-    state.jobs.spawn(
-        &state.rt,
-        super::job_id(iface),
-        format!("fakehost {iface} {name}"),
-        move |cancel| async move {
-            let mut answerer = answerer;
-            drain_events(&mut answerer, &cancel, BATCH).await;
-            // A router still here as the job ends (poweroff, the end of
-            // the script) says it goes, as `del` has it say.
+    super::spawn_answerer(
+        state,
+        iface,
+        name,
+        BATCH,
+        answerer,
+        move |mut answerer, _| {
+            // A router still here as the job ends (poweroff, the end of the
+            // script) says it goes, as `del` has it say.
             let routers: Vec<FakeHost> = lock(&answerer.hosts)
                 .values()
                 .filter(|(h, _)| h.advertises())
@@ -626,8 +626,8 @@ pub fn start(
             let (answers, suppressed) = (answerer.answers, answerer.limiter.suppressed_total);
             drop(answerer);
             format!(
-                "fakehost: {target}: stopped ({name}): {answers} answers, {suppressed} log lines suppressed"
-            )
+            "fakehost: {target}: stopped ({name}): {answers} answers, {suppressed} log lines suppressed"
+        )
         },
     )?;
     Ok((Box::new(PacketHosts(hosts, outbox)), name.to_string()))

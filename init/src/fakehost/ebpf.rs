@@ -17,7 +17,7 @@ use super::{Answer, Counts, FakeHost, HostSet, LogLimiter};
 use crate::ebpf::ring::{self, RingReader};
 use crate::ebpf::tc::{self, Attached, Hook};
 use crate::ebpf::Object;
-use crate::jobs::{drain_events, Drained, EventSource};
+use crate::jobs::{Drained, EventSource};
 use crate::kernel::btf::KernelBtf;
 use crate::packet::MacAddr;
 use crate::state::State;
@@ -297,13 +297,13 @@ pub fn start(state: &State, iface: &str) -> anyhow::Result<(Box<dyn HostSet>, St
         router_mirror,
     };
     let (report_name, target) = (name.clone(), iface.to_string());
-    state.jobs.spawn(
-        &state.rt,
-        super::job_id(iface),
-        format!("fakehost {iface} {name}"),
-        move |cancel| async move {
-            let mut answerer = answerer;
-            let ended = drain_events(&mut answerer, &cancel, BATCH).await;
+    super::spawn_answerer(
+        state,
+        iface,
+        &name,
+        BATCH,
+        answerer,
+        move |mut answerer, ended| {
             answerer.count_trailing_skipped();
             let lost = answerer.events.lost();
             let (answers, suppressed) = (answerer.answers, answerer.limiter.suppressed_total);
@@ -318,7 +318,7 @@ pub fn start(state: &State, iface: &str) -> anyhow::Result<(Box<dyn HostSet>, St
             };
             format!(
                 "fakehost: {target}: {how} ({report_name}): {answers} answers logged, \
-                 {suppressed} log lines suppressed, {lost} events lost; program detached"
+             {suppressed} log lines suppressed, {lost} events lost; program detached"
             )
         },
     )?;

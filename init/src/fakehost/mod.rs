@@ -301,6 +301,32 @@ pub fn job_id(iface: &str) -> JobId {
     JobId::new(JobKind::Fakehost, iface)
 }
 
+/// Starts the job of `iface` that answers for its fake hosts: `answerer`
+/// drained in batches of `batch` until stopped or gone, then `report`
+/// makes its last line.
+fn spawn_answerer<S>(
+    state: &State,
+    iface: &str,
+    backend: &str,
+    batch: usize,
+    mut answerer: S,
+    report: impl FnOnce(S, crate::jobs::Ended) -> String + Send + 'static,
+) -> anyhow::Result<()>
+where
+    S: crate::jobs::EventSource + Send + 'static,
+{
+    state.jobs.spawn(
+        &state.rt,
+        job_id(iface),
+        format!("fakehost {iface} {backend}"),
+        move |cancel| async move {
+            let ended = crate::jobs::drain_events(&mut answerer, &cancel, batch).await;
+            report(answerer, ended)
+        },
+    )?;
+    Ok(())
+}
+
 /// Adds a fake host; returns the lines to print.
 pub fn add(
     state: &State,
