@@ -1,5 +1,6 @@
 // Builds ebpf-programs for bpfel-unknown-none (nightly, bpf-linker) and puts
-// the object in OUT_DIR, where src/ebpf.rs embeds it.
+// one object per capability in OUT_DIR, where each capability's ebpf.rs
+// embeds its own (`include_bytes_aligned!(concat!(env!("OUT_DIR"), "/NAME"))`).
 fn main() -> anyhow::Result<()> {
     let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")?;
     let workspace = std::path::Path::new(&manifest_dir)

@@ -702,12 +702,8 @@ fn a_vlan_tag_the_kernel_took_out_on_receive_is_put_back() {
         let peer = Netns::new("cpw");
         let (dev, other) = (unique("cpv"), unique("cpw"));
         // No IPv6: its own frames (router solicitations) would come in too.
-        for ns in [&here, &peer] {
-            for key in ["all", "default"] {
-                let sysctl = format!("net.ipv6.conf.{key}.disable_ipv6=1");
-                assert!(ns.exec("sysctl", &["-qw", &sysctl]).status.success());
-            }
-        }
+        here.no_ipv6();
+        peer.no_ipv6();
         here.veth(&dev, &other, Some(&peer));
         here.ip(&["link", "set", &dev, "up"]);
         peer.ip(&["link", "set", &other, "up"]);

@@ -58,13 +58,7 @@ fn ipv4_echo(src: [u8; 4], dst: [u8; 4], id: u16, seq: u16) -> Vec<u8> {
 /// A namespace without IPv6, so that nothing but the test's packets moves.
 fn quiet_netns(tag: &str) -> Netns {
     let ns = Netns::new(tag);
-    for key in ["all", "default"] {
-        let out = ns.exec(
-            "sysctl",
-            &["-qw", &format!("net.ipv6.conf.{key}.disable_ipv6=1")],
-        );
-        assert!(out.status.success(), "{out:?}");
-    }
+    ns.no_ipv6();
     ns
 }
 

@@ -135,6 +135,24 @@ impl Netns {
         Ok(())
     }
 
+    /// No IPv6 in the namespace (existing and new interfaces): its router
+    /// solicitations and DAD would add packets to a test's counts.
+    pub fn try_no_ipv6(&self) -> Result<(), CommandFailed> {
+        for key in ["all", "default"] {
+            let setting = format!("net.ipv6.conf.{key}.disable_ipv6=1");
+            sh(
+                "ip",
+                &["netns", "exec", &self.name, "sysctl", "-qw", &setting],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// `try_no_ipv6`, panicking on failure.
+    pub fn no_ipv6(&self) {
+        self.try_no_ipv6().unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// A TAP device of this name, up.
     pub fn tap(&self, name: &str) {
         self.ip(&["tuntap", "add", name, "mode", "tap"]);

@@ -163,7 +163,11 @@ fn installed_versions(packages: &[&str]) -> BTreeMap<String, String> {
 
 /// dpkg's version order (epochs, `~`): only dpkg gets it exactly right.
 fn dpkg_newer(a: &str, b: &str) -> bool {
-    dpkg_satisfies(a, ">>", b)
+    Command::new("dpkg")
+        .args(["--compare-versions", a, ">>", b])
+        .stdin(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// The version a missing member of `QEMU_FAMILY` must have: the newest
@@ -282,176 +286,13 @@ fn madison_offers(text: &str, suite: &str) -> bool {
     })
 }
 
-/// What `apt-get -s install` says it would do.
-#[derive(Debug, Default, PartialEq)]
-struct Simulation {
-    /// (package, version) installed or upgraded.
-    installs: Vec<(String, String)>,
-    /// (package, installed version) removed.
-    removals: Vec<(String, String)>,
-}
-
-impl Simulation {
-    /// Reads the `Inst NAME [OLD] (NEW …)` and `Remv NAME [OLD]` lines.
-    fn parse(text: &str) -> Self {
-        let mut sim = Simulation::default();
-        for line in text.lines() {
-            let mut words = line.split_whitespace();
-            let (Some(action), Some(name)) = (words.next(), words.next()) else {
-                continue;
-            };
-            let rest: Vec<&str> = words.collect();
-            let bracketed = |open: char| {
-                rest.iter()
-                    .find_map(|w| w.strip_prefix(open))
-                    .map(|v| v.trim_end_matches([']', ')']).to_string())
-                    .unwrap_or_default()
-            };
-            match action {
-                "Inst" => sim.installs.push((name.into(), bracketed('('))),
-                "Remv" => sim.removals.push((name.into(), bracketed('['))),
-                _ => {}
-            }
-        }
-        sim
-    }
-}
-
-/// One package's `Breaks` or `Conflicts` field.
-#[derive(Debug, Clone, PartialEq)]
-struct Relation {
-    package: String,
-    version: String,
-    /// "breaks" or "conflicts with".
-    kind: &'static str,
-    field: String,
-}
-
-/// The clause of a `Breaks:`/`Conflicts:` field that names `pkg`, e.g.
-/// `qemu-system-common (<< 1:8.0+dfsg-5~)`.
-fn relation_on<'a>(field: &'a str, pkg: &str) -> Option<&'a str> {
-    field
-        .split([',', '|'])
-        .map(str::trim)
-        .find(|clause| clause.split([' ', '(', ':']).next() == Some(pkg))
-}
-
-/// True if `version` falls in a clause's `(OP VERSION)`, or it has none.
-fn clause_matches(
-    clause: &str,
-    version: &str,
-    satisfies: &impl Fn(&str, &str, &str) -> bool,
-) -> bool {
-    let Some((_, constraint)) = clause.split_once('(') else {
-        return true;
-    };
-    let mut words = constraint.trim_end_matches(')').split_whitespace();
-    match (words.next(), words.next()) {
-        (Some(op), Some(wanted)) => satisfies(version, op, wanted),
-        _ => true,
-    }
-}
-
-/// One line saying what a removal takes away and why: the `Breaks` and
-/// `Conflicts` between a removed package and one apt installs, where the
-/// other side's version falls in the clause (`satisfies(version, op, v)`).
-fn removal_line(
-    requests: &[String],
-    sim: &Simulation,
-    relations: &[Relation],
-    satisfies: impl Fn(&str, &str, &str) -> bool,
-) -> String {
-    let removed: Vec<String> = sim
-        .removals
-        .iter()
-        .map(|(p, v)| format!("{p} {v}"))
-        .collect();
-    let mut reasons = Vec::new();
-    for (gone, gone_version) in &sim.removals {
-        for (new, new_version) in &sim.installs {
-            for r in relations {
-                // Either side may carry the relation.
-                let (other, other_version) = if &r.package == gone {
-                    (new, new_version)
-                } else if &r.package == new {
-                    (gone, gone_version)
-                } else {
-                    continue;
-                };
-                let Some(clause) = relation_on(&r.field, other) else {
-                    continue;
-                };
-                if !clause_matches(clause, other_version, &satisfies) {
-                    continue;
-                }
-                let reason = format!("{} {} {} {clause}", r.package, r.version, r.kind);
-                if !reasons.contains(&reason) {
-                    reasons.push(reason);
-                }
-            }
-        }
-    }
-    let why = if reasons.is_empty() {
-        "apt's resolver needs it".to_string()
-    } else {
-        reasons.join("; ")
-    };
-    format!(
-        "installing {} removes {}: {why}",
-        requests.join(" "),
-        removed.join(", ")
-    )
-}
-
-/// `Breaks` and `Conflicts` of the removed packages (as installed) and of
-/// what apt installs instead (as it would install it).
-fn relations(apt: &Apt, sim: &Simulation) -> Vec<Relation> {
-    let mut out = Vec::new();
-    let mut add = |package: &str, version: &str, kind, field: &str| {
-        if !field.trim().is_empty() {
-            out.push(Relation {
-                package: package.into(),
-                version: version.into(),
-                kind,
-                field: field.trim().into(),
-            });
-        }
-    };
-    for (pkg, version) in &sim.removals {
-        for (kind, format) in [
-            ("breaks", "-f=${Breaks}"),
-            ("conflicts with", "-f=${Conflicts}"),
-        ] {
-            add(
-                pkg,
-                version,
-                kind,
-                &output("dpkg-query", &["-W", format, pkg]).unwrap_or_default(),
-            );
-        }
-    }
-    for (pkg, version) in &sim.installs {
-        let show = apt
-            .cache(&["show", &format!("{pkg}={version}")])
-            .unwrap_or_default();
-        for line in show.lines().take_while(|l| !l.is_empty()) {
-            if let Some(field) = line.strip_prefix("Breaks:") {
-                add(pkg, version, "breaks", field);
-            } else if let Some(field) = line.strip_prefix("Conflicts:") {
-                add(pkg, version, "conflicts with", field);
-            }
-        }
-    }
-    out
-}
-
-/// dpkg's own reading of `VERSION OP WANTED` (`<<`, `<=`, `=`, `>=`, `>>`).
-fn dpkg_satisfies(version: &str, op: &str, wanted: &str) -> bool {
-    Command::new("dpkg")
-        .args(["--compare-versions", version, op, wanted])
-        .stdin(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+/// apt's own lines for the packages an install would remove
+/// (`Remv NAME [VERSION]` of `apt-get -s install`).
+fn removal_lines(simulation: &str) -> Vec<&str> {
+    simulation
+        .lines()
+        .filter(|l| l.starts_with("Remv "))
+        .collect()
 }
 
 /// The release's codename and the mirror its main suite comes from, read
@@ -546,14 +387,18 @@ fn debian_packages() -> anyhow::Result<()> {
         }
     }
 
-    let sim = simulate(&apt, &requests, &log)?;
-    if !sim.removals.is_empty() {
-        say(&removal_line(
-            &requests,
-            &sim,
-            &relations(&apt, &sim),
-            dpkg_satisfies,
+    let simulation = simulate(&apt, &requests, &log)?;
+    let removals = removal_lines(&simulation);
+    if !removals.is_empty() {
+        // apt's resolver has its reasons (Breaks, Conflicts); its log has them.
+        say(&format!(
+            "apt-get install {} removes (log: {}):",
+            requests.join(" "),
+            shown(&log)
         ));
+        for line in removals {
+            say(&format!("  {line}"));
+        }
     }
     if missing.contains(&"tshark") {
         preseed_debconf()?;
@@ -567,7 +412,8 @@ fn debian_packages() -> anyhow::Result<()> {
     check_programs(&missing)
 }
 
-fn simulate(apt: &Apt, requests: &[String], log: &Path) -> anyhow::Result<Simulation> {
+/// `apt-get -s install`: what apt would do, as it says it (also logged).
+fn simulate(apt: &Apt, requests: &[String], log: &Path) -> anyhow::Result<String> {
     let out = apt
         .command(&apt.install_args(requests, true))
         .stdin(Stdio::null())
@@ -594,7 +440,7 @@ fn simulate(apt: &Apt, requests: &[String], log: &Path) -> anyhow::Result<Simula
             shown(log)
         );
     }
-    Ok(Simulation::parse(&text))
+    Ok(text.into_owned())
 }
 
 /// Answers tshark's question before apt asks it.
@@ -843,80 +689,11 @@ Conf qemu-system-x86 (1:7.2+dfsg-7+deb12u18+b3 Debian:12.11/stable [amd64])
 ";
 
     #[test]
-    fn a_simulation_reads_as_installs_and_removals() {
-        let sim = Simulation::parse(SIMULATION);
+    fn apt_s_removal_lines_are_shown_as_apt_wrote_them() {
         assert_eq!(
-            sim.removals,
-            [("qemu-utils".into(), "1:10.0.2+ds-2+deb13u1~bpo12+1".into())]
+            removal_lines(SIMULATION),
+            ["Remv qemu-utils [1:10.0.2+ds-2+deb13u1~bpo12+1]"]
         );
-        assert_eq!(
-            sim.installs,
-            [
-                (
-                    "qemu-system-common".into(),
-                    "1:7.2+dfsg-7+deb12u18+b3".into()
-                ),
-                ("libfoo1".into(), "1.0-2".into()),
-                ("qemu-system-x86".into(), "1:7.2+dfsg-7+deb12u18+b3".into()),
-            ]
-        );
-        assert_eq!(
-            Simulation::parse("Reading package lists...\n"),
-            Simulation::default()
-        );
-    }
-
-    #[test]
-    fn a_forced_removal_is_one_line_naming_the_package_and_the_reason() {
-        let sim = Simulation::parse(SIMULATION);
-        let relation = |package: &str, version: &str, field: &str| Relation {
-            package: package.into(),
-            version: version.into(),
-            kind: "breaks",
-            field: field.into(),
-        };
-        let relations = [
-            relation(
-                "qemu-utils",
-                "1:10.0.2+ds-2+deb13u1~bpo12+1",
-                "qemu-system-common (<< 1:8.0+dfsg-5~)",
-            ),
-            // Not a reason: qemu-utils 1:10 is not << 1:3.1, and
-            // qemu-system-data is not removed.
-            relation(
-                "qemu-system-common",
-                "1:7.2+dfsg-7+deb12u18+b3",
-                "libvirt-daemon (<< 7.2.0-1), qemu-system-data (<< 1:3.1+dfsg-1~), \
-                 qemu-utils (<< 1:3.1+dfsg-3~)",
-            ),
-        ];
-        let line = removal_line(
-            &["qemu-system-x86".into()],
-            &sim,
-            &relations,
-            dpkg_satisfies,
-        );
-        assert_eq!(
-            line,
-            "installing qemu-system-x86 removes qemu-utils 1:10.0.2+ds-2+deb13u1~bpo12+1: \
-             qemu-utils 1:10.0.2+ds-2+deb13u1~bpo12+1 breaks qemu-system-common (<< 1:8.0+dfsg-5~)"
-        );
-        let none = removal_line(&["x".into()], &sim, &[], dpkg_satisfies);
-        assert!(none.ends_with(": apt's resolver needs it"), "{none}");
-    }
-
-    #[test]
-    fn relations_match_whole_package_names_only() {
-        let field = "qemu-system-common (<< 1:8.0), qemu-system-data:any | foo";
-        assert_eq!(
-            relation_on(field, "qemu-system-common"),
-            Some("qemu-system-common (<< 1:8.0)")
-        );
-        assert_eq!(
-            relation_on(field, "qemu-system-data"),
-            Some("qemu-system-data:any")
-        );
-        assert_eq!(relation_on(field, "qemu-system"), None);
-        assert_eq!(relation_on("", "x"), None);
+        assert!(removal_lines("Reading package lists...\n").is_empty());
     }
 }

@@ -57,7 +57,9 @@ fn parse_ifconfig(words: &[String]) -> Result<Vec<IfAction>, String> {
             "-promisc" => IfAction::Link(LinkChange::Promisc(false)),
             "mtu" => {
                 let n = it.next().ok_or("mtu needs a value")?;
-                IfAction::Link(LinkChange::Mtu(iface::parse_mtu(n)?))
+                IfAction::Link(LinkChange::Mtu(
+                    iface::parse_mtu(n).map_err(|e| e.to_string())?,
+                ))
             }
             "hw" => {
                 match it.next() {
@@ -101,7 +103,7 @@ fn parse_ifconfig(words: &[String]) -> Result<Vec<IfAction>, String> {
                 };
                 let (addr, prefix) = iface::parse_prefix(text, 24, 64).map_err(|e| {
                     if text.contains(['.', ':', '/']) {
-                        e
+                        e.to_string()
                     } else {
                         format!("{word}: unknown word")
                     }

@@ -283,7 +283,8 @@ fn parse_ip_route(family: Family, verb: Verb, rest: &[&str]) -> Result<IpCmd, St
             "to" => continue,
             "default" | "all" => dst_seen = true,
             _ => {
-                let (addr, prefix) = iface::parse_prefix(word, 32, 128)?;
+                let (addr, prefix) =
+                    iface::parse_prefix(word, 32, 128).map_err(|e| e.to_string())?;
                 let network = iface::network_of(addr, prefix);
                 if network != addr {
                     return Err(format!(
@@ -348,7 +349,7 @@ fn parse_ip_addr(family: Family, verb: Verb, rest: &[&str]) -> Result<IpCmd, Str
             }
             let text = addr.ok_or("missing ADDR/LEN")?;
             let dev = dev.ok_or("missing 'dev IF'")?;
-            let (addr, prefix) = iface::parse_prefix(text, 32, 128)?;
+            let (addr, prefix) = iface::parse_prefix(text, 32, 128).map_err(|e| e.to_string())?;
             if !family.allows(&addr) {
                 return Err("address family does not match -4/-6".into());
             }
@@ -380,7 +381,9 @@ fn parse_ip_link(verb: Verb, rest: &[&str]) -> Result<IpCmd, String> {
                 changes.push(match word {
                     "up" => LinkChange::Up,
                     "down" => LinkChange::Down,
-                    "mtu" => LinkChange::Mtu(iface::parse_mtu(next_value(&mut it, "mtu")?)?),
+                    "mtu" => LinkChange::Mtu(
+                        iface::parse_mtu(next_value(&mut it, "mtu")?).map_err(|e| e.to_string())?,
+                    ),
                     "address" => {
                         let mac = next_value(&mut it, "address")?;
                         LinkChange::Mac(mac.parse::<MacAddr>().map_err(|e| e.to_string())?)

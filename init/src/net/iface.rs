@@ -144,11 +144,22 @@ pub const NUD_FAILED: u16 = 0x20;
 pub const NUD_NOARP: u16 = 0x40;
 pub const NUD_PERMANENT: u16 = 0x80;
 
+/// A word that is not the address, prefix or MTU it should be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WordError {
+    #[error("{0}: bad mtu")]
+    Mtu(String),
+    #[error("{0}: not an IP address")]
+    Address(String),
+    #[error("{text}: bad prefix length (0-{max})")]
+    PrefixLength { text: String, max: u8 },
+}
+
 /// An MTU word of `ifconfig … mtu N` and `ip link set … mtu N`.
-pub fn parse_mtu(word: &str) -> Result<u32, String> {
+pub fn parse_mtu(word: &str) -> Result<u32, WordError> {
     match word.parse::<u32>() {
         Ok(mtu) if mtu > 0 => Ok(mtu),
-        _ => Err(format!("{word}: bad mtu")),
+        _ => Err(WordError::Mtu(word.to_string())),
     }
 }
 
@@ -164,14 +175,14 @@ pub fn prefix_to_mask(prefix: u8) -> Ipv4Addr {
 }
 
 /// Parses `ADDR[/LEN]`; a missing LEN takes the family's default.
-pub fn parse_prefix(text: &str, default_v4: u8, default_v6: u8) -> Result<(IpAddr, u8), String> {
+pub fn parse_prefix(text: &str, default_v4: u8, default_v6: u8) -> Result<(IpAddr, u8), WordError> {
     let (addr, len) = match text.split_once('/') {
         Some((a, l)) => (a, Some(l)),
         None => (text, None),
     };
     let addr: IpAddr = addr
         .parse()
-        .map_err(|_| format!("{text}: not an IP address"))?;
+        .map_err(|_| WordError::Address(text.to_string()))?;
     let max = if addr.is_ipv4() { 32 } else { 128 };
     let prefix = match len {
         None => {
@@ -183,7 +194,12 @@ pub fn parse_prefix(text: &str, default_v4: u8, default_v6: u8) -> Result<(IpAdd
         }
         Some(l) => match l.parse::<u8>() {
             Ok(n) if n <= max && l.chars().all(|c| c.is_ascii_digit()) => n,
-            _ => return Err(format!("{text}: bad prefix length (0-{max})")),
+            _ => {
+                return Err(WordError::PrefixLength {
+                    text: text.to_string(),
+                    max,
+                })
+            }
         },
     };
     Ok((addr, prefix))

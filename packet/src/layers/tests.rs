@@ -93,7 +93,7 @@ fn full_ethernet(frame: &[u8], layers: &[&str]) -> Packet {
 
 /// Whether a UDP or TCP segment's checksum is right over its pseudo
 /// header (RFC 768/793, RFC 8200 8.1): the one's complement sum of both is
-/// all ones. Computed here, not by the model's encoder.
+/// all ones. Summed here over the bytes, not by the model's encoder.
 fn transport_checksum_ok(
     v4: &Option<Ipv4Header>,
     v6: &Option<etherparse::Ipv6Header>,
@@ -117,14 +117,10 @@ fn transport_checksum_ok(
         _ => unreachable!("a transport layer over IP"),
     }
     bytes.extend(segment);
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum == 0xffff
+    etherparse::checksum::Sum16BitWords::new()
+        .add_slice(&bytes)
+        .ones_complement()
+        == 0
 }
 
 /// Checks every checksum of an Ethernet frame with etherparse's own

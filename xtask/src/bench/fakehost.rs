@@ -21,9 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context as _};
 use myinit_testkit::{Frame, Netns};
 
-use super::{
-    cpu_seconds, median, need, sh, unique, Bench, Cell, Flood, MyinitShell, Table, Watched,
-};
+use super::{cpu_seconds, median, need, unique, Bench, Cell, Flood, MyinitShell, Table, Watched};
 
 const LOCAL_IP: [u8; 4] = [10, 98, 0, 1];
 const FAKE_IP: [u8; 4] = [10, 98, 0, 2];
@@ -96,13 +94,7 @@ impl Link {
         let local = format!("{}/24", dotted(LOCAL_IP));
         ns.try_ip(&["addr", "add", &local, "dev", &link.dev])?;
         // No IPv6: its router solicitations and DAD would only add noise.
-        for key in ["all", "default"] {
-            let setting = format!("net.ipv6.conf.{key}.disable_ipv6=1");
-            sh(
-                "ip",
-                &["netns", "exec", &ns.name, "sysctl", "-qw", &setting],
-            )?;
-        }
+        ns.try_no_ipv6()?;
         ns.try_ip(&["link", "set", &link.peer, "up"])?;
         ns.try_ip(&["link", "set", &link.dev, "up"])?;
         link.mac = ns.mac(&link.dev)?;

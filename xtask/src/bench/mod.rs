@@ -360,15 +360,8 @@ impl VethPair {
         ns_rx.try_ip(&["addr", "add", "10.99.0.2/24", "dev", &rx])?;
         // No IPv6 on the pair: its router solicitations and DAD would add
         // to the receiver's counters.
-        for ns in [&ns_tx, &ns_rx] {
-            for key in ["all", "default"] {
-                let setting = format!("net.ipv6.conf.{key}.disable_ipv6=1");
-                sh(
-                    "ip",
-                    &["netns", "exec", &ns.name, "sysctl", "-qw", &setting],
-                )?;
-            }
-        }
+        ns_tx.try_no_ipv6()?;
+        ns_rx.try_no_ipv6()?;
         ns_tx.try_ip(&["link", "set", &tx, "up"])?;
         ns_rx.try_ip(&["link", "set", &rx, "up"])?;
         let tx_mac = ns_tx.mac(&tx)?;
