@@ -14,6 +14,7 @@ mod jobs;
 mod kernel;
 mod kmod;
 mod net;
+mod nettest;
 mod power;
 use myinit_packet as packet;
 mod proc;

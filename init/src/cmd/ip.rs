@@ -471,7 +471,7 @@ fn ip(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
 }
 
 fn opt_index(dev: &Option<String>) -> anyhow::Result<Option<u32>> {
-    dev.as_deref().map(ifindex).transpose()
+    Ok(dev.as_deref().map(ifindex).transpose()?)
 }
 
 async fn names(nl: &Netlink) -> anyhow::Result<HashMap<u32, String>> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser};
 
 use super::{parse_args, seconds_option as parse_seconds, usage, CommandSpec, Interrupted};
-use crate::net::{netcat, ping};
+use crate::nettest::{netcat, ping};
 use crate::shell::{Ctx, Output};
 
 pub const COMMANDS: &[CommandSpec] = &[

@@ -184,7 +184,7 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
                 ),
                 None => anyhow!("ftrace backend: {e:#}"),
             };
-            let tracefs = tracefs::dir().map_err(why)?;
+            let tracefs = tracefs::dir().map_err(|e| why(e.into()))?;
             let session = FtraceSession::open(&tracefs).map_err(why)?;
             let reasons = super::format_reasons(&tracefs);
             let backend_name = match session.event.as_str() {

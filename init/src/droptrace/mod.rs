@@ -14,7 +14,7 @@ pub mod store;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::kernel::btf::KernelBtf;
+use crate::kernel::btf::{BtfError, KernelBtf};
 use crate::kernel::requirements::{needs, Area, KernelOption, Requirements};
 use crate::kernel::tracefs;
 use ebpf::Hook;
@@ -35,7 +35,7 @@ pub struct KernelInfo {
 }
 
 impl KernelInfo {
-    pub fn probe(btf: &anyhow::Result<Arc<KernelBtf>>) -> Self {
+    pub fn probe(btf: &Result<Arc<KernelBtf>, BtfError>) -> Self {
         match btf {
             Ok(btf) => KernelInfo {
                 reasons: ReasonNames::from_btf(&btf.types).unwrap_or_default(),

@@ -10,9 +10,23 @@ pub mod tc;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{anyhow, Context as _};
 use aya::programs::Program;
 use aya::{Ebpf, EbpfLoader};
+
+/// Why an object, or one of its programs or maps, could not be had. The
+/// wrapped aya error stays the source, so the chain keeps its causes (an
+/// errno, the verifier's log).
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("loading the eBPF object")]
+    Load(#[source] aya::EbpfError),
+    #[error("program {0} missing from the eBPF object")]
+    NoProgram(String),
+    #[error(transparent)]
+    Program(#[from] aya::programs::ProgramError),
+    #[error("map {0} missing from the eBPF object")]
+    NoMap(String),
+}
 
 /// Whether eBPF log lines are printed (`log on|off`). Off by default.
 pub static EBPF_LOG: AtomicBool = AtomicBool::new(false);
@@ -57,7 +71,7 @@ impl Object {
         object: &[u8],
         btf: Option<&'a aya::Btf>,
         configure: impl FnOnce(&mut EbpfLoader<'a>),
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, ObjectError> {
         let mut loader = EbpfLoader::new();
         // Statics: the loader borrows what it is given for its lifetime.
         static ALL_LEVELS: u8 = 0xff;
@@ -71,27 +85,27 @@ impl Object {
             .btf(btf)
             .override_global("AYA_LOG_LEVEL", log_level, false);
         configure(&mut loader);
-        let ebpf = loader.load(object).context("loading the eBPF object")?;
+        let ebpf = loader.load(object).map_err(ObjectError::Load)?;
         Ok(Object { ebpf, logger: None })
     }
 
     /// One of the object's programs as its type (`&mut TracePoint`, …).
-    pub fn program_mut<'a, T>(&'a mut self, name: &str) -> anyhow::Result<&'a mut T>
+    pub fn program_mut<'a, T>(&'a mut self, name: &str) -> Result<&'a mut T, ObjectError>
     where
         &'a mut T: TryFrom<&'a mut Program, Error = aya::programs::ProgramError>,
     {
         let program = self
             .ebpf
             .program_mut(name)
-            .ok_or_else(|| anyhow!("program {name} missing from the eBPF object"))?;
+            .ok_or_else(|| ObjectError::NoProgram(name.to_string()))?;
         Ok(program.try_into()?)
     }
 
     /// Takes a map out of the object (to read it while the object lives).
-    pub fn take_map(&mut self, name: &str) -> anyhow::Result<aya::maps::Map> {
+    pub fn take_map(&mut self, name: &str) -> Result<aya::maps::Map, ObjectError> {
         self.ebpf
             .take_map(name)
-            .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))
+            .ok_or_else(|| ObjectError::NoMap(name.to_string()))
     }
 
     /// Starts forwarding the programs' log lines. Call it after loading the

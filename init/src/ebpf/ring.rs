@@ -26,17 +26,31 @@ pub struct RingReader {
     poll: Duration,
 }
 
+/// Why a ring buffer could not be set up for reading.
+#[derive(Debug, thiserror::Error)]
+pub enum RingError {
+    #[error("reading a ring buffer needs the runtime")]
+    NoRuntime,
+    #[error(transparent)]
+    Object(#[from] super::ObjectError),
+    #[error(transparent)]
+    Map(#[from] aya::maps::MapError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 impl RingReader {
     /// Takes the two maps out of `object`. Must run inside the tokio runtime.
-    pub fn take(object: &mut Object, ring: &str, lost: &str) -> anyhow::Result<Self> {
+    pub fn take(object: &mut Object, ring: &str, lost: &str) -> Result<Self, RingError> {
         if tokio::runtime::Handle::try_current().is_err() {
-            anyhow::bail!("reading a ring buffer needs the runtime");
+            return Err(RingError::NoRuntime);
         }
         let ring = RingBuf::try_from(object.take_map(ring)?)?;
         let lost = PerCpuArray::try_from(object.take_map(lost)?)?;
         // SAFETY: the RingBuf owns its map fd and moves into the AsyncFd,
         // so the fd stays open for as long as it is registered.
-        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE)? };
+        let ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+            .map_err(|e| RingError::Io(e.into_parts().1))?;
         Ok(RingReader {
             ring,
             lost,

@@ -129,6 +129,14 @@ pub enum TcError {
     BadOverride(String),
     #[error("{PATH_ENV}=tcx: this kernel has no TCX (no BPF_TCX_INGRESS in its BTF; Linux 6.6+)")]
     NoTcx,
+    #[error(transparent)]
+    Object(#[from] super::ObjectError),
+    #[error("loading {name}")]
+    Load {
+        name: String,
+        #[source]
+        error: ProgramError,
+    },
     #[error("{iface} {hook}: {what}: {message}")]
     Kernel {
         iface: String,
@@ -250,29 +258,25 @@ pub fn load_object<'a>(
     btf: Option<&'a aya::Btf>,
     iface: &str,
     configure: impl FnOnce(&mut aya::EbpfLoader<'a>),
-) -> anyhow::Result<super::Object> {
+) -> Result<super::Object, TcError> {
     super::Object::load(object, btf, configure).map_err(|e| {
-        let denied = e.chain().any(|e| {
-            e.downcast_ref::<io::Error>()
-                .is_some_and(|io| io.raw_os_error() == Some(libc::EPERM))
-        });
-        if denied {
+        if errno_of(&e) == Some(libc::EPERM) {
             TcError::NotRoot {
                 iface: iface.to_string(),
             }
-            .into()
         } else {
-            e
+            e.into()
         }
     })
 }
 
 /// Loads one program of such an object into the kernel, naming it (and
 /// every cause, the verifier's log among them) in the error.
-pub fn load_program(program: &mut SchedClassifier, name: &str) -> anyhow::Result<()> {
-    program
-        .load()
-        .map_err(|e| anyhow::anyhow!("loading {name}: {:#}", anyhow::Error::from(e)))
+pub fn load_program(program: &mut SchedClassifier, name: &str) -> Result<(), TcError> {
+    program.load().map_err(|error| TcError::Load {
+        name: name.to_string(),
+        error,
+    })
 }
 
 fn check_interface(iface: &str) -> Result<u32, TcError> {

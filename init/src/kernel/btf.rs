@@ -10,8 +10,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 
-use anyhow::{bail, Context as _};
-
 const MAGIC: u16 = 0xeb9f;
 
 const KIND_INT: u32 = 1;
@@ -65,6 +63,27 @@ pub fn vmlinux_path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/sys/kernel/btf/vmlinux"))
 }
 
+/// Why the kernel's BTF could not be had. Each says the cause itself.
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    #[error("{}: cannot read BTF (kernel without CONFIG_DEBUG_INFO_BTF?): {error}", .path.display())]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{}: bad BTF: {what}", .path.display())]
+    Bad { path: PathBuf, what: String },
+    #[error("{}: aya cannot parse this BTF: {error}", .path.display())]
+    Aya { path: PathBuf, error: aya::BtfError },
+    /// What is wrong in the data itself.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+fn malformed(what: impl Into<String>) -> BtfError {
+    BtfError::Malformed(what.into())
+}
+
 /// The running kernel's BTF, read once: our reader's view for lookups and
 /// aya's for loading programs (relocations, `tp_btf` targets).
 pub struct KernelBtf {
@@ -76,7 +95,7 @@ impl KernelBtf {
     /// The kernel's BTF, shared by everyone who holds it: parsed (both ways)
     /// at most once while anyone does, and freed when no one does, since the
     /// parsed form is tens of MiB that PID 1 should not keep at the prompt.
-    pub fn get() -> anyhow::Result<Arc<KernelBtf>> {
+    pub fn get() -> Result<Arc<KernelBtf>, BtfError> {
         static CACHE: Mutex<Option<(PathBuf, Weak<KernelBtf>)>> = Mutex::new(None);
         let path = vmlinux_path();
         let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
@@ -92,27 +111,32 @@ impl KernelBtf {
         Ok(btf)
     }
 
-    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let data = std::fs::read(path).with_context(|| {
-            format!(
-                "{}: cannot read BTF (kernel without CONFIG_DEBUG_INFO_BTF?)",
-                path.display()
-            )
+    pub fn from_file(path: &Path) -> Result<Self, BtfError> {
+        let path_buf = || path.to_path_buf();
+        let data = std::fs::read(path).map_err(|error| BtfError::Read {
+            path: path_buf(),
+            error,
         })?;
-        let types = Btf::parse(&data).with_context(|| format!("{}: bad BTF", path.display()))?;
-        let aya = aya::Btf::parse(&data, aya::Endianness::default())
-            .with_context(|| format!("{}: aya cannot parse this BTF", path.display()))?;
+        let types = Btf::parse(&data).map_err(|error| BtfError::Bad {
+            path: path_buf(),
+            what: error.to_string(),
+        })?;
+        let aya =
+            aya::Btf::parse(&data, aya::Endianness::default()).map_err(|error| BtfError::Aya {
+                path: path_buf(),
+                error,
+            })?;
         Ok(KernelBtf { types, aya })
     }
 }
 
 impl Btf {
-    pub fn parse(data: &[u8]) -> anyhow::Result<Self> {
+    pub fn parse(data: &[u8]) -> Result<Self, BtfError> {
         let magic = data.get(0..2).map(|b| u16::from_le_bytes([b[0], b[1]]));
         if magic != Some(MAGIC) {
-            bail!("no BTF magic (big-endian BTF is not supported)");
+            return Err(malformed("no BTF magic (big-endian BTF is not supported)"));
         }
-        let field = |i: usize| u32_at(data, 4 + 4 * i).context("truncated header");
+        let field = |i: usize| u32_at(data, 4 + 4 * i).ok_or_else(|| malformed("truncated header"));
         let hdr_len = field(0)? as usize;
         let (type_off, type_len, str_off, str_len) = (
             field(1)? as usize,
@@ -122,11 +146,11 @@ impl Btf {
         );
         let types = data
             .get(hdr_len + type_off..hdr_len + type_off + type_len)
-            .context("type section out of bounds")?
+            .ok_or_else(|| malformed("type section out of bounds"))?
             .to_vec();
         let strings = data
             .get(hdr_len + str_off..hdr_len + str_off + str_len)
-            .context("string section out of bounds")?
+            .ok_or_else(|| malformed("string section out of bounds"))?
             .to_vec();
         let mut recs = vec![TypeRec {
             kind: 0,
@@ -138,9 +162,9 @@ impl Btf {
         }];
         let mut off = 0;
         while off < types.len() {
-            let name_off = u32_at(&types, off).context("truncated type")?;
-            let info = u32_at(&types, off + 4).context("truncated type")?;
-            let size_type = u32_at(&types, off + 8).context("truncated type")?;
+            let name_off = u32_at(&types, off).ok_or_else(|| malformed("truncated type"))?;
+            let info = u32_at(&types, off + 4).ok_or_else(|| malformed("truncated type"))?;
+            let size_type = u32_at(&types, off + 8).ok_or_else(|| malformed("truncated type"))?;
             let kind = (info >> 24) & 0x1f;
             let vlen = info & 0xffff;
             let extra = off + 12;
@@ -150,7 +174,7 @@ impl Btf {
                 KIND_STRUCT | KIND_UNION | KIND_DATASEC | KIND_ENUM64 => 12 * vlen as usize,
                 KIND_ENUM | KIND_FUNC_PROTO => 8 * vlen as usize,
                 0..=19 => 0,
-                _ => bail!("unknown BTF kind {kind} at byte {off}"),
+                _ => return Err(malformed(format!("unknown BTF kind {kind} at byte {off}"))),
             };
             recs.push(TypeRec {
                 kind,

@@ -3,18 +3,31 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context as _};
+/// Why tracefs or a tracepoint's format could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum TracefsError {
+    #[error("no tracefs at {} (MYINIT_TRACEFS)", .0.display())]
+    NotAtEnv(PathBuf),
+    #[error("no tracefs at {} (kernel without CONFIG_FTRACE?)", .0.display())]
+    Missing(PathBuf),
+    #[error("{}: no {event} tracepoint: {error}", .path.display())]
+    NoEvent {
+        path: PathBuf,
+        event: String,
+        error: std::io::Error,
+    },
+}
 
 /// tracefs, mounted when needed; `MYINIT_TRACEFS` names it directly (tests
 /// simulate a kernel without tracing by pointing at a missing path).
-pub fn dir() -> anyhow::Result<PathBuf> {
+pub fn dir() -> Result<PathBuf, TracefsError> {
     match std::env::var_os("MYINIT_TRACEFS") {
         Some(dir) => {
             let dir = PathBuf::from(dir);
             if dir.join("events").is_dir() {
                 Ok(dir)
             } else {
-                Err(anyhow!("no tracefs at {} (MYINIT_TRACEFS)", dir.display()))
+                Err(TracefsError::NotAtEnv(dir))
             }
         }
         None => dir_in(Path::new("/sys/kernel")),
@@ -22,7 +35,7 @@ pub fn dir() -> anyhow::Result<PathBuf> {
 }
 
 /// `dir` below another root (tests point it at missing paths).
-pub fn dir_in(sys_kernel: &Path) -> anyhow::Result<PathBuf> {
+pub fn dir_in(sys_kernel: &Path) -> Result<PathBuf, TracefsError> {
     let tracing = sys_kernel.join("tracing");
     if tracing.join("events").is_dir() {
         return Ok(tracing);
@@ -50,21 +63,21 @@ pub fn dir_in(sys_kernel: &Path) -> anyhow::Result<PathBuf> {
     if legacy.join("events").is_dir() {
         return Ok(legacy);
     }
-    bail!(
-        "no tracefs at {} (kernel without CONFIG_FTRACE?)",
-        tracing.display()
-    )
+    Err(TracefsError::Missing(tracing))
 }
 
 /// A tracepoint's `format` file as text (its fields and `print fmt`).
-pub fn event_format(tracefs: &Path, category: &str, name: &str) -> anyhow::Result<String> {
+pub fn event_format(tracefs: &Path, category: &str, name: &str) -> Result<String, TracefsError> {
     let path = tracefs
         .join("events")
         .join(category)
         .join(name)
         .join("format");
-    std::fs::read_to_string(&path)
-        .with_context(|| format!("{}: no {category}:{name} tracepoint", path.display()))
+    std::fs::read_to_string(&path).map_err(|error| TracefsError::NoEvent {
+        path,
+        event: format!("{category}:{name}"),
+        error,
+    })
 }
 
 /// One field of a tracepoint record, from its `format` file.
@@ -118,7 +131,7 @@ pub fn tracepoint_fields(
     tracefs: &Path,
     category: &str,
     name: &str,
-) -> anyhow::Result<Vec<TraceField>> {
+) -> Result<Vec<TraceField>, TracefsError> {
     Ok(parse_format(&event_format(tracefs, category, name)?))
 }
 

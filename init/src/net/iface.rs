@@ -3,12 +3,17 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+/// An interface name that names none.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}: no such interface")]
+pub struct NoSuchInterface(pub String);
+
 /// The one interface lookup: name → index, with the error users read.
-pub fn ifindex(name: &str) -> anyhow::Result<u32> {
+pub fn ifindex(name: &str) -> Result<u32, NoSuchInterface> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('/') {
-        return Err(anyhow::anyhow!("{name}: no such interface"));
+        return Err(NoSuchInterface(name.to_string()));
     }
-    nix::net::if_::if_nametoindex(name).map_err(|_| anyhow::anyhow!("{name}: no such interface"))
+    nix::net::if_::if_nametoindex(name).map_err(|_| NoSuchInterface(name.to_string()))
 }
 
 /// Whether an interface of that name exists (in this namespace).

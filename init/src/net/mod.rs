@@ -2,10 +2,8 @@
 //! neighbours), AF_PACKET sockets.
 
 pub mod iface;
-pub mod netcat;
 pub mod netlink;
 pub mod packet_socket;
-pub mod ping;
 pub mod resolve;
 pub mod tap;
 

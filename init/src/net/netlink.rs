@@ -28,13 +28,15 @@ pub enum NlError {
     Kernel(nix::errno::Errno),
     #[error("netlink: {0}")]
     Other(String),
+    #[error("netlink socket: {}", crate::util::io_error(.0))]
+    Socket(std::io::Error),
 }
 
 impl NlError {
     pub fn errno(&self) -> Option<nix::errno::Errno> {
         match self {
             NlError::Kernel(e) => Some(*e),
-            NlError::Other(_) => None,
+            NlError::Other(_) | NlError::Socket(_) => None,
         }
     }
 }
@@ -93,9 +95,8 @@ impl Drop for Netlink {
 
 impl Netlink {
     /// Opens a connection; must be called on the runtime (inside block_on).
-    pub fn open() -> anyhow::Result<Self> {
-        let (connection, handle, _) = rtnetlink::new_connection()
-            .map_err(|e| anyhow::anyhow!("netlink socket: {}", crate::util::io_error(&e)))?;
+    pub fn open() -> NlResult<Self> {
+        let (connection, handle, _) = rtnetlink::new_connection().map_err(NlError::Socket)?;
         let task = tokio::spawn(connection);
         Ok(Netlink { handle, task })
     }

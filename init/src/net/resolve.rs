@@ -8,8 +8,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use anyhow::{anyhow, bail};
-
 use crate::util::{for_each_line, LineError};
 
 const RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -64,13 +62,45 @@ fn has_nameserver(path: &Path) -> bool {
     found && read.is_ok()
 }
 
+/// Why a host could not be turned into addresses.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("{}: {}", .path.display(), crate::util::io_error(.error))]
+    Hosts {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{}: {error}", .path.display())]
+    HostsLines {
+        path: std::path::PathBuf,
+        error: LineError,
+    },
+    #[error("{0}: not an IPv4 address (four numbers 0-255 separated by dots)")]
+    BadIpv4(String),
+    #[error("{0}: not a host name or address")]
+    NotAName(String),
+    #[error("{host}: unknown host (not in {hosts}, and {resolv_conf} names no nameserver)")]
+    NotInHosts {
+        host: String,
+        hosts: String,
+        resolv_conf: String,
+    },
+    #[error("{0}: unknown host")]
+    Unknown(String),
+}
+
 /// The addresses /etc/hosts gives `name`, in the file's order (entries
 /// with an IPv6 `%scope` are skipped: ping and netcat take `ADDR%IF`).
-fn hosts_lookup(path: &Path, name: &str) -> anyhow::Result<Vec<IpAddr>> {
+fn hosts_lookup(path: &Path, name: &str) -> Result<Vec<IpAddr>, ResolveError> {
     let file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => bail!("{}: {}", path.display(), crate::util::io_error(&e)),
+        Err(error) => {
+            return Err(ResolveError::Hosts {
+                path: path.to_path_buf(),
+                error,
+            })
+        }
     };
     let name = name.strip_suffix('.').unwrap_or(name);
     let mut found = Vec::new();
@@ -84,7 +114,10 @@ fn hosts_lookup(path: &Path, name: &str) -> anyhow::Result<Vec<IpAddr>> {
         }
         ControlFlow::Continue(())
     })
-    .map_err(|e: LineError| anyhow!("{}: {e}", path.display()))?;
+    .map_err(|error: LineError| ResolveError::HostsLines {
+        path: path.to_path_buf(),
+        error,
+    })?;
     Ok(found)
 }
 
@@ -98,7 +131,7 @@ fn is_localhost(name: &str) -> bool {
 /// HOST (an address or a name) as socket addresses with `port`, in the
 /// order to try them. Blocks while a configured nameserver answers (the C
 /// library's own timeout ends that); everything else answers at once.
-pub fn lookup(host: &str, port: u16) -> anyhow::Result<Vec<SocketAddr>> {
+pub fn lookup(host: &str, port: u16) -> Result<Vec<SocketAddr>, ResolveError> {
     lookup_with(host, port, Path::new(RESOLV_CONF), Path::new(HOSTS))
 }
 
@@ -107,15 +140,15 @@ fn lookup_with(
     port: u16,
     resolv_conf: &Path,
     hosts: &Path,
-) -> anyhow::Result<Vec<SocketAddr>> {
+) -> Result<Vec<SocketAddr>, ResolveError> {
     if let Ok(addr) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(addr, port)]);
     }
     if looks_like_ipv4(host) {
-        bail!("{host}: not an IPv4 address (four numbers 0-255 separated by dots)");
+        return Err(ResolveError::BadIpv4(host.to_string()));
     }
     if !is_host_name(host) {
-        bail!("{host}: not a host name or address");
+        return Err(ResolveError::NotAName(host.to_string()));
     }
     if !has_nameserver(resolv_conf) {
         let mut addrs = hosts_lookup(hosts, host)?;
@@ -123,11 +156,11 @@ fn lookup_with(
             addrs = vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()];
         }
         if addrs.is_empty() {
-            bail!(
-                "{host}: unknown host (not in {}, and {} names no nameserver)",
-                hosts.display(),
-                resolv_conf.display()
-            );
+            return Err(ResolveError::NotInHosts {
+                host: host.to_string(),
+                hosts: hosts.display().to_string(),
+                resolv_conf: resolv_conf.display().to_string(),
+            });
         }
         return Ok(addrs
             .into_iter()
@@ -136,10 +169,10 @@ fn lookup_with(
     }
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
-        .map_err(|_| anyhow!("{host}: unknown host"))?
+        .map_err(|_| ResolveError::Unknown(host.to_string()))?
         .collect();
     if addrs.is_empty() {
-        bail!("{host}: unknown host");
+        return Err(ResolveError::Unknown(host.to_string()));
     }
     Ok(addrs)
 }

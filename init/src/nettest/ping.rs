@@ -73,7 +73,7 @@ fn is_link_local_v6(a: &Ipv6Addr) -> bool {
 pub fn resolve(dest: &str, family: Option<Family>, iface: Option<&str>) -> anyhow::Result<Target> {
     let iface_index = || -> anyhow::Result<u32> {
         match iface {
-            Some(name) if name.parse::<IpAddr>().is_err() => crate::net::iface::ifindex(name),
+            Some(name) if name.parse::<IpAddr>().is_err() => Ok(crate::net::iface::ifindex(name)?),
             _ => Ok(0),
         }
     };
@@ -92,7 +92,7 @@ pub fn resolve(dest: &str, family: Option<Family>, iface: Option<&str>) -> anyho
     } else if let Ok(addr) = dest.parse::<IpAddr>() {
         (addr, 0, None)
     } else {
-        let addrs = super::resolve::lookup(dest, 0)?;
+        let addrs = crate::net::resolve::lookup(dest, 0)?;
         let chosen = addrs
             .iter()
             .find(|a| match family {

@@ -72,9 +72,10 @@ pub async fn resolve(host: &str, port: u16) -> anyhow::Result<Vec<SocketAddr>> {
     }
     // getaddrinfo blocks: it runs off the runtime's workers.
     let host = host.to_string();
-    tokio::task::spawn_blocking(move || super::resolve::lookup(&host, port))
+    tokio::task::spawn_blocking(move || crate::net::resolve::lookup(&host, port))
         .await
         .map_err(|e| anyhow!("name lookup: {e}"))?
+        .map_err(Into::into)
 }
 
 /// Reads the command's stdin on a thread of its own: a console or a file
