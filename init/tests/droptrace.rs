@@ -9,7 +9,8 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{myinit_bin, run_ok, unique, MyinitIn, Netns};
+use common::{myinit_bin, run_ok, unique, MyinitIn, Netns, TempDir};
+use myinit_testkit::{mac, Frame};
 use serde_json::Value;
 
 /// Sends what each test needs; `name` becomes its COMM, so drops it causes
@@ -199,10 +200,6 @@ fn jsonl(path: &std::path::Path) -> Vec<Value> {
         .collect()
 }
 
-fn temp_file(tag: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("{}.jsonl", unique(tag)))
-}
-
 /// Drops in `events` whose field equals `value`.
 fn with<'a>(events: &'a [Value], field: &str, value: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e[field] == value).collect()
@@ -225,7 +222,8 @@ fn function(event: &Value) -> &str {
 #[test]
 fn reasons_locations_devices_and_packets_of_real_drops() {
     let link = Link::new("dtr", 1);
-    let out = temp_file("dtr");
+    let tmp_out = TempDir::new("dtr");
+    let out = tmp_out.path("drops.jsonl");
     let foreign = "02:00:00:00:00:99";
     let script = [
         format!(
@@ -507,7 +505,8 @@ fn a_flood_is_captured_or_reported_lost() {
 #[test]
 fn save_writes_one_json_object_per_shown_drop() {
     let link = Link::new("dts", 4);
-    let out = temp_file("dts");
+    let tmp_out = TempDir::new("dts");
+    let out = tmp_out.path("drops.jsonl");
     let script = [
         format!(
             "droptrace start --dev {} --netns {}",
@@ -592,7 +591,8 @@ fn watch_prints_drops_as_they_happen() {
 #[test]
 fn without_btf_the_classic_tracepoint_still_names_reasons() {
     let link = Link::new("dtc", 6);
-    let out = temp_file("dtc");
+    let tmp_out = TempDir::new("dtc");
+    let out = tmp_out.path("drops.jsonl");
     let script = [
         // Other tests and benches drop packets meanwhile: keep enough.
         "droptrace start --backend ebpf --keep 200000".to_string(),
@@ -884,7 +884,8 @@ fn run_bounded(
 fn watch_ends_when_its_standard_input_is_at_its_end() {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
-    let empty = temp_file("dtempty");
+    let tmp_empty = TempDir::new("dtempty");
+    let empty = tmp_empty.path("drops.jsonl");
     std::fs::write(&empty, "").unwrap();
     let ended = "droptrace: standard input is at its end, which counts as a key: stopping";
     type MakeStdin = fn() -> Stdio;
@@ -1063,7 +1064,8 @@ fn ipv6_extension_headers_are_walked_to_the_ports() {
         "dev",
         &link.a_dev,
     ]);
-    let out = temp_file("dt6");
+    let tmp_out = TempDir::new("dt6");
+    let out = tmp_out.path("drops.jsonl");
     let script = [
         format!(
             "droptrace start --dev {} --netns {}",
@@ -1224,33 +1226,15 @@ fn a_long_location_keeps_the_columns_aligned() {
     }
 }
 
-/// The frame the sender's `frame` mode builds: Ethernet, IPv4 (a correct
-/// header checksum), UDP 4000 > 5000 without a checksum, payload `drop`.
+/// The frame the sender's `frame` mode builds: Ethernet, IPv4 (id 1, no
+/// DF), UDP 4000 > 5000 without a checksum, payload `drop`.
 fn sent_frame(dst_mac: &str, src_mac: &str, src: &str, dst: &str) -> Vec<u8> {
-    let mac = |text: &str| -> Vec<u8> {
-        text.split(':')
-            .map(|x| u8::from_str_radix(x, 16).unwrap())
-            .collect()
-    };
-    let ip4 = |text: &str| -> [u8; 4] { text.parse::<std::net::Ipv4Addr>().unwrap().octets() };
-    let mut ip = vec![0x45, 0, 0, 32, 0, 1, 0, 0, 64, 17, 0, 0];
-    ip.extend(ip4(src));
-    ip.extend(ip4(dst));
-    let mut sum: u32 = ip
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    ip[10..12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-    let mut frame = mac(dst_mac);
-    frame.extend(mac(src_mac));
-    frame.extend([0x08, 0x00]);
-    frame.extend(ip);
-    frame.extend([0x0f, 0xa0, 0x13, 0x88, 0, 12, 0, 0]);
-    frame.extend(b"drop");
-    frame
+    let ip4 = |text: &str| text.parse::<std::net::Ipv4Addr>().unwrap();
+    Frame::ether(mac(dst_mac), mac(src_mac))
+        .ipv4_with(ip4(src), ip4(dst), 64, false)
+        .udp_no_checksum(4000, 5000)
+        .payload(b"drop")
+        .bytes()
 }
 
 /// The frame lines of `show --stack` under the first row of `comm`.

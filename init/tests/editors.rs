@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::{run, run_ok, TempDir};
+use myinit_testkit::{pcap_timed, Frame};
 use serde_json::Value;
 
 /// A tmux session running one `myinit -c 'COMMAND'`, then printing its exit
@@ -384,30 +385,22 @@ fn edit_stays_responsive_on_a_10000_line_file() {
 // ---------------------------------------------------------------- oside
 
 /// Writes a classic pcap (µs, Ethernet) of three TCP SYNs with a 2-byte
-/// payload, 10.0.0.1:100N -> 10.0.0.2:80, valid checksums.
+/// payload, 10.0.0.1:100N -> 10.0.0.2:80, valid checksums, at
+/// 1,700,000,000 + N s and N µs.
 fn write_tcp_pcap(path: &Path) {
-    let script = r#"
-import struct, sys
-def csum(b):
-    if len(b) % 2: b += b'\0'
-    s = sum(struct.unpack('!%dH' % (len(b) // 2), b))
-    while s >> 16: s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
-def frame(sport):
-    src, dst = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
-    tcp = struct.pack('!HHIIBBHHH', sport, 80, 1, 0, 5 << 4, 2, 65535, 0, 0) + b'hi'
-    c = csum(src + dst + struct.pack('!BBH', 0, 6, len(tcp)) + tcp)
-    tcp = tcp[:16] + struct.pack('!H', c) + tcp[18:]
-    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(tcp), 1, 0x4000, 64, 6, 0, src, dst)
-    ip = ip[:10] + struct.pack('!H', csum(ip)) + ip[12:]
-    return bytes.fromhex('020000000002020000000001') + b'\x08\x00' + ip + tcp
-out = open(sys.argv[1], 'wb')
-out.write(struct.pack('<IHHiIII', 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
-for i in range(3):
-    p = frame(1000 + i)
-    out.write(struct.pack('<IIII', 1700000000 + i, i, len(p), len(p)) + p)
-"#;
-    run_ok("python3", &["-c", script, path.to_str().unwrap()]);
+    let frames: Vec<(Duration, Vec<u8>)> = (0..3u16)
+        .map(|i| {
+            let frame = Frame::ether([2, 0, 0, 0, 0, 2], [2, 0, 0, 0, 0, 1])
+                .ipv4([10, 0, 0, 1], [10, 0, 0, 2])
+                .tcp(1000 + i, 80, 1, 0x02)
+                .payload(b"hi")
+                .bytes();
+            let at = Duration::new(1_700_000_000 + u64::from(i), u32::from(i) * 1000);
+            (at, frame)
+        })
+        .collect();
+    let timed: Vec<(Duration, &[u8])> = frames.iter().map(|(t, f)| (*t, &f[..])).collect();
+    std::fs::write(path, pcap_timed(1, false, false, &timed)).unwrap();
 }
 
 /// tshark's view of a capture: one line per packet of the given fields,

@@ -5,15 +5,8 @@ mod common;
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 
-use common::{myinit, myinit_bin, run};
-
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(common::unique(tag));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::{myinit, myinit_bin, run, TempDir};
 
 #[test]
 fn echo_prints_quoted_text_without_quotes() {
@@ -44,7 +37,7 @@ fn status_of_last_command_is_in_question_mark_and_exit_code() {
 
 #[test]
 fn scripts_go_on_after_failure_unless_set_e() {
-    let dir = temp_dir("lang");
+    let dir = TempDir::new("lang");
     let script = dir.join("t.run");
     std::fs::write(
         &script,
@@ -65,7 +58,7 @@ fn scripts_go_on_after_failure_unless_set_e() {
 
 #[test]
 fn nested_run_shares_variables_and_redirects_its_output() {
-    let dir = temp_dir("lang");
+    let dir = TempDir::new("lang");
     let inner = dir.join("inner.run");
     let out = dir.join("out.txt");
     std::fs::write(&inner, "echo inner sees $OUTER\nINNER=set-inside\n").unwrap();
@@ -82,7 +75,7 @@ fn nested_run_shares_variables_and_redirects_its_output() {
 
 #[test]
 fn redirections_truncate_append_and_feed_stdin() {
-    let dir = temp_dir("lang");
+    let dir = TempDir::new("lang");
     let f = dir.join("f.txt");
     let r = myinit(&format!(
         "echo one > {f}; echo two >> {f}; echo -n three >>{f}; sh -c 'cat; echo' < {f}",
@@ -107,7 +100,7 @@ fn a_write_the_redirect_target_refuses_names_the_file() {
 
 #[test]
 fn echo_into_a_file_is_a_single_write() {
-    let dir = temp_dir("lang");
+    let dir = TempDir::new("lang");
     let fifo = dir.join("control");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let reader = {
@@ -129,7 +122,7 @@ fn echo_into_a_file_is_a_single_write() {
 
 #[test]
 fn bad_input_gives_one_error_line_and_changes_nothing() {
-    let dir = temp_dir("lang");
+    let dir = TempDir::new("lang");
     let never = dir.join("never.txt");
     for (line, message) in [
         (
@@ -162,7 +155,7 @@ fn bad_input_gives_one_error_line_and_changes_nothing() {
 
 #[test]
 fn non_utf8_and_huge_lines_in_scripts_are_refused_whole() {
-    let dir = temp_dir("lang");
+    let dir = TempDir::new("lang");
     let script = dir.join("bad.run");
     let mut text = b"echo start\necho \xff\xfe bad\n".to_vec();
     text.extend_from_slice(b"echo ");
@@ -180,7 +173,7 @@ fn non_utf8_and_huge_lines_in_scripts_are_refused_whole() {
 
 #[test]
 fn executables_run_with_redirections_and_status() {
-    let dir = temp_dir("lang");
+    let dir = TempDir::new("lang");
     let tool = dir.join("tool.sh");
     std::fs::write(
         &tool,
@@ -295,7 +288,7 @@ fn ctrl_c_stops_the_whole_script_not_just_one_command() {
 
 #[test]
 fn ctrl_c_gets_out_of_a_fifo_nobody_opens() {
-    let dir = temp_dir("lang");
+    let dir = TempDir::new("lang");
     let fifo = dir.join("fifo");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     for line in [
@@ -313,7 +306,7 @@ fn ctrl_c_gets_out_of_a_fifo_nobody_opens() {
 
 #[test]
 fn only_an_escaping_backslash_continues_a_script_line() {
-    let dir = temp_dir("lang");
+    let dir = TempDir::new("lang");
     let script = dir.join("cont.run");
     std::fs::write(
         &script,
@@ -360,7 +353,7 @@ fn myinit_memory_bound(dir: &std::path::Path, commands: &str) -> common::MyinitR
 
 #[test]
 fn a_script_that_runs_itself_stops_at_the_nesting_limit_and_the_shell_lives() {
-    let dir = temp_dir("lang");
+    let dir = TempDir::new("lang");
     std::fs::write(dir.join("r.run"), "run r.run\n").unwrap();
     let r = myinit_in(&dir, &["-c", "run r.run; echo alive-$?"]);
     assert_eq!(r.stdout, "alive-1\n", "{r:?}");
@@ -379,7 +372,7 @@ fn a_script_that_runs_itself_stops_at_the_nesting_limit_and_the_shell_lives() {
 
 #[test]
 fn run_nests_64_levels_deep_and_refuses_the_65th() {
-    let dir = temp_dir("lang");
+    let dir = TempDir::new("lang");
     for level in 1..=65 {
         std::fs::write(
             dir.join(format!("l{level}.run")),
@@ -407,7 +400,7 @@ fn run_nests_64_levels_deep_and_refuses_the_65th() {
 
 #[test]
 fn run_of_dev_zero_fails_fast_with_a_clear_error_under_a_memory_bound() {
-    let dir = temp_dir("lang");
+    let dir = TempDir::new("lang");
     let started = std::time::Instant::now();
     let r = myinit_memory_bound(&dir, "run /dev/zero; echo alive-$?");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
@@ -426,7 +419,7 @@ fn run_of_dev_zero_fails_fast_with_a_clear_error_under_a_memory_bound() {
 
 #[test]
 fn a_script_without_newlines_is_given_up_after_a_bounded_read() {
-    let dir = temp_dir("lang");
+    let dir = TempDir::new("lang");
     // 40 MiB of text and no newline: each line is refused whole, and looking
     // for its end stops at 16 MiB, so neither memory nor time grow with it.
     let mut text = b"echo first\n".to_vec();
@@ -443,7 +436,7 @@ fn a_script_without_newlines_is_given_up_after_a_bounded_read() {
 
 #[test]
 fn a_doubling_variable_is_refused_cleanly_and_keeps_its_value() {
-    let dir = temp_dir("lang");
+    let dir = TempDir::new("lang");
     let mut script = String::from("A=x\n");
     for _ in 0..11 {
         script.push_str("A=$A$A$A$A\n");
@@ -473,7 +466,7 @@ fn a_doubling_variable_is_refused_cleanly_and_keeps_its_value() {
 
 #[test]
 fn unsupported_sh_syntax_is_one_error_with_its_column_and_nothing_of_the_line_runs() {
-    let dir = temp_dir("lang");
+    let dir = TempDir::new("lang");
     // The column counts from the start of the line, here after this prefix.
     let prefix = "echo before > ran; ";
     for (line, token, column) in [
@@ -515,7 +508,7 @@ fn unsupported_sh_syntax_is_one_error_with_its_column_and_nothing_of_the_line_ru
 
 #[test]
 fn exit_inside_run_ends_only_that_script_with_its_status() {
-    let dir = temp_dir("lang");
+    let dir = TempDir::new("lang");
     std::fs::write(dir.join("e.run"), "echo in\nexit 7\necho not-reached\n").unwrap();
     std::fs::write(dir.join("outer.run"), "run e.run\necho outer-after $?\n").unwrap();
     let r = myinit_in(&dir, &["-c", "run e.run; echo status=$?; echo next"]);
@@ -537,7 +530,7 @@ fn exit_inside_run_ends_only_that_script_with_its_status() {
 
 #[test]
 fn ctrl_c_gets_out_of_running_a_fifo_nobody_writes() {
-    let dir = temp_dir("lang");
+    let dir = TempDir::new("lang");
     let fifo = dir.join("script-fifo");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let (r, took) = interrupted_run(

@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{myinit_bin, MyinitIn, MyinitRun, Netns};
+use common::{myinit_bin, MyinitIn, MyinitRun, Netns, TempDir};
 
 /// Namespace `a` (10.0.0.1, fd00::1, fe80::1 on `va`) and `b` (10.0.0.2,
 /// fd00::2, fe80::2 on `vb`), joined by a veth pair.
@@ -349,20 +349,6 @@ fn ping_ctrl_c_prints_statistics() {
     assert!(received >= 3, "{}", r.stdout);
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(common::unique(tag));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-struct RemoveDir(PathBuf);
-
-impl Drop for RemoveDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Bytes that are not text and do not end in a newline.
 fn test_data(len: usize, seed: u32) -> Vec<u8> {
     let mut x = seed.wrapping_mul(2_654_435_761).max(1);
@@ -394,8 +380,8 @@ fn wait_listening(ns: &Netns, udp: bool, port: u16) {
 #[test]
 fn netcat_tcp_both_directions() {
     let p = pair();
-    let dir = RemoveDir(temp_dir("ncTcp"));
-    let path = |name: &str| dir.0.join(name).display().to_string();
+    let dir = TempDir::new("ncTcp");
+    let path = |name: &str| dir.join(name).display().to_string();
     let to_b = test_data(300_000, 1);
     let to_a = test_data(70_000, 2);
     std::fs::write(path("to_b"), &to_b).unwrap();
@@ -435,8 +421,8 @@ fn netcat_tcp_both_directions() {
 #[test]
 fn netcat_tcp_listener_with_console_stdin_ends_when_peer_closes() {
     let p = pair();
-    let dir = RemoveDir(temp_dir("ncCon"));
-    let path = |name: &str| dir.0.join(name).display().to_string();
+    let dir = TempDir::new("ncCon");
+    let path = |name: &str| dir.join(name).display().to_string();
     let data = test_data(5000, 3);
     std::fs::write(path("in"), &data).unwrap();
     // Stdin of the listener is the (null) console: its end half-closes.
@@ -452,8 +438,8 @@ fn netcat_tcp_listener_with_console_stdin_ends_when_peer_closes() {
 #[test]
 fn netcat_udp_both_directions() {
     let p = pair();
-    let dir = RemoveDir(temp_dir("ncUdp"));
-    let path = |name: &str| dir.0.join(name).display().to_string();
+    let dir = TempDir::new("ncUdp");
+    let path = |name: &str| dir.join(name).display().to_string();
     let to_b = test_data(6000, 4);
     let to_a = test_data(3000, 5);
     std::fs::write(path("to_b"), &to_b).unwrap();
@@ -631,8 +617,7 @@ fn names_that_cannot_resolve_fail_at_once_and_hosts_still_answers() {
     let ns = Netns::new("ntr");
     ns.ip(&["addr", "add", "10.9.9.9/32", "dev", "lo"]);
     let _dns = SilentDns::start(&ns);
-    let dir = temp_dir("ntr");
-    let _cleanup = RemoveDir(dir.clone());
+    let dir = TempDir::new("ntr");
     let (resolv, hosts) = (dir.join("resolv.conf"), dir.join("hosts"));
     std::fs::write(&resolv, "# no nameserver here\nsearch example\n").unwrap();
     std::fs::write(&hosts, "127.0.0.1 localhost\n10.9.9.9 boxname box # test\n").unwrap();

@@ -133,20 +133,15 @@ pub fn linktype_of(record: &Record) -> u32 {
     }
 }
 
-/// Writes every record in `format`, through a temporary file renamed at
-/// the end. Everything is encoded first, so a packet that cannot be leaves
-/// the file as it was.
+/// Writes every record in `format`, streaming, through a temporary file
+/// renamed at the end: a packet that cannot be encoded leaves the file as
+/// it was.
 pub fn save(path: &Path, format: Format, records: &[Record]) -> Result<usize, EditFileError> {
-    let mut frames = Vec::with_capacity(records.len());
-    if format != Format::Jsonl {
-        for (i, r) in records.iter().enumerate() {
-            frames.push(
-                r.packet
-                    .encode()
-                    .map_err(|e| EditFileError::Encode(i + 1, e))?,
-            );
-        }
-    }
+    let encode = |i: usize, r: &Record| {
+        r.packet
+            .encode()
+            .map_err(|e| EditFileError::Encode(i + 1, e))
+    };
     let linktypes: Vec<u32> = records.iter().map(linktype_of).collect();
     if let Format::Pcap { .. } = format {
         if let Some(i) = linktypes.iter().position(|l| *l != linktypes[0]) {
@@ -186,15 +181,17 @@ pub fn save(path: &Path, format: Format, records: &[Record]) -> Result<usize, Ed
                 };
                 let linktype = linktypes.first().copied().unwrap_or(LINKTYPE_ETHERNET);
                 let mut writer = PcapWriter::new(out, linktype, resolution)?;
-                for (r, data) in records.iter().zip(&frames) {
-                    writer.write(r.timestamp_ns, data.len() as u32, data)?;
+                for (i, r) in records.iter().enumerate() {
+                    let data = encode(i, r)?;
+                    writer.write(r.timestamp_ns, data.len() as u32, &data)?;
                 }
                 writer.finish()?;
             }
             Format::PcapNg => {
                 let mut writer = PcapNgWriter::new(out)?;
                 let mut interfaces: Vec<(String, u32)> = Vec::new();
-                for ((r, data), linktype) in records.iter().zip(&frames).zip(&linktypes) {
+                for (i, (r, linktype)) in records.iter().zip(&linktypes).enumerate() {
+                    let data = encode(i, r)?;
                     let key = (
                         r.ifname.clone().unwrap_or_else(|| "oside".into()),
                         *linktype,
@@ -215,7 +212,7 @@ pub fn save(path: &Path, format: Format, records: &[Record]) -> Result<usize, Ed
                         id,
                         r.timestamp_ns,
                         data.len() as u32,
-                        data,
+                        &data,
                         direction,
                         r.comment.as_deref(),
                     )?;

@@ -174,6 +174,16 @@ pub fn internet_checksum(bytes: &[u8]) -> u16 {
 /// A classic pcap of `frames` written by pcap-file, one second apart from
 /// 1,760,000,000 s: `nanos` picks the ns magic, `big` the byte order.
 pub fn pcap(linktype: u32, nanos: bool, big: bool, frames: &[Vec<u8>]) -> Vec<u8> {
+    let timed: Vec<(Duration, &[u8])> = frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (Duration::new(1_760_000_000 + i as u64, 123_000), &f[..]))
+        .collect();
+    pcap_timed(linktype, nanos, big, &timed)
+}
+
+/// A classic pcap of frames at the given times (since the epoch).
+pub fn pcap_timed(linktype: u32, nanos: bool, big: bool, frames: &[(Duration, &[u8])]) -> Vec<u8> {
     use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
     let header = PcapHeader {
         datalink: DataLink::from(linktype),
@@ -190,9 +200,8 @@ pub fn pcap(linktype: u32, nanos: bool, big: bool, frames: &[Vec<u8>]) -> Vec<u8
         ..PcapHeader::default()
     };
     let mut w = PcapWriter::with_header(Vec::new(), header).unwrap();
-    for (i, f) in frames.iter().enumerate() {
-        let ts = Duration::new(1_760_000_000 + i as u64, 123_000);
-        w.write_packet(&PcapPacket::new(ts, f.len() as u32, f))
+    for (ts, f) in frames {
+        w.write_packet(&PcapPacket::new(*ts, f.len() as u32, f))
             .unwrap();
     }
     w.into_writer()

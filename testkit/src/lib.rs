@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-pub use frames::{pcap, pcapng, Frame};
+pub use frames::{pcap, pcap_timed, pcapng, Frame};
 
 /// A name unique to this process and call, at most 15 bytes (IFNAMSIZ-1)
 /// for tags of up to 5 bytes.
@@ -24,6 +24,13 @@ pub fn unique(tag: &str) -> String {
     let name = format!("{tag}{:x}{n:x}", std::process::id() & 0xffff);
     assert!(name.len() <= 15, "name too long: {name}");
     name
+}
+
+/// A MAC address of text ("02:00:00:00:00:01"); panics when it is none.
+pub fn mac(text: &str) -> [u8; 6] {
+    text.parse::<myinit_packet::MacAddr>()
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .0
 }
 
 /// A command that did not succeed: what ran and what it said.
@@ -244,6 +251,20 @@ impl TempDir {
             .collect();
         names.sort();
         names
+    }
+}
+
+/// A temp dir is used as the path it is (`dir.join("x")`).
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
     }
 }
 
