@@ -1390,8 +1390,7 @@ fn a_full_stack_map_is_counted_as_lost_stacks_and_said() {
 #[test]
 fn snaplen_packets_saved_as_pcapng_show_in_tshark_with_why_each_was_dropped() {
     let link = Link::new("dtn", 14);
-    let dir = std::env::temp_dir().join(unique("dtn"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("dtn");
     let (pcapng, jsonl_file) = (dir.join("drops.pcapng"), dir.join("drops.jsonl"));
     let foreign = "02:00:00:00:00:95";
     let script = [
@@ -1478,7 +1477,7 @@ fn snaplen_packets_saved_as_pcapng_show_in_tshark_with_why_each_was_dropped() {
     }
     // JSONL: today's fields, plus the packet decoded (capture dialect layers).
     let events = jsonl(&jsonl_file);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     // The packets' times keep the drops' order and spacing (one clock
     // offset for the whole file), within the file's µs-or-better resolution.
     let epochs: Vec<f64> = lines

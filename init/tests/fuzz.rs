@@ -88,23 +88,17 @@ fn follow_form(form: &str, choices: &[u32], values: &Values) -> Vec<String> {
 
 /// A temporary directory the lines may touch, removed when dropped.
 struct Sandbox {
-    dir: PathBuf,
+    dir: common::TempDir,
 }
 
 impl Sandbox {
     fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!("myinit-fuzz-{}", common::unique("fz")));
+        let dir = common::TempDir::new("fz");
         std::fs::create_dir_all(dir.join("d")).unwrap();
         std::fs::write(dir.join("f.txt"), "some text\n").unwrap();
         std::fs::write(dir.join("script.run"), "echo from-a-script\n").unwrap();
         std::fs::write(dir.join("empty"), "").unwrap();
         Sandbox { dir }
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -616,7 +610,7 @@ fn every_command_survives_fuzzed_arguments_in_a_sandbox() {
     });
     let started = Instant::now();
     let strategy = prop::collection::vec(case(commands, &sandbox.dir), BATCH);
-    let dir = sandbox.dir.clone();
+    let dir = sandbox.dir.to_path_buf();
     let result = runner.run(&strategy, |cases| {
         let running: Vec<Running> = cases
             .iter()

@@ -5,19 +5,11 @@
 
 mod common;
 
-use std::path::PathBuf;
+use common::TempDir;
 
-struct Root(PathBuf);
-
-impl Drop for Root {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn fake_root() -> Root {
+fn fake_root() -> TempDir {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    let root = std::env::temp_dir().join(common::unique("modp"));
+    let root = TempDir::new("modp");
     let dir = root.join("lib/modules").join(release.trim());
     std::fs::create_dir_all(dir.join("kernel/fake")).unwrap();
     std::fs::write(
@@ -33,13 +25,13 @@ fn fake_root() -> Root {
     for m in ["xtop", "xmid", "xbase"] {
         std::fs::write(dir.join(format!("kernel/fake/{m}.ko")), b"not a module").unwrap();
     }
-    Root(root)
+    root
 }
 
 #[test]
 fn builtin_modules_are_skipped_quietly() {
     let root = fake_root();
-    let run = common::myinit(&format!("modprobe -v -d {} xbuiltin", root.0.display()));
+    let run = common::myinit(&format!("modprobe -v -d {} xbuiltin", root.display()));
     run.assert_ok();
     assert_eq!(run.stdout, "");
     assert_eq!(run.stderr, "");
@@ -48,7 +40,7 @@ fn builtin_modules_are_skipped_quietly() {
 #[test]
 fn dependencies_are_loaded_first() {
     let root = fake_root();
-    let run = common::myinit(&format!("modprobe -v -d {} xtop", root.0.display()));
+    let run = common::myinit(&format!("modprobe -v -d {} xtop", root.display()));
     assert_ne!(run.status, 0);
     // The deepest dependency is tried first; the kernel refuses it and
     // modprobe stops there.
@@ -66,7 +58,7 @@ fn dependencies_are_loaded_first() {
 #[test]
 fn unknown_modules_fail_unless_quiet() {
     let root = fake_root();
-    let run = common::myinit(&format!("modprobe -d {} nosuch-mod", root.0.display()));
+    let run = common::myinit(&format!("modprobe -d {} nosuch-mod", root.display()));
     assert_ne!(run.status, 0);
     assert!(
         run.stderr.contains("nosuch_mod: no such module in"),
@@ -74,7 +66,7 @@ fn unknown_modules_fail_unless_quiet() {
     );
     let quiet = common::myinit(&format!(
         "modprobe -q -d {} nosuch; echo status $?",
-        root.0.display()
+        root.display()
     ));
     assert_eq!(quiet.stdout, "status 1\n", "{quiet:?}");
     assert_eq!(quiet.stderr, "");

@@ -153,8 +153,7 @@ fn history_recalls_previous_lines() {
 #[test]
 fn tab_completes_commands_and_paths() {
     let t = Tmux::start();
-    let dir = std::env::temp_dir().join(common::unique("tab"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::TempDir::new("tab");
     std::fs::write(dir.join("unique-file-name.txt"), "completed-content\n").unwrap();
     t.type_text("ech");
     t.keys(&["Tab"]);
@@ -164,7 +163,7 @@ fn tab_completes_commands_and_paths() {
     t.type_text(&format!("cat {}/uniq", dir.display()));
     t.keys(&["Tab", "Enter"]);
     t.wait_for("completed-content");
-    std::fs::remove_dir_all(dir).unwrap();
+    drop(dir);
 }
 
 #[test]
