@@ -9,6 +9,7 @@ pub mod event;
 pub mod files;
 pub mod ftrace;
 pub mod job;
+pub mod report;
 pub mod store;
 
 use std::path::Path;

@@ -1,53 +1,21 @@
-//! `ip`: routes, addresses, links and neighbours, iproute2 style, over
-//! rtnetlink (net/netlink.rs). The whole line is parsed and checked first,
-//! so a bad word changes nothing.
+//! `ip`'s words: iproute2's grammar, abbreviations included, into an
+//! `IpCmd`; the whole line is checked before anything changes.
 
-use std::collections::HashMap;
-use std::io::Write;
 use std::net::IpAddr;
 
-use anyhow::anyhow;
-
-use super::{usage, CommandSpec};
-use crate::net::iface::{self, ifindex, Addr, Link, Neigh, Route};
-use crate::net::netlink::{LinkChange, Netlink, NlError, RouteSpec};
-use crate::packet::mac::{hw_addr_lower, MacAddr};
-use crate::shell::Ctx;
-
-pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec {
-        name: "ip",
-        usage: "ip [-4|-6] route [show] [dev IF]\n\
-                ip [-4|-6] route add|replace|del DST|default [via GW] [dev IF] [onlink] [metric N] [src ADDR] [mtu N] [advmss N]\n\
-                ip [-4|-6] addr [show] [[dev] IF]\n\
-                ip addr add|del ADDR[/LEN] dev IF\n\
-                ip link [show] [[dev] IF]\n\
-                ip link set [dev] IF [up|down] [mtu N] [address MAC] [promisc on|off]...\n\
-                ip [-4|-6] neigh [show] [dev IF]\n\
-                ip neigh add|replace IP lladdr MAC dev IF [nud STATE]\n\
-                ip neigh del IP dev IF\n\
-                ip [-4|-6] neigh flush dev IF",
-        summary: "show and change routes, addresses, links and neighbours (iproute2 style)",
-        help: "Objects and verbs may be abbreviated as in iproute2: ip r, ip a, ip l,\n\
-               ip n, ip r d. The family comes from -4/-6 or from the addresses given.\n\
-               Prefix lengths are decimal; ADDR without /LEN in `addr add` is a host\n\
-               address (/32, /128). `route show` lists the main table.\n\
-               `neigh flush dev IF` removes every entry of IF, permanent ones too\n\
-               (iproute2 keeps permanent entries unless given `nud all`).",
-        run: ip,
-        cli: None,
-    },
-];
+use crate::net::iface;
+use crate::net::netlink::{LinkChange, RouteSpec};
+use crate::packet::mac::MacAddr;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Family {
+pub enum Family {
     Any,
     V4,
     V6,
 }
 
 impl Family {
-    fn allows(self, addr: &IpAddr) -> bool {
+    pub fn allows(self, addr: &IpAddr) -> bool {
         match self {
             Family::Any => true,
             Family::V4 => addr.is_ipv4(),
@@ -57,21 +25,21 @@ impl Family {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct RouteArgs {
-    v6: bool,
-    dst: Option<(IpAddr, u8)>,
-    gateway: Option<IpAddr>,
-    dev: Option<String>,
-    metric: Option<u32>,
-    src: Option<IpAddr>,
-    mtu: Option<u32>,
-    advmss: Option<u32>,
-    onlink: bool,
+pub struct RouteArgs {
+    pub v6: bool,
+    pub dst: Option<(IpAddr, u8)>,
+    pub gateway: Option<IpAddr>,
+    pub dev: Option<String>,
+    pub metric: Option<u32>,
+    pub src: Option<IpAddr>,
+    pub mtu: Option<u32>,
+    pub advmss: Option<u32>,
+    pub onlink: bool,
 }
 
 impl RouteArgs {
     /// The netlink request for these words, with `dev` resolved to `oif`.
-    fn spec(&self, oif: Option<u32>) -> RouteSpec {
+    pub fn spec(&self, oif: Option<u32>) -> RouteSpec {
         RouteSpec {
             v6: self.v6,
             dst: self.dst,
@@ -87,7 +55,7 @@ impl RouteArgs {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum IpCmd {
+pub enum IpCmd {
     RouteShow {
         v6: bool,
         dev: Option<String>,
@@ -140,7 +108,7 @@ enum IpCmd {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Verb {
+pub enum Verb {
     Show,
     Add,
     Replace,
@@ -150,11 +118,11 @@ enum Verb {
 }
 
 /// iproute2's abbreviation rule: a word matches a keyword it is a prefix of.
-fn matches(word: &str, keyword: &str) -> bool {
+pub fn matches(word: &str, keyword: &str) -> bool {
     !word.is_empty() && keyword.starts_with(word)
 }
 
-fn parse_verb(word: &str) -> Option<Verb> {
+pub fn parse_verb(word: &str) -> Option<Verb> {
     Some(
         if matches(word, "show") || matches(word, "list") || word == "lst" {
             Verb::Show
@@ -174,16 +142,19 @@ fn parse_verb(word: &str) -> Option<Verb> {
     )
 }
 
-fn parse_addr(word: &str) -> Result<IpAddr, String> {
+pub fn parse_addr(word: &str) -> Result<IpAddr, String> {
     word.parse()
         .map_err(|_| format!("{word}: not an IP address"))
 }
 
-fn next_value<'a>(it: &mut impl Iterator<Item = &'a str>, key: &str) -> Result<&'a str, String> {
+pub fn next_value<'a>(
+    it: &mut impl Iterator<Item = &'a str>,
+    key: &str,
+) -> Result<&'a str, String> {
     it.next().ok_or_else(|| format!("{key} needs a value"))
 }
 
-fn parse_ip(args: &[String]) -> Result<IpCmd, String> {
+pub fn parse_ip(args: &[String]) -> Result<IpCmd, String> {
     let mut family = Family::Any;
     let mut words = args.iter().map(String::as_str).peekable();
     while let Some(opt) = words.peek().copied().filter(|w| w.starts_with('-')) {
@@ -225,7 +196,7 @@ fn parse_ip(args: &[String]) -> Result<IpCmd, String> {
 }
 
 /// `[dev] IF` of the show forms.
-fn parse_show_dev(rest: &[&str]) -> Result<Option<String>, String> {
+pub fn parse_show_dev(rest: &[&str]) -> Result<Option<String>, String> {
     match rest {
         [] => Ok(None),
         ["dev", name] => Ok(Some(name.to_string())),
@@ -234,7 +205,7 @@ fn parse_show_dev(rest: &[&str]) -> Result<Option<String>, String> {
     }
 }
 
-fn parse_ip_route(family: Family, verb: Verb, rest: &[&str]) -> Result<IpCmd, String> {
+pub fn parse_ip_route(family: Family, verb: Verb, rest: &[&str]) -> Result<IpCmd, String> {
     if verb == Verb::Show {
         let dev = match rest {
             [] => None,
@@ -329,7 +300,7 @@ fn parse_ip_route(family: Family, verb: Verb, rest: &[&str]) -> Result<IpCmd, St
     })
 }
 
-fn parse_ip_addr(family: Family, verb: Verb, rest: &[&str]) -> Result<IpCmd, String> {
+pub fn parse_ip_addr(family: Family, verb: Verb, rest: &[&str]) -> Result<IpCmd, String> {
     match verb {
         Verb::Show => Ok(IpCmd::AddrShow {
             family,
@@ -364,7 +335,7 @@ fn parse_ip_addr(family: Family, verb: Verb, rest: &[&str]) -> Result<IpCmd, Str
     }
 }
 
-fn parse_ip_link(verb: Verb, rest: &[&str]) -> Result<IpCmd, String> {
+pub fn parse_ip_link(verb: Verb, rest: &[&str]) -> Result<IpCmd, String> {
     match verb {
         Verb::Show => Ok(IpCmd::LinkShow {
             dev: parse_show_dev(rest)?,
@@ -410,7 +381,7 @@ fn parse_ip_link(verb: Verb, rest: &[&str]) -> Result<IpCmd, String> {
     }
 }
 
-fn parse_ip_neigh(family: Family, verb: Verb, rest: &[&str]) -> Result<IpCmd, String> {
+pub fn parse_ip_neigh(family: Family, verb: Verb, rest: &[&str]) -> Result<IpCmd, String> {
     let mut dst = None;
     let mut dev = None;
     let mut lladdr = None;
@@ -461,334 +432,6 @@ fn parse_ip_neigh(family: Family, verb: Verb, rest: &[&str]) -> Result<IpCmd, St
         }
         Verb::Set => Err("neigh: expected show, add, replace, del or flush".into()),
     }
-}
-
-fn ip(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
-    let cmd = parse_ip(args).map_err(usage)?;
-    let text = ctx.block_on(run_ip(cmd))??;
-    ctx.out.write_all(text.as_bytes())?;
-    Ok(0)
-}
-
-fn opt_index(dev: &Option<String>) -> anyhow::Result<Option<u32>> {
-    Ok(dev.as_deref().map(ifindex).transpose()?)
-}
-
-async fn names(nl: &Netlink) -> anyhow::Result<HashMap<u32, String>> {
-    Ok(nl
-        .links()
-        .await?
-        .into_iter()
-        .map(|l| (l.index, l.name))
-        .collect())
-}
-
-fn route_text(route: &RouteArgs) -> String {
-    let mut t = match route.dst {
-        Some((a, p)) => format!("{a}/{p}"),
-        None => "default".into(),
-    };
-    if let Some(gw) = route.gateway {
-        t.push_str(&format!(" via {gw}"));
-    }
-    if let Some(dev) = &route.dev {
-        t.push_str(&format!(" dev {dev}"));
-    }
-    t
-}
-
-async fn run_ip(cmd: IpCmd) -> anyhow::Result<String> {
-    // Resolve names before opening netlink so that a wrong name is the error.
-    let mut out = String::new();
-    match cmd {
-        IpCmd::RouteShow { v6, dev } => {
-            let oif = opt_index(&dev)?;
-            let nl = Netlink::open()?;
-            let names = names(&nl).await?;
-            for r in nl.routes(v6).await? {
-                if r.table != iface::RT_TABLE_MAIN || oif.is_some_and(|i| r.oif != Some(i)) {
-                    continue;
-                }
-                out.push_str(&format_route(&r, &names));
-            }
-        }
-        IpCmd::RouteAdd { route, replace } => {
-            let oif = opt_index(&route.dev)?;
-            let nl = Netlink::open()?;
-            let spec = route.spec(oif);
-            nl.add_route(&spec, replace)
-                .await
-                .map_err(|e| anyhow!("route {}: {e}", route_text(&route)))?;
-        }
-        IpCmd::RouteDel(route) => {
-            let oif = opt_index(&route.dev)?;
-            let nl = Netlink::open()?;
-            // The source address does not select the route to delete.
-            let spec = RouteSpec {
-                src: None,
-                ..route.spec(oif)
-            };
-            nl.del_route(&spec).await.map_err(|e| match e.errno() {
-                Some(nix::errno::Errno::ESRCH) => {
-                    anyhow!("route {}: no such route", route_text(&route))
-                }
-                _ => anyhow!("route {}: {e}", route_text(&route)),
-            })?;
-        }
-        IpCmd::AddrShow { family, dev } => {
-            let index = opt_index(&dev)?;
-            let nl = Netlink::open()?;
-            out = addr_show(&nl, family, index, true).await?;
-        }
-        IpCmd::LinkShow { dev } => {
-            let index = opt_index(&dev)?;
-            let nl = Netlink::open()?;
-            out = addr_show(&nl, Family::Any, index, false).await?;
-        }
-        IpCmd::AddrAdd { addr, prefix, dev } => {
-            let index = ifindex(&dev)?;
-            let nl = Netlink::open()?;
-            nl.add_addr(index, addr, prefix)
-                .await
-                .map_err(|e| anyhow!("{addr}/{prefix} dev {dev}: {e}"))?;
-        }
-        IpCmd::AddrDel { addr, prefix, dev } => {
-            let index = ifindex(&dev)?;
-            let nl = Netlink::open()?;
-            let found = nl
-                .addrs(Some(index))
-                .await?
-                .into_iter()
-                .find(|a| a.addr == addr && prefix.is_none_or(|p| p == a.prefix));
-            let shown = match prefix {
-                Some(p) => format!("{addr}/{p}"),
-                None => addr.to_string(),
-            };
-            let found = found.ok_or_else(|| anyhow!("{shown}: no such address on {dev}"))?;
-            nl.del_addr(&found)
-                .await
-                .map_err(|e| anyhow!("{shown} dev {dev}: {e}"))?;
-        }
-        IpCmd::LinkSet { dev, changes } => {
-            let index = ifindex(&dev)?;
-            let nl = Netlink::open()?;
-            nl.set_link(index, &changes)
-                .await
-                .map_err(|e| anyhow!("{dev}: {e}"))?;
-        }
-        IpCmd::NeighShow { family, dev } => {
-            let index = opt_index(&dev)?;
-            let nl = Netlink::open()?;
-            let names = names(&nl).await?;
-            for n in nl.neighs().await? {
-                if family.allows(&n.dst) && index.is_none_or(|i| i == n.index) {
-                    out.push_str(&format_neigh(&n, &names));
-                }
-            }
-        }
-        IpCmd::NeighAdd {
-            dst,
-            lladdr,
-            dev,
-            state,
-            replace,
-        } => {
-            let index = ifindex(&dev)?;
-            let nl = Netlink::open()?;
-            nl.add_neigh(index, dst, &lladdr, state, replace)
-                .await
-                .map_err(|e| anyhow!("{dst} dev {dev}: {e}"))?;
-        }
-        IpCmd::NeighDel { dst, dev } => {
-            let index = ifindex(&dev)?;
-            let nl = Netlink::open()?;
-            nl.del_neigh(index, dst)
-                .await
-                .map_err(|e| match e.errno() {
-                    Some(nix::errno::Errno::ENOENT) => anyhow!("{dst}: no such neighbour on {dev}"),
-                    _ => anyhow!("{dst} dev {dev}: {e}"),
-                })?;
-        }
-        IpCmd::NeighFlush { family, dev } => {
-            let index = ifindex(&dev)?;
-            let nl = Netlink::open()?;
-            for n in nl.neighs().await? {
-                // NOARP entries are the kernel's own (multicast, broadcast).
-                if n.index != index || !family.allows(&n.dst) || n.state & iface::NUD_NOARP != 0 {
-                    continue;
-                }
-                match nl.del_neigh(index, n.dst).await {
-                    Err(e) if e.errno() == Some(nix::errno::Errno::ENOENT) => {}
-                    r => r.map_err(|e: NlError| anyhow!("{} dev {dev}: {e}", n.dst))?,
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn format_route(r: &Route, names: &HashMap<u32, String>) -> String {
-    let mut t = String::new();
-    if r.kind != iface::RTN_UNICAST {
-        t.push_str(&iface::route_type_name(r.kind));
-        t.push(' ');
-    }
-    let max = if r.v6 { 128 } else { 32 };
-    match r.dst {
-        None if r.prefix == 0 => t.push_str("default"),
-        Some(dst) if r.prefix == max => t.push_str(&dst.to_string()),
-        Some(dst) => t.push_str(&format!("{dst}/{}", r.prefix)),
-        None => t.push_str(&format!(
-            "{}/{}",
-            if r.v6 { "::" } else { "0.0.0.0" },
-            r.prefix
-        )),
-    }
-    if let Some(gw) = r.gateway {
-        t.push_str(&format!(" via {gw}"));
-    }
-    if let Some(oif) = r.oif {
-        let name = names
-            .get(&oif)
-            .cloned()
-            .unwrap_or_else(|| format!("if{oif}"));
-        t.push_str(&format!(" dev {name}"));
-    }
-    if r.protocol != iface::RTPROT_BOOT {
-        t.push_str(&format!(" proto {}", iface::protocol_name(r.protocol)));
-    }
-    if r.scope != 0 {
-        t.push_str(&format!(" scope {}", iface::scope_name(r.scope)));
-    }
-    if let Some(src) = r.prefsrc {
-        t.push_str(&format!(" src {src}"));
-    }
-    if let Some(metric) = r.metric {
-        t.push_str(&format!(" metric {metric}"));
-    }
-    if r.onlink {
-        t.push_str(" onlink");
-    }
-    if let Some(mtu) = r.mtu {
-        t.push_str(&format!(" mtu {mtu}"));
-    }
-    if let Some(mss) = r.advmss {
-        t.push_str(&format!(" advmss {mss}"));
-    }
-    t.push('\n');
-    t
-}
-
-fn format_neigh(n: &Neigh, names: &HashMap<u32, String>) -> String {
-    let name = names
-        .get(&n.index)
-        .cloned()
-        .unwrap_or_else(|| format!("if{}", n.index));
-    let mut t = format!("{} dev {name}", n.dst);
-    if let Some(ll) = &n.lladdr {
-        t.push_str(&format!(" lladdr {}", hw_addr_lower(ll)));
-    }
-    if n.router {
-        t.push_str(" router");
-    }
-    t.push_str(&format!(" {}\n", iface::nud_names(n.state)));
-    t
-}
-
-/// `ip addr show` (with addresses) or `ip link show` (without).
-async fn addr_show(
-    nl: &Netlink,
-    family: Family,
-    index: Option<u32>,
-    with_addrs: bool,
-) -> anyhow::Result<String> {
-    let links = match index {
-        Some(i) => vec![nl.link(i).await?],
-        None => nl.links().await?,
-    };
-    let addrs = if with_addrs {
-        nl.addrs(index).await?
-    } else {
-        Vec::new()
-    };
-    let mut t = String::new();
-    for link in &links {
-        let own: Vec<&Addr> = addrs
-            .iter()
-            .filter(|a| a.index == link.index && family.allows(&a.addr))
-            .collect();
-        // Like iproute2: with -4/-6, links without such addresses are left out.
-        if with_addrs && family != Family::Any && own.is_empty() {
-            continue;
-        }
-        t.push_str(&format_link(link));
-        for a in own {
-            t.push_str(&format_addr(a, &link.name));
-        }
-    }
-    Ok(t)
-}
-
-fn format_link(link: &Link) -> String {
-    let mut t = format!(
-        "{}: {}: {} mtu {}",
-        link.index,
-        link.name,
-        iface::ip_flag_names(link.flags),
-        link.mtu
-    );
-    if let Some(q) = &link.qdisc {
-        t.push_str(&format!(" qdisc {q}"));
-    }
-    t.push_str(&format!(" state {}", link.oper));
-    if let Some(n) = link.txqlen {
-        t.push_str(&format!(" qlen {n}"));
-    }
-    t.push('\n');
-    let kind = match link.link_type {
-        iface::ARPHRD_ETHER => "ether".to_string(),
-        iface::ARPHRD_LOOPBACK => "loopback".to_string(),
-        iface::ARPHRD_NONE => "none".to_string(),
-        n => format!("[{n}]"),
-    };
-    t.push_str(&format!("    link/{kind}"));
-    if let Some(mac) = &link.mac {
-        t.push_str(&format!(" {}", hw_addr_lower(mac)));
-    }
-    if let Some(brd) = &link.broadcast {
-        t.push_str(&format!(" brd {}", hw_addr_lower(brd)));
-    }
-    t.push('\n');
-    t
-}
-
-fn format_addr(a: &Addr, link_name: &str) -> String {
-    let mut t = match a.addr {
-        IpAddr::V4(v4) => format!("    inet {v4}/{}", a.prefix),
-        IpAddr::V6(v6) => format!("    inet6 {v6}/{}", a.prefix),
-    };
-    if let Some(b) = a.broadcast {
-        t.push_str(&format!(" brd {b}"));
-    }
-    t.push_str(&format!(" scope {}", iface::scope_name(a.scope)));
-    for (bit, name) in [
-        (iface::IFA_F_SECONDARY, "secondary"),
-        (iface::IFA_F_TENTATIVE, "tentative"),
-        (iface::IFA_F_DEPRECATED, "deprecated"),
-        (iface::IFA_F_DADFAILED, "dadfailed"),
-        (iface::IFA_F_NODAD, "nodad"),
-    ] {
-        if a.flags & bit != 0 {
-            t.push(' ');
-            t.push_str(name);
-        }
-    }
-    if a.addr.is_ipv4() {
-        t.push(' ');
-        t.push_str(a.label.as_deref().unwrap_or(link_name));
-    }
-    t.push('\n');
-    t
 }
 
 #[cfg(test)]
