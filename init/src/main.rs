@@ -9,6 +9,7 @@ mod cmd;
 mod droptrace;
 mod ebpf;
 mod fakehost;
+mod filter;
 mod inject;
 mod jobs;
 mod kernel;

@@ -78,8 +78,37 @@ pub enum ConvertError {
     },
     #[error("{name}: changed while being converted ({what})")]
     Changed { name: String, what: String },
+    #[error("{name}: {place}: --filter: {message}")]
+    Filter {
+        name: String,
+        place: String,
+        message: String,
+    },
     #[error("stopped")]
     Stopped,
+}
+
+/// Which packets a conversion keeps: `(link type, bytes)` → keep it, or
+/// why the question has no answer (a filter of Ethernet words on raw IP).
+pub type Select<'a> = &'a mut dyn FnMut(u32, &[u8]) -> Result<bool, String>;
+
+/// Keeps every packet.
+pub fn keep_all(_: u32, _: &[u8]) -> Result<bool, String> {
+    Ok(true)
+}
+
+fn selected(
+    select: &mut Select<'_>,
+    name: &str,
+    place: impl FnOnce() -> String,
+    linktype: u32,
+    data: &[u8],
+) -> Result<bool, ConvertError> {
+    select(linktype, data).map_err(|message| ConvertError::Filter {
+        name: name.to_string(),
+        place: place(),
+        message,
+    })
 }
 
 /// The names of the two files, for messages.
@@ -122,6 +151,7 @@ pub fn pcap_to_jsonl(
     out: impl Write,
     names: Names<'_>,
     dialect: Dialect,
+    mut select: Select<'_>,
     tick: &mut dyn FnMut(u64, &str) -> bool,
 ) -> Result<u64, ConvertError> {
     let name = || names.input.to_string();
@@ -146,6 +176,10 @@ pub fn pcap_to_jsonl(
             error,
         })?
     {
+        let place = || format!("packet {} (byte {})", r.number, r.offset);
+        if !selected(&mut select, names.input, place, r.linktype, r.data)? {
+            continue;
+        }
         let direction = r.direction.map(|d| match d {
             Direction::Inbound => JsonDirection::Rx,
             Direction::Outbound => JsonDirection::Tx,
@@ -233,6 +267,7 @@ pub fn jsonl_to_pcapng(
     input: impl Read,
     out: impl Write,
     names: Names<'_>,
+    mut select: Select<'_>,
     tick: &mut dyn FnMut(u64, &str) -> bool,
 ) -> Result<Written, ConvertError> {
     let name = names.input;
@@ -245,6 +280,10 @@ pub fn jsonl_to_pcapng(
     let input = io::BufReader::with_capacity(OUT_BUFFER, input);
     each_record(input, name, is_capture, |line, record| {
         let frame = encode(&record, name, line)?;
+        let place = || format!("line {line}");
+        if !selected(&mut select, name, place, record.linktype, &frame)? {
+            return Ok(());
+        }
         let key = (record.ifname.clone(), record.linktype);
         let id = match interfaces.iter().position(|i| *i == key) {
             Some(id) => id as u32,
@@ -303,6 +342,7 @@ pub fn jsonl_to_pcap(
     out: impl Write,
     names: Names<'_>,
     force_ns: bool,
+    mut select: Select<'_>,
     tick: &mut dyn FnMut(u64, &str) -> bool,
 ) -> Result<Written, ConvertError> {
     let name = names.input;
@@ -312,6 +352,16 @@ pub fn jsonl_to_pcap(
         TwoPass::first_pass(input, "copy it to a file first, or write pcapng", |first| {
             let first = io::BufReader::with_capacity(OUT_BUFFER, first);
             each_record(first, name, is_capture, |line, record| {
+                let frame = encode(&record, name, line)?;
+                if !selected(
+                    &mut select,
+                    name,
+                    || format!("line {line}"),
+                    record.linktype,
+                    &frame,
+                )? {
+                    return Ok(());
+                }
                 match scan.linktype {
                     None => scan.linktype = Some(record.linktype),
                     Some(first) if first != record.linktype => {
@@ -359,10 +409,19 @@ pub fn jsonl_to_pcap(
         error,
     })?;
     each_record(again, name, false, |line, record| {
+        let frame = encode(&record, name, line)?;
+        if !selected(
+            &mut select,
+            name,
+            || format!("line {line}"),
+            record.linktype,
+            &frame,
+        )? {
+            return Ok(());
+        }
         if packets == scan.packets || record.linktype != linktype {
             return Err(changed(format!("line {line}")));
         }
-        let frame = encode(&record, name, line)?;
         writer
             .write(record.timestamp_ns, frame.len() as u32, &frame)
             .map_err(|e| names.write_error(e))?;

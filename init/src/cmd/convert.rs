@@ -12,6 +12,7 @@ use anyhow::anyhow;
 use clap::{CommandFactory, Parser};
 
 use super::{CommandSpec, Interrupted};
+use crate::filter::FileFilter;
 use crate::packet::convert::{self, ConvertError, Names};
 use crate::packet::files::AtomicFile;
 use crate::packet::layers::Dialect;
@@ -54,7 +55,7 @@ pub const COMMANDS: &[CommandSpec] = &[
 #[command(
     name = "pcap2json",
     disable_help_flag = true,
-    override_usage = "pcap2json IN OUT [jsonl|jsonl+]"
+    override_usage = "pcap2json IN OUT [jsonl|jsonl+] [--filter EXPR]"
 )]
 struct Pcap2JsonArgs {
     /// classic pcap (µs or ns timestamps, either byte order) or pcapng;
@@ -68,13 +69,17 @@ struct Pcap2JsonArgs {
     /// jsonl: the original's dialect (default); jsonl+: ours, richer
     #[arg(value_name = "FORMAT", value_parser = ["jsonl", "jsonl+"])]
     format: Option<String>,
+    /// only the packets this pcap-filter expression selects (`filter -d`
+    /// shows its program), e.g. --filter 'tcp port 80'
+    #[arg(long, value_name = "EXPR", allow_hyphen_values = true)]
+    filter: Option<String>,
 }
 
 #[derive(Parser, Debug)]
 #[command(
     name = "json2pcap",
     disable_help_flag = true,
-    override_usage = "json2pcap IN OUT [--pcapng] [--ns]"
+    override_usage = "json2pcap IN OUT [--pcapng] [--ns] [--filter EXPR]"
 )]
 struct Json2PcapArgs {
     /// JSONL packets: `layers` or `data` (hex) per line, any key order
@@ -89,10 +94,14 @@ struct Json2PcapArgs {
     /// classic pcap with ns timestamps even when all are whole µs
     #[arg(long)]
     ns: bool,
+    /// only the packets this pcap-filter expression selects
+    #[arg(long, value_name = "EXPR", allow_hyphen_values = true)]
+    filter: Option<String>,
 }
 
 fn pcap2json(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     let args: Pcap2JsonArgs = super::parse_args("pcap2json", args)?;
+    let mut select = selection(args.filter.as_deref())?;
     let input = open_input(ctx, &args.input)?;
     refuse_same_file(&input, &args.input, &args.output)?;
     let mut progress = Progress::new("pcap2json", &args.input, ctx.interrupts());
@@ -107,9 +116,14 @@ fn pcap2json(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
             input: &input_name,
             output: &output_name,
         };
-        let packets = convert::pcap_to_jsonl(input, &mut out, names, dialect, &mut |done, pass| {
-            progress.tick(done, pass)
-        })
+        let packets = convert::pcap_to_jsonl(
+            input,
+            &mut out,
+            names,
+            dialect,
+            &mut select,
+            &mut |done, pass| progress.tick(done, pass),
+        )
         .map_err(stopped)?;
         progress.check_interrupted()?;
         out.commit()?;
@@ -132,6 +146,7 @@ fn json2pcap(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
             "--ns is for classic pcap (pcapng timestamps are always ns)",
         ));
     }
+    let mut select = selection(args.filter.as_deref())?;
     let input = open_input(ctx, &args.input)?;
     refuse_same_file(&input, &args.input, &args.output)?;
     let mut progress = Progress::new("json2pcap", &args.input, ctx.interrupts());
@@ -144,9 +159,9 @@ fn json2pcap(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         };
         let mut tick = |done, pass: &str| progress.tick(done, pass);
         let summary = if pcapng {
-            convert::jsonl_to_pcapng(input, &mut out, names, &mut tick)
+            convert::jsonl_to_pcapng(input, &mut out, names, &mut select, &mut tick)
         } else {
-            convert::jsonl_to_pcap(input, &mut out, names, force_ns, &mut tick)
+            convert::jsonl_to_pcap(input, &mut out, names, force_ns, &mut select, &mut tick)
         }
         .map_err(stopped)?;
         progress.check_interrupted()?;
@@ -161,6 +176,22 @@ fn json2pcap(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     )?;
     writeln!(ctx.out, "json2pcap: {}: {}", args.output, summary.what)?;
     Ok(0)
+}
+
+/// Which packets a conversion keeps: all, or those `--filter EXPR`
+/// selects (an expression that does not compile is refused before
+/// anything is read).
+fn selection(
+    filter: Option<&str>,
+) -> anyhow::Result<impl FnMut(u32, &[u8]) -> Result<bool, String> + Send + 'static> {
+    let mut filter = filter
+        .map(FileFilter::new)
+        .transpose()
+        .map_err(|e| super::usage(format!("--filter: {e}")))?;
+    Ok(move |linktype: u32, data: &[u8]| match &mut filter {
+        None => Ok(true),
+        Some(f) => f.matches(linktype, data).map_err(|e| e.to_string()),
+    })
 }
 
 /// A conversion stopped by Ctrl-C is `Interrupted` (status 130).

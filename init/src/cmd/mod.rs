@@ -24,6 +24,7 @@ pub mod droptrace;
 pub mod edit;
 pub mod fakehost;
 pub mod files;
+pub mod filter;
 pub mod ifconfig;
 pub mod inject;
 pub mod ip;
@@ -229,6 +230,7 @@ pub fn all() -> &'static [&'static CommandSpec] {
             edit::COMMANDS,
             fakehost::COMMANDS,
             files::COMMANDS,
+            filter::COMMANDS,
             ifconfig::COMMANDS,
             inject::COMMANDS,
             ip::COMMANDS,

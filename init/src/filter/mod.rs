@@ -1,0 +1,107 @@
+//! Filters: pcap-filter(7) expressions compiled here, in Rust, to classic
+//! BPF with libpcap's meaning (`parse.rs` → `gen.rs` → `bpf.rs`), in two
+//! variants: Ethernet frames and raw IP packets. The same program runs in
+//! the kernel (SO_ATTACH_FILTER) and in userspace (`Filter::matches`, for
+//! files), so a packet gets one verdict wherever it is judged.
+
+pub mod bpf;
+pub mod gen;
+pub mod parse;
+
+use thiserror::Error;
+
+pub use parse::Link;
+
+use crate::packet::linktype::{LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_RAW};
+
+/// Why an expression gives no program: where and what (the caller says
+/// which expression: `--filter: column 5: …`).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FilterError {
+    #[error("{0}")]
+    Parse(parse::ParseError),
+    #[error("{0}")]
+    Gen(gen::GenError),
+}
+
+impl From<parse::ParseError> for FilterError {
+    fn from(e: parse::ParseError) -> Self {
+        FilterError::Parse(e)
+    }
+}
+
+impl From<gen::GenError> for FilterError {
+    fn from(e: gen::GenError) -> Self {
+        FilterError::Gen(e)
+    }
+}
+
+/// A compiled expression, for one link.
+#[derive(Clone, Debug)]
+pub struct Filter {
+    pub program: Vec<bpf::Insn>,
+}
+
+impl Filter {
+    pub fn compile(text: &str, link: Link) -> Result<Filter, FilterError> {
+        let expr = parse::parse(text, link)?;
+        let program = gen::generate(&expr, link)?;
+        Ok(Filter { program })
+    }
+
+    /// Whether a packet of `data` (`wire_len` long on the wire) matches.
+    pub fn matches(&self, data: &[u8], wire_len: u32) -> bool {
+        bpf::run(&self.program, data, wire_len) != 0
+    }
+
+    /// `tcpdump -d`'s listing of the program.
+    pub fn listing(&self) -> String {
+        bpf::listing(&self.program)
+    }
+}
+
+/// An expression compiled for every link a file may hold, each variant
+/// made when first needed (an Ethernet-only expression is fine on a file of
+/// Ethernet frames). `matches` says which packets of a link type match.
+pub struct FileFilter {
+    text: String,
+    ethernet: Option<Result<Filter, FilterError>>,
+    raw: Option<Result<Filter, FilterError>>,
+}
+
+impl FileFilter {
+    /// Checks the expression once (for the Ethernet variant, whose syntax
+    /// is the widest), so a bad one is refused before anything is read.
+    pub fn new(text: &str) -> Result<FileFilter, FilterError> {
+        let ethernet = Filter::compile(text, Link::Ethernet)?;
+        Ok(FileFilter {
+            text: text.to_string(),
+            ethernet: Some(Ok(ethernet)),
+            raw: None,
+        })
+    }
+
+    /// Whether a packet of `linktype` matches; an error when the
+    /// expression has no meaning on that link (`ether` on raw IP).
+    pub fn matches(&mut self, linktype: u32, data: &[u8]) -> Result<bool, FilterError> {
+        let slot = match linktype {
+            LINKTYPE_ETHERNET => &mut self.ethernet,
+            LINKTYPE_RAW | LINKTYPE_IPV4 | LINKTYPE_IPV6 => &mut self.raw,
+            // Other links: nothing the language names is in them.
+            _ => return Ok(false),
+        };
+        let link = if linktype == LINKTYPE_ETHERNET {
+            Link::Ethernet
+        } else {
+            Link::RawIp
+        };
+        let filter = slot.get_or_insert_with(|| Filter::compile(&self.text, link));
+        match filter {
+            Ok(f) => Ok(f.matches(data, data.len() as u32)),
+            Err(e) => Err(e.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,155 @@
+//! Filters end to end: `pcap2json --filter` and `json2pcap --filter`
+//! select exactly the packets `tcpdump -r FILE EXPR` selects, `filter
+//! check` points at what is wrong, and a bad expression writes nothing.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{myinit, run_ok, TempDir};
+use myinit_testkit::{pcap_timed, Frame};
+
+const A: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const B: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+/// Frames of many kinds, packet N at N seconds.
+fn corpus(dir: &TempDir) -> String {
+    let e = || Frame::ether(B, A);
+    let frames = [
+        e().ipv4([10, 0, 0, 1], [10, 0, 0, 2])
+            .tcp(40000, 80, 1, 0x02)
+            .bytes(),
+        e().ipv4([10, 0, 0, 2], [10, 0, 0, 1])
+            .tcp(80, 40000, 9, 0x12)
+            .bytes(),
+        e().ipv4([10, 0, 0, 1], [8, 8, 8, 8])
+            .udp(5353, 53)
+            .payload(b"q")
+            .bytes(),
+        e().ipv4([8, 8, 8, 8], [10, 0, 0, 1])
+            .udp(53, 5353)
+            .payload(b"answer")
+            .bytes(),
+        e().ipv4([10, 0, 0, 1], [10, 0, 0, 9])
+            .icmp_echo(1, 1)
+            .bytes(),
+        e().ipv6("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap())
+            .tcp(1, 443, 1, 0x02)
+            .bytes(),
+        e().ipv6("fd00::2".parse().unwrap(), "fd00::1".parse().unwrap())
+            .udp(53, 2)
+            .bytes(),
+        Frame::ether_type([0xff; 6], A, Some(0x0806))
+            .payload(&[
+                0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0,
+                2,
+            ])
+            .bytes(),
+        Frame::ether_type(B, A, Some(0x88b5))
+            .payload(&[0; 46])
+            .bytes(),
+    ];
+    let timed: Vec<(Duration, &[u8])> = frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (Duration::from_secs(1_700_000_000 + i as u64), &f[..]))
+        .collect();
+    dir.write("corpus.pcap", pcap_timed(1, false, false, &timed))
+}
+
+/// The seconds of the packets tcpdump selects from `file` with `expr`.
+fn tcpdump_selects(file: &str, expr: &str) -> BTreeSet<u64> {
+    let out = run_ok("tcpdump", &["-tt", "-n", "-r", file, expr]);
+    // Packet lines start with the time; unknown EtherTypes add hex lines.
+    out.lines()
+        .filter(|l| l.starts_with("17"))
+        .map(|l| l.split('.').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// The seconds of the packets of a JSONL file.
+fn jsonl_seconds(file: &str) -> BTreeSet<u64> {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["timestamp_us"].as_u64().unwrap() / 1_000_000
+        })
+        .collect()
+}
+
+const EXPRESSIONS: &[&str] = &[
+    "tcp",
+    "udp port 53",
+    "host 10.0.0.1",
+    "ip6",
+    "arp",
+    "not ip and not ip6",
+    "tcp[tcpflags] & tcp-syn != 0",
+    "port 53 or icmp",
+    "ether proto 0x88b5",
+    "src net 10.0.0.0/24 and not icmp",
+];
+
+#[test]
+fn pcap2json_and_json2pcap_select_what_tcpdump_selects() {
+    let dir = TempDir::new("flt");
+    let pcap = corpus(&dir);
+    let all = dir.file("all.jsonl");
+    myinit(&format!("pcap2json {pcap} {all}")).assert_ok();
+    for (i, expr) in EXPRESSIONS.iter().enumerate() {
+        let want = tcpdump_selects(&pcap, expr);
+        assert!(!want.is_empty() && want.len() < 9, "{expr}: {want:?}");
+        let out = dir.file(&format!("f{i}.jsonl"));
+        let r = myinit(&format!("pcap2json {pcap} {out} --filter '{expr}'"));
+        r.assert_ok();
+        assert_eq!(jsonl_seconds(&out), want, "pcap2json --filter '{expr}'");
+        assert!(
+            r.stdout
+                .starts_with(&format!("Converted {} packets", want.len())),
+            "{r:?}"
+        );
+        // And back: json2pcap keeps the same packets.
+        let back = dir.file(&format!("f{i}.pcap"));
+        myinit(&format!("json2pcap {all} {back} --filter '{expr}'")).assert_ok();
+        assert_eq!(
+            tcpdump_selects(&back, ""),
+            want,
+            "json2pcap --filter '{expr}'"
+        );
+    }
+}
+
+#[test]
+fn a_bad_expression_is_one_line_and_writes_nothing() {
+    let dir = TempDir::new("fltbad");
+    let pcap = corpus(&dir);
+    let out = dir.file("out.jsonl");
+    let r = myinit(&format!(
+        "pcap2json {pcap} {out} --filter 'tcp and (port 80'"
+    ));
+    assert_eq!(r.status, 2, "{r:?}");
+    assert_eq!(
+        r.stderr.lines().next().unwrap(),
+        "-c:1: pcap2json: --filter: column 9: `(` without its `)`"
+    );
+    assert!(!std::path::Path::new(&out).exists());
+    let r = myinit("filter check 'host www.example.com'");
+    assert_eq!(r.status, 1, "{r:?}");
+    assert_eq!(
+        r.stderr.trim_end(),
+        "-c:1: filter: column 6: `www.example.com`: not an IP address (host names are not supported)"
+    );
+    let r = myinit("filter check udp port 53");
+    r.assert_ok();
+    assert!(r.stdout.starts_with("filter: ok ("), "{r:?}");
+    // The listing has tcpdump -d's shape, ending in the two returns.
+    let r = myinit("filter -d -y RAW udp");
+    r.assert_ok();
+    assert!(r.stdout.starts_with("(000) ldb      [0]\n"), "{}", r.stdout);
+    let last: Vec<&str> = r.stdout.lines().rev().take(2).collect();
+    assert!(last[0].ends_with(") ret      #0"), "{}", r.stdout);
+    assert!(last[1].ends_with(") ret      #262144"), "{}", r.stdout);
+}
