@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{myinit, run_ok, TempDir};
+use common::{myinit, run_ok, MyinitIn, TempDir};
 use myinit_testkit::{pcap_timed, Frame};
 
 const A: [u8; 6] = [2, 0, 0, 0, 0, 1];
@@ -152,4 +152,38 @@ fn a_bad_expression_is_one_line_and_writes_nothing() {
     let last: Vec<&str> = r.stdout.lines().rev().take(2).collect();
     assert!(last[0].ends_with(") ret      #0"), "{}", r.stdout);
     assert!(last[1].ends_with(") ret      #262144"), "{}", r.stdout);
+}
+
+#[test]
+fn inject_sends_only_what_the_filter_selects() {
+    let dir = TempDir::new("fltinj");
+    let pcap = corpus(&dir);
+    let ns = common::Netns::new("fli");
+    ns.no_ipv6();
+    ns.veth("fia", "fib", None);
+    ns.ip(&["link", "set", "fia", "up"]);
+    ns.ip(&["link", "set", "fib", "up"]);
+    let rx = || -> u64 {
+        let v = ns.ip_json(&["-s", "link", "show", "dev", "fib"]);
+        v[0]["stats64"]["rx"]["packets"].as_u64().unwrap()
+    };
+    for expr in ["udp port 53", "ip6", "arp or ether proto 0x88b5"] {
+        let want = tcpdump_selects(&pcap, expr).len() as u64;
+        let before = rx();
+        let r = ns.myinit(&format!("inject {pcap} fia --topspeed --filter '{expr}'"));
+        r.assert_ok();
+        assert!(
+            r.stdout
+                .ends_with(&format!("Injection complete: {want} packets sent\n")),
+            "{expr}: {r:?}"
+        );
+        assert_eq!(rx() - before, want, "{expr}");
+    }
+    let r = ns.myinit(&format!("inject {pcap} fia --filter 'port http'"));
+    assert_eq!(r.status, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("inject: --filter: column 6: `http`: not a port number"),
+        "{r:?}"
+    );
 }

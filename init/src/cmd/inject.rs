@@ -9,6 +9,7 @@ use anyhow::anyhow;
 use clap::{CommandFactory, Parser};
 
 use super::{parse_seconds, usage, CommandSpec, Interrupted};
+use crate::filter::FileFilter;
 use crate::inject::{self, Pace, Replay, Sink, Tally, MAX_GAP};
 use crate::net::iface;
 use crate::net::netlink::Netlink;
@@ -41,7 +42,7 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
     name = "inject",
     disable_help_flag = true,
     override_usage = "inject FILE IF [--speed X | --topspeed | --pps N | --interval SECONDS] \
-                      [--max-gap SECONDS] [--loop N] [--count N]"
+                      [--max-gap SECONDS] [--loop N] [--count N] [--filter EXPR]"
 )]
 struct InjectArgs {
     /// classic pcap (µs or ns timestamps, either byte order), pcapng, or
@@ -73,6 +74,10 @@ struct InjectArgs {
     /// send the whole file N times
     #[arg(long = "loop", value_name = "N", allow_hyphen_values = true)]
     loops: Option<String>,
+    /// only the packets this pcap-filter expression selects, e.g.
+    /// --filter 'udp port 53' (`filter -d` shows its program)
+    #[arg(long, value_name = "EXPR", allow_hyphen_values = true)]
+    filter: Option<String>,
     /// send N packets in all, going round the file again as needed
     /// (with --loop: whichever ends first; default: each packet once)
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
@@ -87,6 +92,7 @@ struct Args {
     pace: Pace,
     /// Pauses this long or longer are not waited (None: all are).
     max_gap: Option<Duration>,
+    filter: Option<FileFilter>,
 }
 
 /// A whole number of at least 1, for `option`.
@@ -151,6 +157,12 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
         Some(Duration::ZERO) => None,
         Some(gap) => Some(gap),
     };
+    let filter = parsed
+        .filter
+        .as_deref()
+        .map(FileFilter::new)
+        .transpose()
+        .map_err(|e| usage(format!("--filter: {e}")))?;
     match (parsed.file, parsed.iface) {
         (Some(file), Some(iface)) => Ok(Args {
             file,
@@ -159,6 +171,7 @@ fn parse(args: &[String]) -> anyhow::Result<Args> {
             loops,
             pace,
             max_gap,
+            filter,
         }),
         (None, _) => Err(usage("missing FILE and IF")),
         (Some(_), None) => Err(usage("missing IF")),
@@ -182,7 +195,8 @@ fn inject(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         _ => anyhow!("{file}: {}", crate::util::io_error(&e)),
     })?;
     let (path, interrupts) = (PathBuf::from(file), ctx.interrupts());
-    let check = move || inject::check_input(opened, &path, max_gap, &interrupts);
+    let filter = args.filter.clone();
+    let check = move || inject::check_input(opened, &path, max_gap, filter, &interrupts);
     // Off the shell thread: it notices Ctrl-C by itself, except in a
     // blocked read of a FIFO, which ends when the writer writes or closes.
     let (source, checked) = ctx
@@ -238,6 +252,7 @@ fn inject(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         max_gap,
         total,
         interrupts: ctx.interrupts(),
+        filter: args.filter.clone(),
     };
     let mut tally = Tally::new(args.pace);
     // On the shell thread, not the runtime: the waits need µs, which

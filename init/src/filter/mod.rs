@@ -63,6 +63,7 @@ impl Filter {
 /// An expression compiled for every link a file may hold, each variant
 /// made when first needed (an Ethernet-only expression is fine on a file of
 /// Ethernet frames). `matches` says which packets of a link type match.
+#[derive(Clone)]
 pub struct FileFilter {
     text: String,
     ethernet: Option<Result<Filter, FilterError>>,

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 
 use super::pacer::Pacer;
-use super::source::{check_frame, Checked, Frame, Offsets, Packets};
+use super::source::{check_frame, selected, Checked, Frame, Offsets, Packets};
 use super::Pace;
+use crate::filter::FileFilter;
 use crate::net::packet_socket::PacketSender;
 use crate::packet::files::TwoPass;
 use crate::packet::linktype::protocol_of;
@@ -218,6 +219,8 @@ impl Progress {
 
 /// Everything a replay needs.
 pub struct Replay<'a> {
+    /// `--filter`: only the frames it selects are sent.
+    pub filter: Option<FileFilter>,
     pub file: &'a str,
     pub name: &'a str,
     pub source: &'a TwoPass,
@@ -254,6 +257,7 @@ impl Replay<'_> {
                 Err(e) => break Err(changed(e)),
             };
             let mut offsets = Offsets::new(self.max_gap);
+            let mut filter = self.filter.clone();
             let mut this_round = 0u64;
             while tally.sent < total {
                 match packets.next_frame(&mut frame) {
@@ -264,6 +268,11 @@ impl Replay<'_> {
                         break 'rounds Err(changed(anyhow!("no packets left")));
                     }
                     Ok(false) => break,
+                    Err(e) => break 'rounds Err(changed(e)),
+                }
+                match selected(&mut filter, &frame) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
                     Err(e) => break 'rounds Err(changed(e)),
                 }
                 if let Err(e) = check_frame(&frame) {

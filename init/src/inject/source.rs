@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 
+use crate::filter::FileFilter;
 use crate::packet::files::{sniff, Format, TwoPass};
 use crate::packet::jsonl;
 use crate::packet::linktype::check_packet;
@@ -192,9 +193,11 @@ impl Offsets {
 fn check_all(
     input: impl Read,
     max_gap: Option<Duration>,
+    mut filter: Option<FileFilter>,
     interrupts: &tokio::sync::watch::Receiver<u64>,
 ) -> anyhow::Result<Checked> {
     let mut packets = Packets::open(input)?;
+    let mut read = 0u64;
     let mut checked = Checked {
         packets: 0,
         linktypes: Vec::new(),
@@ -204,6 +207,13 @@ fn check_all(
     let mut offsets = Offsets::new(max_gap);
     let mut frame = Frame::new();
     while packets.next_frame(&mut frame)? {
+        read += 1;
+        if read.is_multiple_of(1024) && interrupts.has_changed().unwrap_or(false) {
+            return Err(Interrupted.into());
+        }
+        if !selected(&mut filter, &frame)? {
+            continue;
+        }
         check_frame(&frame)?;
         if !checked.linktypes.contains(&frame.linktype) {
             checked.linktypes.push(frame.linktype);
@@ -211,11 +221,18 @@ fn check_all(
         checked.span_ns = offsets.next(frame.timestamp_ns);
         checked.skipped_gaps = offsets.skipped;
         checked.packets += 1;
-        if checked.packets.is_multiple_of(1024) && interrupts.has_changed().unwrap_or(false) {
-            return Err(Interrupted.into());
-        }
     }
     Ok(checked)
+}
+
+/// Whether `filter` (`--filter`) selects the frame; every frame without one.
+pub fn selected(filter: &mut Option<FileFilter>, frame: &Frame) -> anyhow::Result<bool> {
+    match filter {
+        None => Ok(true),
+        Some(f) => f
+            .matches(frame.linktype, &frame.data)
+            .map_err(|e| anyhow!("packet {} ({}): --filter: {e}", frame.number, frame.place)),
+    }
 }
 
 pub fn check_frame(frame: &Frame) -> anyhow::Result<()> {
@@ -230,10 +247,11 @@ pub fn check_input(
     opened: std::fs::File,
     path: &Path,
     max_gap: Option<Duration>,
+    filter: Option<FileFilter>,
     interrupts: &tokio::sync::watch::Receiver<u64>,
 ) -> anyhow::Result<(TwoPass, Checked)> {
     let (checked, source) = TwoPass::first_pass(opened, "copy it to a file first", |input| {
-        check_all(input, max_gap, interrupts)
+        check_all(input, max_gap, filter, interrupts)
     });
     let checked = checked.map_err(|e| {
         if e.is::<Interrupted>() {
