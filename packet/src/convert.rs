@@ -254,6 +254,24 @@ fn encode(record: &jsonl::Record, name: &str, line: usize) -> Result<Vec<u8>, Co
         })
 }
 
+/// The bytes of a record `select` keeps; None for one it leaves out.
+fn encode_selected(
+    record: &jsonl::Record,
+    name: &str,
+    line: usize,
+    select: &mut Select<'_>,
+) -> Result<Option<Vec<u8>>, ConvertError> {
+    let frame = encode(record, name, line)?;
+    let keep = selected(
+        select,
+        name,
+        || format!("line {line}"),
+        record.linktype,
+        &frame,
+    )?;
+    Ok(keep.then_some(frame))
+}
+
 fn pcap_direction(d: JsonDirection) -> Direction {
     match d {
         JsonDirection::Rx => Direction::Inbound,
@@ -279,11 +297,9 @@ pub fn jsonl_to_pcapng(
     let mut packets = 0u64;
     let input = io::BufReader::with_capacity(OUT_BUFFER, input);
     each_record(input, name, is_capture, |line, record| {
-        let frame = encode(&record, name, line)?;
-        let place = || format!("line {line}");
-        if !selected(&mut select, name, place, record.linktype, &frame)? {
+        let Some(frame) = encode_selected(&record, name, line, &mut select)? else {
             return Ok(());
-        }
+        };
         let key = (record.ifname.clone(), record.linktype);
         let id = match interfaces.iter().position(|i| *i == key) {
             Some(id) => id as u32,
@@ -352,14 +368,7 @@ pub fn jsonl_to_pcap(
         TwoPass::first_pass(input, "copy it to a file first, or write pcapng", |first| {
             let first = io::BufReader::with_capacity(OUT_BUFFER, first);
             each_record(first, name, is_capture, |line, record| {
-                let frame = encode(&record, name, line)?;
-                if !selected(
-                    &mut select,
-                    name,
-                    || format!("line {line}"),
-                    record.linktype,
-                    &frame,
-                )? {
+                if encode_selected(&record, name, line, &mut select)?.is_none() {
                     return Ok(());
                 }
                 match scan.linktype {
@@ -409,16 +418,9 @@ pub fn jsonl_to_pcap(
         error,
     })?;
     each_record(again, name, false, |line, record| {
-        let frame = encode(&record, name, line)?;
-        if !selected(
-            &mut select,
-            name,
-            || format!("line {line}"),
-            record.linktype,
-            &frame,
-        )? {
+        let Some(frame) = encode_selected(&record, name, line, &mut select)? else {
             return Ok(());
-        }
+        };
         if packets == scan.packets || record.linktype != linktype {
             return Err(changed(format!("line {line}")));
         }

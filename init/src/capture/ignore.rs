@@ -7,6 +7,13 @@
 //! capture.rs) and, for the AF_PACKET backend, by the classic BPF socket
 //! filter built here.
 
+use std::collections::HashMap;
+
+use crate::filter::bpf::{
+    Builder, Label, BPF_ABS, BPF_ADD, BPF_ALU, BPF_B, BPF_H, BPF_IMM, BPF_IND, BPF_JEQ, BPF_JGE,
+    BPF_JGT, BPF_JMP, BPF_K, BPF_LD, BPF_LDX, BPF_LEN, BPF_LSH, BPF_MEM, BPF_MISC, BPF_RET,
+    BPF_RSH, BPF_ST, BPF_SUB, BPF_TAX, BPF_TXA, BPF_W, BPF_X,
+};
 use myinit_common::capture::{IGNORE_ARP, IGNORE_ND, ND_EXTENSION_HEADERS};
 
 /// The classes left out. The default is the original's: ND.
@@ -183,67 +190,39 @@ impl Ignore {
     }
 }
 
-// Classic BPF opcodes (linux/filter.h; libc has them as u32 constants).
-const BPF_LD: u16 = 0x00;
-const BPF_LDX: u16 = 0x01;
-const BPF_ST: u16 = 0x02;
-const BPF_ALU: u16 = 0x04;
-const BPF_JMP: u16 = 0x05;
-const BPF_RET: u16 = 0x06;
-const BPF_MISC: u16 = 0x07;
-const BPF_H: u16 = 0x08;
-const BPF_B: u16 = 0x10;
-const BPF_IMM: u16 = 0x00;
-const BPF_ABS: u16 = 0x20;
-const BPF_IND: u16 = 0x40;
-const BPF_MEM: u16 = 0x60;
-const BPF_LEN: u16 = 0x80;
-const BPF_ADD: u16 = 0x00;
-const BPF_SUB: u16 = 0x10;
-const BPF_LSH: u16 = 0x60;
-const BPF_RSH: u16 = 0x70;
-const BPF_W: u16 = 0x00;
-const BPF_JA: u16 = 0x00;
-const BPF_JEQ: u16 = 0x10;
-const BPF_JGT: u16 = 0x20;
-const BPF_JGE: u16 = 0x30;
-const BPF_K: u16 = 0x00;
-const BPF_X: u16 = 0x08;
-const BPF_TAX: u16 = 0x00;
-const BPF_TXA: u16 = 0x80;
 /// Scratch memory slots: the next header, an extension header's length,
 /// the EtherType after a VLAN tag.
 const NEXT: u32 = 0;
 const LENGTH: u32 = 1;
 const ETHERTYPE: u32 = 2;
 
-/// A tiny classic BPF assembler with labels: enough for the filter above
-/// (forward jumps only, as classic BPF has).
+/// Named labels over the filter module's classic BPF builder, for the
+/// program above (written with names, as it reads best).
 #[derive(Default)]
 struct Asm {
-    code: Vec<libc::sock_filter>,
-    labels: Vec<(String, usize)>,
-    /// (instruction, label of jt, label of jf or None: the next one)
-    jumps: Vec<(usize, String, Option<String>)>,
+    b: Builder,
+    labels: HashMap<String, Label>,
 }
 
 impl Asm {
+    fn at(&mut self, name: &str) -> Label {
+        if let Some(l) = self.labels.get(name) {
+            return *l;
+        }
+        let l = self.b.label();
+        self.labels.insert(name.to_string(), l);
+        l
+    }
+
     fn op(&mut self, code: u16, k: u32) {
-        self.code.push(libc::sock_filter {
-            code,
-            jt: 0,
-            jf: 0,
-            k,
-        });
+        self.b.stmt(code, k);
     }
 
     /// Goes on only if `n` bytes are left in the packet from X; else to
     /// `otherwise`. Clobbers A.
     fn need(&mut self, n: u32, otherwise: &str) {
-        let (test, ok) = (
-            format!("need{}", self.code.len()),
-            format!("needok{}", self.code.len()),
-        );
+        let test = format!("need{}", self.labels.len());
+        let ok = format!("needok{}", self.labels.len());
         self.op(BPF_LD | BPF_W | BPF_LEN, 0);
         self.op(BPF_ALU | BPF_SUB | BPF_X, 0);
         // A wrapped below 0 (X past the end) is a large number: also no.
@@ -258,13 +237,24 @@ impl Asm {
     }
 
     fn label(&mut self, name: &str) {
-        self.labels.push((name.to_string(), self.code.len()));
+        let l = self.at(name);
+        self.b.mark(l);
     }
 
+    /// A conditional jump; `no` None: the next instruction.
     fn cond(&mut self, kind: u16, k: u32, yes: &str, no: Option<&str>) {
-        self.jumps
-            .push((self.code.len(), yes.to_string(), no.map(str::to_string)));
-        self.op(BPF_JMP | kind | BPF_K, k);
+        let yes = self.at(yes);
+        let (no, next) = match no {
+            Some(n) => (self.at(n), None),
+            None => {
+                let l = self.b.label();
+                (l, Some(l))
+            }
+        };
+        self.b.cond(BPF_JMP | kind | BPF_K, k, yes, no);
+        if let Some(l) = next {
+            self.b.mark(l);
+        }
     }
 
     fn jeq(&mut self, k: u32, yes: &str, no: Option<&str>) {
@@ -279,43 +269,29 @@ impl Asm {
         self.cond(BPF_JGT, k, yes, Some(no));
     }
 
-    /// An unconditional jump (its offset is in k).
     fn ja(&mut self, to: &str) {
-        self.jumps.push((self.code.len(), to.to_string(), None));
-        self.op(BPF_JMP | BPF_JA, 0);
+        let l = self.at(to);
+        self.b.ja(l);
     }
 
-    fn finish(mut self) -> Vec<libc::sock_filter> {
-        let at = |labels: &[(String, usize)], name: &str| {
-            labels
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, at)| *at)
-                .unwrap_or_else(|| panic!("classic BPF label {name} is not defined"))
-        };
-        for (i, yes, no) in std::mem::take(&mut self.jumps) {
-            let offset = |target: usize| {
-                assert!(target > i, "classic BPF jumps go forward ({yes} at {i})");
-                target - i - 1
-            };
-            let yes = offset(at(&self.labels, &yes));
-            let insn = &mut self.code[i];
-            if insn.code == BPF_JMP | BPF_JA {
-                insn.k = yes as u32;
-                continue;
-            }
-            let no = no.map_or(0, |n| offset(at(&self.labels, &n)));
-            // Conditional offsets are 8 bits: the filter above stays short.
-            insn.jt = u8::try_from(yes).expect("short jump");
-            insn.jf = u8::try_from(no).expect("short jump");
-        }
-        self.code
+    fn finish(self) -> Vec<libc::sock_filter> {
+        self.b
+            .finish()
+            .into_iter()
+            .map(|i| libc::sock_filter {
+                code: i.code,
+                jt: i.jt,
+                jf: i.jf,
+                k: i.k,
+            })
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::filter::bpf;
 
     #[test]
     fn include_and_ignore_words_apply_left_to_right() {
@@ -341,74 +317,16 @@ mod tests {
 
     /// Runs a classic filter the way the kernel does, on `packet`.
     fn run(filter: &[libc::sock_filter], packet: &[u8]) -> u32 {
-        let (mut a, mut x, mut mem) = (0u32, 0u32, [0u32; 16]);
-        let mut pc = 0;
-        let load = |at: usize, size: usize| -> Option<u32> {
-            let b = packet.get(at..at + size)?;
-            Some(b.iter().fold(0, |v, &b| (v << 8) | u32::from(b)))
-        };
-        loop {
-            let i = filter[pc];
-            pc += 1;
-            let size = match i.code & 0x18 {
-                BPF_H => 2,
-                BPF_B => 1,
-                _ => 4,
-            };
-            match i.code & 0x07 {
-                0x00 => {
-                    let v = match i.code & 0xe0 {
-                        BPF_LEN => Some(packet.len() as u32),
-                        BPF_ABS => load(i.k as usize, size),
-                        BPF_IND => load((x as usize).wrapping_add(i.k as i32 as usize), size),
-                        BPF_MEM => Some(mem[i.k as usize]),
-                        _ => Some(i.k),
-                    };
-                    // Out of the packet: the kernel ends the filter with 0.
-                    let Some(v) = v else { return 0 };
-                    a = v;
-                }
-                0x01 => {
-                    x = match i.code & 0xe0 {
-                        BPF_MEM => mem[i.k as usize],
-                        _ => i.k,
-                    }
-                }
-                0x02 => mem[i.k as usize] = a,
-                0x04 => {
-                    let v = if i.code & BPF_X != 0 { x } else { i.k };
-                    a = match i.code & 0xf0 {
-                        BPF_ADD => a.wrapping_add(v),
-                        BPF_SUB => a.wrapping_sub(v),
-                        BPF_LSH => a << v,
-                        BPF_RSH => a >> v,
-                        other => panic!("ALU op {other:#x}"),
-                    }
-                }
-                0x05 => {
-                    let taken = match i.code & 0xf0 {
-                        BPF_JA => {
-                            pc += i.k as usize;
-                            continue;
-                        }
-                        BPF_JEQ => a == i.k,
-                        BPF_JGT => a > i.k,
-                        BPF_JGE => a >= i.k,
-                        other => panic!("jump {other:#x}"),
-                    };
-                    pc += usize::from(if taken { i.jt } else { i.jf });
-                }
-                0x06 => return i.k,
-                0x07 => {
-                    if i.code & BPF_TXA != 0 {
-                        a = x
-                    } else {
-                        x = a
-                    }
-                }
-                other => panic!("class {other}"),
-            }
-        }
+        let program: Vec<bpf::Insn> = filter
+            .iter()
+            .map(|i| bpf::Insn {
+                code: i.code,
+                jt: i.jt,
+                jf: i.jf,
+                k: i.k,
+            })
+            .collect();
+        bpf::run(&program, packet, packet.len() as u32)
     }
 
     fn ipv6(next: u8, hop_limit: u8, payload: &[u8]) -> Vec<u8> {

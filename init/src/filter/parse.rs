@@ -569,51 +569,40 @@ impl Parser {
         Ok(Expr::Rel(left, op, right, self.offsets))
     }
 
-    /// Arithmetic: `|` < `&` < `^`? libpcap gives + - * / % & | ^ << >>
-    /// the C-like precedence of its grammar: * / % above + -, above the
-    /// bitwise and shift operators, which bind left to right.
+    /// Arithmetic, libpcap's precedence: `* / %` above `+ -`, above the
+    /// bitwise and shift operators; each level left to right.
     fn arith(&mut self) -> Result<Arith, ParseError> {
-        let mut left = self.arith_add()?;
-        loop {
-            let op = match self.peek().map(|t| t.text.as_str()) {
-                Some("&") => BinOp::And,
-                Some("|") => BinOp::Or,
-                Some("^") => BinOp::Xor,
-                Some("<<") => BinOp::Shl,
-                Some(">>") => BinOp::Shr,
-                _ => return Ok(left),
-            };
-            self.next();
-            let right = self.arith_add()?;
-            left = Arith::Bin(Box::new(left), op, Box::new(right));
-        }
+        self.arith_level(0)
     }
 
-    fn arith_add(&mut self) -> Result<Arith, ParseError> {
-        let mut left = self.arith_mul()?;
-        loop {
-            let op = match self.peek().map(|t| t.text.as_str()) {
-                Some("+") => BinOp::Add,
-                Some("-") => BinOp::Sub,
-                _ => return Ok(left),
-            };
-            self.next();
-            let right = self.arith_mul()?;
-            left = Arith::Bin(Box::new(left), op, Box::new(right));
+    fn arith_level(&mut self, level: usize) -> Result<Arith, ParseError> {
+        const LEVELS: [&[(&str, BinOp)]; 3] = [
+            &[
+                ("&", BinOp::And),
+                ("|", BinOp::Or),
+                ("^", BinOp::Xor),
+                ("<<", BinOp::Shl),
+                (">>", BinOp::Shr),
+            ],
+            &[("+", BinOp::Add), ("-", BinOp::Sub)],
+            &[("*", BinOp::Mul), ("/", BinOp::Div), ("%", BinOp::Mod)],
+        ];
+        if level == LEVELS.len() {
+            return self.arith_unary();
         }
-    }
-
-    fn arith_mul(&mut self) -> Result<Arith, ParseError> {
-        let mut left = self.arith_unary()?;
+        let mut left = self.arith_level(level + 1)?;
         loop {
-            let op = match self.peek().map(|t| t.text.as_str()) {
-                Some("*") => BinOp::Mul,
-                Some("/") => BinOp::Div,
-                Some("%") => BinOp::Mod,
-                _ => return Ok(left),
+            let op = self.peek().and_then(|t| {
+                LEVELS[level]
+                    .iter()
+                    .find(|(text, _)| *text == t.text)
+                    .map(|(_, op)| *op)
+            });
+            let Some(op) = op else {
+                return Ok(left);
             };
             self.next();
-            let right = self.arith_unary()?;
+            let right = self.arith_level(level + 1)?;
             left = Arith::Bin(Box::new(left), op, Box::new(right));
         }
     }
