@@ -483,27 +483,7 @@ impl Parser {
                     depth -= 1;
                     if depth == 0 {
                         let after = self.tokens.get(self.pos + i + 1).map(|t| t.text.as_str());
-                        return matches!(
-                            after,
-                            Some(
-                                "=" | "=="
-                                    | "!="
-                                    | ">"
-                                    | ">="
-                                    | "<"
-                                    | "<="
-                                    | "+"
-                                    | "-"
-                                    | "*"
-                                    | "/"
-                                    | "%"
-                                    | "&"
-                                    | "|"
-                                    | "^"
-                                    | "<<"
-                                    | ">>"
-                            )
-                        );
+                        return is_operator(after);
                     }
                 }
                 _ => {}
@@ -525,29 +505,7 @@ impl Parser {
         if next == Some("[") {
             return Proto::from_word(&t.text).is_some();
         }
-        if (number(&t.text).is_some() || named_constant(&t.text).is_some())
-            && matches!(
-                next,
-                Some(
-                    "=" | "=="
-                        | "!="
-                        | ">"
-                        | ">="
-                        | "<"
-                        | "<="
-                        | "+"
-                        | "-"
-                        | "*"
-                        | "/"
-                        | "%"
-                        | "&"
-                        | "|"
-                        | "^"
-                        | "<<"
-                        | ">>"
-                )
-            )
-        {
+        if (number(&t.text).is_some() || named_constant(&t.text).is_some()) && is_operator(next) {
             return true;
         }
         false
@@ -1009,6 +967,14 @@ impl Parser {
         };
         Ok((addr, prefix))
     }
+}
+
+/// Whether a token is a relational or arithmetic operator.
+fn is_operator(token: Option<&str>) -> bool {
+    const OPERATORS: &[&str] = &[
+        "=", "==", "!=", ">", ">=", "<", "<=", "+", "-", "*", "/", "%", "&", "|", "^", "<<", ">>",
+    ];
+    token.is_some_and(|t| OPERATORS.contains(&t))
 }
 
 fn port(word: &str) -> Option<u16> {
