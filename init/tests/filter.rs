@@ -187,3 +187,67 @@ fn inject_sends_only_what_the_filter_selects() {
         "{r:?}"
     );
 }
+
+#[test]
+fn a_capture_keeps_only_what_its_filter_selects_in_the_kernel() {
+    let dir = TempDir::new("fltcap");
+    let pcap = corpus(&dir);
+    let ns = common::Netns::new("flc");
+    ns.no_ipv6();
+    ns.veth("fca", "fcb", None);
+    ns.ip(&["link", "set", "fca", "up"]);
+    ns.ip(&["link", "set", "fcb", "up"]);
+    for (backend, expr) in [("packet", "udp port 53"), ("auto", "tcp or arp")] {
+        let out = dir.file(&format!("{backend}.pcap"));
+        let r = ns.myinit(&format!(
+            "capture start fcb {out} --backend {backend} {expr}; \
+             inject {pcap} fca --topspeed; sleep 0.3; capture show; capture stop fcb"
+        ));
+        r.assert_ok();
+        assert!(
+            r.stdout.contains(&format!(
+                "Started capture on fcb -> {out} (format: pcap) (unlimited) (ignoring: nd)\n"
+            )),
+            "{r:?}"
+        );
+        assert!(
+            r.stdout.contains(expr),
+            "capture show names the filter: {r:?}"
+        );
+        if backend == "auto" {
+            assert!(
+                r.stdout.contains("the filter runs on AF_PACKET for now"),
+                "{r:?}"
+            );
+        }
+        let want = tcpdump_selects(&pcap, expr).len();
+        // Captured now, so not one second apart: count the packet lines.
+        let text = run_ok("tcpdump", &["-tt", "-n", "-r", &out]);
+        let got = text.lines().filter(|l| l.starts_with("17")).count();
+        assert_eq!(got, want, "{backend} `{expr}`: {r:?}");
+        assert!(
+            r.stdout.contains(&format!("({want} packets captured)")),
+            "{r:?}"
+        );
+    }
+    // Refused in one line, nothing started, no file.
+    let out = dir.file("bad.pcap");
+    for (args, message) in [
+        (
+            "--backend ebpf udp",
+            "a filter runs on the packet backend for now",
+        ),
+        ("tcp and (port 80", "filter: column 9: `(` without its `)`"),
+        (
+            "vlan and udp",
+            "`vlan` in a live capture's filter is not supported yet",
+        ),
+    ] {
+        let r = ns.myinit(&format!("capture start fcb {out} {args}; capture show"));
+        assert_eq!(r.status, 0, "{r:?}");
+        assert_eq!(r.stderr.lines().count(), 1, "{r:?}");
+        assert!(r.stderr.contains(message), "{args}: {r:?}");
+        assert!(r.stdout.contains("no capture running"), "{r:?}");
+        assert!(!std::path::Path::new(&out).exists(), "{args}");
+    }
+}

@@ -390,7 +390,7 @@ mod tests {
                 nd: false,
                 arp: false,
             };
-            let mut ring = PacketRing::open(lo, &keep_all.socket_filter(true, 128)).unwrap();
+            let mut ring = PacketRing::open(lo, &keep_all.socket_filter(true, 128, None)).unwrap();
             let count = |ring: &mut PacketRing| {
                 let mut n = 0;
                 while ring.drain(1000, |_| n += 1) > 0 {}

@@ -14,6 +14,7 @@ use crate::filter::bpf::{
     BPF_JGT, BPF_JMP, BPF_K, BPF_LD, BPF_LDX, BPF_LEN, BPF_LSH, BPF_MEM, BPF_MISC, BPF_RET,
     BPF_RSH, BPF_ST, BPF_SUB, BPF_TAX, BPF_TXA, BPF_W, BPF_X,
 };
+use crate::filter::LiveFilter;
 use myinit_common::capture::{IGNORE_ARP, IGNORE_ND, ND_EXTENSION_HEADERS};
 
 /// The classes left out. The default is the original's: ND.
@@ -83,11 +84,16 @@ impl Ignore {
     /// header (else with the IP header, on TUN-like interfaces). A VLAN
     /// tag the device took out of the frame is not in the data; up to two
     /// tags still in it are skipped.
-    pub fn socket_filter(self, link_header: bool, snaplen: u32) -> Vec<libc::sock_filter> {
+    pub fn socket_filter(
+        self,
+        link_header: bool,
+        snaplen: u32,
+        filter: Option<&LiveFilter>,
+    ) -> Vec<libc::sock_filter> {
         let mut a = Asm::default();
         if self.bits() == 0 {
-            a.ret(snaplen);
-            return a.finish();
+            a.ja("accept");
+            return a.accept(snaplen, filter);
         }
         // A load past the packet's end would end the filter with 0 (the
         // packet left out): every load is guarded by the length.
@@ -182,11 +188,7 @@ impl Ignore {
         a.label("type_ok");
         a.op(BPF_LD | BPF_B | BPF_IND, 1);
         a.jeq(0, "drop", Some("accept"));
-        a.label("accept");
-        a.ret(snaplen);
-        a.label("drop");
-        a.ret(0);
-        a.finish()
+        a.accept(snaplen, filter)
     }
 }
 
@@ -272,6 +274,22 @@ impl Asm {
     fn ja(&mut self, to: &str) {
         let l = self.at(to);
         self.b.ja(l);
+    }
+
+    /// What is not left out goes through the user's filter, if any, and
+    /// is kept with `snaplen` bytes.
+    fn accept(mut self, snaplen: u32, filter: Option<&LiveFilter>) -> Vec<libc::sock_filter> {
+        self.label("accept");
+        if let Some(f) = filter {
+            let (keep, drop) = (self.at("keep"), self.at("drop"));
+            // Checked to fit when the filter was compiled.
+            let _ = crate::filter::gen::emit(&f.expr, f.link, &mut self.b, keep, drop);
+            self.label("keep");
+        }
+        self.ret(snaplen);
+        self.label("drop");
+        self.ret(0);
+        self.finish()
     }
 
     fn finish(self) -> Vec<libc::sock_filter> {
@@ -386,7 +404,7 @@ mod tests {
                     p.to_vec()
                 }
             };
-            let filter = Ignore::default().socket_filter(link, 1514);
+            let filter = Ignore::default().socket_filter(link, 1514, None);
             for (what, packet, left_out) in cases {
                 let got = run(&filter, &frame(packet));
                 let want = if *left_out { 0 } else { 1514 };
@@ -396,14 +414,14 @@ mod tests {
                 nd: false,
                 arp: false,
             }
-            .socket_filter(link, 1514);
+            .socket_filter(link, 1514, None);
             assert_eq!(keep_all.len(), 1);
             assert_eq!(run(&keep_all, &frame(&nd)), 1514);
             let include_nd = Ignore {
                 nd: false,
                 arp: true,
             }
-            .socket_filter(link, 99);
+            .socket_filter(link, 99, None);
             assert_eq!(run(&include_nd, &frame(&nd)), 99);
         }
         // ARP, and ND behind VLAN tags still in the frame.
@@ -412,10 +430,10 @@ mod tests {
             nd: true,
             arp: true,
         }
-        .socket_filter(true, 1514);
+        .socket_filter(true, 1514, None);
         assert_eq!(run(&ignore_arp, &arp), 0);
         assert_eq!(
-            run(&Ignore::default().socket_filter(true, 1514), &arp),
+            run(&Ignore::default().socket_filter(true, 1514, None), &arp),
             1514
         );
         assert_eq!(run(&ignore_arp, &ethernet(0x0806, &[0x8100], &[0; 28])), 0);
@@ -427,7 +445,7 @@ mod tests {
         // Too short to tell: kept, never cut off by a load past the end.
         assert_eq!(run(&ignore_arp, &[0xff; 10]), 1514);
         assert_eq!(
-            run(&Ignore::default().socket_filter(false, 1514), &[]),
+            run(&Ignore::default().socket_filter(false, 1514, None), &[]),
             1514
         );
     }

@@ -28,6 +28,7 @@ use self::ebpf::TcCapture;
 use self::files::{CaptureFile, Captured, Format};
 use self::ignore::Ignore;
 use crate::ebpf::tc::{Hook, TcPath};
+use crate::filter::{Link, LiveFilter};
 use crate::jobs::{drain_events, Drained, Ended, EventSource, JobId, JobKind};
 use crate::kernel::requirements::{needs, Area, Requirements};
 use crate::net::netlink::Netlink;
@@ -89,6 +90,8 @@ pub struct StartOptions {
     pub ns: bool,
     /// The classes left out (the original's default: ND).
     pub ignore: Ignore,
+    /// A pcap-filter expression: only what it selects is captured.
+    pub filter: Option<String>,
 }
 
 /// What `capture show` shows of a running capture; counters are updated
@@ -99,6 +102,7 @@ pub struct CaptureInfo {
     pub linktype: u32,
     pub file: String,
     pub ignore: Ignore,
+    pub filter: Option<String>,
     pub started: Instant,
     pub packets: AtomicU64,
     pub bytes: AtomicU64,
@@ -378,6 +382,22 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
     // every packet would be written twice. tcpdump on lo shows each once
     // (libpcap drops lo's outgoing copies), and so does this: the copy
     // received. `--dir tx` still gives the sent copies.
+    // The filter is checked before anything is made or attached.
+    let filter = opts
+        .filter
+        .as_deref()
+        .map(|text| {
+            let link = if linktype == LINKTYPE_ETHERNET {
+                Link::Ethernet
+            } else {
+                Link::RawIp
+            };
+            LiveFilter::compile(text, link).map_err(|e| anyhow!("filter: {e}"))
+        })
+        .transpose()?;
+    if filter.is_some() && opts.backend == Backend::Ebpf {
+        bail!("a filter runs on the packet backend for now: --backend packet (or auto)");
+    }
     let once = arphrd == ARPHRD_LOOPBACK && opts.dir == Dir::Both;
     let dir = if once { Dir::Rx } else { opts.dir };
     let id = free_id(state, &iface);
@@ -391,7 +411,7 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
             true
         }
         // An explicit snap length above what the programs copy is kept.
-        Backend::Auto => opts.snaplen.is_none_or(|s| s as usize <= SNAPLEN_MAX),
+        Backend::Auto => filter.is_none() && opts.snaplen.is_none_or(|s| s as usize <= SNAPLEN_MAX),
     };
     // Two captures into one file would write over each other.
     {
@@ -417,7 +437,9 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
         let _ = std::fs::remove_file(&opts.file);
     };
     let mut note = String::new();
-    if opts.backend == Backend::Auto && !want_ebpf {
+    if opts.backend == Backend::Auto && filter.is_some() {
+        note = "; the filter runs on AF_PACKET for now".to_string();
+    } else if opts.backend == Backend::Auto && !want_ebpf {
         note = format!("; --snaplen {snaplen} is more than the eBPF backend copies ({SNAPLEN_MAX}), so AF_PACKET");
     }
     let tc = if want_ebpf {
@@ -471,9 +493,9 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
             )
         }
         None => match state.rt.block_on(async {
-            let filter = opts
-                .ignore
-                .socket_filter(linktype == LINKTYPE_ETHERNET, snaplen);
+            let filter =
+                opts.ignore
+                    .socket_filter(linktype == LINKTYPE_ETHERNET, snaplen, filter.as_ref());
             PacketRing::open(ifindex, &filter)
         }) {
             Ok(ring) => (Source::Packet(ring), "packet (tpacket_v3)".to_string()),
@@ -496,6 +518,7 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
         linktype,
         file: opts.file.clone(),
         ignore: opts.ignore,
+        filter: opts.filter.clone(),
         started: Instant::now(),
         packets: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
@@ -661,6 +684,7 @@ pub fn show(state: &State) -> String {
             c.lost.load(Ordering::Relaxed).to_string(),
             format!("{rate:.1} pkt/s"),
             format!("{elapsed:.1} s"),
+            c.filter.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
     let shown = rows.len();
@@ -670,10 +694,10 @@ pub fn show(state: &State) -> String {
     crate::util::columns(
         &[
             "IF", "BACKEND", "LINKTYPE", "FILE", "IGNORING", "PACKETS", "BYTES", "LOST", "RATE",
-            "ELAPSED",
+            "ELAPSED", "FILTER",
         ],
         &[
-            false, false, false, false, false, true, true, true, true, true,
+            false, false, false, false, false, true, true, true, true, true, false,
         ],
         &rows,
     )

@@ -28,6 +28,9 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
            (at most 65600 bytes; --snaplen N cuts them shorter) and names the sending\n\
            process of local packets where the kernel allows it (pcapng comment); the\n\
            packet backend is a TPACKET_V3 ring.\n\
+           FILTER, the trailing words, is a pcap-filter expression (see `filter`): only\n\
+           what it selects is captured, tested in the kernel (the packet backend's socket\n\
+           filter, after the classes left out; the eBPF backend takes filters later).\n\
            Packets the kernel could not queue are counted as lost, never silently.\n\
            Memory is bounded: the kernel side of one capture is a 32 MiB eBPF ring (a\n\
            record takes the packet's size class: 112 bytes for a 64-byte frame) or an\n\
@@ -40,7 +43,7 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
 #[command(
     name = "capture",
     disable_help_subcommand = true,
-    override_usage = "capture start IF FILE [jsonl|jsonl+|pcap|pcapng] [COUNT] [include=nd] [ignore=arp] [--snaplen N] [--backend auto|ebpf|packet] [--dir rx|tx|both] [--ns]\n\
+    override_usage = "capture start IF FILE [jsonl|jsonl+|pcap|pcapng] [COUNT] [include=nd] [ignore=arp] [--snaplen N] [--backend auto|ebpf|packet] [--dir rx|tx|both] [--ns] [FILTER...]\n\
                       capture stop IF|all\n\
                       capture show"
 )]
@@ -117,7 +120,13 @@ fn capture(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
             let mut format = None;
             let mut count = None;
             let mut ignore = Ignore::default();
+            let mut filter_words = Vec::new();
             for word in &rest {
+                // The filter is the trailing words, as tcpdump takes it.
+                if !filter_words.is_empty() {
+                    filter_words.push(word.as_str());
+                    continue;
+                }
                 match ignore.apply(word) {
                     Ok(true) => continue,
                     Ok(false) => {}
@@ -132,9 +141,7 @@ fn capture(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
                         return Err(usage(format!("COUNT must be a number above 0, not {word}")));
                     }
                 } else {
-                    return Err(usage(format!(
-                        "expected jsonl, jsonl+, pcap, pcapng, a COUNT, include=… or ignore=…, not {word}"
-                    )));
+                    filter_words.push(word.as_str());
                 }
             }
             let options = include
@@ -158,6 +165,7 @@ fn capture(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
                 dir,
                 ns,
                 ignore,
+                filter: capture_filter(&filter_words)?,
             };
             let line = capture::start(&ctx.state(), opts)?;
             writeln!(ctx.out, "{line}")?;
@@ -187,4 +195,25 @@ fn capture(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// The trailing words as a filter expression. One word that is neither a
+/// filter nor a known argument keeps the message it always had.
+fn capture_filter(words: &[&str]) -> anyhow::Result<Option<String>> {
+    let Some(first) = words.first() else {
+        return Ok(None);
+    };
+    let text = words.join(" ");
+    if words.len() == 1 {
+        if let Err(crate::filter::FilterError::Parse(e)) =
+            crate::filter::Filter::compile(&text, crate::filter::Link::Ethernet)
+        {
+            if e.column == 1 {
+                return Err(usage(format!(
+                    "expected jsonl, jsonl+, pcap, pcapng, a COUNT, include=… or ignore=…, not {first}"
+                )));
+            }
+        }
+    }
+    Ok(Some(text))
 }

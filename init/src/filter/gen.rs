@@ -538,26 +538,36 @@ impl Emitter {
     }
 }
 
-/// The classic program of `expr` on `link`: it returns `ACCEPT` for a
-/// packet that matches, 0 for one that does not.
-pub fn generate(expr: &Expr, link: Link) -> Result<Vec<Insn>, GenError> {
+/// Emits the code of `expr` on `link` into `b`: it goes to `t` for a
+/// packet that matches, to `f` for one that does not (for a program that
+/// runs other tests first, such as capture's ignored classes).
+pub fn emit(expr: &Expr, link: Link, b: &mut Builder, t: Label, f: Label) -> Result<(), GenError> {
     let node = Gen { link }.expr(expr);
     let mut e = Emitter {
-        b: Builder::default(),
+        b: std::mem::take(b),
         link,
         scratch: 0,
         error: None,
     };
-    let (t, f) = (e.b.label(), e.b.label());
     e.bool(&node, t, f);
-    e.b.mark(t);
-    e.b.stmt(BPF_RET | BPF_K, ACCEPT);
-    e.b.mark(f);
-    e.b.stmt(BPF_RET | BPF_K, 0);
-    if let Some(err) = e.error {
-        return Err(err);
+    *b = e.b;
+    match e.error {
+        Some(err) => Err(err),
+        None => Ok(()),
     }
-    let program = e.b.finish();
+}
+
+/// The classic program of `expr` on `link`: it returns `ACCEPT` for a
+/// packet that matches, 0 for one that does not.
+pub fn generate(expr: &Expr, link: Link) -> Result<Vec<Insn>, GenError> {
+    let mut b = Builder::default();
+    let (t, f) = (b.label(), b.label());
+    emit(expr, link, &mut b, t, f)?;
+    b.mark(t);
+    b.stmt(BPF_RET | BPF_K, ACCEPT);
+    b.mark(f);
+    b.stmt(BPF_RET | BPF_K, 0);
+    let program = b.finish();
     if program.len() > MAX_INSNS {
         return Err(GenError::TooLong(program.len()));
     }
