@@ -92,7 +92,10 @@ impl Ignore {
     ) -> Vec<libc::sock_filter> {
         let mut a = Asm::default();
         if self.bits() == 0 {
-            a.ja("accept");
+            if filter.is_none() {
+                a.ret(snaplen);
+                return a.finish();
+            }
             return a.accept(snaplen, filter);
         }
         // A load past the packet's end would end the filter with 0 (the
