@@ -86,6 +86,16 @@ fn ndp_frame(typ: Icmpv6Type, body: &[u8]) -> Vec<u8> {
     f
 }
 
+/// `round_trip` of an IP packet without a link header.
+fn raw_ip(dialect: Dialect, packet: &[u8], layers: &[&str]) -> Packet {
+    round_trip(dialect, LINKTYPE_RAW, packet, layers)
+}
+
+/// `round_trip` of an Ethernet frame in the original's dialect.
+fn original_ethernet(frame: &[u8], layers: &[&str]) -> Packet {
+    round_trip(Original, LINKTYPE_ETHERNET, frame, layers)
+}
+
 /// `round_trip` of an Ethernet frame in the full dialect.
 fn full_ethernet(frame: &[u8], layers: &[&str]) -> Packet {
     round_trip(Full, LINKTYPE_ETHERNET, frame, layers)
@@ -534,15 +544,10 @@ fn wrong_checksums_and_lengths_are_kept_as_they_were() {
 #[test]
 fn l3_link_types_decode_from_the_ip_header() {
     let v4 = udp4_frame(b"abc")[14..].to_vec();
-    round_trip(Full, LINKTYPE_RAW, &v4, &["Ip", "Udp", "raw"]);
+    raw_ip(Full, &v4, &["Ip", "Udp", "raw"]);
     round_trip(Full, LINKTYPE_IPV4, &v4, &["Ip", "Udp", "raw"]);
     let v6 = ndp_frame(Icmpv6Type::RouterSolicitation, &[])[14..].to_vec();
-    round_trip(
-        Full,
-        LINKTYPE_RAW,
-        &v6,
-        &["Ipv6", "Icmpv6", "icmpv6RouterSolicitation"],
-    );
+    raw_ip(Full, &v6, &["Ipv6", "Icmpv6", "icmpv6RouterSolicitation"]);
     round_trip(
         Full,
         LINKTYPE_IPV6,
@@ -882,24 +887,18 @@ fn original_dialect_leaves_ipv6_extension_headers_in_the_raw_after_ipv6() {
     let mut payload = vec![6, 0, 0, 1, 0, 0, 0x12, 0x34];
     payload.extend_from_slice(&tcp[40..]);
     let bytes = ipv6_packet(44, 64, &payload);
-    let p = round_trip(Original, LINKTYPE_RAW, &bytes, &["Ipv6", "raw"]);
+    let p = raw_ip(Original, &bytes, &["Ipv6", "raw"]);
     assert_eq!(p.layers[1], Layer::Raw(Raw { data: payload }));
     assert_eq!(
         json_of(&p.layers[0]),
         r#"{"layertype":"Ipv6","version_class":1610612736,"payload_length":28,"next_header":44,"hop_limit":64,"src":"fe80::1","dst":"fe80::2"}"#
     );
-    round_trip(Full, LINKTYPE_RAW, &bytes, &["Ipv6", "Ipv6Fragment", "Tcp"]);
+    raw_ip(Full, &bytes, &["Ipv6", "Ipv6Fragment", "Tcp"]);
     // Hop-by-hop in front of an MLD report: Ipv6, then raw.
     let hbh = [58, 0, 5, 2, 0, 0, 1, 0, 143, 0, 0x12, 0x34, 0, 0, 0, 0];
-    round_trip(
-        Original,
-        LINKTYPE_RAW,
-        &ipv6_packet(0, 1, &hbh),
-        &["Ipv6", "raw"],
-    );
-    round_trip(
+    raw_ip(Original, &ipv6_packet(0, 1, &hbh), &["Ipv6", "raw"]);
+    raw_ip(
         Full,
-        LINKTYPE_RAW,
         &ipv6_packet(0, 1, &hbh),
         &["Ipv6", "Ipv6HopByHop", "Icmpv6", "raw"],
     );
@@ -909,12 +908,7 @@ fn original_dialect_leaves_ipv6_extension_headers_in_the_raw_after_ipv6() {
 fn original_dialect_keeps_udp_padding_with_the_payload_in_one_raw() {
     let mut f = udp4_frame(b"hi");
     f.resize(60, 0);
-    let p = round_trip(
-        Original,
-        LINKTYPE_ETHERNET,
-        &f,
-        &["ether", "Ip", "Udp", "raw"],
-    );
+    let p = original_ethernet(&f, &["ether", "Ip", "Udp", "raw"]);
     let mut data = b"hi".to_vec();
     data.resize(60 - 42, 0);
     assert_eq!(p.layers[3], Layer::Raw(Raw { data }));
@@ -934,12 +928,7 @@ fn original_dialect_keeps_udp_padding_with_the_payload_in_one_raw() {
 #[test]
 fn original_dialect_tcp_has_no_options_key_they_stay_in_the_raw() {
     let f = tcp_syn_frame();
-    let p = round_trip(
-        Original,
-        LINKTYPE_ETHERNET,
-        &f,
-        &["ether", "Ip", "Tcp", "raw"],
-    );
+    let p = original_ethernet(&f, &["ether", "Ip", "Tcp", "raw"]);
     assert_eq!(
         json_of(&p.layers[2]),
         r#"{"layertype":"Tcp","sport":40000,"dport":80,"seq":305419896,"ack":0,"dataofs":10,"reserved":0,"flags":2,"window":64240,"chksum":"#
@@ -1005,12 +994,7 @@ fn original_dialect_reads_the_fixed_ipv4_header_only() {
         .icmpv4_echo_request(0x4242, 7)
         .write(&mut f, b"pingpong")
         .unwrap();
-    let p = round_trip(
-        Original,
-        LINKTYPE_ETHERNET,
-        &f,
-        &["ether", "Ip", "Icmp", "raw"],
-    );
+    let p = original_ethernet(&f, &["ether", "Ip", "Icmp", "raw"]);
     let Layer::Ip(ip) = &p.layers[1] else {
         panic!()
     };
@@ -1023,12 +1007,7 @@ fn original_dialect_reads_the_fixed_ipv4_header_only() {
     let mut g = udp4_frame(b"0123456789");
     g[14 + 6] = 0x00;
     g[14 + 7] = 0x02;
-    round_trip(
-        Original,
-        LINKTYPE_ETHERNET,
-        &g,
-        &["ether", "Ip", "Udp", "raw"],
-    );
+    original_ethernet(&g, &["ether", "Ip", "Udp", "raw"]);
     full_ethernet(&g, &["ether", "Ip", "raw"]);
 }
 
@@ -1040,7 +1019,7 @@ fn vlan_tags_are_dot1q_with_prio_id_vlan_etype() {
     // 802.1Q, PCP 5, DEI 1, VID 42, then ARP.
     f.extend_from_slice(&[0x81, 0x00, 0xb0, 42, 0x08, 0x06]);
     f.extend_from_slice(&arp_frame(1)[14..42]);
-    let p = round_trip(Original, LINKTYPE_ETHERNET, &f, &["ether", "dot1Q", "Arp"]);
+    let p = original_ethernet(&f, &["ether", "dot1Q", "Arp"]);
     assert_eq!(
         json_of(&p.layers[1]),
         r#"{"layertype":"dot1Q","prio":5,"id":1,"vlan":42,"etype":2054}"#
@@ -1048,7 +1027,7 @@ fn vlan_tags_are_dot1q_with_prio_id_vlan_etype() {
     // 802.1ad: the original has no S-tag; ours reads it as a tag.
     f[12] = 0x88;
     f[13] = 0xa8;
-    round_trip(Original, LINKTYPE_ETHERNET, &f, &["ether", "raw"]);
+    original_ethernet(&f, &["ether", "raw"]);
     full_ethernet(&f, &["ether", "dot1Q", "Arp"]);
 }
 
@@ -1176,12 +1155,7 @@ fn icmpv6_redirect_round_trips() {
         })
         .write(&mut f, &body[4..])
         .unwrap();
-    let p = round_trip(
-        Original,
-        LINKTYPE_ETHERNET,
-        &f,
-        &["ether", "Ipv6", "Icmpv6", "icmpv6Redirect"],
-    );
+    let p = original_ethernet(&f, &["ether", "Ipv6", "Icmpv6", "icmpv6Redirect"]);
     assert_eq!(
         json_of(&p.layers[3]),
         r#"{"layertype":"icmpv6Redirect","reserved":0,"target_address":"fe80::2","destination_address":"fe80::1","options":[{"TargetLinkLayerAddress":"02:00:00:00:00:01"}]}"#
@@ -1226,9 +1200,7 @@ fn original_dialect_ndp_options_are_the_originals() {
     // A zero-length option ends the options (the original would loop).
     let mut ns = V6_B.to_vec();
     ns.extend_from_slice(&[1, 1, 2, 0, 0, 0, 0, 1, 1, 0, 7, 7]);
-    round_trip(
-        Original,
-        LINKTYPE_ETHERNET,
+    original_ethernet(
         &ndp_frame(Icmpv6Type::NeighborSolicitation, &ns),
         &[
             "ether",
@@ -1333,12 +1305,7 @@ fn gre_is_decoded_with_every_field_and_encodes_its_auto_fields() {
     PacketBuilder::ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64)
         .write(&mut f, IpNumber(47), &teb)
         .unwrap();
-    round_trip(
-        Original,
-        LINKTYPE_RAW,
-        &f,
-        &["Ip", "Gre", "ether", "Arp", "raw"],
-    );
+    raw_ip(Original, &f, &["Ip", "Gre", "ether", "Arp", "raw"]);
 }
 
 #[test]
@@ -1356,11 +1323,10 @@ fn ip_in_ip_follows_the_original_ipv4_in_both_ipv6_only_in_ours() {
     PacketBuilder::ipv4([192, 0, 2, 1], [192, 0, 2, 2], 64)
         .write(&mut f, IpNumber(41), &inner6)
         .unwrap();
-    round_trip(Original, LINKTYPE_RAW, &f, &["Ip", "raw"]);
-    round_trip(Full, LINKTYPE_RAW, &f, &["Ip", "Ipv6"]);
-    round_trip(
+    raw_ip(Original, &f, &["Ip", "raw"]);
+    raw_ip(Full, &f, &["Ip", "Ipv6"]);
+    raw_ip(
         Original,
-        LINKTYPE_RAW,
         &ipv6_packet(4, 64, &inner4),
         &["Ipv6", "Ip", "Udp", "raw"],
     );
