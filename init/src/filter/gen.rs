@@ -19,6 +19,8 @@ const ETH_IP6: u32 = 0x86dd;
 const ETH_ARP: u32 = 0x806;
 const ETH_RARP: u32 = 0x8035;
 const IPPROTO_FRAGMENT: u32 = 44;
+/// Where the kernel's ancillary data starts for a classic load (-0x1000).
+const SKF_AD_OFF: u32 = 0xffff_f000;
 
 /// A boolean test tree, before code.
 #[derive(Clone, Debug)]
@@ -312,6 +314,24 @@ impl Gen {
                         tagged,
                         Node::Test(
                             Load::Abs(o.ethertype + 2, BPF_H),
+                            Some(0xfff),
+                            BPF_JEQ,
+                            u32::from(*id),
+                        ),
+                    ),
+                }
+            }
+            Prim::VlanMeta(present, id) => {
+                // Ancillary loads (linux/filter.h): SKF_AD_OFF + 48 is
+                // "a tag is present", + 44 the tag's TCI.
+                let tagged = eq(Load::Abs(SKF_AD_OFF + 48, BPF_W), 1);
+                match (present, id) {
+                    (false, _) => Node::Not(Box::new(tagged)),
+                    (true, None) => tagged,
+                    (true, Some(id)) => and(
+                        tagged,
+                        Node::Test(
+                            Load::Abs(SKF_AD_OFF + 44, BPF_W),
                             Some(0xfff),
                             BPF_JEQ,
                             u32::from(*id),

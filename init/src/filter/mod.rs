@@ -61,9 +61,12 @@ impl Filter {
 }
 
 /// An expression for a live capture's socket filter, on one link. The
-/// kernel may keep a VLAN tag outside the packet's bytes (in the skb), where
-/// offline code does not look: `vlan` is refused here until the live
-/// variant reads the tag from there too.
+/// kernel may hold a packet's VLAN tag outside its bytes (in the skb, as
+/// it does for tags it took out on receive), where offline code does not
+/// look: as libpcap's live code, `vlan [ID] and REST` becomes "a tag in
+/// the metadata and REST at the untagged offsets, or no tag there, one in
+/// the bytes and REST past it". `vlan` elsewhere than at the head of the
+/// expression is refused.
 #[derive(Clone, Debug)]
 pub struct LiveFilter {
     pub link: Link,
@@ -72,17 +75,73 @@ pub struct LiveFilter {
 
 impl LiveFilter {
     pub fn compile(text: &str, link: Link) -> Result<LiveFilter, FilterError> {
-        let expr = parse::parse(text, link)?;
+        use parse::{Expr, Prim};
+        let mut expr = parse::parse(text, link)?;
         if has_vlan(&expr) {
-            return Err(FilterError::Parse(parse::ParseError {
-                column: text.find("vlan").map_or(1, |i| i + 1),
-                message: "`vlan` in a live capture's filter is not supported yet (filter the file)"
-                    .into(),
-            }));
+            let refuse = || {
+                FilterError::Parse(parse::ParseError {
+                    column: text.find("vlan").map_or(1, |i| i + 1),
+                    message:
+                        "in a live capture's filter, `vlan` is only taken first (`vlan [ID] and …`)"
+                            .into(),
+                })
+            };
+            let mut chain = Vec::new();
+            and_chain(expr, &mut chain);
+            let (id, at) = match chain.first() {
+                Some(Expr::Prim(Prim::Vlan(id), at)) => (*id, *at),
+                _ => return Err(refuse()),
+            };
+            let rest: Vec<Expr> = chain.drain(1..).collect();
+            if rest.iter().any(has_vlan) {
+                return Err(refuse());
+            }
+            let all = |first: Expr, rest: Vec<Expr>| {
+                rest.into_iter()
+                    .fold(first, |a, b| Expr::And(Box::new(a), Box::new(b)))
+            };
+            // In the metadata: the bytes are untagged, REST as before the tag.
+            let unshifted = rest.iter().cloned().map(|e| shift(e, -4)).collect();
+            let meta = all(Expr::Prim(Prim::VlanMeta(true, id), at), unshifted);
+            let bytes = all(
+                Expr::And(
+                    Box::new(Expr::Prim(Prim::VlanMeta(false, None), at)),
+                    Box::new(Expr::Prim(Prim::Vlan(id), at)),
+                ),
+                rest,
+            );
+            expr = Expr::Or(Box::new(meta), Box::new(bytes));
         }
         // Checks that it fits.
         gen::generate(&expr, link)?;
         Ok(LiveFilter { link, expr })
+    }
+}
+
+/// The operands of a chain of `and`, left to right.
+fn and_chain(e: parse::Expr, out: &mut Vec<parse::Expr>) {
+    match e {
+        parse::Expr::And(a, b) => {
+            and_chain(*a, out);
+            and_chain(*b, out);
+        }
+        other => out.push(other),
+    }
+}
+
+/// `e` with every offset moved by `by` bytes.
+fn shift(e: parse::Expr, by: i32) -> parse::Expr {
+    use parse::Expr;
+    let moved = |o: parse::Offsets| parse::Offsets {
+        ethertype: o.ethertype.wrapping_add_signed(by),
+        network: o.network.wrapping_add_signed(by),
+    };
+    match e {
+        Expr::And(a, b) => Expr::And(Box::new(shift(*a, by)), Box::new(shift(*b, by))),
+        Expr::Or(a, b) => Expr::Or(Box::new(shift(*a, by)), Box::new(shift(*b, by))),
+        Expr::Not(a) => Expr::Not(Box::new(shift(*a, by))),
+        Expr::Prim(p, o) => Expr::Prim(p, moved(o)),
+        Expr::Rel(l, op, r, o) => Expr::Rel(l, op, r, moved(o)),
     }
 }
 

@@ -129,6 +129,10 @@ pub enum Prim {
     Ip6Multicast,
     /// `vlan [ID]`, at the offsets before it.
     Vlan(Option<u16>),
+    /// Live only: the kernel holds a VLAN tag (of this ID) outside the
+    /// packet's bytes (the skb's metadata, SKF_AD_VLAN_TAG_PRESENT); or,
+    /// `false`, it holds none there.
+    VlanMeta(bool, Option<u16>),
     Greater(u32),
     Less(u32),
 }
