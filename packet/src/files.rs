@@ -188,6 +188,7 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// Where `create` writes `out` first: None when it is written directly.
     pub fn tmp_path(out: &Path) -> Option<PathBuf> {
+        let out = &resolved(out);
         match std::fs::metadata(out) {
             Ok(m) if !m.is_file() || is_kernel_file(out) => None,
             _ => {
@@ -199,25 +200,26 @@ impl AtomicFile {
     }
 
     pub fn create(out: impl AsRef<Path>) -> Result<AtomicFile, SaveError> {
-        let path = out.as_ref().to_path_buf();
+        let path = resolved(out.as_ref());
         let old = std::fs::metadata(&path);
+        let direct = |path: PathBuf, truncate: bool| {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .truncate(truncate)
+                .open(&path)
+                .map_err(|error| SaveError::Open {
+                    path: path.clone(),
+                    error,
+                })?;
+            Ok(AtomicFile {
+                path,
+                tmp: None,
+                file,
+            })
+        };
         match &old {
             Ok(m) if m.is_dir() => return Err(SaveError::IsADirectory(path)),
-            Ok(m) if !m.is_file() || is_kernel_file(&path) => {
-                let file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .truncate(m.is_file())
-                    .open(&path)
-                    .map_err(|error| SaveError::Open {
-                        path: path.clone(),
-                        error,
-                    })?;
-                return Ok(AtomicFile {
-                    path,
-                    tmp: None,
-                    file,
-                });
-            }
+            Ok(m) if !m.is_file() || is_kernel_file(&path) => return direct(path, m.is_file()),
             _ => {}
         }
         let Some(tmp) = Self::tmp_path(&path) else {
@@ -228,7 +230,15 @@ impl AtomicFile {
             tmp: tmp.clone(),
             error,
         };
-        let file = File::create(&tmp).map_err(failed)?;
+        let file = match File::create(&tmp) {
+            Ok(file) => file,
+            // A file that may be written in a directory that may not: in
+            // place, as before there were temporary files.
+            Err(e) if old.is_ok() && e.kind() == io::ErrorKind::PermissionDenied => {
+                return direct(path, true);
+            }
+            Err(e) => return Err(failed(e)),
+        };
         // The file it replaces keeps its mode (an executable script stays one).
         if let Ok(m) = old {
             file.set_permissions(m.permissions()).map_err(failed)?;
@@ -261,6 +271,17 @@ impl AtomicFile {
         }
         Ok(())
     }
+}
+
+/// A symbolic link's target (a link stays one: its target is what is
+/// replaced); any other path as it is.
+fn resolved(path: &Path) -> PathBuf {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        if let Ok(target) = std::fs::canonicalize(path) {
+            return target;
+        }
+    }
+    path.to_path_buf()
 }
 
 /// Whether `path` is on a file system of the kernel's own files, where a
@@ -343,6 +364,17 @@ mod tests {
         assert_eq!(e.to_string(), format!("{}: is a directory", dir.display()));
         let e = AtomicFile::create(dir.join("no/such")).err().unwrap();
         assert!(e.to_string().ends_with("No such file or directory"), "{e}");
+        // Through a symbolic link: the target changes, the link stays.
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&out, &link).unwrap();
+        let mut f = AtomicFile::create(&link).unwrap();
+        f.write_all(b"via link").unwrap();
+        f.commit().unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "via link");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
