@@ -197,16 +197,24 @@ fn a_capture_keeps_only_what_its_filter_selects_in_the_kernel() {
     ns.veth("fca", "fcb", None);
     ns.ip(&["link", "set", "fca", "up"]);
     ns.ip(&["link", "set", "fcb", "up"]);
-    for (backend, expr) in [("packet", "udp port 53"), ("auto", "tcp or arp")] {
-        let out = dir.file(&format!("{backend}.pcap"));
+    // Received on fcb, sent on fca; both backends (auto takes eBPF).
+    let runs = [
+        ("packet", "fcb", "rx", "udp port 53"),
+        ("packet", "fca", "tx", "tcp or arp"),
+        ("ebpf", "fcb", "rx", "tcp or arp"),
+        ("ebpf", "fca", "tx", "udp port 53"),
+        ("auto", "fcb", "rx", "ip6 and (icmp6 or udp)"),
+    ];
+    for (backend, side, dir_word, expr) in runs {
+        let out = dir.file(&format!("{backend}-{side}.pcap"));
         let r = ns.myinit(&format!(
-            "capture start fcb {out} --backend {backend} {expr}; \
-             inject {pcap} fca --topspeed; sleep 0.3; capture show; capture stop fcb"
+            "capture start {side} {out} --backend {backend} --dir {dir_word} {expr}; \
+             inject {pcap} fca --topspeed; sleep 0.3; capture show; capture stop {side}"
         ));
         r.assert_ok();
         assert!(
             r.stdout.contains(&format!(
-                "Started capture on fcb -> {out} (format: pcap) (unlimited) (ignoring: nd)\n"
+                "Started capture on {side} -> {out} (format: pcap) (unlimited) (ignoring: nd)\n"
             )),
             "{r:?}"
         );
@@ -214,17 +222,21 @@ fn a_capture_keeps_only_what_its_filter_selects_in_the_kernel() {
             r.stdout.contains(expr),
             "capture show names the filter: {r:?}"
         );
-        if backend == "auto" {
-            assert!(
-                r.stdout.contains("the filter runs on AF_PACKET for now"),
-                "{r:?}"
-            );
-        }
+        let backend_shown = if backend == "packet" {
+            "packet"
+        } else {
+            "ebpf"
+        };
+        assert!(
+            r.stdout.contains(&format!("{backend_shown} (")),
+            "{backend}: {r:?}"
+        );
         let want = tcpdump_selects(&pcap, expr).len();
+        assert!(want > 0, "{expr}");
         // Captured now, so not one second apart: count the packet lines.
         let text = run_ok("tcpdump", &["-tt", "-n", "-r", &out]);
         let got = text.lines().filter(|l| l.starts_with("17")).count();
-        assert_eq!(got, want, "{backend} `{expr}`: {r:?}");
+        assert_eq!(got, want, "{backend} {side} `{expr}`: {r:?}\n{text}");
         assert!(
             r.stdout.contains(&format!("({want} packets captured)")),
             "{r:?}"
@@ -233,10 +245,6 @@ fn a_capture_keeps_only_what_its_filter_selects_in_the_kernel() {
     // Refused in one line, nothing started, no file.
     let out = dir.file("bad.pcap");
     for (args, message) in [
-        (
-            "--backend ebpf udp",
-            "a filter runs on the packet backend for now",
-        ),
         ("tcp and (port 80", "filter: column 9: `(` without its `)`"),
         (
             "udp and vlan",
@@ -294,23 +302,25 @@ fn a_live_vlan_filter_finds_the_tag_in_the_metadata_and_in_the_bytes() {
     ns.ip(&["link", "set", "fvb", "up"]);
     // Received on fvb, the kernel takes the tag out into the skb; sent on
     // fva, the frames carry it in their bytes.
-    for (side, dir_word) in [("fvb", "rx"), ("fva", "tx")] {
-        for (expr, want) in [
-            ("vlan 100 and udp port 53", 1),
-            ("vlan and udp", 2),
-            ("vlan 100", 2),
-            ("vlan 300", 0),
-        ] {
-            let out = dir.file(&format!("{side}-{}.pcap", expr.replace(' ', "_")));
-            let r = ns.myinit(&format!(
-                "capture start {side} {out} --backend packet --dir {dir_word} {expr}; \
-                 inject {pcap} fva --topspeed; sleep 0.3; capture stop {side}"
-            ));
-            r.assert_ok();
-            assert!(
-                r.stdout.contains(&format!("({want} packets captured)")),
-                "{side} {dir_word} `{expr}`: {r:?}"
-            );
+    for backend in ["packet", "ebpf"] {
+        for (side, dir_word) in [("fvb", "rx"), ("fva", "tx")] {
+            for (expr, want) in [
+                ("vlan 100 and udp port 53", 1),
+                ("vlan and udp", 2),
+                ("vlan 100", 2),
+                ("vlan 300", 0),
+            ] {
+                let out = dir.file(&format!("{side}-{}.pcap", expr.replace(' ', "_")));
+                let r = ns.myinit(&format!(
+                    "capture start {side} {out} --backend {backend} --dir {dir_word} {expr}; \
+                     inject {pcap} fva --topspeed; sleep 0.3; capture stop {side}"
+                ));
+                r.assert_ok();
+                assert!(
+                    r.stdout.contains(&format!("({want} packets captured)")),
+                    "{backend} {side} {dir_word} `{expr}`: {r:?}"
+                );
+            }
         }
     }
 }

@@ -110,6 +110,24 @@ impl Netns {
         run("ip", &full)
     }
 
+    /// `python3 -c SCRIPT` inside the namespace, in the background, once
+    /// it printed `ready` (the script's own signal that it set up what
+    /// it must, such as a TUN device); killed when dropped.
+    pub fn python_ready(&self, script: &str) -> Background {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.name, "python3", "-c", script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run python3");
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().expect("piped stdout")),
+            &mut line,
+        );
+        assert_eq!(line.trim(), "ready", "python3 -c {script}");
+        Background(child)
+    }
+
     /// `ip -n NS …`; its stdout, or what it said.
     pub fn try_ip(&self, args: &[&str]) -> Result<String, CommandFailed> {
         let mut full = vec!["-n", &self.name];

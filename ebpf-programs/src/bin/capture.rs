@@ -17,7 +17,7 @@ use aya_ebpf::{
         bpf_skb_load_bytes_relative,
     },
     macros::{classifier, map},
-    maps::{PerCpuArray, RingBuf},
+    maps::{PerCpuArray, ProgramArray, RingBuf},
     programs::TcContext,
     Global,
 };
@@ -50,6 +50,23 @@ static CAPTURE_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 /// so the slot is not shared while a program uses it.
 #[map]
 static CAPTURE_SCRATCH: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// The filter (`capture start … FILTER`), translated to eBPF at run time
+/// (init's `filter/ebpf.rs`): slot 0 the ingress filter, 1 the ingress
+/// program it tail-calls on a match (`capture_ingress_matched`), 2 and 3
+/// the same for egress. Empty without a filter.
+#[map]
+static CAPTURE_FILTER: ProgramArray = ProgramArray::with_max_entries(4, 0);
+
+/// Where the packet starts in the skb's data and its length (`Packet`'s
+/// base and len), per CPU, for the filter and the matched program on an
+/// interface without a link header, where finding them costs 34 probes.
+#[map]
+static CAPTURE_PACKET: PerCpuArray<[u32; 2]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Non-zero when a filter is set: every packet goes through it first.
+#[unsafe(no_mangle)]
+static FILTERED: Global<u8> = Global::new(0);
 
 /// Bytes copied from each packet; userspace sets it (`capture -s`). Values
 /// above `SNAPLEN_MAX` are cut to it.
@@ -342,12 +359,52 @@ fn capture_into<const N: usize>(p: &Packet, direction: u8, want: u32) {
     submit_batched(slot, &CAPTURE_RING, WAKEUP_BYTES);
 }
 
+/// The entry: classes left out, then the filter (which tail-calls the
+/// matched program, or returns), then the copy.
 #[inline(always)]
-fn capture(ctx: &TcContext, direction: u8) {
+fn capture(ctx: &TcContext, direction: u8, filter_slot: u32) {
     let p = Packet::new(ctx);
     if ignored(&p) {
         return;
     }
+    if FILTERED.load() != 0 {
+        if LINK_HEADER.load() == 0 {
+            if let Some(slot) = CAPTURE_PACKET.get_ptr_mut(0) {
+                // SAFETY: this CPU's slot; read by the programs this one
+                // tail-calls, on the same CPU, before anything else runs.
+                unsafe { *slot = [p.base, p.len] };
+            }
+        }
+        // SAFETY: the filter and the matched program take this context.
+        unsafe { CAPTURE_FILTER.tail_call(ctx, filter_slot) };
+        // No filter program in the slot: nothing is taken.
+        return;
+    }
+    take(&p, direction);
+}
+
+/// A packet the filter matched: the copy alone.
+#[inline(always)]
+fn matched(ctx: &TcContext, direction: u8) {
+    let mut p = Packet {
+        ctx,
+        base: 0,
+        len: ctx.len(),
+    };
+    if LINK_HEADER.load() == 0 {
+        let Some(slot) = CAPTURE_PACKET.get_ptr(0) else {
+            return;
+        };
+        // SAFETY: this CPU's slot, written by the entry program.
+        let [base, len] = unsafe { *slot };
+        p.base = base;
+        p.len = len;
+    }
+    take(&p, direction);
+}
+
+#[inline(always)]
+fn take(p: &Packet, direction: u8) {
     let orig_len = p.len;
     // Above the largest record, a packet would not fit any: cut to it.
     let snaplen = core::cmp::min(SNAPLEN.load(), SNAPLEN_MAX as u32);
@@ -359,37 +416,51 @@ fn capture(ctx: &TcContext, direction: u8) {
     // One branch per size class, each with its constant record size.
     let w = want as usize;
     if w <= SIZE_CLASSES[0] {
-        capture_into::<{ SIZE_CLASSES[0] }>(&p, direction, want);
+        capture_into::<{ SIZE_CLASSES[0] }>(p, direction, want);
     } else if w <= SIZE_CLASSES[1] {
-        capture_into::<{ SIZE_CLASSES[1] }>(&p, direction, want);
+        capture_into::<{ SIZE_CLASSES[1] }>(p, direction, want);
     } else if w <= SIZE_CLASSES[2] {
-        capture_into::<{ SIZE_CLASSES[2] }>(&p, direction, want);
+        capture_into::<{ SIZE_CLASSES[2] }>(p, direction, want);
     } else if w <= SIZE_CLASSES[3] {
-        capture_into::<{ SIZE_CLASSES[3] }>(&p, direction, want);
+        capture_into::<{ SIZE_CLASSES[3] }>(p, direction, want);
     } else if w <= SIZE_CLASSES[4] {
-        capture_into::<{ SIZE_CLASSES[4] }>(&p, direction, want);
+        capture_into::<{ SIZE_CLASSES[4] }>(p, direction, want);
     } else if w <= SIZE_CLASSES[5] {
-        capture_into::<{ SIZE_CLASSES[5] }>(&p, direction, want);
+        capture_into::<{ SIZE_CLASSES[5] }>(p, direction, want);
     } else if w <= SIZE_CLASSES[6] {
-        capture_into::<{ SIZE_CLASSES[6] }>(&p, direction, want);
+        capture_into::<{ SIZE_CLASSES[6] }>(p, direction, want);
     } else if w <= SIZE_CLASSES[7] {
-        capture_into::<{ SIZE_CLASSES[7] }>(&p, direction, want);
+        capture_into::<{ SIZE_CLASSES[7] }>(p, direction, want);
     } else {
-        capture_into::<{ SIZE_CLASSES[8] }>(&p, direction, want);
+        capture_into::<{ SIZE_CLASSES[8] }>(p, direction, want);
     }
 }
 
 /// Packets arriving on the interface (TC ingress).
 #[classifier]
 pub fn capture_ingress(ctx: TcContext) -> i32 {
-    capture(&ctx, CAPTURE_INGRESS);
+    capture(&ctx, CAPTURE_INGRESS, 0);
+    TC_ACT_UNSPEC
+}
+
+/// Ingress packets the filter matched (tail-called from slot 1).
+#[classifier]
+pub fn capture_ingress_matched(ctx: TcContext) -> i32 {
+    matched(&ctx, CAPTURE_INGRESS);
+    TC_ACT_UNSPEC
+}
+
+/// Egress packets the filter matched (tail-called from slot 3).
+#[classifier]
+pub fn capture_egress_matched(ctx: TcContext) -> i32 {
+    matched(&ctx, CAPTURE_EGRESS);
     TC_ACT_UNSPEC
 }
 
 /// Packets leaving through the interface (TC egress).
 #[classifier]
 pub fn capture_egress(ctx: TcContext) -> i32 {
-    capture(&ctx, CAPTURE_EGRESS);
+    capture(&ctx, CAPTURE_EGRESS, 2);
     TC_ACT_UNSPEC
 }
 

@@ -11,7 +11,7 @@ use aya_ebpf::{
         generated::{bpf_get_current_comm, bpf_probe_read_kernel},
     },
     macros::{btf_tracepoint, map, tracepoint},
-    maps::{PerCpuArray, PerCpuHashMap, RingBuf, StackTrace},
+    maps::{PerCpuArray, PerCpuHashMap, ProgramArray, RingBuf, StackTrace},
     programs::{tracing::StackIdContext, BtfTracePointContext, TracePointContext},
     Global,
 };
@@ -50,6 +50,18 @@ static DROP_STACKS: StackTrace = StackTrace::with_max_entries(1, 0);
 /// map, or no stack), per CPU (index 0): never silent.
 #[map]
 static DROP_STACK_LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// The filter (`droptrace start … FILTER`), translated to eBPF at run time
+/// (init's `filter/ebpf.rs`): slot 0 the filter, 1 the program it
+/// tail-calls on a match (`kfree_skb_matched` or `kfree_skb_btf_matched`,
+/// the same hook's). A drop the filter rejects reserves nothing, so `lost`
+/// counts only drops that matched.
+#[map]
+static DROP_FILTER: ProgramArray = ProgramArray::with_max_entries(2, 0);
+
+/// Non-zero when a filter is set: every drop goes through it first.
+#[unsafe(no_mangle)]
+static FILTERED: Global<u8> = Global::new(0);
 
 /// `MODE_EVENTS` or `MODE_SUMMARY`, set by userspace before load (a
 /// constant to the verifier, so the other path is pruned).
@@ -525,32 +537,76 @@ fn count<M: Members>(
     }
 }
 
-/// Classic tracepoint `skb:kfree_skb`: available on every kernel with tracing.
-#[tracepoint(category = "skb", name = "kfree_skb")]
-pub fn kfree_skb(ctx: TracePointContext) -> u32 {
-    let stack_id = stack_of(&ctx);
+/// The filter first, when there is one: it tail-calls the matched
+/// program or returns; if its slot is empty, nothing is traced.
+#[inline(always)]
+fn filtered<C: aya_ebpf::EbpfContext>(ctx: &C) -> bool {
+    if FILTERED.load() == 0 {
+        return false;
+    }
+    // SAFETY: the filter and the matched program take this hook's context.
+    unsafe { DROP_FILTER.tail_call(ctx, 0) };
+    true
+}
+
+#[inline(always)]
+fn trace_classic(ctx: &TracePointContext) {
+    let stack_id = stack_of(ctx);
     if MODE.load() == MODE_SUMMARY {
         count::<ProbeRead>(
-            read_field::<u64>(&ctx, KFREE_SKB_OFF_SKBADDR.load()),
-            read_field::<u64>(&ctx, KFREE_SKB_OFF_LOCATION.load()),
-            read_field::<u32>(&ctx, KFREE_SKB_OFF_REASON.load()),
-            read_field::<u16>(&ctx, KFREE_SKB_OFF_PROTOCOL.load()),
+            read_field::<u64>(ctx, KFREE_SKB_OFF_SKBADDR.load()),
+            read_field::<u64>(ctx, KFREE_SKB_OFF_LOCATION.load()),
+            read_field::<u32>(ctx, KFREE_SKB_OFF_REASON.load()),
+            read_field::<u16>(ctx, KFREE_SKB_OFF_PROTOCOL.load()),
             false,
             stack_id,
         );
-        return 0;
+        return;
     }
     let emitted = emit::<ProbeRead>(
-        read_field::<u64>(&ctx, KFREE_SKB_OFF_SKBADDR.load()),
-        read_field::<u64>(&ctx, KFREE_SKB_OFF_LOCATION.load()),
-        read_field::<u32>(&ctx, KFREE_SKB_OFF_REASON.load()),
-        read_field::<u16>(&ctx, KFREE_SKB_OFF_PROTOCOL.load()),
+        read_field::<u64>(ctx, KFREE_SKB_OFF_SKBADDR.load()),
+        read_field::<u64>(ctx, KFREE_SKB_OFF_LOCATION.load()),
+        read_field::<u32>(ctx, KFREE_SKB_OFF_REASON.load()),
+        read_field::<u16>(ctx, KFREE_SKB_OFF_PROTOCOL.load()),
         false,
         stack_id,
     );
     if let Some((reason, location)) = emitted {
-        debug!(&ctx, "kfree_skb reason={} location={:x}", reason, location);
+        debug!(ctx, "kfree_skb reason={} location={:x}", reason, location);
     }
+}
+
+#[inline(always)]
+fn trace_btf(ctx: &BtfTracePointContext) {
+    let skb: u64 = ctx.arg(0);
+    let location: u64 = ctx.arg(1);
+    let reason: u64 = ctx.arg(2);
+    let stack_id = stack_of(ctx);
+    if MODE.load() == MODE_SUMMARY {
+        count::<BtfLoad>(skb, location, reason as u32, 0, true, stack_id);
+        return;
+    }
+    if emit::<BtfLoad>(skb, location, reason as u32, 0, true, stack_id).is_some() {
+        debug!(
+            ctx,
+            "kfree_skb reason={} location={:x}", reason as u32, location
+        );
+    }
+}
+
+/// Classic tracepoint `skb:kfree_skb`: available on every kernel with tracing.
+#[tracepoint(category = "skb", name = "kfree_skb")]
+pub fn kfree_skb(ctx: TracePointContext) -> u32 {
+    if !filtered(&ctx) {
+        trace_classic(&ctx);
+    }
+    0
+}
+
+/// The classic tracepoint's drops the filter matched (slot 1).
+#[tracepoint(category = "skb", name = "kfree_skb")]
+pub fn kfree_skb_matched(ctx: TracePointContext) -> u32 {
+    trace_classic(&ctx);
     0
 }
 
@@ -559,20 +615,16 @@ pub fn kfree_skb(ctx: TracePointContext) -> u32 {
 /// is not used), so no format file is needed.
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn kfree_skb_btf(ctx: BtfTracePointContext) -> u32 {
-    let skb: u64 = ctx.arg(0);
-    let location: u64 = ctx.arg(1);
-    let reason: u64 = ctx.arg(2);
-    let stack_id = stack_of(&ctx);
-    if MODE.load() == MODE_SUMMARY {
-        count::<BtfLoad>(skb, location, reason as u32, 0, true, stack_id);
-        return 0;
+    if !filtered(&ctx) {
+        trace_btf(&ctx);
     }
-    if emit::<BtfLoad>(skb, location, reason as u32, 0, true, stack_id).is_some() {
-        debug!(
-            &ctx,
-            "kfree_skb reason={} location={:x}", reason as u32, location
-        );
-    }
+    0
+}
+
+/// tp_btf's drops the filter matched (slot 1).
+#[btf_tracepoint(function = "kfree_skb")]
+pub fn kfree_skb_btf_matched(ctx: BtfTracePointContext) -> u32 {
+    trace_btf(&ctx);
     0
 }
 

@@ -2,12 +2,15 @@
 //! ingress and/or egress (ebpf/tc.rs: TCX, or clsact + cls_bpf), queueing
 //! each packet's first bytes and a `CaptureHeader` into one ring buffer.
 
+use std::os::fd::{AsFd as _, OwnedFd};
+
 use aya::programs::SchedClassifier;
 use myinit_common::capture::{CaptureHeader, CAPTURE_EGRESS, CAPTURE_HAS_TASK, CAPTURE_HAS_VLAN};
 
 use crate::ebpf::ring::{self, RingReader};
 use crate::ebpf::tc::{self, Attached, Hook, TcPath};
-use crate::ebpf::Object;
+use crate::ebpf::{raw, Object};
+use crate::filter::{bpf, ebpf as filter_ebpf};
 use crate::kernel::btf::KernelBtf;
 use crate::packet::pcap::Direction;
 
@@ -42,6 +45,8 @@ pub struct TcCapture {
     /// Filters of these programs a killed myinit had left on the hooks,
     /// removed before attaching (clsact only).
     pub removed_orphans: usize,
+    /// The translated filter programs (in the object's program array).
+    _filters: Vec<OwnedFd>,
     // Declared last: dropped after the ring reader that reads its map.
     object: Object,
 }
@@ -51,6 +56,60 @@ fn program_for(hook: Hook) -> &'static str {
         Hook::Ingress => "capture_ingress",
         Hook::Egress => "capture_egress",
     }
+}
+
+/// The hook's slot in `CAPTURE_FILTER` (its filter; the next one holds the
+/// program the filter tail-calls on a match) and that program.
+fn filter_slot(hook: Hook) -> (u32, &'static str) {
+    match hook {
+        Hook::Ingress => (0, "capture_ingress_matched"),
+        Hook::Egress => (2, "capture_egress_matched"),
+    }
+}
+
+/// `TC_ACT_UNSPEC`: what a filter returns for a packet it rejects.
+const TC_ACT_UNSPEC: i32 = -1;
+
+/// Loads the matched programs and the filter translated for each hook
+/// into the program array (see `filter/ebpf.rs`).
+fn install_filter(
+    object: &mut Object,
+    hooks: &[Hook],
+    program: &[bpf::Insn],
+    link_header: bool,
+) -> anyhow::Result<Vec<OwnedFd>> {
+    let map = object.map_fd("CAPTURE_FILTER")?;
+    let base_map = if link_header {
+        None
+    } else {
+        Some(object.map_fd("CAPTURE_PACKET")?)
+    };
+    let mut fds = Vec::new();
+    for &hook in hooks {
+        let (slot, matched) = filter_slot(hook);
+        let p: &mut SchedClassifier = object.program_mut(matched)?;
+        tc::load_program(p, matched)?;
+        raw::set_slot(map, slot + 1, p.fd()?.as_fd())?;
+        let insns = filter_ebpf::translate(
+            program,
+            None,
+            filter_ebpf::Hook::Tc { base_map },
+            filter_ebpf::Verdict::TailCall {
+                map,
+                index: slot + 1,
+                miss: TC_ACT_UNSPEC,
+            },
+        )?;
+        let kind = raw::ProgramKind {
+            prog_type: raw::PROG_TYPE_SCHED_CLS,
+            expected_attach_type: 0,
+            attach_btf_id: 0,
+        };
+        let fd = raw::load(&format!("filter_{}", hook.name()), kind, &insns)?;
+        raw::set_slot(map, slot, fd.as_fd())?;
+        fds.push(fd);
+    }
+    Ok(fds)
 }
 
 /// `kconfig bpf`'s proof for capture: both programs pass this kernel's
@@ -88,18 +147,26 @@ impl TcCapture {
         snaplen: u32,
         ignore: u8,
         link_header: bool,
+        filter: Option<&[bpf::Insn]>,
     ) -> anyhow::Result<Self> {
         let path = tc::choose_path()?;
         let btf = KernelBtf::get();
         let aya_btf = btf.as_ref().ok().map(|b| &b.aya);
         let task_helpers = u8::from(tc::task_helpers_allowed());
-        let link_header: u8 = if link_header { 14 } else { 0 };
+        let link_bytes: u8 = if link_header { 14 } else { 0 };
+        let filtered = u8::from(filter.is_some());
         let mut object = tc::load_object(OBJECT, aya_btf, iface, |loader| {
+            loader.override_global("FILTERED", &filtered, true);
             loader.override_global("TASK_HELPERS", &task_helpers, true);
             loader.override_global("SNAPLEN", &snaplen, true);
             loader.override_global("IGNORE", &ignore, true);
-            loader.override_global("LINK_HEADER", &link_header, true);
+            loader.override_global("LINK_HEADER", &link_bytes, true);
         })?;
+        // The filter is in place before any packet reaches the programs.
+        let filters = match filter {
+            Some(program) => install_filter(&mut object, hooks, program, link_header)?,
+            None => Vec::new(),
+        };
         let mut attached = Vec::new();
         for &hook in hooks {
             let name = program_for(hook);
@@ -128,6 +195,7 @@ impl TcCapture {
             ring,
             path,
             removed_orphans,
+            _filters: filters,
             object,
         })
     }

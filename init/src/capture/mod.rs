@@ -395,9 +395,13 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
             LiveFilter::compile(text, link).map_err(|e| anyhow!("filter: {e}"))
         })
         .transpose()?;
-    if filter.is_some() && opts.backend == Backend::Ebpf {
-        bail!("a filter runs on the packet backend for now: --backend packet (or auto)");
-    }
+    // The classic program both backends run: the socket filter, or
+    // translated to eBPF at TC.
+    let filter_program = filter
+        .as_ref()
+        .map(|f| crate::filter::gen::generate(&f.expr, f.link))
+        .transpose()
+        .map_err(|e| anyhow!("filter: {e}"))?;
     let once = arphrd == ARPHRD_LOOPBACK && opts.dir == Dir::Both;
     let dir = if once { Dir::Rx } else { opts.dir };
     let id = free_id(state, &iface);
@@ -411,7 +415,7 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
             true
         }
         // An explicit snap length above what the programs copy is kept.
-        Backend::Auto => filter.is_none() && opts.snaplen.is_none_or(|s| s as usize <= SNAPLEN_MAX),
+        Backend::Auto => opts.snaplen.is_none_or(|s| s as usize <= SNAPLEN_MAX),
     };
     // Two captures into one file would write over each other.
     {
@@ -437,9 +441,7 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
         let _ = std::fs::remove_file(&opts.file);
     };
     let mut note = String::new();
-    if opts.backend == Backend::Auto && filter.is_some() {
-        note = "; the filter runs on AF_PACKET for now".to_string();
-    } else if opts.backend == Backend::Auto && !want_ebpf {
+    if opts.backend == Backend::Auto && !want_ebpf {
         note = format!("; --snaplen {snaplen} is more than the eBPF backend copies ({SNAPLEN_MAX}), so AF_PACKET");
     }
     let tc = if want_ebpf {
@@ -457,6 +459,7 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<String> {
                 snaplen.min(SNAPLEN_MAX as u32),
                 opts.ignore.bits(),
                 linktype == LINKTYPE_ETHERNET,
+                filter_program.as_deref(),
             )
             .await
         });

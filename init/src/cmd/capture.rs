@@ -29,8 +29,9 @@ pub const COMMANDS: &[CommandSpec] = &[CommandSpec {
            process of local packets where the kernel allows it (pcapng comment); the\n\
            packet backend is a TPACKET_V3 ring.\n\
            FILTER, the trailing words, is a pcap-filter expression (see `filter`): only\n\
-           what it selects is captured, tested in the kernel (the packet backend's socket\n\
-           filter, after the classes left out; the eBPF backend takes filters later).\n\
+           what it selects is captured, tested in the kernel after the classes left out,\n\
+           before anything is copied: the packet backend's socket filter, or at TC the\n\
+           same program translated to eBPF.\n\
            Packets the kernel could not queue are counted as lost, never silently.\n\
            Memory is bounded: the kernel side of one capture is a 32 MiB eBPF ring (a\n\
            record takes the packet's size class: 112 bytes for a 64-byte frame) or an\n\

@@ -1,12 +1,14 @@
 //! droptrace: the kfree_skb drop tracer command (see src/droptrace/).
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use super::{parse_args, seconds_option, usage, CommandSpec};
+use crate::droptrace::ebpf::TracerFilter;
 use crate::droptrace::event::{DropFilter, DropRecord};
 use crate::droptrace::files;
 use crate::droptrace::job::{self, Backend, Hook, StartOptions};
@@ -69,12 +71,12 @@ impl From<HookArg> for Hook {
 #[command(
     name = "droptrace",
     disable_help_subcommand = true,
-    override_usage = "droptrace start [COUNT] [--backend auto|ebpf|ftrace] [--hook auto|tp-btf|tracepoint] [--keep N] [--summary] [--stack [--stack-entries N]] [--snaplen N] [FILTER...]\n\
+    override_usage = "droptrace start [COUNT] [--backend auto|ebpf|ftrace] [--hook auto|tp-btf|tracepoint] [--keep N] [--summary] [--stack [--stack-entries N]] [--snaplen N] [FILTER...] [EXPRESSION]\n\
                       droptrace stop\n\
                       droptrace show [N] [--last N] [--abs] [--stack] [FILTER...]\n\
                       droptrace clear\n\
                       droptrace summary [--stack] [FILTER...]\n\
-                      droptrace watch [COUNT] [--seconds S] [--backend auto|ebpf|ftrace] [FILTER...]\n\
+                      droptrace watch [COUNT] [--seconds S] [--backend auto|ebpf|ftrace] [FILTER...] [EXPRESSION]\n\
                       droptrace save FILE [FILTER...]"
 )]
 struct Cli {
@@ -121,10 +123,17 @@ impl FilterArgs {
 
 #[derive(Subcommand, Debug)]
 enum Sub {
-    /// trace in the background; stops by itself after COUNT matching drops
+    /// trace in the background; stops by itself after COUNT matching drops.
+    /// EXPRESSION, the trailing words, is a pcap-filter expression (see
+    /// `filter`) on the dropped packet, run in the kernel before anything
+    /// is queued, so `lost` counts only drops that matched (eBPF only): the
+    /// packet from its MAC header when a 14-byte one is set, else from its
+    /// network header (raw IP), as `save FILE.pcapng` writes it; only its
+    /// linear bytes are read
     Start {
-        /// stop after this many matching drops
-        count: Option<u64>,
+        /// COUNT (stop after this many matching drops), then the expression
+        #[arg(value_name = "COUNT|EXPRESSION")]
+        words: Vec<String>,
         /// auto (default) tries eBPF first and says why it falls back to ftrace
         #[arg(long, value_enum, default_value = "auto")]
         backend: Backend,
@@ -190,8 +199,10 @@ enum Sub {
     /// starts (and then stops) a tracer if none runs. Without --seconds, the
     /// end of a standard input that is no terminal (< /dev/null) ends it too
     Watch {
-        /// stop after this many drops shown
-        count: Option<u64>,
+        /// COUNT (stop after this many drops shown), then a pcap-filter
+        /// expression for the tracer this starts (as for start)
+        #[arg(value_name = "COUNT|EXPRESSION")]
+        words: Vec<String>,
         /// stop after this long (fractions allowed)
         #[arg(long, value_name = "S")]
         seconds: Option<String>,
@@ -215,7 +226,7 @@ fn droptrace(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     let cli: Cli = parse_args("droptrace", args)?;
     match cli.command {
         Sub::Start {
-            count,
+            words,
             backend,
             hook,
             keep,
@@ -225,6 +236,7 @@ fn droptrace(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
             snaplen,
             filter,
         } => {
+            let (count, expr) = count_and_expression(&words)?;
             if keep == 0 {
                 return Err(usage("--keep must be at least 1"));
             }
@@ -260,6 +272,7 @@ fn droptrace(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
                 limit: count,
                 keep,
                 filter: filter.filter()?,
+                expr,
                 summary,
                 stack_entries: stack.then(|| stack_entries.unwrap_or(job::DEFAULT_STACK_ENTRIES)),
                 snaplen,
@@ -291,13 +304,33 @@ fn droptrace(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
         }
         Sub::Summary { stack, filter } => summary(ctx, stack, &filter.filter()?),
         Sub::Watch {
-            count,
+            words,
             seconds,
             backend,
             filter,
-        } => watch(ctx, count, seconds, backend, filter.filter()?),
+        } => {
+            let (count, expr) = count_and_expression(&words)?;
+            watch(ctx, count, seconds, backend, filter.filter()?, expr)
+        }
         Sub::Save { file, filter } => save(ctx, &file, &filter.filter()?),
     }
+}
+
+/// The leading COUNT (a number) and the pcap-filter expression the other
+/// words make, compiled.
+fn count_and_expression(
+    words: &[String],
+) -> anyhow::Result<(Option<u64>, Option<Arc<TracerFilter>>)> {
+    let (count, rest) = match words.first().map(|w| w.parse::<u64>()) {
+        Some(Ok(n)) => (Some(n), &words[1..]),
+        _ => (None, words),
+    };
+    if rest.is_empty() {
+        return Ok((count, None));
+    }
+    let text = rest.join(" ");
+    let filter = TracerFilter::compile(&text).map_err(|e| usage(format!("filter: {e}")))?;
+    Ok((count, Some(Arc::new(filter))))
 }
 
 /// Refuses a filter that the run's records cannot answer, rather than an
@@ -508,6 +541,7 @@ fn watch(
     seconds: Option<String>,
     backend: Backend,
     filter: DropFilter,
+    expr: Option<Arc<TracerFilter>>,
 ) -> anyhow::Result<i32> {
     let deadline = match seconds {
         Some(s) => Some(Instant::now() + seconds_option("--seconds", &s)?),
@@ -518,6 +552,11 @@ fn watch(
     // Subscribe before starting, so the first drops are not missed.
     let mut rx = drops.subscribe();
     let started_here = !state.jobs.is_running(&job::job_id());
+    if !started_here && expr.is_some() {
+        return Err(usage(
+            "a tracer runs already, with the filter it was started with: droptrace stop first",
+        ));
+    }
     if started_here {
         let opts = StartOptions {
             backend,
@@ -525,6 +564,7 @@ fn watch(
             limit: None,
             keep: drops.lock().keep,
             filter: filter.clone(),
+            expr,
             summary: false,
             stack_entries: None,
             snaplen: 0,

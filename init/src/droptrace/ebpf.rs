@@ -3,6 +3,7 @@
 //! field offsets from tracefs, `sk_buff` member offsets from BTF) handed in
 //! as globals, its events read from its own ring buffer.
 
+use std::os::fd::{AsFd as _, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::Duration;
 
@@ -15,7 +16,8 @@ use myinit_common::droptrace::{DropEvent, DropSummaryKey, MODE_EVENTS, MODE_SUMM
 
 use super::KernelInfo;
 use crate::ebpf::ring::{self, RingReader};
-use crate::ebpf::Object;
+use crate::ebpf::{raw, Object};
+use crate::filter::{bpf, ebpf as filter_ebpf, Filter, FilterError, Link};
 use crate::kernel::btf::KernelBtf;
 use crate::kernel::tracefs;
 
@@ -55,6 +57,37 @@ impl DropHook {
             DropHook::BtfTracepoint => "kfree_skb_btf",
             DropHook::Tracepoint => "kfree_skb",
         }
+    }
+
+    /// The program the filter tail-calls on a match.
+    fn matched_program(self) -> &'static str {
+        match self {
+            DropHook::BtfTracepoint => "kfree_skb_btf_matched",
+            DropHook::Tracepoint => "kfree_skb_matched",
+        }
+    }
+}
+
+/// A pcap-filter expression for the tracer, compiled for both kinds of
+/// dropped packet: those with an Ethernet header before the network
+/// header, and those without (raw IP; None when the expression means
+/// nothing there, as `ether host`: such drops never match).
+#[derive(Clone, Debug)]
+pub struct TracerFilter {
+    pub text: String,
+    pub ethernet: Vec<bpf::Insn>,
+    pub raw: Option<Vec<bpf::Insn>>,
+}
+
+impl TracerFilter {
+    pub fn compile(text: &str) -> Result<Self, FilterError> {
+        let ethernet = Filter::compile(text, Link::Ethernet)?.program;
+        let raw = Filter::compile(text, Link::RawIp).ok().map(|f| f.program);
+        Ok(TracerFilter {
+            text: text.to_string(),
+            ethernet,
+            raw,
+        })
     }
 }
 
@@ -104,8 +137,10 @@ impl SkbOffsets {
 }
 
 /// What a run asks of the programs besides the hook.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct TraceOptions {
+    /// Only drops whose packet this selects are traced (in the kernel).
+    pub filter: Option<Arc<TracerFilter>>,
     /// Count in the kernel only (`--summary`).
     pub summary: bool,
     /// Take each drop's kernel stack into a map of this many entries (`--stack`).
@@ -129,6 +164,62 @@ pub struct DropTracer {
     pub stacks: Option<Stacks>,
     stack_lost: PerCpuArray<MapData, u64>,
     pub hook: DropHook,
+    /// The translated filter (in the object's program array).
+    _filter: Option<OwnedFd>,
+}
+
+/// Loads the filter translated for `hook` into slot 0 of `map` (the
+/// matched program is in slot 1 already).
+fn install_filter(
+    map: RawFd,
+    hook: DropHook,
+    filter: &TracerFilter,
+    skb: filter_ebpf::SkbSource,
+    offsets: Option<SkbOffsets>,
+    tp_btf_id: Option<u32>,
+) -> anyhow::Result<OwnedFd> {
+    let (offsets, (mac, tail, data)) = offsets
+        .and_then(|o| Some((o, o.packet?)))
+        .ok_or_else(|| {
+            anyhow!("a filter reads the dropped packet, which needs sk_buff's head, data, len, tail and header offsets: this kernel's BTF does not give them")
+        })?;
+    let fields = filter_ebpf::SkbFields {
+        head: offsets.head,
+        data,
+        len: offsets.len,
+        tail,
+        network_header: offsets.network_header,
+        mac_header: mac,
+    };
+    let insns = filter_ebpf::translate(
+        &filter.ethernet,
+        filter.raw.as_deref(),
+        filter_ebpf::Hook::Tracer {
+            skb,
+            offsets: fields,
+        },
+        filter_ebpf::Verdict::TailCall {
+            map,
+            index: 1,
+            miss: 0,
+        },
+    )?;
+    let kind = match hook {
+        DropHook::BtfTracepoint => raw::ProgramKind {
+            prog_type: raw::PROG_TYPE_TRACING,
+            expected_attach_type: raw::ATTACH_TRACE_RAW_TP,
+            attach_btf_id: tp_btf_id
+                .ok_or_else(|| anyhow!("the kernel's BTF has no btf_trace_kfree_skb"))?,
+        },
+        DropHook::Tracepoint => raw::ProgramKind {
+            prog_type: raw::PROG_TYPE_TRACEPOINT,
+            expected_attach_type: 0,
+            attach_btf_id: 0,
+        },
+    };
+    let fd = raw::load("drop_filter", kind, &insns)?;
+    raw::set_slot(map, 0, fd.as_fd())?;
+    Ok(fd)
 }
 
 impl DropTracer {
@@ -139,7 +230,8 @@ impl DropTracer {
         btf: Option<&aya::Btf>,
         tracefs: Option<&Path>,
         offsets: Option<SkbOffsets>,
-        options: TraceOptions,
+        tp_btf_id: Option<u32>,
+        options: &TraceOptions,
     ) -> anyhow::Result<Self> {
         let mode = if options.summary {
             MODE_SUMMARY
@@ -192,7 +284,9 @@ impl DropTracer {
                 data,
             ]
         });
+        let filtered = u8::from(options.filter.is_some());
         let mut object = Object::load(OBJECT, btf, |loader| {
+            loader.override_global("FILTERED", &filtered, true);
             for (name, value) in [
                 ("KFREE_SKB_OFF_SKBADDR", &tp_offsets[0]),
                 ("KFREE_SKB_OFF_LOCATION", &tp_offsets[1]),
@@ -219,8 +313,20 @@ impl DropTracer {
             // Without --stack the map is never written: one entry, not megabytes.
             loader.map_max_entries("DROP_STACKS", options.stack_entries.unwrap_or(1));
         })?;
+        let map = object.map_fd("DROP_FILTER")?;
+        let mut filter_fd = None;
         match hook {
             DropHook::Tracepoint => {
+                if let Some(filter) = &options.filter {
+                    let matched: &mut TracePoint = object.program_mut(hook.matched_program())?;
+                    matched.load().context("loading kfree_skb_matched")?;
+                    raw::set_slot(map, 1, matched.fd()?.as_fd())?;
+                    if tp_offsets[0] == u32::MAX {
+                        bail!("skb:kfree_skb has no 'skbaddr' field in its format file: no filter");
+                    }
+                    let skb = filter_ebpf::SkbSource::Record(tp_offsets[0]);
+                    filter_fd = Some(install_filter(map, hook, filter, skb, offsets, None)?);
+                }
                 let program: &mut TracePoint = object.program_mut(hook.program())?;
                 program.load().context("loading kfree_skb")?;
                 program
@@ -229,6 +335,15 @@ impl DropTracer {
             }
             DropHook::BtfTracepoint => {
                 let btf = btf.ok_or_else(|| anyhow!("tp_btf needs the kernel's BTF"))?;
+                if let Some(filter) = &options.filter {
+                    let matched: &mut BtfTracePoint = object.program_mut(hook.matched_program())?;
+                    matched
+                        .load("kfree_skb", btf)
+                        .context("loading tp_btf/kfree_skb (matched)")?;
+                    raw::set_slot(map, 1, matched.fd()?.as_fd())?;
+                    let skb = filter_ebpf::SkbSource::BtfArg;
+                    filter_fd = Some(install_filter(map, hook, filter, skb, offsets, tp_btf_id)?);
+                }
                 let program: &mut BtfTracePoint = object.program_mut(hook.program())?;
                 program
                     .load("kfree_skb", btf)
@@ -248,6 +363,7 @@ impl DropTracer {
             stacks: options.stack_entries.map(|_| Arc::new(stack_map)),
             stack_lost,
             hook,
+            _filter: filter_fd,
         })
     }
 
@@ -308,6 +424,10 @@ pub fn attach(hook: Hook, options: TraceOptions) -> anyhow::Result<(DropTracer, 
     let aya_btf = btf.as_ref().ok().map(|b| &b.aya);
     let mut btf_failure = None;
     let tp_btf_ok = kernel.tp_btf_args.is_some_and(|n| n >= 3);
+    let tp_btf_id = btf
+        .as_ref()
+        .ok()
+        .and_then(|b| b.types.tracepoint_id("kfree_skb"));
     if hook == Hook::TpBtf && !tp_btf_ok {
         bail!("--hook tp-btf: {}", kernel.describe());
     }
@@ -317,7 +437,8 @@ pub fn attach(hook: Hook, options: TraceOptions) -> anyhow::Result<(DropTracer, 
             aya_btf,
             None,
             kernel.offsets,
-            options,
+            tp_btf_id,
+            &options,
         ) {
             Ok(tracer) => return Ok((tracer, kernel)),
             Err(e) if hook == Hook::TpBtf => return Err(e),
@@ -336,7 +457,8 @@ pub fn attach(hook: Hook, options: TraceOptions) -> anyhow::Result<(DropTracer, 
         aya_btf,
         Some(&tracefs),
         kernel.offsets,
-        options,
+        None,
+        &options,
     )?;
     Ok((tracer, kernel))
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 
-use super::ebpf::{DropTracer, TraceOptions};
+use super::ebpf::{DropTracer, TraceOptions, TracerFilter};
 use super::event::{Decoder, DropFilter, ReasonNames};
 use super::ftrace::{self, FtraceSession};
 use super::store::Drops;
@@ -44,6 +44,9 @@ pub struct StartOptions {
     pub limit: Option<u64>,
     pub keep: usize,
     pub filter: DropFilter,
+    /// A pcap-filter expression on the dropped packet, run in the kernel
+    /// before anything is reserved (eBPF only).
+    pub expr: Option<Arc<TracerFilter>>,
     /// Count in the kernel only (no event per drop).
     pub summary: bool,
     /// `--stack`: kernel stacks into a map of this many entries.
@@ -75,6 +78,7 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
     let started_ns = monotonic_ns();
     let mut lines = Vec::new();
     let trace = TraceOptions {
+        filter: opts.expr.clone(),
         summary: opts.summary,
         stack_entries: opts.stack_entries,
         snaplen: opts.snaplen,
@@ -84,6 +88,7 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
         (opts.summary, "--summary"),
         (opts.stack_entries.is_some(), "--stack"),
         (opts.snaplen != 0, "--snaplen"),
+        (opts.expr.is_some(), "a filter expression"),
     ]
     .into_iter()
     .find_map(|(on, name)| on.then_some(name));
@@ -263,6 +268,7 @@ fn launch<S: DropSource>(
         s.limit = opts.limit;
         s.decoder = Some(decoder);
         s.set_filter(opts.filter.clone());
+        s.expr = opts.expr.as_ref().map(|f| f.text.clone());
         s.summary_mode = opts.summary;
         s.stack_on = opts.stack_entries.is_some();
         if !s.stack_on {
@@ -277,6 +283,9 @@ fn launch<S: DropSource>(
     let mut description = format!("droptrace {backend_name}");
     if !opts.filter.is_empty() {
         description.push_str(&format!(" [{}]", opts.filter.describe()));
+    }
+    if let Some(expr) = &opts.expr {
+        description.push_str(&format!(" `{}`", expr.text));
     }
     state
         .jobs

@@ -86,6 +86,8 @@ pub struct DropStore {
     /// e.g. "ebpf (tp_btf/kfree_skb)"; empty before the first start.
     pub backend: String,
     pub filter: DropFilter,
+    /// The run's pcap-filter expression, run in the kernel.
+    pub expr: Option<String>,
     /// `filter` in the raw records' terms (reason number, device bytes).
     raw_filter: RawFilter,
     pub running: bool,
@@ -130,6 +132,7 @@ impl DropStore {
             lost: 0,
             backend: String::new(),
             filter: DropFilter::default(),
+            expr: None,
             raw_filter: RawFilter::default(),
             running: false,
             limit: None,
@@ -436,10 +439,17 @@ impl DropStore {
         } else {
             self.backend.as_str()
         };
-        let filter = if self.filter.is_empty() {
+        let mut parts = Vec::new();
+        if !self.filter.is_empty() {
+            parts.push(self.filter.describe());
+        }
+        if let Some(expr) = &self.expr {
+            parts.push(format!("in the kernel `{expr}`"));
+        }
+        let filter = if parts.is_empty() {
             String::new()
         } else {
-            format!("; filter {}", self.filter.describe())
+            format!("; filter {}", parts.join(", "))
         };
         format!(
             "{shown} shown; {} captured, {} matched, {}; backend {backend}, {state}{filter}",

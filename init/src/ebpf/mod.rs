@@ -5,6 +5,7 @@
 //! (`ebpf-programs/src/bin/<capability>.rs`), so a job creates only its own
 //! maps.
 
+pub mod raw;
 pub mod ring;
 pub mod tc;
 
@@ -99,6 +100,19 @@ impl Object {
             .program_mut(name)
             .ok_or_else(|| ObjectError::NoProgram(name.to_string()))?;
         Ok(program.try_into()?)
+    }
+
+    /// The fd of one of the object's maps (a program array or per-CPU
+    /// array), for a program made at run time that refers to it.
+    pub fn map_fd(&self, name: &str) -> Result<std::os::fd::RawFd, ObjectError> {
+        use aya::maps::Map;
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        match self.ebpf.map(name) {
+            Some(Map::ProgramArray(m) | Map::PerCpuArray(m) | Map::Array(m)) => {
+                Ok(m.fd().as_fd().as_raw_fd())
+            }
+            _ => Err(ObjectError::NoMap(name.to_string())),
+        }
     }
 
     /// Takes a map out of the object (to read it while the object lives).

@@ -5,6 +5,7 @@
 //! files), so a packet gets one verdict wherever it is judged.
 
 pub mod bpf;
+pub mod ebpf;
 pub mod gen;
 pub mod parse;
 

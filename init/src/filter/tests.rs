@@ -487,3 +487,87 @@ fn the_listing_is_tcpdumps() {
         );
     }
 }
+
+/// The eBPF translation, run by the kernel (`BPF_PROG_TEST_RUN` on a
+/// SCHED_CLS program), gives every packet the verdict of libpcap's program,
+/// for our program and for libpcap's own translated (its code shapes too).
+fn run_corpus_in_kernel(link: Link, dlt: &str) -> usize {
+    use crate::ebpf::raw;
+    use std::os::fd::AsFd as _;
+    let packets = packets();
+    let kind = raw::ProgramKind {
+        prog_type: raw::PROG_TYPE_SCHED_CLS,
+        expected_attach_type: 0,
+        attach_btf_id: 0,
+    };
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for expr in CORPUS {
+        let (Ok(ours), Ok(theirs)) = (Filter::compile(expr, link), libpcap(expr, dlt)) else {
+            continue;
+        };
+        let mut programs = Vec::new();
+        for (who, program) in [("ours", &ours.program), ("libpcap's", &theirs)] {
+            if program.is_empty() {
+                continue;
+            }
+            let insns = ebpf::translate(
+                program,
+                None,
+                ebpf::Hook::Tc { base_map: None },
+                ebpf::Verdict::Return,
+            )
+            .unwrap_or_else(|e| panic!("`{expr}` ({who}): {e}"));
+            let fd = raw::load("filter_test", kind, &insns)
+                .unwrap_or_else(|e| panic!("`{expr}` ({who}): {e}"));
+            programs.push((who, fd));
+        }
+        for (name, frame) in &packets {
+            let data: &[u8] = match link {
+                Link::Ethernet => frame,
+                Link::RawIp => match ip_part(frame) {
+                    Some(ip) => ip,
+                    None => continue,
+                },
+            };
+            // The test run builds an skb from an Ethernet header at least,
+            // in one page.
+            if data.len() < 14 || data.len() > 3000 {
+                continue;
+            }
+            let want = bpf::run(&theirs, data, data.len() as u32) != 0;
+            for (who, fd) in &programs {
+                // The kernel refuses to build an skb of an IP packet cut
+                // inside its header: such frames are the interpreter's.
+                let Ok((got, _)) = raw::test_run(&fd.as_fd(), data, 1) else {
+                    continue;
+                };
+                checked += 1;
+                if want != (got != 0) {
+                    failures.push(format!(
+                        "{dlt} `{expr}` on {name}: libpcap {want}, kernel running {who} {got}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} differences:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    checked
+}
+
+#[test]
+fn the_kernel_gives_libpcaps_verdicts_on_ethernet() {
+    let checked = run_corpus_in_kernel(Link::Ethernet, "EN10MB");
+    assert!(checked > 5000, "{checked}");
+}
+
+#[test]
+fn the_kernel_gives_libpcaps_verdicts_on_raw_ip() {
+    let checked = run_corpus_in_kernel(Link::RawIp, "RAW");
+    assert!(checked > 1000, "{checked}");
+}

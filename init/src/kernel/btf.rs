@@ -290,6 +290,17 @@ impl Btf {
         None
     }
 
+    /// The type id of a BTF tracepoint (`btf_trace_NAME`, a typedef): what a
+    /// tp_btf program names as its attach point.
+    pub fn tracepoint_id(&self, tracepoint: &str) -> Option<u32> {
+        let name = format!("btf_trace_{tracepoint}");
+        self.by_name
+            .get(name.as_str())?
+            .iter()
+            .copied()
+            .find(|&id| self.recs[id as usize].kind == KIND_TYPEDEF)
+    }
+
     /// Number of arguments of a BTF tracepoint (`btf_trace_NAME`), without
     /// the leading context pointer; None when this kernel has no such
     /// tracepoint in its BTF.
