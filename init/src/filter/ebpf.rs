@@ -117,10 +117,12 @@ const HELPER_TAIL_CALL: i32 = 12;
 const HELPER_SKB_LOAD_BYTES: i32 = 26;
 const HELPER_PROBE_READ_KERNEL: i32 = 113;
 
-/// `__sk_buff` members (UAPI): len, vlan_present, vlan_tci.
+/// `__sk_buff` members (UAPI): len, vlan_present, vlan_tci, data, data_end.
 const SKB_CTX_LEN: i16 = 0;
 const SKB_CTX_VLAN_PRESENT: i16 = 20;
 const SKB_CTX_VLAN_TCI: i16 = 24;
+const SKB_CTX_DATA: i16 = 76;
+const SKB_CTX_DATA_END: i16 = 80;
 /// Classic BPF's ancillary loads (SKF_AD_OFF + n) that have a TC form.
 const SKF_AD_OFF: u32 = 0xffff_f000;
 const SKF_AD_VLAN_TAG: u32 = 44;
@@ -640,11 +642,36 @@ impl Translator {
                 if base_map.is_some() {
                     a.raw(ALU64 | ADD | X, R2, BASE, 0, 0);
                 }
+                // The linear bytes directly (a load, where a helper call
+                // costs ~20 ns); past them, or past the verifier's 64 KiB
+                // reach, through bpf_skb_load_bytes.
+                let slow = a.label();
+                let done = a.label();
+                a.jump(JMP | JGT | K, R2, 0, 0xffff - n, slow);
+                a.load(W, R3, CTX, SKB_CTX_DATA);
+                a.load(W, R4, CTX, SKB_CTX_DATA_END);
+                a.raw(ALU64 | ADD | X, R3, R2, 0, 0);
+                a.mov64(R5, R3);
+                a.add64_imm(R5, n);
+                a.jump(JMP | JGT | X, R5, R4, 0, slow);
+                a.load(size, dst, R3, 0);
+                if n > 1 {
+                    a.raw(ALU | END_TO_BE, dst, 0, 0, n * 8);
+                }
+                a.ja(done);
+                a.mark(slow);
                 a.mov64(R1, CTX);
                 a.mov64(R3, FP);
                 a.add64_imm(R3, BUF as i32);
                 a.mov32_imm(R4, n as u32);
                 a.call(HELPER_SKB_LOAD_BYTES);
+                a.jump(JMP | JNE | K, R0, 0, 0, self.reject);
+                a.load(size, dst, FP, BUF);
+                if n > 1 {
+                    a.raw(ALU | END_TO_BE, dst, 0, 0, n * 8);
+                }
+                a.mark(done);
+                return;
             }
             Hook::Tracer { .. } => {
                 // Within the readable bytes (R2 is below 2^32, no overflow).
