@@ -203,6 +203,26 @@ fn quick_bench_of_every_built_part_writes_tables_of_the_documented_shape() {
     check_shape(&read("capture"), "capture");
     check_shape(&read("fakehost"), "fakehost");
 
+    // Filters: every filtered contender kept exactly the matching 1 %, and
+    // the filter's cost is a number for each expression.
+    let filters = read("filters");
+    check_shape(&filters, "filters");
+    let tables = filters["tables"].as_array().unwrap();
+    assert_eq!(tables.len(), 3, "{filters}");
+    for (table, column) in [
+        (&tables[0], "captured = received / 100"),
+        (&tables[1], "seen = produced / 100"),
+    ] {
+        for row in table["rows"].as_array().unwrap().iter().skip(1) {
+            assert_eq!(row[column], "yes", "{row}");
+        }
+    }
+    let costs = tables[2]["rows"].as_array().unwrap();
+    assert_eq!(costs.len(), 5, "{costs:?}");
+    for row in costs {
+        assert!(row["filter's own ns"].as_f64().is_some(), "{row}");
+    }
+
     let boot = read("boot");
     check_shape(&boot, "boot");
     let inits = labels(&boot, "init");

@@ -27,14 +27,14 @@ const SNAPLEN: u32 = 1514;
 const CONTENDER_CPU: &str = "1";
 
 /// `CONTENDER_CPU` where the machine has a second CPU.
-fn contender_cpu() -> Option<&'static str> {
+pub(super) fn contender_cpu() -> Option<&'static str> {
     std::thread::available_parallelism()
         .is_ok_and(|n| n.get() >= 2)
         .then_some(CONTENDER_CPU)
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum Contender {
+pub(super) enum Contender {
     None,
     /// myinit `capture --backend NAME`.
     Myinit(&'static str),
@@ -42,7 +42,7 @@ enum Contender {
 }
 
 impl Contender {
-    fn label(self) -> String {
+    pub(super) fn label(self) -> String {
         match self {
             Contender::None => "none (generator alone)".into(),
             Contender::Myinit(backend) => {
@@ -62,20 +62,20 @@ const CONTENDERS: [Contender; 4] = [
 
 /// One flood with one contender.
 #[derive(Default, Clone, Copy)]
-struct Sample {
-    flood_s: f64,
+pub(super) struct Sample {
+    pub flood_s: f64,
     /// trafgen's own CPU time (user + sys) over the flood: the receive path
     /// and TC programs run in its softirqs and are charged to it (this
     /// kernel has no IRQ time accounting), while wall time also counts
     /// the time other processes on this shared machine took its CPU.
-    sender_cpu_s: f64,
+    pub sender_cpu_s: f64,
     /// The receiving interface's rx_packets over the flood.
-    received: u64,
-    cpu_s: Option<f64>,
-    captured: Option<u64>,
-    lost: Option<u64>,
+    pub received: u64,
+    pub cpu_s: Option<f64>,
+    pub captured: Option<u64>,
+    pub lost: Option<u64>,
     /// Packets `tcpdump -r` reads from the file.
-    in_file: Option<u64>,
+    pub in_file: Option<u64>,
 }
 
 pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
@@ -95,7 +95,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
             for k in 0..CONTENDERS.len() {
                 let i = (k + round) % CONTENDERS.len();
                 let c = CONTENDERS[i];
-                let s = measure(bench, &pair, &flood, &scratch, c).with_context(|| {
+                let s = measure(bench, &pair, &flood, &scratch, c, None).with_context(|| {
                     format!("{size}-byte frames, round {}: {}", round + 1, c.label())
                 })?;
                 eprintln!(
@@ -233,17 +233,20 @@ fn table(bench: &Bench, size: usize, frames: u64, samples: &[Vec<Sample>]) -> Ta
 }
 
 /// A scratch directory on tmpfs (/dev/shm), removed on drop.
-fn shm_scratch() -> anyhow::Result<Scratch> {
+pub(super) fn shm_scratch() -> anyhow::Result<Scratch> {
     Scratch::try_new_in(Path::new("/dev/shm"), "capbench")
         .context("a scratch directory in /dev/shm")
 }
 
-fn measure(
+/// One flood with one contender; `filter`: a pcap-filter expression every
+/// contender is given.
+pub(super) fn measure(
     bench: &Bench,
     pair: &VethPair,
     flood: &Flood,
     scratch: &Scratch,
     contender: Contender,
+    filter: Option<&str>,
 ) -> anyhow::Result<Sample> {
     let file = scratch.path("capture.pcap");
     let _ = std::fs::remove_file(&file);
@@ -261,9 +264,10 @@ fn measure(
             let mut shell = MyinitShell::start_on(bench, Some(&pair.ns_rx), contender_cpu())?;
             shell.run(
                 &format!(
-                    "capture start {} {} pcap --backend {backend} --dir rx --snaplen {SNAPLEN}",
+                    "capture start {} {} pcap --backend {backend} --dir rx --snaplen {SNAPLEN} {}",
                     pair.rx,
-                    arg(&file)?
+                    arg(&file)?,
+                    filter.unwrap_or("")
                 ),
                 Duration::from_secs(60),
             )?;
@@ -304,7 +308,8 @@ fn measure(
             cmd.arg(format!("--net=/run/netns/{}", pair.ns_rx))
                 .args(["tcpdump", "-n", "-Q", "in", "-i", &pair.rx])
                 .args(["-s", &SNAPLEN.to_string(), "-w"])
-                .arg(&file);
+                .arg(&file)
+                .args(filter.unwrap_or("").split_whitespace());
             let mut tcpdump = Watched::spawn(cmd)?;
             tcpdump.wait_for("listening on", Duration::from_secs(30))?;
             let pid = exec_pid(tcpdump.child.id(), "tcpdump")?;

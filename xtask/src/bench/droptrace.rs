@@ -17,9 +17,10 @@ use super::{
 
 /// The reference: what a user would type to count drops by reason, on one
 /// device (the machine is shared: other floods' drops must not count).
-fn bpftrace_program(dev: &str) -> String {
+fn bpftrace_program(dev: &str, and: Option<&str>) -> String {
+    let and = and.map(|p| format!(" && {p}")).unwrap_or_default();
     format!(
-        "tracepoint:skb:kfree_skb /((struct sk_buff *)args->skbaddr)->dev->name == \"{dev}\"/ \
+        "tracepoint:skb:kfree_skb /((struct sk_buff *)args->skbaddr)->dev->name == \"{dev}\"{and}/ \
          {{ @[args->reason] = count(); }}"
     )
 }
@@ -27,18 +28,23 @@ fn bpftrace_program(dev: &str) -> String {
 const TRACEFS: &str = "/sys/kernel/tracing";
 
 #[derive(Clone, Copy, PartialEq)]
-enum Contender {
+pub(super) enum Contender {
     None,
     Bpftrace,
+    /// bpftrace with this predicate besides the device's.
+    BpftraceAnd(&'static str),
     /// myinit droptrace with these `start` options.
     Myinit(&'static str),
 }
 
 impl Contender {
-    fn label(self) -> String {
+    pub(super) fn label(self) -> String {
         match self {
             Contender::None => "none (generator alone)".into(),
             Contender::Bpftrace => "bpftrace, counting by reason (reference)".into(),
+            Contender::BpftraceAnd(p) => {
+                format!("bpftrace, counting by reason, predicate {p} (reference)")
+            }
             Contender::Myinit(opts) => format!("myinit droptrace {opts} (static musl)"),
         }
     }
@@ -46,12 +52,12 @@ impl Contender {
 
 /// One flood with one contender.
 #[derive(Default, Clone, Copy)]
-struct Sample {
-    flood_s: f64,
-    produced: u64,
-    cpu_s: Option<f64>,
-    seen: Option<u64>,
-    lost: Option<u64>,
+pub(super) struct Sample {
+    pub flood_s: f64,
+    pub produced: u64,
+    pub cpu_s: Option<f64>,
+    pub seen: Option<u64>,
+    pub lost: Option<u64>,
 }
 
 pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
@@ -193,7 +199,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
     Ok(vec![table])
 }
 
-fn measure(
+pub(super) fn measure(
     bench: &Bench,
     pair: &VethPair,
     flood: &Flood,
@@ -211,9 +217,13 @@ fn measure(
                 ..Sample::default()
             })
         }
-        Contender::Bpftrace => {
+        Contender::Bpftrace | Contender::BpftraceAnd(_) => {
+            let and = match contender {
+                Contender::BpftraceAnd(p) => Some(p),
+                _ => None,
+            };
             let mut cmd = Command::new("bpftrace");
-            cmd.args(["-e", &bpftrace_program(&pair.rx)]);
+            cmd.args(["-e", &bpftrace_program(&pair.rx, and)]);
             let mut tracer = Watched::spawn(cmd)?;
             tracer.wait_for("Attaching", Duration::from_secs(60))?;
             // bpftrace says "Attaching" before it attaches; it has no
@@ -235,8 +245,13 @@ fn measure(
                 cpu_s: Some(cpu),
                 seen: Some(seen),
                 // Its map counts in the kernel: nothing to lose, so what it
-                // did not count it missed.
-                lost: Some(produced.saturating_sub(seen)),
+                // did not count it missed; with a predicate it counts in
+                // the kernel only what matched: none lost.
+                lost: Some(if and.is_some() {
+                    0
+                } else {
+                    produced.saturating_sub(seen)
+                }),
             })
         }
         Contender::Myinit(opts) => {
@@ -304,7 +319,7 @@ fn bpftrace_count(lines: &[String], reason: u32) -> Option<u64> {
 
 /// IP_CSUM's number in this kernel's `enum skb_drop_reason`, from the
 /// tracepoint's format file (`__print_symbolic(…, { 14, "IP_CSUM" }, …)`).
-fn ip_csum_reason() -> anyhow::Result<u32> {
+pub(super) fn ip_csum_reason() -> anyhow::Result<u32> {
     let format = format!("{TRACEFS}/events/skb/kfree_skb/format");
     if !std::path::Path::new(&format).exists() {
         let _ = sh("mount", &["-t", "tracefs", "none", TRACEFS]);

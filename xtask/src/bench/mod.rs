@@ -12,6 +12,7 @@ mod boot;
 mod capture;
 mod droptrace;
 mod fakehost;
+mod filters;
 mod inject;
 
 use std::io::{BufRead as _, BufReader, Read, Write as _};
@@ -34,12 +35,13 @@ const PARTS: &[(&str, PartFn)] = &[
     ("capture", capture::run),
     ("inject", inject::run),
     ("fakehost", fakehost::run),
+    ("filters", filters::run),
     ("boot", boot::run),
 ];
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// The part to run: droptrace, capture, inject, fakehost, boot or all.
+    /// The part to run: droptrace, capture, inject, fakehost, filters, boot or all.
     #[arg(default_value = "all", value_parser = part_name)]
     part: String,
     /// A short run (the test suite's): few frames, one round; asserts nothing about speed.
@@ -441,10 +443,20 @@ pub struct Flood {
 
 impl Flood {
     pub fn new(frame: &[u8], count: u64) -> anyhow::Result<Self> {
+        Self::cycle(&[frame], count)
+    }
+
+    /// `count` frames, the given ones in turn (trafgen sends the packets
+    /// of its configuration round-robin).
+    pub fn cycle(frames: &[&[u8]], count: u64) -> anyhow::Result<Self> {
         need("trafgen", "netsniff-ng")?;
-        let bytes: Vec<String> = frame.iter().map(|b| format!("0x{b:02x}")).collect();
+        let mut text = String::new();
+        for frame in frames {
+            let bytes: Vec<String> = frame.iter().map(|b| format!("0x{b:02x}")).collect();
+            text.push_str(&format!("{{ {} }}\n", bytes.join(", ")));
+        }
         let config = std::env::temp_dir().join(format!("{}.trafgen", unique("")));
-        std::fs::write(&config, format!("{{ {} }}\n", bytes.join(", ")))?;
+        std::fs::write(&config, text)?;
         Ok(Flood { config, count })
     }
 
