@@ -953,3 +953,91 @@ fn oside_edits_a_capture_of_the_same_boot_and_inject_sends_the_change_on_6_1() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Filters in the kernel on 6.1: capture's translated filter at TC on
+/// clsact (and the same expression as a socket filter beside it), and the
+/// drop tracer's on both hooks, which proves the tp_btf-to-tp_btf tail call
+/// there (and the classic tracepoint's).
+#[test]
+fn filters_run_in_the_kernel_on_6_1_at_tc_and_in_the_drop_tracer() {
+    let share = TempDir::new("filters");
+    let mut script = String::from(
+        "tap add tap0\n\
+         ifconfig tap0 10.0.9.1/24 up\n\
+         ip neigh add 10.0.9.2 lladdr 02:00:00:00:09:02 dev tap0\n\
+         ip neigh add 10.0.9.3 lladdr 02:00:00:00:09:03 dev tap0\n\
+         echo filter-vm-test > /tmp/payload\n\
+         capture start tap0 /mnt/host/ebpf.pcap --backend ebpf --dir tx icmp and dst host 10.0.9.2 > /mnt/host/start.txt\n\
+         capture start tap0 /mnt/host/packet.pcap --backend packet --dir tx icmp and dst host 10.0.9.2 >> /mnt/host/start.txt\n\
+         ping -c 3 -i 0.2 -W 0.2 10.0.9.2 > /dev/null\n\
+         ping -c 2 -i 0.2 -W 0.2 10.0.9.3 > /dev/null\n\
+         capture show > /mnt/host/show.txt\n\
+         capture stop tap0 > /mnt/host/stop.txt\n",
+    );
+    for hook in ["tp-btf", "tracepoint"] {
+        script.push_str(&format!(
+            "droptrace start --hook {hook} udp dst port 9 and ip > /mnt/host/dstart-{hook}.txt\n\
+             netcat -u -w 1 127.0.0.1 9 < /tmp/payload\n\
+             netcat -u -w 1 ::1 9 < /tmp/payload\n\
+             netcat -u -w 1 127.0.0.1 7 < /tmp/payload\n\
+             droptrace stop > /mnt/host/dstop-{hook}.txt\n\
+             droptrace show > /mnt/host/dshow-{hook}.txt\n"
+        ));
+    }
+    script.push_str("poweroff 0\n");
+    share.write("autoexec.run", &script);
+    let run = vm(&[
+        "--share",
+        &share.dir().to_string_lossy(),
+        "--append",
+        SHORT,
+        "--timeout",
+        "240",
+    ]);
+    assert_eq!(run.status, 0, "{}", run.stdout);
+    let start = share.read("start.txt");
+    assert!(
+        start.contains("capture tap0: ebpf (clsact), EN10MB tx")
+            && start.contains("capture tap0#2: packet (tpacket_v3), EN10MB tx"),
+        "{start}\n{}",
+        run.stdout
+    );
+    assert!(
+        share.read("show.txt").contains("icmp and dst host 10.0.9.2"),
+        "capture show names the filter"
+    );
+    for file in ["ebpf.pcap", "packet.pcap"] {
+        let pcap = share.dir().join(file);
+        let out = std::process::Command::new("tcpdump")
+            .args(["-r", &pcap.to_string_lossy(), "-nn", "-t"])
+            .output()
+            .expect("tcpdump (apt-get install tcpdump)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            text.matches("IP 10.0.9.1 > 10.0.9.2: ICMP echo request")
+                .count(),
+            3,
+            "{file}: {text}"
+        );
+        assert_eq!(text.lines().count(), 3, "{file}: only those: {text}");
+    }
+    for (hook, name) in [
+        ("tp-btf", "tp_btf/kfree_skb"),
+        ("tracepoint", "tracepoint skb:kfree_skb"),
+    ] {
+        let start = share.read(&format!("dstart-{hook}.txt"));
+        assert!(start.contains(&format!("backend ebpf ({name})")), "{start}");
+        let stop = share.read(&format!("dstop-{hook}.txt"));
+        assert!(
+            stop.contains("1 captured, 1 matched, 0 lost"),
+            "{hook}: {stop}\n{}",
+            share.read(&format!("dshow-{hook}.txt"))
+        );
+        let show = share.read(&format!("dshow-{hook}.txt"));
+        assert!(
+            show.contains("udp 127.0.0.1:") && show.contains("> 127.0.0.1:9"),
+            "{hook}: {show}"
+        );
+        assert!(show.contains("in the kernel `udp dst port 9 and ip`"), "{show}");
+    }
+}
