@@ -1683,3 +1683,48 @@ fn a_kernel_filter_reads_a_packet_without_a_mac_header_as_raw_ip() {
         assert_eq!((matched, lost), (want, 0), "`{expr}`: {}", r.stdout);
     }
 }
+
+/// A bad expression, a filter on the ftrace backend, a watch asking a
+/// running tracer for another filter: one line each, nothing attached.
+#[test]
+fn a_bad_filter_expression_is_refused_in_one_line_and_nothing_runs() {
+    for (args, message) in [
+        (
+            "udp and (port 53",
+            "droptrace: filter: column 9: `(` without its `)`",
+        ),
+        (
+            "--backend ftrace udp",
+            "droptrace: a filter expression needs the eBPF backend",
+        ),
+        ("5 hots 10.0.0.1", "droptrace: filter: column 1:"),
+    ] {
+        let r = myinit_env(
+            &format!("droptrace start {args}; droptrace stop; echo still here"),
+            &[],
+        );
+        let errors: Vec<&str> = r.stderr.lines().collect();
+        assert!(
+            errors.first().is_some_and(|l| l.contains(message)),
+            "{args}: {}",
+            r.stderr
+        );
+        assert!(
+            r.stderr
+                .contains("droptrace: not running (droptrace start first)"),
+            "{args}: nothing started: {}",
+            r.stderr
+        );
+        assert!(r.stdout.contains("still here"), "{}", r.stdout);
+    }
+    let r = myinit_env(
+        "droptrace start; droptrace watch --seconds 0.1 udp; droptrace stop",
+        &[],
+    );
+    assert!(
+        r.stderr
+            .contains("a tracer runs already, with the filter it was started with"),
+        "{}",
+        r.stderr
+    );
+}

@@ -1003,7 +1003,9 @@ fn filters_run_in_the_kernel_on_6_1_at_tc_and_in_the_drop_tracer() {
         run.stdout
     );
     assert!(
-        share.read("show.txt").contains("icmp and dst host 10.0.9.2"),
+        share
+            .read("show.txt")
+            .contains("icmp and dst host 10.0.9.2"),
         "capture show names the filter"
     );
     for file in ["ebpf.pcap", "packet.pcap"] {
@@ -1038,6 +1040,9 @@ fn filters_run_in_the_kernel_on_6_1_at_tc_and_in_the_drop_tracer() {
             show.contains("udp 127.0.0.1:") && show.contains("> 127.0.0.1:9"),
             "{hook}: {show}"
         );
-        assert!(show.contains("in the kernel `udp dst port 9 and ip`"), "{show}");
+        assert!(
+            show.contains("in the kernel `udp dst port 9 and ip`"),
+            "{show}"
+        );
     }
 }

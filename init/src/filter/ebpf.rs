@@ -21,7 +21,7 @@ use crate::ebpf::raw::Insn;
 
 /// The largest filter translated, in classic instructions (the cap of
 /// pwru, ptcpdump and retis, and of the kernel's own classic filters).
-pub const MAX_CLASSIC: usize = 4096;
+use super::gen::MAX_INSNS as MAX_CLASSIC;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum TranslateError {

@@ -571,3 +571,54 @@ fn the_kernel_gives_libpcaps_verdicts_on_raw_ip() {
     let checked = run_corpus_in_kernel(Link::RawIp, "RAW");
     assert!(checked > 1000, "{checked}");
 }
+
+/// A program the verifier refuses comes back with the end of its log, so
+/// a user sees why (here: r0 is returned unset).
+#[test]
+fn a_refused_program_brings_the_verifiers_log() {
+    use crate::ebpf::raw;
+    let kind = raw::ProgramKind {
+        prog_type: raw::PROG_TYPE_SCHED_CLS,
+        expected_attach_type: 0,
+        attach_btf_id: 0,
+    };
+    let exit = raw::Insn {
+        code: 0x95,
+        ..Default::default()
+    };
+    let error = raw::load("refused", kind, &[exit]).unwrap_err().to_string();
+    assert!(
+        error.starts_with("refused: the kernel's verifier refused the program"),
+        "{error}"
+    );
+    assert!(error.contains("R0 !read_ok"), "{error}");
+}
+
+/// Long expressions: one over the classic cap is refused by the compiler;
+/// one under it translates and loads at TC.
+#[test]
+fn a_long_expression_translates_and_one_over_the_cap_is_refused() {
+    let hosts = |n: usize| {
+        (0..n)
+            .map(|i| format!("host 10.0.{}.{}", i / 250, i % 250 + 1))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    };
+    let error = Filter::compile(&hosts(1000), Link::Ethernet).unwrap_err();
+    assert!(error.to_string().contains("more than the 4096"), "{error}");
+    let filter = Filter::compile(&hosts(120), Link::Ethernet).unwrap();
+    assert!(filter.program.len() > 1000, "{}", filter.program.len());
+    let insns = ebpf::translate(
+        &filter.program,
+        None,
+        ebpf::Hook::Tc { base_map: None },
+        ebpf::Verdict::Return,
+    )
+    .unwrap();
+    let kind = crate::ebpf::raw::ProgramKind {
+        prog_type: crate::ebpf::raw::PROG_TYPE_SCHED_CLS,
+        expected_attach_type: 0,
+        attach_btf_id: 0,
+    };
+    crate::ebpf::raw::load("long", kind, &insns).unwrap();
+}

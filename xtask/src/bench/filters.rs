@@ -180,6 +180,19 @@ fn capture_table(bench: &Bench, pair: &VethPair) -> anyhow::Result<Table> {
             ));
         }
     }
+    // The generator's own spread says how far the sender's part can be trusted.
+    let alone: Vec<f64> = samples[0].iter().map(|s| s.sender_cpu_s).collect();
+    let (lo, hi) = alone
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        });
+    if lo.is_finite() {
+        table.notes.push(format!(
+            "noise: the generator alone used {lo:.3}–{hi:.3} CPU s over the rounds, ±{:.1} ns per offered packet",
+            (hi - lo) / 2.0 / frames as f64 * 1e9
+        ));
+    }
     table.notes.push(
         "CPU per offered packet = (contender's user+sys + the sender's extra CPU against the generator alone, which carries the receive path, the TC programs and the socket filters in its softirqs) ÷ frames received; the filter runs in the kernel for every contender (tcpdump: libpcap's socket filter; myinit: the same program as a socket filter, or translated to eBPF at TC)".into(),
     );
