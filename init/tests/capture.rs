@@ -341,24 +341,37 @@ fn tun_sending(ns: &Netns, name: &str, go: &str, lengths: &[usize]) -> Backgroun
     )
 }
 
+/// Captures what a new TUN receives (`--dir rx`, then `args`): the
+/// packets `tun_sending` writes into it once the capture runs. The run, the
+/// TUN's name, the directory (kept while the file is read) and the file.
+fn capture_tun_rx(
+    tag: &str,
+    backend: &str,
+    args: &str,
+    lengths: &[usize],
+) -> (MyinitRun, String, TempDir, String) {
+    let ns = Netns::new(tag);
+    let name = unique(tag);
+    let dir = TempDir::new("cap");
+    let go = dir.file("go");
+    let _tun = tun_sending(&ns, &name, &go, lengths);
+    ns.ip(&["addr", "add", "10.79.0.1/24", "dev", &name]);
+    ns.ip(&["link", "set", &name, "up"]);
+    let file = dir.file("rx.pcap");
+    let r = ns.myinit(&format!(
+        "capture start {name} {file} --backend {backend} --dir rx {args}; echo > {go}; \
+         sleep 1; capture stop {name}"
+    ));
+    (r, name, dir, file)
+}
+
 #[test]
 fn an_l3_device_s_received_packets_are_captured_whole() {
     // Up to 64 KiB, whatever the backend: the eBPF programs find the
     // network header (see capture.rs) and read past the linear data.
     let lengths = [100, 9000, 60000];
     for backend in BACKENDS {
-        let ns = Netns::new("cpr");
-        let name = unique("cpr");
-        let dir = TempDir::new("cap");
-        let go = dir.file("go");
-        let _tun = tun_sending(&ns, &name, &go, &lengths);
-        ns.ip(&["addr", "add", "10.79.0.1/24", "dev", &name]);
-        ns.ip(&["link", "set", &name, "up"]);
-        let file = dir.file("rx.pcap");
-        let r = ns.myinit(&format!(
-            "capture start {name} {file} --backend {backend} --dir rx; echo > {go}; \
-             sleep 1; capture stop {name}"
-        ));
+        let (r, name, _dir, file) = capture_tun_rx("cpr", backend, "", &lengths);
         r.assert_ok();
         assert!(
             report(&r, &name).contains("stopped: 3 packets"),
@@ -397,18 +410,7 @@ fn a_filter_on_an_l3_device_reads_from_the_network_header() {
             ("ip[9] = 17 and less 200", "100"),
             ("udp port 4002", ""),
         ] {
-            let ns = Netns::new("cpf");
-            let name = unique("cpf");
-            let dir = TempDir::new("cap");
-            let go = dir.file("go");
-            let _tun = tun_sending(&ns, &name, &go, &lengths);
-            ns.ip(&["addr", "add", "10.79.0.1/24", "dev", &name]);
-            ns.ip(&["link", "set", &name, "up"]);
-            let file = dir.file("rx.pcap");
-            let r = ns.myinit(&format!(
-                "capture start {name} {file} --backend {backend} --dir rx {expr}; echo > {go}; \
-                 sleep 1; capture stop {name}"
-            ));
+            let (r, _, _dir, file) = capture_tun_rx("cpf", backend, expr, &lengths);
             r.assert_ok();
             let rows = tshark(&file, &["frame.len"]).join("|");
             assert_eq!(rows, want, "{backend} `{expr}`: {r:#?}");

@@ -666,6 +666,15 @@ fn tc_capture_programs_pass_the_6_1_verifier_and_an_orphan_filter_is_removed() {
     );
 }
 
+/// `tcpdump -r FILE -nn -t`: one line per packet.
+fn tcpdump_read(file: &std::path::Path) -> String {
+    let out = std::process::Command::new("tcpdump")
+        .args(["-r", &file.to_string_lossy(), "-nn", "-t"])
+        .output()
+        .expect("tcpdump (apt-get install tcpdump)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn capture_on_a_tap_writes_pcap_and_jsonl_on_6_1() {
     let share = TempDir::new("capture");
@@ -712,12 +721,7 @@ fn capture_on_a_tap_writes_pcap_and_jsonl_on_6_1() {
             .unwrap_or_else(|| panic!("no report of {target}: {stop}"));
         assert!(line.ends_with(", 0 lost"), "{line}");
     }
-    let pcap = share.dir().join("tap.pcap");
-    let out = std::process::Command::new("tcpdump")
-        .args(["-r", &pcap.to_string_lossy(), "-nn", "-t"])
-        .output()
-        .expect("tcpdump (apt-get install tcpdump)");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = tcpdump_read(&share.dir().join("tap.pcap"));
     assert_eq!(
         text.matches("IP 10.0.9.1 > 10.0.9.2: ICMP echo request")
             .count(),
@@ -1009,12 +1013,7 @@ fn filters_run_in_the_kernel_on_6_1_at_tc_and_in_the_drop_tracer() {
         "capture show names the filter"
     );
     for file in ["ebpf.pcap", "packet.pcap"] {
-        let pcap = share.dir().join(file);
-        let out = std::process::Command::new("tcpdump")
-            .args(["-r", &pcap.to_string_lossy(), "-nn", "-t"])
-            .output()
-            .expect("tcpdump (apt-get install tcpdump)");
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = tcpdump_read(&share.dir().join(file));
         assert_eq!(
             text.matches("IP 10.0.9.1 > 10.0.9.2: ICMP echo request")
                 .count(),

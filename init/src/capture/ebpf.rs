@@ -100,11 +100,7 @@ fn install_filter(
                 miss: TC_ACT_UNSPEC,
             },
         )?;
-        let kind = raw::ProgramKind {
-            prog_type: raw::PROG_TYPE_SCHED_CLS,
-            expected_attach_type: 0,
-            attach_btf_id: 0,
-        };
+        let kind = raw::ProgramKind::SCHED_CLS;
         let fd = raw::load(&format!("filter_{}", hook.name()), kind, &insns)?;
         raw::set_slot(map, slot, fd.as_fd())?;
         fds.push(fd);

@@ -91,11 +91,7 @@ fn filter_cmd(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
 /// Loads the program as TC would run it and times it in the kernel on
 /// each sample packet.
 fn cost(ctx: &mut Ctx<'_>, filter: &Filter, link: Link, runs: u32) -> anyhow::Result<()> {
-    let kind = raw::ProgramKind {
-        prog_type: raw::PROG_TYPE_SCHED_CLS,
-        expected_attach_type: 0,
-        attach_btf_id: 0,
-    };
+    let kind = raw::ProgramKind::SCHED_CLS;
     let insns = translate(
         &filter.program,
         None,

@@ -44,6 +44,15 @@ pub struct ProgramKind {
     pub attach_btf_id: u32,
 }
 
+impl ProgramKind {
+    /// A TC classifier.
+    pub const SCHED_CLS: ProgramKind = ProgramKind {
+        prog_type: PROG_TYPE_SCHED_CLS,
+        expected_attach_type: 0,
+        attach_btf_id: 0,
+    };
+}
+
 #[derive(Debug, Error)]
 pub enum RawError {
     #[error("{name}: the kernel's verifier refused the program ({errno}); its log ends:\n{log}")]

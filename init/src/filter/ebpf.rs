@@ -210,6 +210,17 @@ impl Asm {
         self.raw(LDX | MEM | size, dst, src, off, 0);
     }
 
+    /// A big-endian value of `size` at `src + off` into `dst`, in host order.
+    fn load_network_order(&mut self, size: u8, dst: u8, src: u8, off: i16) {
+        self.load(size, dst, src, off);
+        let bits = match size {
+            W => 32,
+            H => 16,
+            _ => return,
+        };
+        self.raw(ALU | END_TO_BE, dst, 0, 0, bits);
+    }
+
     fn store(&mut self, size: u8, dst: u8, off: i16, src: u8) {
         self.raw(STX | MEM | size, dst, src, off, 0);
     }
@@ -654,10 +665,7 @@ impl Translator {
                 a.mov64(R5, R3);
                 a.add64_imm(R5, n);
                 a.jump(JMP | JGT | X, R5, R4, 0, slow);
-                a.load(size, dst, R3, 0);
-                if n > 1 {
-                    a.raw(ALU | END_TO_BE, dst, 0, 0, n * 8);
-                }
+                a.load_network_order(size, dst, R3, 0);
                 a.ja(done);
                 a.mark(slow);
                 a.mov64(R1, CTX);
@@ -666,10 +674,7 @@ impl Translator {
                 a.mov32_imm(R4, n as u32);
                 a.call(HELPER_SKB_LOAD_BYTES);
                 a.jump(JMP | JNE | K, R0, 0, 0, self.reject);
-                a.load(size, dst, FP, BUF);
-                if n > 1 {
-                    a.raw(ALU | END_TO_BE, dst, 0, 0, n * 8);
-                }
+                a.load_network_order(size, dst, FP, BUF);
                 a.mark(done);
                 return;
             }
@@ -688,9 +693,6 @@ impl Translator {
             }
         }
         a.jump(JMP | JNE | K, R0, 0, 0, self.reject);
-        a.load(size, dst, FP, BUF);
-        if n > 1 {
-            a.raw(ALU | END_TO_BE, dst, 0, 0, n * 8);
-        }
+        a.load_network_order(size, dst, FP, BUF);
     }
 }

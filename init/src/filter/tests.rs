@@ -373,8 +373,29 @@ const CORPUS: &[&str] = &[
     "ip and udp[8:2] = 0x0101",
 ];
 
+/// The packet set as `link` carries it: whole frames, or their IP part
+/// (frames without IP are left out).
+fn packets_on(link: Link) -> Vec<(String, Vec<u8>)> {
+    packets()
+        .into_iter()
+        .filter_map(|(name, frame)| match link {
+            Link::Ethernet => Some((name, frame)),
+            Link::RawIp => ip_part(&frame).map(|ip| (name, ip.to_vec())),
+        })
+        .collect()
+}
+
+fn assert_no_differences(failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} differences:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 fn run_corpus(link: Link, dlt: &str) -> usize {
-    let packets = packets();
+    let packets = packets_on(link);
     let mut checked = 0;
     let mut failures = Vec::new();
     for expr in CORPUS {
@@ -392,14 +413,7 @@ fn run_corpus(link: Link, dlt: &str) -> usize {
                 continue;
             }
         };
-        for (name, frame) in &packets {
-            let data: &[u8] = match link {
-                Link::Ethernet => frame,
-                Link::RawIp => match ip_part(frame) {
-                    Some(ip) => ip,
-                    None => continue,
-                },
-            };
+        for (name, data) in &packets {
             let want = bpf::run(&theirs, data, data.len() as u32) != 0;
             let got = ours.matches(data, data.len() as u32);
             checked += 1;
@@ -411,12 +425,7 @@ fn run_corpus(link: Link, dlt: &str) -> usize {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} differences:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_differences(&failures);
     checked
 }
 
@@ -494,12 +503,8 @@ fn the_listing_is_tcpdumps() {
 fn run_corpus_in_kernel(link: Link, dlt: &str) -> usize {
     use crate::ebpf::raw;
     use std::os::fd::AsFd as _;
-    let packets = packets();
-    let kind = raw::ProgramKind {
-        prog_type: raw::PROG_TYPE_SCHED_CLS,
-        expected_attach_type: 0,
-        attach_btf_id: 0,
-    };
+    let packets = packets_on(link);
+    let kind = raw::ProgramKind::SCHED_CLS;
     let mut checked = 0;
     let mut failures = Vec::new();
     for expr in CORPUS {
@@ -522,14 +527,7 @@ fn run_corpus_in_kernel(link: Link, dlt: &str) -> usize {
                 .unwrap_or_else(|e| panic!("`{expr}` ({who}): {e}"));
             programs.push((who, fd));
         }
-        for (name, frame) in &packets {
-            let data: &[u8] = match link {
-                Link::Ethernet => frame,
-                Link::RawIp => match ip_part(frame) {
-                    Some(ip) => ip,
-                    None => continue,
-                },
-            };
+        for (name, data) in &packets {
             // The test run builds an skb from an Ethernet header at least,
             // in one page.
             if data.len() < 14 || data.len() > 3000 {
@@ -551,12 +549,7 @@ fn run_corpus_in_kernel(link: Link, dlt: &str) -> usize {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} differences:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert_no_differences(&failures);
     checked
 }
 
@@ -577,11 +570,7 @@ fn the_kernel_gives_libpcaps_verdicts_on_raw_ip() {
 #[test]
 fn a_refused_program_brings_the_verifiers_log() {
     use crate::ebpf::raw;
-    let kind = raw::ProgramKind {
-        prog_type: raw::PROG_TYPE_SCHED_CLS,
-        expected_attach_type: 0,
-        attach_btf_id: 0,
-    };
+    let kind = raw::ProgramKind::SCHED_CLS;
     let exit = raw::Insn {
         code: 0x95,
         ..Default::default()
@@ -615,10 +604,6 @@ fn a_long_expression_translates_and_one_over_the_cap_is_refused() {
         ebpf::Verdict::Return,
     )
     .unwrap();
-    let kind = crate::ebpf::raw::ProgramKind {
-        prog_type: crate::ebpf::raw::PROG_TYPE_SCHED_CLS,
-        expected_attach_type: 0,
-        attach_btf_id: 0,
-    };
+    let kind = crate::ebpf::raw::ProgramKind::SCHED_CLS;
     crate::ebpf::raw::load("long", kind, &insns).unwrap();
 }

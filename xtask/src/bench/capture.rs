@@ -60,6 +60,15 @@ const CONTENDERS: [Contender; 4] = [
     Contender::Myinit("packet"),
 ];
 
+impl Sample {
+    pub(super) fn describe(&self) -> String {
+        format!(
+            "{:.3} s, {} received, captured {:?}, lost {:?}, in file {:?}, cpu {:?}",
+            self.flood_s, self.received, self.captured, self.lost, self.in_file, self.cpu_s
+        )
+    }
+}
+
 /// One flood with one contender.
 #[derive(Default, Clone, Copy)]
 pub(super) struct Sample {
@@ -88,30 +97,14 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
     for (size, full) in [(64usize, 1_000_000u64), (1500, 500_000)] {
         let frames = bench.scaled(full);
         let flood = Flood::new(&udp_frame(&pair, size, 9, true), frames)?;
-        let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); CONTENDERS.len()];
-        for round in 0..bench.rounds as usize {
-            // A different order each round, so a drift of the machine's
-            // load does not always favour the same contender.
-            for k in 0..CONTENDERS.len() {
-                let i = (k + round) % CONTENDERS.len();
-                let c = CONTENDERS[i];
-                let s = measure(bench, &pair, &flood, &scratch, c, None).with_context(|| {
-                    format!("{size}-byte frames, round {}: {}", round + 1, c.label())
-                })?;
-                eprintln!(
-                    "bench capture: {size} B, round {} {}: {:.3} s, {} received, captured {:?}, lost {:?}, in file {:?}, cpu {:?}",
-                    round + 1,
-                    c.label(),
-                    s.flood_s,
-                    s.received,
-                    s.captured,
-                    s.lost,
-                    s.in_file,
-                    s.cpu_s
-                );
-                samples[i].push(s);
-            }
-        }
+        let samples = super::rounds(
+            bench,
+            &format!("capture: {size} B"),
+            &CONTENDERS,
+            Contender::label,
+            |c| measure(bench, &pair, &flood, &scratch, c, None),
+            Sample::describe,
+        )?;
         tables.push(table(bench, size, frames, &samples));
     }
     Ok(tables)
@@ -206,17 +199,9 @@ fn table(bench: &Bench, size: usize, frames: u64, samples: &[Vec<Sample>]) -> Ta
     }
     // The generator's own spread says how far the sender's part can be trusted.
     let alone: Vec<f64> = samples[0].iter().map(|s| s.sender_cpu_s).collect();
-    let (lo, hi) = alone
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
-            (lo.min(x), hi.max(x))
-        });
-    if lo.is_finite() {
-        table.notes.push(format!(
-            "noise: the generator alone used {lo:.3}–{hi:.3} CPU s over the rounds, ±{:.3} µs per packet",
-            (hi - lo) / 2.0 / frames as f64 * 1e6
-        ));
-    }
+    table
+        .notes
+        .extend(super::noise_note(&alone, frames, 1e6, "µs", "packet"));
     table.notes.push(format!(
         "generator alone: {:.0} frames/s; CPU per captured packet = (contender's user+sys from /proc/PID/stat + the sender's extra CPU: trafgen's user+sys − the generator's alone) ÷ captured, per round, median; the sender's CPU, not the flood's wall time: the receive path and the TC programs run in trafgen's softirqs and are charged to it, and wall time on this shared machine also counts other processes' turns",
         frames as f64 / base_flood

@@ -50,6 +50,15 @@ impl Contender {
     }
 }
 
+impl Sample {
+    pub(super) fn describe(&self) -> String {
+        format!(
+            "{:.3} s, {} produced, seen {:?}, lost {:?}, cpu {:?}",
+            self.flood_s, self.produced, self.seen, self.lost, self.cpu_s
+        )
+    }
+}
+
 /// One flood with one contender.
 #[derive(Default, Clone, Copy)]
 pub(super) struct Sample {
@@ -85,28 +94,14 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
     let pair = VethPair::new()?;
     let frames = bench.scaled(1_000_000);
     let flood = Flood::new(&udp_frame(&pair, 64, 9, false), frames)?;
-    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); contenders.len()];
-    for round in 0..bench.rounds as usize {
-        // A different order each round, so a drift of the machine's load
-        // does not always favour the same contender.
-        for k in 0..contenders.len() {
-            let i = (k + round) % contenders.len();
-            let c = contenders[i];
-            let s = measure(bench, &pair, &flood, c, reason)
-                .with_context(|| format!("round {}: {}", round + 1, c.label()))?;
-            eprintln!(
-                "bench droptrace: round {} {}: {:.3} s, {} produced, seen {:?}, lost {:?}, cpu {:?}",
-                round + 1,
-                c.label(),
-                s.flood_s,
-                s.produced,
-                s.seen,
-                s.lost,
-                s.cpu_s
-            );
-            samples[i].push(s);
-        }
-    }
+    let samples = super::rounds(
+        bench,
+        "droptrace",
+        &contenders,
+        Contender::label,
+        |c| measure(bench, &pair, &flood, c, reason),
+        Sample::describe,
+    )?;
 
     let mut table = Table::new(
         format!("IP_CSUM drops, {frames} 64-byte frames per flood (trafgen --cpus 1), median of {} round(s)", bench.rounds),

@@ -10,8 +10,6 @@
 //! fragments, and at the IP_CSUM drop only the IP header has been pulled
 //! into the linear bytes, all a tracer can read (bpftrace included).
 
-use anyhow::Context as _;
-
 use super::capture::{self, contender_cpu, shm_scratch};
 use super::droptrace;
 use myinit_testkit::Frame;
@@ -89,28 +87,17 @@ fn capture_table(bench: &Bench, pair: &VethPair) -> anyhow::Result<Table> {
         Contender::Myinit("ebpf"),
         Contender::Myinit("packet"),
     ];
-    let mut samples: Vec<Vec<capture::Sample>> = vec![Vec::new(); contenders.len()];
-    for round in 0..bench.rounds as usize {
-        for k in 0..contenders.len() {
-            let i = (k + round) % contenders.len();
-            let c = contenders[i];
+    let samples = super::rounds(
+        bench,
+        &format!("filters: capture `{EXPR}`"),
+        &contenders,
+        Contender::label,
+        |c| {
             let filter = (c != Contender::None).then_some(EXPR);
-            let s = capture::measure(bench, pair, &flood, &scratch, c, filter)
-                .with_context(|| format!("capture `{EXPR}`, round {}: {}", round + 1, c.label()))?;
-            eprintln!(
-                "bench filters: capture round {} {}: {:.3} s, {} received, captured {:?}, lost {:?}, in file {:?}, cpu {:?}",
-                round + 1,
-                c.label(),
-                s.flood_s,
-                s.received,
-                s.captured,
-                s.lost,
-                s.in_file,
-                s.cpu_s
-            );
-            samples[i].push(s);
-        }
-    }
+            capture::measure(bench, pair, &flood, &scratch, c, filter)
+        },
+        capture::Sample::describe,
+    )?;
     let mut table = Table::new(
         format!(
             "capture with the filter `{EXPR}`: {frames} 64-byte UDP frames per flood, one in {ONE_IN} matching, on the receiving veth, median of {} round(s)",
@@ -182,17 +169,13 @@ fn capture_table(bench: &Bench, pair: &VethPair) -> anyhow::Result<Table> {
     }
     // The generator's own spread says how far the sender's part can be trusted.
     let alone: Vec<f64> = samples[0].iter().map(|s| s.sender_cpu_s).collect();
-    let (lo, hi) = alone
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
-            (lo.min(x), hi.max(x))
-        });
-    if lo.is_finite() {
-        table.notes.push(format!(
-            "noise: the generator alone used {lo:.3}–{hi:.3} CPU s over the rounds, ±{:.1} ns per offered packet",
-            (hi - lo) / 2.0 / frames as f64 * 1e9
-        ));
-    }
+    table.notes.extend(super::noise_note(
+        &alone,
+        frames,
+        1e9,
+        "ns",
+        "offered packet",
+    ));
     table.notes.push(
         "CPU per offered packet = (contender's user+sys + the sender's extra CPU against the generator alone, which carries the receive path, the TC programs and the socket filters in its softirqs) ÷ frames received; the filter runs in the kernel for every contender (tcpdump: libpcap's socket filter; myinit: the same program as a socket filter, or translated to eBPF at TC)".into(),
     );
@@ -217,31 +200,14 @@ fn droptrace_table(bench: &Bench, pair: &VethPair) -> anyhow::Result<Table> {
         Contender::Myinit("--backend ebpf src host 10.99.99.99"),
         Contender::Myinit("--backend ebpf --summary src host 10.99.99.99"),
     ];
-    let mut samples: Vec<Vec<droptrace::Sample>> = vec![Vec::new(); contenders.len()];
-    for round in 0..bench.rounds as usize {
-        for k in 0..contenders.len() {
-            let i = (k + round) % contenders.len();
-            let c = contenders[i];
-            let s = droptrace::measure(bench, pair, &flood, c, reason).with_context(|| {
-                format!(
-                    "droptrace `{DROP_EXPR}`, round {}: {}",
-                    round + 1,
-                    c.label()
-                )
-            })?;
-            eprintln!(
-                "bench filters: droptrace round {} {}: {:.3} s, {} produced, seen {:?}, lost {:?}, cpu {:?}",
-                round + 1,
-                c.label(),
-                s.flood_s,
-                s.produced,
-                s.seen,
-                s.lost,
-                s.cpu_s
-            );
-            samples[i].push(s);
-        }
-    }
+    let samples = super::rounds(
+        bench,
+        &format!("filters: droptrace `{DROP_EXPR}`"),
+        &contenders,
+        Contender::label,
+        |c| droptrace::measure(bench, pair, &flood, c, reason),
+        droptrace::Sample::describe,
+    )?;
     let mut table = Table::new(
         format!(
             "droptrace with the filter `{DROP_EXPR}`: IP_CSUM drops of {frames} 64-byte frames per flood, one in {ONE_IN} matching, median of {} round(s)",

@@ -531,6 +531,54 @@ impl Drop for Flood {
 
 /// An IPv4/UDP frame of `len` bytes (at least 42) from tx to rx; `ip_csum`
 /// false gives a wrong header checksum (the receiver drops it as IP_CSUM).
+/// Runs `measure` once per contender per round, a different order each
+/// round (a drift of the machine's load then does not always favour the
+/// same contender); prints each sample (`describe`) as it comes. The
+/// samples, per contender in `contenders`' order.
+pub fn rounds<C: Copy, S>(
+    bench: &Bench,
+    what: &str,
+    contenders: &[C],
+    label: impl Fn(C) -> String,
+    mut measure: impl FnMut(C) -> anyhow::Result<S>,
+    describe: impl Fn(&S) -> String,
+) -> anyhow::Result<Vec<Vec<S>>> {
+    let mut samples: Vec<Vec<S>> = contenders.iter().map(|_| Vec::new()).collect();
+    for round in 0..bench.rounds as usize {
+        for k in 0..contenders.len() {
+            let i = (k + round) % contenders.len();
+            let c = contenders[i];
+            let s =
+                measure(c).with_context(|| format!("{what}, round {}: {}", round + 1, label(c)))?;
+            eprintln!(
+                "bench {what}: round {} {}: {}",
+                round + 1,
+                label(c),
+                describe(&s)
+            );
+            samples[i].push(s);
+        }
+    }
+    Ok(samples)
+}
+
+/// The generator's own spread over the rounds (its CPU seconds alone), per
+/// unit of `per` things, scaled by `scale` (1e6: µs, 1e9: ns): how far the
+/// sender's part of a cost can be trusted.
+pub fn noise_note(alone: &[f64], per: u64, scale: f64, unit: &str, what: &str) -> Option<String> {
+    let (lo, hi) = alone
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        });
+    lo.is_finite().then(|| {
+        format!(
+            "noise: the generator alone used {lo:.3}–{hi:.3} CPU s over the rounds, ±{:.3} {unit} per {what}",
+            (hi - lo) / 2.0 / per as f64 * scale
+        )
+    })
+}
+
 pub fn udp_frame(pair: &VethPair, len: usize, port: u16, ip_csum: bool) -> Vec<u8> {
     let f = Frame::ether(pair.rx_mac, pair.tx_mac)
         .ipv4(TX_IP, RX_IP)
