@@ -415,6 +415,17 @@ fn a_filter_on_an_l3_device_reads_from_the_network_header() {
             let rows = tshark(&file, &["frame.len"]).join("|");
             assert_eq!(rows, want, "{backend} `{expr}`: {r:#?}");
         }
+        // `ether` means nothing without an Ethernet header: one line, no
+        // capture, no file.
+        let (r, _, _dir, file) = capture_tun_rx("cpf", backend, "ether broadcast", &lengths);
+        let first = r.stderr.lines().next().unwrap_or("");
+        assert!(
+            first.contains(
+                "filter: column 1: `ether` on a link without an Ethernet header (raw IP)"
+            ),
+            "{backend}: {r:#?}"
+        );
+        assert!(!Path::new(&file).exists(), "{backend}");
     }
 }
 

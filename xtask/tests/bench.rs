@@ -298,7 +298,8 @@ fn an_unknown_part_is_one_clear_error() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success());
     assert!(
-        stderr.contains("expected one of droptrace, capture, inject, fakehost, boot or all"),
+        stderr
+            .contains("expected one of droptrace, capture, inject, fakehost, filters, boot or all"),
         "{stderr}"
     );
 }
