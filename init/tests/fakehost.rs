@@ -618,12 +618,14 @@ fn several_routers_on_one_interface(backend: &str) {
         "{backend}: rdisc6: {said}"
     );
     // rdisc6 also sees the answers to the kernel's own solicitations:
-    // each solicitation gets one from each router.
-    assert_eq!(
+    // each solicitation gets one from each router. rdisc6's window may
+    // end between the two answers to the last one (seen once in a full
+    // run), so the counts may differ by that one.
+    let (first, second) = (
         said.matches("from fe80::1\n").count(),
         said.matches(&format!("from {second_ll}\n")).count(),
-        "{backend}: {said}"
     );
+    assert!(first.abs_diff(second) <= 1, "{backend}: {said}");
     // Both answer pings; the harness's own lines work.
     let r = ns.myinit(
         "ping fe80::1%v0 1; ping 2001:db8:77::2 1; ip -6 route add 2001:db8:5::/64 via fe80::1 dev v0",
