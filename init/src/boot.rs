@@ -237,10 +237,19 @@ fn run_stage_file(shell: &mut Shell, out: &mut Output, label: &str, path: &Path)
     let started = Instant::now();
     println!("myinit: {label}: running {}", path.display());
     match shell.run_file(path, out) {
-        Ok(Flow::Exit(status)) => crate::power::off(status),
+        Ok(Flow::Exit(status)) => {
+            let passed = shell.finish_tests(out);
+            crate::power::off(if passed == Some(false) && status == 0 {
+                1
+            } else {
+                status
+            })
+        }
         Ok(_) => {}
         Err(e) => eprintln!("myinit: {label}: {e:#}"),
     }
+    // The named tests of a stage end with it.
+    shell.finish_tests(out);
     println!(
         "myinit: {label}: done in {} ms (status {})",
         started.elapsed().as_millis(),

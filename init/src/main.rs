@@ -8,6 +8,7 @@ mod capture;
 mod cmd;
 mod droptrace;
 mod ebpf;
+mod expect;
 mod fakehost;
 mod filter;
 mod inject;
@@ -129,6 +130,10 @@ fn main() {
             }
         },
         (None, None) => shell::editor::interactive(&mut shell),
+    };
+    let status = match shell.finish_tests(&mut out) {
+        Some(false) if status == 0 => 1,
+        _ => status,
     };
     drop(out);
     state.jobs.stop_all_reporting(&mut std::io::stdout());

@@ -234,6 +234,10 @@ macro_rules! layer_struct {
         }
 
         impl $name {
+            /// The JSON keys, in their order.
+            #[allow(dead_code)]
+            const FIELDS: &'static [&'static str] = &[$(stringify!($field)),*];
+
             fn from_object(obj: &Map<String, Value>) -> Result<Self, LayerError> {
                 Ok($name {
                     $( $field: {
@@ -609,6 +613,47 @@ impl Layer {
             Layer::Raw(_) => "raw",
         }
     }
+
+    /// The field names (JSON keys, without `layertype`) of the layer type
+    /// called `layertype`, or None for a name no layer has.
+    pub fn field_names(layertype: &str) -> Option<&'static [&'static str]> {
+        Some(match layertype {
+            "ether" => Ether::FIELDS,
+            "dot1Q" => Dot1Q::FIELDS,
+            "Arp" => Arp::FIELDS,
+            "Ip" => Ip::FIELDS,
+            "Ipv6" => Ipv6::FIELDS,
+            "Ipv6HopByHop" | "Ipv6Routing" | "Ipv6DestOptions" => Ipv6ExtHeader::FIELDS,
+            "Ipv6Fragment" => Ipv6Fragment::FIELDS,
+            "Icmp" => Icmp::FIELDS,
+            "echo" | "echoReply" | "icmpv6EchoRequest" | "icmpv6EchoReply" => Echo::FIELDS,
+            "Icmpv6" => Icmpv6::FIELDS,
+            "icmpv6DestUnreach" | "icmpv6TimeExceeded" => Icmpv6Error::FIELDS,
+            "icmpv6PacketTooBig" => PacketTooBig::FIELDS,
+            "icmpv6ParameterProblem" => ParameterProblem::FIELDS,
+            "icmpv6RouterSolicitation" => RouterSolicitation::FIELDS,
+            "icmpv6RouterAdvertisement" => RouterAdvertisement::FIELDS,
+            "icmpv6NeighborSolicitation" => NeighborSolicitation::FIELDS,
+            "icmpv6NeighborAdvertisement" => NeighborAdvertisement::FIELDS,
+            "icmpv6Redirect" => Redirect::FIELDS,
+            "Udp" => Udp::FIELDS,
+            "Tcp" => Tcp::FIELDS,
+            "Gre" => Gre::FIELDS,
+            "raw" => Raw::FIELDS,
+            _ => return None,
+        })
+    }
+
+    /// Every layer type's name, as `layertype` writes it.
+    pub const NAMES: &'static [&'static str] = &[
+        "ether", "dot1Q", "Arp", "Ip", "Ipv6", "Ipv6HopByHop", "Ipv6Routing",
+        "Ipv6DestOptions", "Ipv6Fragment", "Icmp", "echo", "echoReply", "Icmpv6",
+        "icmpv6DestUnreach", "icmpv6PacketTooBig", "icmpv6TimeExceeded",
+        "icmpv6ParameterProblem", "icmpv6EchoRequest", "icmpv6EchoReply",
+        "icmpv6RouterSolicitation", "icmpv6RouterAdvertisement",
+        "icmpv6NeighborSolicitation", "icmpv6NeighborAdvertisement", "icmpv6Redirect",
+        "Udp", "Tcp", "Gre", "raw",
+    ];
 
     /// Reads a layer from its JSON object (keys in any order). The error
     /// names the layertype and the field: "Udp: sport: invalid value: …".

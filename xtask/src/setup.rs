@@ -1,5 +1,6 @@
 //! `cargo xtask setup`: installs what is missing, and nothing else — the
-//! Debian packages the tests and the VM use, the nightly toolchain's
+//! Debian packages the tests and the VM use (with the headers of the kernel
+//! the VM boots, for the tests' own modules), the nightly toolchain's
 //! rust-src, the musl target and bpf-linker (built against nightly's own
 //! libLLVM, see ENVIRONMENT.md).
 //!
@@ -14,8 +15,9 @@ use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use anyhow::{bail, Context as _};
+use anyhow::{bail, ensure, Context as _};
 
+use crate::kernel::KernelArgs;
 use crate::{target_dir, workspace_root};
 
 /// Debian packages the tests and `cargo xtask vm` use.
@@ -43,6 +45,9 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "ndisc6",
     // The original's users judge captures with jq; the compatibility test too.
     "jq",
+    // Tests build their kernel modules (xtask/testdata) with Kbuild.
+    "make",
+    "gcc",
 ];
 
 /// QEMU's packages break each other across versions (qemu-utils 10 breaks
@@ -74,6 +79,8 @@ const PROGRAMS: &[(&str, &str, &str)] = &[
     ("tcpreplay", "tcpreplay", "-V"),
     ("busybox-static", "busybox", "--help"),
     ("jq", "jq", "--version"),
+    ("make", "make", "--version"),
+    ("gcc", "gcc", "--version"),
 ];
 
 /// Without this, installing tshark asks whether non-root users may capture.
@@ -82,7 +89,17 @@ const DEBCONF_PRESEED: &str = "wireshark-common wireshark-common/install-setuid 
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
 pub fn run() -> anyhow::Result<()> {
-    debian_packages()?;
+    let headers = vm_kernel_headers()?;
+    let mut packages = DEBIAN_PACKAGES.to_vec();
+    packages.push(&headers);
+    debian_packages(&packages)?;
+    // Kbuild's entry point: what `make -C /usr/src/<package>` needs.
+    let makefile = Path::new("/usr/src").join(&headers).join("Makefile");
+    ensure!(
+        makefile.is_file(),
+        "{headers} is installed but {} is missing",
+        makefile.display()
+    );
     rust_components()?;
     bpf_linker()?;
     Ok(())
@@ -316,9 +333,20 @@ fn release_and_mirror() -> Option<(String, String)> {
     Some((codename, mirror))
 }
 
-fn debian_packages() -> anyhow::Result<()> {
-    let installed = installed_versions(&[DEBIAN_PACKAGES, QEMU_FAMILY].concat());
-    let missing: Vec<&str> = DEBIAN_PACKAGES
+/// The headers package of the kernel the VM boots (as `cargo xtask kernel`
+/// resolves it, fetching it if need be), e.g. `linux-headers-6.1.0-57-amd64`
+/// for `linux-image-6.1.0-57-amd64`: a module built against other headers
+/// does not load (vermagic, symbol CRCs).
+fn vm_kernel_headers() -> anyhow::Result<String> {
+    let kernel = KernelArgs::default()
+        .resolve()
+        .context("the VM's kernel, whose headers the tests' modules build against")?;
+    Ok(format!("linux-headers-{}", kernel.version))
+}
+
+fn debian_packages(packages: &[&str]) -> anyhow::Result<()> {
+    let installed = installed_versions(&[packages, QEMU_FAMILY].concat());
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|pkg| !installed.contains_key(*pkg))

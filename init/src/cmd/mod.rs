@@ -22,6 +22,7 @@ pub mod debug_crash;
 pub mod debug_tc;
 pub mod droptrace;
 pub mod edit;
+pub mod expect;
 pub mod fakehost;
 pub mod files;
 pub mod filter;
@@ -228,6 +229,7 @@ pub fn all() -> &'static [&'static CommandSpec] {
             convert::COMMANDS,
             droptrace::COMMANDS,
             edit::COMMANDS,
+            expect::COMMANDS,
             fakehost::COMMANDS,
             files::COMMANDS,
             filter::COMMANDS,

@@ -1,8 +1,8 @@
 //! The kernel log (/dev/kmsg), read as dmesg reads it.
 
 use std::collections::VecDeque;
-use std::fs::OpenOptions;
-use std::io::{ErrorKind, Read};
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 
 use thiserror::Error;
@@ -61,6 +61,39 @@ pub fn read_kmsg(keep: usize) -> Result<VecDeque<String>, KmsgError> {
         }
     }
     Ok(lines)
+}
+
+/// Opens the kernel log after its newest record, non-blocking: reads give
+/// only what is logged from now on, so a watch over a test does not blame
+/// it for what boot or an earlier test logged.
+pub fn open_kmsg_at_end() -> Result<File, KmsgError> {
+    let mut kmsg = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+        .map_err(KmsgError)?;
+    // SEEK_END on /dev/kmsg moves to the next record to be logged; no other
+    // offset is accepted.
+    kmsg.seek(SeekFrom::End(0)).map_err(KmsgError)?;
+    Ok(kmsg)
+}
+
+/// The next record ("PRIO,SEQ,USEC,FLAGS;message\n KEY=v…") of a kernel log
+/// opened non-blocking, or None when nothing new has been logged. `buf`
+/// must hold a whole record: 16 KiB does.
+pub fn next_kmsg_record(kmsg: &mut File, buf: &mut [u8]) -> Result<Option<String>, KmsgError> {
+    loop {
+        match kmsg.read(buf) {
+            Ok(0) => return Ok(None),
+            Ok(n) => return Ok(Some(String::from_utf8_lossy(&buf[..n]).into_owned())),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(None),
+            // EPIPE: the records we had not read yet were overwritten; the
+            // next read gives the oldest one left.
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(KmsgError(e)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -70,6 +70,10 @@ pub struct Shell {
     pub script_exit: Option<i32>,
     /// The `run` scripts being run, outermost first.
     run_chain: Vec<String>,
+    /// Named tests (`test NAME`) and their results.
+    pub tests: crate::expect::ktap::TestRun,
+    /// The error the last built-in command printed: a failed test's reason.
+    pub last_error: Option<String>,
 }
 
 /// What a command gets: its output, its input and the shell.
@@ -118,6 +122,8 @@ impl Shell {
             exit_request: None,
             script_exit: None,
             run_chain: Vec::new(),
+            tests: Default::default(),
+            last_error: None,
         }
     }
 
@@ -154,11 +160,32 @@ impl Shell {
                 };
             }
         };
+        // A test that is not selected, or failed under `set -e`: its lines
+        // are skipped up to the next `test`.
+        if self.tests.skipping() && !commands.first().is_some_and(is_test_command) {
+            return Flow::Continue;
+        }
         for command in &commands {
             let interrupts_before = *self.state.interrupts.borrow();
+            self.last_error = None;
             self.last_status = self.run_command(command, out, origin);
             if let Some(status) = self.exit_request.or(self.script_exit) {
                 return Flow::Exit(status);
+            }
+            if self.last_status != 0 && self.tests.in_test() && !is_test_command(command) {
+                // A failing step fails its test, not the script; under
+                // `set -e` the rest of the test is skipped.
+                let reason = self.last_error.take().unwrap_or_else(|| {
+                    format!(
+                        "{} exited with status {}",
+                        command_name(command),
+                        self.last_status
+                    )
+                });
+                self.tests.fail(&reason, self.errexit);
+                if self.errexit {
+                    return Flow::Continue;
+                }
             }
             if self.errexit && self.last_status != 0 {
                 return Flow::Stop;
@@ -324,6 +351,24 @@ impl Shell {
         })
     }
 
+    /// Ends the named tests, if any ran: their plan and totals. A failed
+    /// test makes the last status 1 (when it was 0), so the run's outcome
+    /// reaches the host as the exit status. None when no test ran.
+    pub fn finish_tests(&mut self, out: &mut Output) -> Option<bool> {
+        let passed = match self.tests.finish(out) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("test: write: {}", crate::util::io_error(&e));
+                None
+            }
+        };
+        let _ = out.flush();
+        if passed == Some(false) && self.last_status == 0 {
+            self.last_status = 1;
+        }
+        passed
+    }
+
     /// Whether a `run` script is running (where `exit` ends only it).
     pub fn in_run_script(&self) -> bool {
         !self.run_chain.is_empty()
@@ -482,6 +527,7 @@ impl Shell {
             Ok(Err(e)) if e.is::<UsageError>() => {
                 let _ = out.flush();
                 eprint!("{prefix}{name}: {e}\n{}", spec.usage_text());
+                self.last_error = Some(format!("{name}: {e}"));
                 2
             }
             Ok(Err(e)) if e.is::<Interrupted>() => {
@@ -492,6 +538,7 @@ impl Shell {
             Ok(Err(e)) => {
                 let _ = out.flush();
                 eprintln!("{prefix}{name}: {e:#}");
+                self.last_error = Some(format!("{name}: {e:#}"));
                 1
             }
             Err(panic) => {
@@ -529,6 +576,25 @@ impl Shell {
             .rt
             .block_on(state.reaper.wait_interruptible(pid, interrupts)))
     }
+}
+
+/// Whether a command is `test …` (as written: a literal first word).
+fn is_test_command(command: &SimpleCommand) -> bool {
+    command_name(command) == "test"
+}
+
+/// A command's first word as written, for messages.
+fn command_name(command: &SimpleCommand) -> String {
+    let Some(word) = command.words.first() else {
+        return String::new();
+    };
+    word.0
+        .iter()
+        .map(|part| match part {
+            parse::Part::Bare(s) | parse::Part::Quoted(s) => s.clone(),
+            parse::Part::Var { name, .. } => format!("${name}"),
+        })
+        .collect()
 }
 
 /// `a -> b -> … -> z`: the first and last scripts of a long chain.

@@ -106,3 +106,79 @@ pub fn vm(args: &[&str]) -> Run {
     eprintln!("--- console\n{}\n--- xtask\n{}", run.stdout, run.stderr);
     run
 }
+
+/// The version of the kernel `xtask vm` boots (`uname -r` in the guest), as
+/// `xtask kernel` resolves it.
+pub fn vm_kernel_version() -> &'static str {
+    static VERSION: OnceLock<String> = OnceLock::new();
+    VERSION.get_or_init(|| {
+        let out = xtask()
+            .arg("kernel")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run xtask kernel");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "xtask kernel failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text.lines()
+            .find_map(|l| l.strip_prefix("kernel "))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("xtask kernel printed no version: {text}"))
+    })
+}
+
+/// Builds the out-of-tree module in xtask/testdata/NAME (a `Kbuild` and
+/// its sources) against the VM kernel's headers; the path of NAME.ko, kept
+/// under target/vm/modules/VERSION/ (the build's own files are removed).
+pub fn build_test_module(name: &str) -> PathBuf {
+    let version = vm_kernel_version();
+    let headers = PathBuf::from(format!("/usr/src/linux-headers-{version}"));
+    assert!(
+        headers.join("Makefile").is_file(),
+        "no {}: the VM kernel's headers are missing; install linux-headers-{version} \
+         (`cargo xtask setup` does)",
+        headers.display()
+    );
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name);
+    let build = TempDir::new(&format!("kmod-{name}"));
+    let files = std::fs::read_dir(&source)
+        .unwrap_or_else(|e| panic!("{}: {e}", source.display()))
+        .map(|e| e.expect("read the module's directory").path());
+    for file in files {
+        let to = build.path(&file.file_name().unwrap().to_string_lossy());
+        std::fs::copy(&file, to).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    }
+    let out = Command::new("make")
+        .arg("-C")
+        .arg(&headers)
+        .arg(format!("M={}", build.dir().display()))
+        .arg("modules")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run make (`cargo xtask setup` installs it)");
+    assert!(
+        out.status.success(),
+        "building the {name} module failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = target_dir().join("vm").join("modules").join(version);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ko = dir.join(format!("{name}.ko"));
+    // Through a rename: another test may be copying the one built before.
+    // The build directory's name is unique to this build.
+    let partial = dir.join(format!(
+        ".{name}.ko.{}",
+        build.dir().file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::copy(build.path(&format!("{name}.ko")), &partial)
+        .unwrap_or_else(|e| panic!("make left no {name}.ko: {e}"));
+    std::fs::rename(&partial, &ko).unwrap();
+    ko
+}
