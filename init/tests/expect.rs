@@ -113,7 +113,7 @@ fn expect_waits_for_the_rewritten_packet_and_shows_each_differing_field() {
     let ok = run
         .stdout
         .lines()
-        .find(|l| l.starts_with("ok b1: 1 packet matching rx `udp port 9999` Ip{src=192.0.2.1 ttl=63} Udp{dport=9999} in "))
+        .find(|l| l.starts_with("expect: ok b1: 1 packet matching rx `udp port 9999` Ip{src=192.0.2.1 ttl=63} Udp{dport=9999} in "))
         .unwrap_or_else(|| panic!("{run:#?}"));
     // It returned when the packet came, not at the end of its 10 s.
     let ms: u64 = ok.rsplit(' ').nth(1).unwrap().parse().unwrap();
@@ -172,12 +172,12 @@ fn none_passes_only_when_nothing_matches_and_only_ignores_neighbour_noise() {
     assert_eq!(run.status, 1, "{run:#?}");
     assert!(
         run.stdout
-            .contains("ok b1: 1 packet matching rx `udp port 9999` in "),
+            .contains("expect: ok b1: 1 packet matching rx `udp port 9999` in "),
         "--only with ARP and ND around: {run:#?}"
     );
     assert!(
         run.stdout
-            .contains("ok b1: 0 packets matching rx `udp port 9999` in "),
+            .contains("expect: ok b1: 0 packets matching rx `udp port 9999` in "),
         "{run:#?}"
     );
     assert!(
@@ -249,8 +249,9 @@ fn specs_are_judged_as_the_harness_judges_them_checksums_and_quoted_packets_incl
     let run = ns.myinit(&format!("expect {good} --spec {s}"));
     run.assert_ok();
     assert!(
-        run.stdout
-            .contains(&format!("ok {good}: 2 packets, 2 received, 2 checks hold")),
+        run.stdout.contains(&format!(
+            "expect: ok {good}: 2 packets, 2 received, 2 checks hold"
+        )),
         "{run:#?}"
     );
 
@@ -420,6 +421,28 @@ fn named_tests_report_ktap_and_a_kernel_warning_fails_its_test() {
     assert!(
         run.stdout
             .ends_with("# Totals: pass:1 fail:2 xfail:0 xpass:0 skip:1 error:0\n"),
+        "{run:#?}"
+    );
+}
+
+#[test]
+fn an_interface_that_goes_away_mid_wait_ends_the_wait_in_one_line() {
+    let (ns, _) = router("xgone");
+    let child = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns.name, common::myinit_bin(), "-c"])
+        .arg("expect arm b1\necho armed\nexpect b1 rx --within 30 udp")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    ns.ip(&["link", "del", "b0"]);
+    let started = std::time::Instant::now();
+    let run = common::MyinitRun::from(child.wait_with_output().unwrap());
+    assert!(started.elapsed().as_secs() < 10, "{run:#?}");
+    assert_eq!(run.status, 1, "{run:#?}");
+    assert_eq!(
+        run.stderr, "-c:3: expect: b1: the interface went away while waiting\n",
         "{run:#?}"
     );
 }

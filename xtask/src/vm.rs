@@ -301,10 +301,15 @@ fn boot(
             Ok(s)
         }
         None if code == Some(0) => {
-            let why = if console.panicked {
-                "the kernel panicked"
-            } else {
-                "a reboot, a kernel panic or a power off outside myinit"
+            let why = match (console.panicked, &console.running_test) {
+                (true, Some(test)) => format!("the kernel panicked during test {test}"),
+                (true, None) => "the kernel panicked".to_string(),
+                (false, Some(test)) => format!(
+                    "a reboot, a kernel panic or a power off outside myinit, during test {test}"
+                ),
+                (false, None) => {
+                    "a reboot, a kernel panic or a power off outside myinit".to_string()
+                }
             };
             eprintln!("xtask vm: the guest stopped without reporting a status ({why}). Last console lines:");
             console.print_last();
@@ -387,6 +392,8 @@ struct Console {
     last: VecDeque<String>,
     seen_output: bool,
     panicked: bool,
+    /// The named test running (`# test N: NAME` printed, no result yet).
+    running_test: Option<String>,
     kernel_start: Option<Duration>,
     init_start: Option<Duration>,
     /// The kernel's own clock at "Run /init" (printk time).
@@ -406,6 +413,7 @@ impl Console {
             last: VecDeque::new(),
             seen_output: false,
             panicked: false,
+            running_test: None,
             kernel_start: None,
             init_start: None,
             init_kernel_clock: None,
@@ -457,6 +465,19 @@ impl Console {
             mark(&mut self.shell_ready);
         } else if text.contains("Kernel panic") {
             self.panicked = true;
+        }
+        // myinit's marker when a named test starts; its KTAP result ends it.
+        if let Some(rest) = text.trim_start().strip_prefix("# test ") {
+            if !rest.contains(" took ") {
+                self.running_test = Some(rest.to_string());
+            }
+        } else if text
+            .strip_prefix("not ")
+            .unwrap_or(&text)
+            .strip_prefix("ok ")
+            .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+        {
+            self.running_test = None;
         }
         if self.last.len() == KEPT_LINES {
             self.last.pop_front();
@@ -622,6 +643,18 @@ mod tests {
         let timing = c.timing("TCG", Duration::from_secs(3));
         assert!(timing.contains("kernel clock 2.50 s"), "{timing}");
         assert!(timing.contains("exit 3.0 s"), "{timing}");
+    }
+
+    #[test]
+    fn console_knows_which_named_test_runs() {
+        let mut c = Console::new(Instant::now());
+        c.feed(b"KTAP version 1\n# test 1: first\nexpect: ok lo: 1 packet\n");
+        assert_eq!(c.running_test.as_deref(), Some("1: first"));
+        c.feed(b"# test 1: first took 5 ms\nok 1 - first\n");
+        assert_eq!(c.running_test, None);
+        c.feed(b"# test 2: crash\n[    9.1] Kernel panic - not syncing: sysrq triggered crash\n");
+        assert_eq!(c.running_test.as_deref(), Some("2: crash"));
+        assert!(c.panicked);
     }
 
     #[test]

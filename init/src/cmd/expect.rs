@@ -255,7 +255,7 @@ fn file_expect(ctx: &mut Ctx<'_>, file: &str, o: Options) -> anyhow::Result<i32>
     if let Some(spec_path) = &o.spec {
         let text = std::fs::read_to_string(spec_path)
             .map_err(|e| anyhow!("{spec_path}: {}", crate::util::io_error(&e)))?;
-        let spec = spec::parse_spec(&text).with_context(|| format!("{spec_path}"))?;
+        let spec = spec::parse_spec(&text).with_context(|| spec_path.to_string())?;
         let packets = captured::load(std::path::Path::new(file))?;
         let received = packets
             .iter()
@@ -263,7 +263,7 @@ fn file_expect(ctx: &mut Ctx<'_>, file: &str, o: Options) -> anyhow::Result<i32>
             .count();
         let verdict = spec.judge(&packets);
         let ok = format!(
-            "ok {file}: {} {}, {received} received, {} {} hold",
+            "expect: ok {file}: {} {}, {received} received, {} {} hold",
             packets.len(),
             plural(packets.len() as u64),
             spec.checks.len(),
@@ -280,7 +280,7 @@ fn file_expect(ctx: &mut Ctx<'_>, file: &str, o: Options) -> anyhow::Result<i32>
         let packets = captured::load(std::path::Path::new(file))?;
         let verdict = exact::judge(&expected, &packets);
         let ok = format!(
-            "ok {file}: {} {} equal to {expected_path}'s",
+            "expect: ok {file}: {} {} equal to {expected_path}'s",
             packets.len(),
             plural(packets.len() as u64)
         );
@@ -366,7 +366,7 @@ fn judge_count(
                 .unwrap_or_default();
             writeln!(
                 ctx.out,
-                "ok {what}: {got} {} matching {described}{time}",
+                "expect: ok {what}: {got} {} matching {described}{time}",
                 plural(got as u64)
             )?;
             Ok(0)

@@ -160,9 +160,10 @@ impl HealthWatch {
         })
     }
 
-    /// Reads what the kernel logged since the last call, without blocking,
-    /// and returns the first problem seen since start. Records after it are
-    /// still read, as they name the function a WARNING or Oops was in.
+    /// Reads what the kernel logged since the last call (without blocking,
+    /// at most MAX_RECORDS_PER_POLL records) and returns the first problem
+    /// seen since start. Records after it are still read, as they name the
+    /// function a WARNING or Oops was in.
     pub fn poll(&mut self) -> Option<Problem> {
         for _ in 0..MAX_RECORDS_PER_POLL {
             match next_kmsg_record(&mut self.kmsg, &mut self.buf) {

@@ -225,7 +225,7 @@ fn receive(watch: &Watch, buf: &mut [u8]) -> std::io::Result<Option<(Direction, 
             _ => Err(e),
         };
     }
-    let direction = if addr.sll_pkttype == libc::PACKET_OUTGOING as u8 {
+    let direction = if addr.sll_pkttype == libc::PACKET_OUTGOING {
         Direction::Tx
     } else {
         Direction::Rx

@@ -391,7 +391,13 @@ impl PacketSpec {
     fn distance(&self, packet: &Captured, index: usize) -> usize {
         self.explain(packet, index)
             .iter()
-            .map(|line| if line.ends_with(')') && line.contains(": no such layer (") { 1000 } else { 1 })
+            .map(|line| {
+                if line.ends_with(')') && line.contains(": no such layer (") {
+                    1000
+                } else {
+                    1
+                }
+            })
             .sum()
     }
 

@@ -1420,3 +1420,28 @@ fn field_spans_of_the_newer_layers_point_at_their_bytes() {
     check(&f, 2, "key", &0xcafe_f00du32.to_be_bytes());
     check(&f, 2, "proto", &[0x08, 0x00]);
 }
+
+#[test]
+fn every_layer_type_names_its_fields_as_its_json_writes_them() {
+    for name in Layer::NAMES {
+        assert!(Layer::field_names(name).is_some(), "{name}");
+    }
+    assert_eq!(Layer::field_names("Ipv7"), None);
+    for (_, objects) in crate::edit::NEW_LAYERS {
+        for object in *objects {
+            let layer: Layer = serde_json::from_str(object).unwrap();
+            let value = serde_json::to_value(&layer).unwrap();
+            let keys: Vec<&str> = value
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .filter(|k| *k != "layertype")
+                .collect();
+            let fields = Layer::field_names(layer.name()).unwrap();
+            for key in keys {
+                assert!(fields.contains(&key), "{}: {key}", layer.name());
+            }
+        }
+    }
+}

@@ -87,6 +87,21 @@ impl Drop for GuestSlot {
     }
 }
 
+/// Boots the VM with `share` as the host share, straight into its
+/// `autoexec.run` and a power off after it, `append` added to the kernel
+/// command line.
+pub fn vm_autoexec(share: &TempDir, append: &str, timeout_s: u32) -> Run {
+    let append = format!("myinit.countdown=0 myinit.poweroff_countdown=0 {append}");
+    vm(&[
+        "--share",
+        &share.dir().to_string_lossy(),
+        "--append",
+        append.trim_end(),
+        "--timeout",
+        &timeout_s.to_string(),
+    ])
+}
+
 pub fn vm(args: &[&str]) -> Run {
     let initrd = initrd();
     let _slot = guest_slot();
