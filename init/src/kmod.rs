@@ -26,6 +26,14 @@ pub enum LoadError {
     Kernel(String, &'static str),
 }
 
+/// Whether a file starts as xz, gzip or zstd data does (an ELF module
+/// starts with 0x7f "ELF").
+fn is_compressed_data(head: &[u8]) -> bool {
+    head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
+        || head.starts_with(&[0x1f, 0x8b])
+        || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+}
+
 /// Loads the module in `path` with `params` ("name=value name2=value").
 pub fn load(path: &Path, params: &str) -> Result<(), LoadError> {
     let shown = path.display().to_string();
@@ -44,7 +52,14 @@ pub fn load(path: &Path, params: &str) -> Result<(), LoadError> {
         _ => {}
     }
     let params = CString::new(params).map_err(|_| LoadError::BadParams)?;
-    let flags = if myinit_common::modules::is_compressed(&shown) {
+    // By the first bytes, not the name: the initrd's `/NAME.ko` links may
+    // point at `NAME.ko.xz`.
+    let mut magic = [0u8; 6];
+    let compressed = match std::os::unix::fs::FileExt::read_at(&file, &mut magic, 0) {
+        Ok(n) => is_compressed_data(&magic[..n]),
+        Err(_) => false,
+    } || myinit_common::modules::is_compressed(&shown);
+    let flags = if compressed {
         ModuleInitFlags::from_bits_retain(MODULE_INIT_COMPRESSED_FILE)
     } else {
         ModuleInitFlags::empty()

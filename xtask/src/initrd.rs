@@ -418,6 +418,31 @@ impl Stage1Modules {
     }
 }
 
+/// A module file's ELF: Debian's 6.12 ships them xz-compressed (the
+/// kernel decompresses them itself at load), some kernels gzip them.
+fn module_elf(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let name = path.to_string_lossy();
+    let mut elf = Vec::new();
+    if name.ends_with(".xz") {
+        lzma_rs::xz_decompress(&mut &data[..], &mut elf)
+            .map_err(|e| anyhow::anyhow!("{}: xz: {e}", path.display()))?;
+    } else if name.ends_with(".gz") {
+        use std::io::Read as _;
+        flate2::read::GzDecoder::new(&data[..])
+            .read_to_end(&mut elf)
+            .with_context(|| format!("{}: gzip", path.display()))?;
+    } else if name.ends_with(".zst") {
+        bail!(
+            "{}: zstd-compressed modules need the kernel's modules.dep (run depmod on that tree)",
+            path.display()
+        );
+    } else {
+        elf = data;
+    }
+    Ok(elf)
+}
+
 /// The modules to ship: the wanted ones and their dependencies.
 #[derive(Debug)]
 pub struct ModuleSet {
@@ -463,7 +488,7 @@ impl ModuleSet {
             let direct: Vec<String> = match &depmod {
                 Some(map) => map.deps_of(&path).to_vec(),
                 None => {
-                    let data = std::fs::read(root.join(&path))?;
+                    let data = module_elf(&root.join(&path))?;
                     let names = modinfo_depends(&data).with_context(|| {
                         format!("{}: cannot read .modinfo", root.join(&path).display())
                     })?;
@@ -693,6 +718,7 @@ mod tests {
                 "fscache",
                 "9p",
                 "virtio_net",
+                "virtio_console",
                 "tun",
                 "veth",
                 "sch_ingress",

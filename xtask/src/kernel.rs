@@ -1,7 +1,9 @@
 //! `cargo xtask kernel`: the kernel the VM boots. By default Debian's
-//! current `linux-image-*-amd64`, fetched with `apt-get download` and
-//! unpacked with `dpkg -x` into `target/vm-cache/<package>/` (never into the
-//! source tree); `--kernel PATH [--modules DIR]` use the user's own build.
+//! current `linux-image-*-amd64` (bookworm's 6.1); `--kernel-version 6.12`
+//! bookworm-backports' (through the private apt state `setup` keeps for
+//! backports). Fetched with `apt-get download` and unpacked with `dpkg -x`
+//! into `target/vm-cache/<package>/` (never into the source tree);
+//! `--kernel PATH [--modules DIR]` use the user's own build.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,7 +25,14 @@ pub struct KernelArgs {
     /// optionally `modules.dep` and `modules.builtin`).
     #[arg(long, value_name = "DIR", requires = "kernel")]
     pub modules: Option<PathBuf>,
+    /// Debian's kernel of this series: 6.1 (bookworm, the default) or 6.12
+    /// (bookworm-backports).
+    #[arg(long, value_name = "SERIES", conflicts_with = "kernel")]
+    pub kernel_version: Option<String>,
 }
+
+/// The kernel series Debian gives us, and where: (series, from backports).
+pub const SERIES: [(&str, bool); 2] = [("6.1", false), ("6.12", true)];
 
 /// A kernel image and where its modules are.
 #[derive(Debug, Clone)]
@@ -37,9 +46,18 @@ pub struct Kernel {
 
 impl KernelArgs {
     pub fn resolve(&self) -> anyhow::Result<Kernel> {
-        match &self.kernel {
-            Some(image) => own_kernel(image, self.modules.as_deref()),
-            None => debian_kernel(),
+        if let Some(image) = &self.kernel {
+            return own_kernel(image, self.modules.as_deref());
+        }
+        let series = self.kernel_version.as_deref().unwrap_or("6.1");
+        match SERIES.iter().find(|(s, _)| *s == series) {
+            Some((_, false)) => debian_kernel(),
+            Some((_, true)) => backports_kernel(series),
+            None => bail!(
+                "--kernel-version {series}: Debian's kernels here are {} (bookworm and bookworm-backports); \
+                 boot another with --kernel IMAGE --modules DIR",
+                SERIES.map(|s| s.0).join(" and ")
+            ),
         }
     }
 }
@@ -156,6 +174,71 @@ fn current_package() -> anyhow::Result<String> {
         .with_context(|| format!("apt-cache depends {META_PACKAGE} names no linux-image package"))
 }
 
+/// The backports kernel of `series` (6.12): the package the backports'
+/// `linux-image-amd64` depends on, checked to be of that series.
+fn backports_kernel(series: &str) -> anyhow::Result<Kernel> {
+    let cache = cache_dir();
+    let lookup = || -> anyhow::Result<(crate::setup::Apt, String)> {
+        let (apt, suite) = crate::setup::backports_apt()?;
+        let text = apt
+            .cache(&["show", &format!("{META_PACKAGE}/{suite}")])
+            .with_context(|| format!("apt-cache show {META_PACKAGE}/{suite} failed"))?;
+        let package = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("Depends: "))
+            .flat_map(|d| d.split(','))
+            .map(|d| d.split_whitespace().next().unwrap_or(""))
+            .find(|p| p.starts_with("linux-image-") && *p != META_PACKAGE)
+            .with_context(|| format!("{META_PACKAGE}/{suite} depends on no linux-image package"))?
+            .to_string();
+        ensure!(
+            package.starts_with(&format!("linux-image-{series}.")),
+            "{suite} offers {package}, not a {series} kernel"
+        );
+        Ok((apt, package))
+    };
+    let (apt, package) = match lookup() {
+        Ok(found) => found,
+        Err(e) => {
+            // Offline: a kernel of the series fetched before will do.
+            let prefix = format!("linux-image-{series}.");
+            let mut dirs: Vec<PathBuf> = std::fs::read_dir(&cache)
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                        && p.join(".complete").exists()
+                })
+                .collect();
+            dirs.sort();
+            return match dirs.last().and_then(|d| cached(d)) {
+                Some(k) => {
+                    eprintln!(
+                        "xtask: warning: {e:#}; using the cached kernel {}",
+                        k.version
+                    );
+                    Ok(k)
+                }
+                None => Err(e.context(format!("finding Debian's {series} kernel"))),
+            };
+        }
+    };
+    let dir = cache.join(&package);
+    if let Some(k) = cached(&dir) {
+        return Ok(k);
+    }
+    fetch_with(&package, &dir, Some(&apt))?;
+    cached(&dir).with_context(|| {
+        format!(
+            "{}: no boot/vmlinuz-* after unpacking {package}",
+            dir.display()
+        )
+    })
+}
+
 /// A package unpacked in the cache, if complete.
 fn cached(dir: &Path) -> Option<Kernel> {
     if !dir.join(".complete").exists() {
@@ -221,6 +304,11 @@ fn debian_kernel() -> anyhow::Result<Kernel> {
 /// `apt-get download` + `dpkg -x` into a scratch dir, then one rename, so a
 /// concurrent or interrupted fetch never leaves a half-unpacked kernel.
 fn fetch(package: &str, dir: &Path) -> anyhow::Result<()> {
+    fetch_with(package, dir, None)
+}
+
+/// `fetch`, through `apt` (the backports state) when given.
+fn fetch_with(package: &str, dir: &Path, apt: Option<&crate::setup::Apt>) -> anyhow::Result<()> {
     let cache = dir.parent().context("cache dir")?;
     std::fs::create_dir_all(cache)?;
     let scratch = cache.join(format!(".{package}.{}", std::process::id()));
@@ -228,8 +316,15 @@ fn fetch(package: &str, dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(&scratch)?;
     let result = (|| {
         eprintln!("xtask: fetching {package} (apt-get download)");
-        let out = Command::new("apt-get")
-            .args(["download", "-qq", package])
+        let mut download = match apt {
+            Some(apt) => apt.command(&["download", "-qq", package]),
+            None => {
+                let mut c = Command::new("apt-get");
+                c.args(["download", "-qq", package]);
+                c
+            }
+        };
+        let out = download
             .current_dir(&scratch)
             .output()
             .context("cannot run apt-get")?;

@@ -205,12 +205,12 @@ fn family_pin(
 /// backports in a private state directory (the system's lists stay as
 /// they are).
 #[derive(Debug, Default)]
-struct Apt {
+pub(crate) struct Apt {
     options: Vec<String>,
 }
 
 impl Apt {
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("apt-get");
         cmd.env("DEBIAN_FRONTEND", "noninteractive")
             // Another apt on the machine holds the lock for a while at most.
@@ -223,7 +223,7 @@ impl Apt {
     }
 
     /// The system's sources plus `SUITE-backports` from the same mirror.
-    fn with_backports(codename: &str, mirror: &str) -> anyhow::Result<Self> {
+    pub(crate) fn with_backports(codename: &str, mirror: &str) -> anyhow::Result<Self> {
         let dir = target_dir().join("setup").join("apt");
         std::fs::create_dir_all(dir.join("lists").join("partial"))?;
         let suite = format!("{codename}-backports");
@@ -250,7 +250,7 @@ impl Apt {
         })
     }
 
-    fn cache(&self, args: &[&str]) -> Option<String> {
+    pub(crate) fn cache(&self, args: &[&str]) -> Option<String> {
         let mut cmd = Command::new("apt-cache");
         for option in &self.options {
             cmd.args(["-o", option]);
@@ -310,6 +310,35 @@ fn removal_lines(simulation: &str) -> Vec<&str> {
         .lines()
         .filter(|l| l.starts_with("Remv "))
         .collect()
+}
+
+/// apt with the release's backports in the private state, its lists
+/// fetched once (`apt-get update`) when they are not there yet: where
+/// `cargo xtask kernel --kernel-version 6.12` finds bookworm-backports'
+/// kernel.
+pub(crate) fn backports_apt() -> anyhow::Result<(Apt, String)> {
+    let (codename, mirror) = release_and_mirror()
+        .context("/etc/os-release names no VERSION_CODENAME: cannot tell which backports to use")?;
+    let apt = Apt::with_backports(&codename, &mirror)?;
+    let suite = format!("{codename}-backports");
+    let lists = target_dir().join("setup").join("apt").join("lists");
+    let fetched = std::fs::read_dir(&lists)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.contains(&format!("_{suite}_")) && name.contains("Packages")
+        });
+    if !fetched {
+        let log = log_path("apt-backports.log");
+        say(&format!(
+            "apt-get update with {suite} (log: {})",
+            shown(&log)
+        ));
+        logged(apt.command(&["update", "-q"]), "apt-get update", &log)?;
+    }
+    Ok((apt, suite))
 }
 
 /// The release's codename and the mirror its main suite comes from, read

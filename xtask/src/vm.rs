@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context as _};
+use anyhow::{bail, ensure, Context as _};
 
 use crate::initrd;
 use crate::kernel::{Kernel, KernelArgs};
@@ -27,6 +27,10 @@ pub const STATUS_NO_STATUS: i32 = 125;
 
 /// The I/O port of the debug-exit device; init/src/vmexit.rs writes to it.
 const DEBUG_EXIT_PORT: &str = "0xf4";
+
+/// The machine every boot uses unless told (see `bench boot`'s table of
+/// machine and CPU models).
+pub const DEFAULT_MACHINE: &str = "pc";
 
 /// Console lines kept for the failure report.
 const KEPT_LINES: usize = 25;
@@ -38,6 +42,74 @@ pub enum KvmMode {
     Auto,
     On,
     Off,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConsoleMode {
+    /// ttyS0 only.
+    #[default]
+    Serial,
+    /// A virtconsole (hvc0) and ttyS0, muxed on one stdio.
+    Hvc0,
+}
+
+/// One `--share`: `[TAG=]DIR[:ro]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareSpec {
+    pub tag: String,
+    pub dir: PathBuf,
+    pub readonly: bool,
+}
+
+/// The tag of the share stage 1 mounts at /mnt/host.
+pub const HOST_CODE: &str = "host-code";
+
+impl ShareSpec {
+    /// Parses `--share` words; the first without a TAG is host-code. Each
+    /// directory must exist, each tag be unique.
+    pub fn parse_all(words: &[String]) -> anyhow::Result<Vec<ShareSpec>> {
+        let mut shares: Vec<ShareSpec> = Vec::new();
+        for word in words {
+            let (tag, rest) = match word.split_once('=') {
+                Some((tag, rest)) if !tag.contains('/') => (Some(tag.to_string()), rest),
+                _ => (None, word.as_str()),
+            };
+            let (dir, readonly) = match rest.strip_suffix(":ro") {
+                Some(dir) => (dir, true),
+                None => (rest.strip_suffix(":rw").unwrap_or(rest), false),
+            };
+            let tag = match tag {
+                Some(t) => t,
+                None if shares.iter().any(|s| s.tag == HOST_CODE) => bail!(
+                    "--share {word}: a share without a TAG is host-code, and host-code is given already; name it TAG=DIR"
+                ),
+                None => HOST_CODE.to_string(),
+            };
+            ensure!(
+                !tag.is_empty()
+                    && tag.len() <= 31
+                    && tag
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+                "--share {word}: a TAG is 1-31 letters, digits, '-', '_' or '.'"
+            );
+            ensure!(
+                !shares.iter().any(|s| s.tag == tag),
+                "--share {word}: the tag {tag} is given twice"
+            );
+            let path = Path::new(dir);
+            let dir = path
+                .canonicalize()
+                .map_err(|e| anyhow::anyhow!("--share {word}: {}: {e}", path.display()))?;
+            ensure!(
+                dir.is_dir(),
+                "--share {word}: {} is not a directory",
+                dir.display()
+            );
+            shares.push(ShareSpec { tag, dir, readonly });
+        }
+        Ok(shares)
+    }
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -52,10 +124,22 @@ pub struct VmArgs {
     /// Boot this initrd instead of building one (`cargo xtask initrd`).
     #[arg(long, value_name = "FILE")]
     pub initrd: Option<PathBuf>,
-    /// The directory shared as `host-code` (/mnt/host in the guest);
-    /// default: a fresh temporary directory, removed afterwards.
-    #[arg(long, value_name = "DIR")]
-    pub share: Option<PathBuf>,
+    /// A 9p share, `[TAG=]DIR[:ro]`, repeatable. The first without a TAG
+    /// is `host-code` (/mnt/host in the guest, mounted by stage 1, where
+    /// the scripts are found); mount the others in a script with `mount -t
+    /// 9p TAG DIR -o trans=virtio,version=9p2000.L`. `:ro`: read-only.
+    /// Without a host-code share: a fresh temporary directory, removed
+    /// afterwards.
+    #[arg(long, value_name = "[TAG=]DIR[:ro]")]
+    pub share: Vec<String>,
+    /// `hvc0`: a virtio console beside the serial port, both on this
+    /// terminal (`console=hvc0 console=ttyS0`), as the nat46 harness boots.
+    #[arg(long, value_enum, default_value_t = ConsoleMode::Serial)]
+    pub console: ConsoleMode,
+    /// No debug-exit device, as the nat46 harness boots: a power off then
+    /// reads as status 0 and a panic as 125 (from the console).
+    #[arg(long)]
+    pub no_debug_exit: bool,
     /// The stage-3 script (default: the initrd's demo, /autoexec.run).
     #[arg(long, value_name = "FILE")]
     pub autoexec: Option<PathBuf>,
@@ -73,6 +157,12 @@ pub struct VmArgs {
     /// Guest memory.
     #[arg(long, value_name = "MB", default_value_t = 512)]
     pub mem: u32,
+    /// qemu's machine type (`-machine`), e.g. pc or q35.
+    #[arg(long, value_name = "TYPE", default_value = DEFAULT_MACHINE)]
+    pub machine: String,
+    /// qemu's CPU model (`-cpu`), e.g. max; default: qemu's own.
+    #[arg(long, value_name = "MODEL")]
+    pub cpu: Option<String>,
 }
 
 /// `cargo xtask vm`: returns the exit status to leave with.
@@ -89,21 +179,48 @@ pub fn run(args: &VmArgs) -> anyhow::Result<i32> {
             path
         }
     };
-    let share = Share::new(args)?;
+    let shares = ShareSpec::parse_all(&args.share)?;
+    let share = Share::new(args, &shares)?;
+    let host_code_ro = shares.iter().any(|s| s.tag == HOST_CODE && s.readonly);
+    ensure!(
+        !(host_code_ro && (args.startup.is_some() || args.autoexec.is_some()) && !share.options.is_empty()
+            && share.cleanup.is_some()),
+        "--startup/--autoexec copy a script into host-code, which is read-only: put the script in the share"
+    );
+    let extra: Vec<ShareSpec> = shares
+        .iter()
+        .filter(|s| s.tag != HOST_CODE)
+        .cloned()
+        .collect();
     let kvm = match args.kvm {
         KvmMode::On => true,
         KvmMode::Off => false,
         KvmMode::Auto => kvm_works(&kernel),
     };
+    let consoles = match args.console {
+        ConsoleMode::Serial => "console=ttyS0",
+        ConsoleMode::Hvc0 => "console=hvc0 console=ttyS0",
+    };
+    let debug_exit = if args.no_debug_exit {
+        ""
+    } else {
+        " myinit.debug_exit"
+    };
     let mut cmdline = format!(
-        "console=ttyS0 panic=-1 myinit.debug_exit {}",
+        "{consoles} panic=-1{debug_exit} {}",
         share.options.join(" ")
     );
     if let Some(extra) = &args.append {
         cmdline.push(' ');
         cmdline.push_str(extra);
     }
-    let result = boot(&kernel, &initrd, &share.dir, cmdline.trim(), kvm, args);
+    let host_code = ShareSpec {
+        tag: HOST_CODE.into(),
+        dir: share.dir.clone(),
+        readonly: host_code_ro,
+    };
+    let all: Vec<ShareSpec> = std::iter::once(host_code).chain(extra).collect();
+    let result = boot(&kernel, &initrd, &all, cmdline.trim(), kvm, args);
     drop(share);
     result
 }
@@ -117,15 +234,9 @@ struct Share {
 }
 
 impl Share {
-    fn new(args: &VmArgs) -> anyhow::Result<Self> {
-        let (dir, temporary) = match &args.share {
-            Some(dir) => {
-                let dir = dir
-                    .canonicalize()
-                    .with_context(|| format!("--share {}", dir.display()))?;
-                ensure!(dir.is_dir(), "--share {}: not a directory", dir.display());
-                (dir, false)
-            }
+    fn new(args: &VmArgs, shares: &[ShareSpec]) -> anyhow::Result<Self> {
+        let (dir, temporary) = match shares.iter().find(|s| s.tag == HOST_CODE) {
+            Some(share) => (share.dir.clone(), false),
             None => {
                 let nanos = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -185,32 +296,58 @@ impl Drop for Share {
 fn qemu_command(
     kernel: &Kernel,
     initrd: &Path,
-    share: &Path,
+    shares: &[ShareSpec],
     cmdline: &str,
     kvm: bool,
-    mem: u32,
+    args: &VmArgs,
 ) -> Command {
     let mut qemu = Command::new("qemu-system-x86_64");
     qemu.args(["-accel", if kvm { "kvm" } else { "tcg" }])
-        .args(["-m", &mem.to_string()])
+        .args(["-machine", &args.machine])
+        .args(["-m", &args.mem.to_string()])
         .arg("-kernel")
         .arg(&kernel.image)
         .arg("-initrd")
         .arg(initrd)
         .args(["-append", cmdline])
+        .arg("-no-reboot");
+    if let Some(cpu) = &args.cpu {
+        qemu.args(["-cpu", cpu]);
+    }
+    match args.console {
         // Serial console (multiplexed with the monitor: Ctrl-A x quits).
-        .args(["-nographic", "-no-reboot"])
-        .args([
+        ConsoleMode::Serial => {
+            qemu.arg("-nographic");
+        }
+        // The harness's: a virtconsole and the serial port on one stdio.
+        ConsoleMode::Hvc0 => {
+            qemu.args(["-display", "none"])
+                .args(["-chardev", "stdio,mux=on,id=con0,signal=off"])
+                .args(["-serial", "chardev:con0"])
+                .args(["-mon", "chardev=con0,mode=readline"])
+                .args(["-device", "virtio-serial-pci"])
+                .args(["-device", "virtconsole,chardev=con0"]);
+        }
+    }
+    if !args.no_debug_exit {
+        qemu.args([
             "-device",
             &format!("isa-debug-exit,iobase={DEBUG_EXIT_PORT},iosize=0x04"),
-        ])
-        .arg("-fsdev")
-        .arg(format!(
-            "local,id=fs1,path={},security_model=none",
-            share.display()
-        ))
-        .args(["-device", "virtio-9p-pci,fsdev=fs1,mount_tag=host-code"])
-        .args(["-netdev", "user,id=net0"])
+        ]);
+    }
+    for (i, share) in shares.iter().enumerate() {
+        let readonly = if share.readonly { ",readonly=on" } else { "" };
+        qemu.arg("-fsdev")
+            .arg(format!(
+                "local,id=fs{i},path={},security_model=none{readonly}",
+                share.dir.display()
+            ))
+            .args([
+                "-device",
+                &format!("virtio-9p-pci,fsdev=fs{i},mount_tag={}", share.tag),
+            ]);
+    }
+    qemu.args(["-netdev", "user,id=net0"])
         // No option ROM: iPXE would only slow the boot down.
         .args(["-device", "virtio-net-pci,netdev=net0,romfile="]);
     qemu
@@ -220,21 +357,28 @@ fn qemu_command(
 fn boot(
     kernel: &Kernel,
     initrd: &Path,
-    share: &Path,
+    shares: &[ShareSpec],
     cmdline: &str,
     kvm: bool,
     args: &VmArgs,
 ) -> anyhow::Result<i32> {
     let accel = if kvm { "KVM" } else { "TCG" };
+    let shown: Vec<String> = shares
+        .iter()
+        .map(|s| {
+            let ro = if s.readonly { " (read-only)" } else { "" };
+            format!("{} as {}{ro}", s.dir.display(), s.tag)
+        })
+        .collect();
     eprintln!(
-        "xtask vm: kernel {} ({accel}), share {} as host-code\nxtask vm: append: {cmdline}",
+        "xtask vm: kernel {} ({accel}), share {}\nxtask vm: append: {cmdline}",
         kernel.version,
-        share.display()
+        shown.join(", ")
     );
     let started = Instant::now();
     // Raw like qemu would make it, so keys (Ctrl-C, Ctrl-A x) go to the VM.
     let raw = RawTerminal::enable();
-    let mut child = qemu_command(kernel, initrd, share, cmdline, kvm, args.mem)
+    let mut child = qemu_command(kernel, initrd, shares, cmdline, kvm, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -299,6 +443,18 @@ fn boot(
         Some(s) => {
             eprintln!("xtask vm: the guest powered off with status {s}");
             Ok(s)
+        }
+        // Without debug-exit a power off leaves no status: the console
+        // tells a power off from a panic.
+        None if code == Some(0)
+            && args.no_debug_exit
+            && console.powered_off
+            && !console.panicked =>
+        {
+            eprintln!(
+                "xtask vm: the guest powered off (no debug-exit: its status is not reported; 0)"
+            );
+            Ok(0)
         }
         None if code == Some(0) => {
             let why = match (console.panicked, &console.running_test) {
@@ -392,6 +548,8 @@ struct Console {
     last: VecDeque<String>,
     seen_output: bool,
     panicked: bool,
+    /// The kernel said it powers off ("reboot: Power down").
+    powered_off: bool,
     /// The named test running (`# test N: NAME` printed, no result yet).
     running_test: Option<String>,
     kernel_start: Option<Duration>,
@@ -413,6 +571,7 @@ impl Console {
             last: VecDeque::new(),
             seen_output: false,
             panicked: false,
+            powered_off: false,
             running_test: None,
             kernel_start: None,
             init_start: None,
@@ -465,6 +624,8 @@ impl Console {
             mark(&mut self.shell_ready);
         } else if text.contains("Kernel panic") {
             self.panicked = true;
+        } else if text.contains("reboot: Power down") {
+            self.powered_off = true;
         }
         // myinit's marker when a named test starts; its KTAP result ends it.
         if let Some(rest) = text.trim_start().strip_prefix("# test ") {

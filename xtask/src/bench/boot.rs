@@ -66,7 +66,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
                 Init::Myinit => &myinit_initrd,
                 Init::Busybox => &busybox_initrd,
             };
-            let s = boot(inits[i], initrd)
+            let s = boot(inits[i], initrd, MACHINES[0])
                 .with_context(|| format!("round {}: {}", round + 1, inits[i].label()))?;
             eprintln!(
                 "bench boot: round {} {}: prompt {:.2} s, poweroff {:.2} s, PID 1 RSS {:?} KiB",
@@ -128,7 +128,67 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
         "times from qemu's start (`xtask vm: append:`) to the prompt line, and from typing `poweroff` to qemu's exit; myinit above the floor: {:+.2} s to the prompt",
         prompts[0] - prompts[1]
     ));
-    Ok(vec![table])
+    let mut tables = vec![table];
+    // The machine and CPU models: a full run only (four more boots a round).
+    if !bench.quick {
+        tables.push(machines(bench, &kernel.version, &myinit_initrd)?);
+    }
+    Ok(tables)
+}
+
+/// myinit's boot on each of `MACHINES`, rounds alternating.
+fn machines(bench: &Bench, version: &str, initrd: &Path) -> anyhow::Result<Table> {
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); MACHINES.len()];
+    for round in 0..bench.rounds as usize {
+        for k in 0..MACHINES.len() {
+            let i = (k + round) % MACHINES.len();
+            let s = boot(Init::Myinit, initrd, MACHINES[i])
+                .with_context(|| format!("round {}: {}", round + 1, machine_label(MACHINES[i])))?;
+            eprintln!(
+                "bench boot: round {} {}: prompt {:.2} s, poweroff {:.2} s",
+                round + 1,
+                machine_label(MACHINES[i]),
+                s.prompt_s,
+                s.poweroff_s
+            );
+            samples[i].push(s);
+        }
+    }
+    let mut table = Table::new(
+        format!(
+            "myinit under TCG by machine type and CPU model, Debian's kernel {version}, median of {} round(s)",
+            bench.rounds
+        ),
+        &["machine and CPU", "to the prompt s", "poweroff s", "total s"],
+    );
+    let mut totals = Vec::new();
+    for (machine, v) in MACHINES.iter().zip(&samples) {
+        let prompt = median(&v.iter().map(|s| s.prompt_s).collect::<Vec<_>>());
+        let off = median(&v.iter().map(|s| s.poweroff_s).collect::<Vec<_>>());
+        totals.push(prompt + off);
+        table.row(vec![
+            Cell::text(machine_label(*machine)),
+            Cell::num(prompt, 2),
+            Cell::num(off, 2),
+            Cell::num(prompt + off, 2),
+        ]);
+    }
+    for (machine, total) in MACHINES.iter().zip(&totals).skip(1) {
+        table.ratios.push((
+            format!(
+                "prompt + poweroff, {} vs today's {}",
+                machine_label(*machine),
+                machine_label(MACHINES[0])
+            ),
+            total / totals[0],
+            None,
+        ));
+    }
+    table.notes.push(
+        "the same initrd and kernel line every VM test uses (myinit.shell), only -machine and -cpu change; rounds alternate the order"
+            .into(),
+    );
+    Ok(table)
 }
 
 /// The floor's initrd: busybox and the 3-line /init. Returns its size.
@@ -149,12 +209,35 @@ fn busybox_initrd_file(path: &Path) -> anyhow::Result<u64> {
     Ok(bytes.len() as u64)
 }
 
-fn boot(init: Init, initrd: &Path) -> anyhow::Result<Sample> {
+/// A machine type and CPU model to boot with (None: qemu's default CPU).
+type Machine = (&'static str, Option<&'static str>);
+
+/// What the machine table compares: today's, then the two changes
+/// virtme-ng made, alone and together.
+const MACHINES: [Machine; 4] = [
+    (crate::vm::DEFAULT_MACHINE, None),
+    ("q35", None),
+    (crate::vm::DEFAULT_MACHINE, Some("max")),
+    ("q35", Some("max")),
+];
+
+fn machine_label((machine, cpu): Machine) -> String {
+    format!(
+        "-machine {machine} -cpu {}",
+        cpu.unwrap_or("(qemu's default)")
+    )
+}
+
+fn boot(init: Init, initrd: &Path, machine: Machine) -> anyhow::Result<Sample> {
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(["vm", "--kvm", "off", "--timeout"])
         .arg(BOOT_TIMEOUT.as_secs().to_string())
+        .args(["--machine", machine.0])
         .arg("--initrd")
         .arg(initrd);
+    if let Some(cpu) = machine.1 {
+        cmd.args(["--cpu", cpu]);
+    }
     if init == Init::Myinit {
         cmd.args(["--append", "myinit.shell"]);
     }

@@ -34,6 +34,52 @@ pub fn build_initrd(output: &Path) {
     );
 }
 
+/// The initrd of Debian's kernel of `series` (`--kernel-version`), built
+/// once per test run.
+pub fn initrd_for(series: &'static str) -> &'static Path {
+    static INITRDS: Mutex<Vec<(&'static str, &'static Path)>> = Mutex::new(Vec::new());
+    let mut built = INITRDS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, path)) = built.iter().find(|(s, _)| *s == series) {
+        return path;
+    }
+    let path = target_dir()
+        .join("vm")
+        .join(format!("test-initrd-{series}.img"));
+    let mut cmd = xtask();
+    cmd.args(["initrd", "--kernel-version", series, "--output"])
+        .arg(&path);
+    if let Some(init) = std::env::var_os("XTASK_VM_INIT") {
+        cmd.arg("--init").arg(init);
+    }
+    let out = cmd.stdin(Stdio::null()).output().expect("run xtask initrd");
+    assert!(
+        out.status.success(),
+        "xtask initrd --kernel-version {series} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path: &'static Path = Box::leak(path.into_boxed_path());
+    built.push((series, path));
+    path
+}
+
+/// `vm_autoexec` on Debian's kernel of `series`.
+pub fn vm_autoexec_on(series: &'static str, share: &TempDir, append: &str, timeout_s: u32) -> Run {
+    let append = format!("myinit.countdown=0 myinit.poweroff_countdown=0 {append}");
+    boot(
+        initrd_for(series),
+        &[
+            "--kernel-version",
+            series,
+            "--share",
+            &share.dir().to_string_lossy(),
+            "--append",
+            append.trim_end(),
+            "--timeout",
+            &timeout_s.to_string(),
+        ],
+    )
+}
+
 /// The initrd all boots use, built once per test run.
 pub fn initrd() -> &'static Path {
     static INITRD: OnceLock<PathBuf> = OnceLock::new();
@@ -103,7 +149,11 @@ pub fn vm_autoexec(share: &TempDir, append: &str, timeout_s: u32) -> Run {
 }
 
 pub fn vm(args: &[&str]) -> Run {
-    let initrd = initrd();
+    boot(initrd(), args)
+}
+
+/// `xtask vm --initrd INITRD ARGS`, stdin closed, in a guest slot.
+fn boot(initrd: &Path, args: &[&str]) -> Run {
     let _slot = guest_slot();
     let out = xtask()
         .arg("vm")

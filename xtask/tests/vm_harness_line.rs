@@ -1,0 +1,117 @@
+//! The nat46 harness's own qemu line, tested: `console=hvc0
+//! console=ttyS0`, a virtconsole and the serial port on one stdio, three
+//! 9p shares (host-code read-only, host-captured and host-coverage
+//! writable, mounted by its startup.run with `mount -t 9p`), `panic=1`,
+//! and no debug-exit device. The stages run, results reach the writable
+//! shares, a write to the read-only one is one clear line, and poweroff
+//! ends qemu.
+
+mod common;
+
+use common::{vm, TempDir};
+
+#[test]
+fn the_harness_line_boots_with_hvc0_three_shares_and_no_debug_exit() {
+    let code = TempDir::new("hcode");
+    let captured = TempDir::new("hcapt");
+    let coverage = TempDir::new("hcov");
+    code.write(
+        "startup.run",
+        "ifconfig lo up\n\
+         mkdir /mnt/host-captured\n\
+         mount -t 9p host-captured /mnt/host-captured -o trans=virtio,version=9p2000.L\n\
+         mkdir /mnt/host-coverage\n\
+         mount -t 9p host-coverage /mnt/host-coverage -o trans=virtio,version=9p2000.L\n",
+    );
+    code.write(
+        "autoexec.run",
+        "cat /sys/class/tty/console/active > /mnt/host-captured/consoles.txt\n\
+         echo results > /mnt/host-captured/result.txt\n\
+         echo coverage > /mnt/host-coverage/coverage.txt\n\
+         echo nope > /mnt/host/readonly.txt\n\
+         echo after-the-refusal\n",
+    );
+    let run = vm(&[
+        "--share",
+        &format!("{}:ro", code.dir().display()),
+        "--share",
+        &format!("host-captured={}", captured.dir().display()),
+        "--share",
+        &format!("host-coverage={}", coverage.dir().display()),
+        "--console",
+        "hvc0",
+        "--no-debug-exit",
+        "--append",
+        "panic_on_oops=1 panic=1 myinit.countdown=0 myinit.poweroff_countdown=0",
+        "--timeout",
+        "200",
+    ]);
+    // poweroff ended qemu; without debug-exit that reads as 0.
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("the guest powered off (no debug-exit"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stdout.contains("console=hvc0 console=ttyS0"),
+        "{}",
+        run.stdout
+    );
+    // The stages ran with both consoles on the one stdio.
+    for line in [
+        "myinit: stage 2: done",
+        "myinit: stage 3: done",
+        "after-the-refusal",
+    ] {
+        assert!(run.stdout.contains(line), "{line}: {}", run.stdout);
+    }
+    let consoles = captured.read("consoles.txt");
+    assert!(
+        consoles.contains("hvc0") && consoles.contains("ttyS0"),
+        "{consoles}"
+    );
+    assert_eq!(captured.read("result.txt"), "results\n");
+    assert_eq!(coverage.read("coverage.txt"), "coverage\n");
+    // The read-only share: one line naming the file, nothing written.
+    let refusal: Vec<&str> = run
+        .stdout
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| l.contains("/mnt/host/readonly.txt"))
+        .collect();
+    assert_eq!(
+        refusal,
+        ["/mnt/host/autoexec.run:4: echo: /mnt/host/readonly.txt: Read-only file system"],
+        "{}",
+        run.stdout
+    );
+    assert!(!code.dir().join("readonly.txt").exists());
+}
+
+#[test]
+fn bad_shares_are_refused_before_qemu_starts() {
+    let dir = TempDir::new("hbad");
+    let cases = [
+        (
+            vec!["--share".to_string(), "/nonexistent/dir".to_string()],
+            "--share /nonexistent/dir: /nonexistent/dir: No such file or directory",
+        ),
+        (
+            vec![
+                "--share".to_string(),
+                format!("a={}", dir.dir().display()),
+                "--share".to_string(),
+                format!("a={}", dir.dir().display()),
+            ],
+            "the tag a is given twice",
+        ),
+    ];
+    for (args, message) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let run = vm(&args);
+        assert_ne!(run.status, 0);
+        assert!(run.stderr.contains(message), "{}", run.stderr);
+        assert!(!run.stderr.contains("xtask vm: kernel"), "{}", run.stderr);
+    }
+}
