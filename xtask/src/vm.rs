@@ -53,6 +53,15 @@ pub enum ConsoleMode {
     Hvc0,
 }
 
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetMode {
+    /// Two NICs back to back (as `vng --net loop`).
+    Loop,
+}
+
+/// The MACs of `--net loop`'s two NICs, in PCI (and so eth) order.
+pub const LOOP_MACS: [&str; 2] = ["52:54:00:00:10:01", "52:54:00:00:10:02"];
+
 /// One `--share`: `[TAG=]DIR[:ro]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShareSpec {
@@ -157,6 +166,10 @@ pub struct VmArgs {
     /// Guest memory.
     #[arg(long, value_name = "MB", default_value_t = 512)]
     pub mem: u32,
+    /// `loop`: two more virtio-net NICs (eth1, eth2; MACs 52:54:00:00:10:01
+    /// and :02) wired to each other through a qemu hub, inside this qemu.
+    #[arg(long, value_enum)]
+    pub net: Option<NetMode>,
     /// qemu's machine type (`-machine`), e.g. pc or q35.
     #[arg(long, value_name = "TYPE", default_value = DEFAULT_MACHINE)]
     pub machine: String,
@@ -350,6 +363,16 @@ fn qemu_command(
     qemu.args(["-netdev", "user,id=net0"])
         // No option ROM: iPXE would only slow the boot down.
         .args(["-device", "virtio-net-pci,netdev=net0,romfile="]);
+    if args.net == Some(NetMode::Loop) {
+        // A hub with two ports: what one NIC sends, the other receives.
+        for (i, mac) in LOOP_MACS.iter().enumerate() {
+            qemu.args(["-netdev", &format!("hubport,id=loop{i},hubid=7")])
+                .args([
+                    "-device",
+                    &format!("virtio-net-pci,netdev=loop{i},mac={mac},romfile="),
+                ]);
+        }
+    }
     qemu
 }
 

@@ -192,6 +192,7 @@ fn describe_change(change: &LinkChange) -> String {
         LinkChange::Promisc(false) => "-promisc".into(),
         LinkChange::Mtu(n) => format!("mtu {n}"),
         LinkChange::Mac(mac) => format!("hw ether {}", mac.lower()),
+        LinkChange::NetnsFd(_) => "netns".into(),
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod iface;
 pub mod netlink;
+pub mod netns;
 pub mod packet_socket;
 pub mod resolve;
 pub mod tap;

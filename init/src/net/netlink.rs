@@ -62,6 +62,8 @@ pub enum LinkChange {
     Promisc(bool),
     Mtu(u32),
     Mac(MacAddr),
+    /// Move the link into the network namespace of this open fd.
+    NetnsFd(std::os::fd::RawFd),
 }
 
 /// What `ip route add/del` and ifconfig-free route changes need.
@@ -128,6 +130,7 @@ impl Netlink {
                 LinkChange::Promisc(on) => builder.promiscuous(*on),
                 LinkChange::Mtu(mtu) => builder.mtu(*mtu),
                 LinkChange::Mac(mac) => builder.address(mac.octets().to_vec()),
+                LinkChange::NetnsFd(fd) => builder.setns_by_fd(*fd),
             };
         }
         self.handle.link().set(builder.build()).execute().await?;

@@ -15,7 +15,8 @@ use show::{format_addr, format_link, format_neigh, format_route};
 
 use super::{usage, CommandSpec};
 use crate::net::iface::{self, ifindex, Addr};
-use crate::net::netlink::{Netlink, NlError, RouteSpec};
+use crate::net::netlink::{LinkChange, Netlink, NlError, RouteSpec};
+use crate::net::netns;
 use crate::shell::Ctx;
 
 pub const COMMANDS: &[CommandSpec] = &[
@@ -30,14 +31,20 @@ pub const COMMANDS: &[CommandSpec] = &[
                 ip [-4|-6] neigh [show] [dev IF]\n\
                 ip neigh add|replace IP lladdr MAC dev IF [nud STATE]\n\
                 ip neigh del IP dev IF\n\
-                ip [-4|-6] neigh flush dev IF",
+                ip [-4|-6] neigh flush dev IF\n\
+                ip link set [dev] IF netns NAME\n\
+                ip netns [list] | add NAME | del NAME\n\
+                ip netns exec NAME COMMAND...",
         summary: "show and change routes, addresses, links and neighbours (iproute2 style)",
         help: "Objects and verbs may be abbreviated as in iproute2: ip r, ip a, ip l,\n\
                ip n, ip r d. The family comes from -4/-6 or from the addresses given.\n\
                Prefix lengths are decimal; ADDR without /LEN in `addr add` is a host\n\
                address (/32, /128). `route show` lists the main table.\n\
                `neigh flush dev IF` removes every entry of IF, permanent ones too\n\
-               (iproute2 keeps permanent entries unless given `nud all`).",
+               (iproute2 keeps permanent entries unless given `nud all`).\n\
+               Named network namespaces are iproute2's (/run/netns/NAME); `ip netns exec\n\
+               NAME COMMAND...` runs the command line (a built-in or a program) in a child\n\
+               myinit inside the namespace; the status is its status.",
         run: ip,
         cli: None,
     },
@@ -45,6 +52,9 @@ pub const COMMANDS: &[CommandSpec] = &[
 
 fn ip(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
     let cmd = parse_ip(args).map_err(usage)?;
+    if let IpCmd::NetnsExec { netns, command } = &cmd {
+        return netns_exec(ctx, netns, command);
+    }
     let text = ctx.block_on(run_ip(cmd))??;
     ctx.out.write_all(text.as_bytes())?;
     Ok(0)
@@ -52,6 +62,46 @@ fn ip(ctx: &mut Ctx<'_>, args: &[String]) -> anyhow::Result<i32> {
 
 fn opt_index(dev: &Option<String>) -> anyhow::Result<Option<u32>> {
     Ok(dev.as_deref().map(ifindex).transpose()?)
+}
+
+/// A word quoted for myinit's own language: single quotes, a quote
+/// inside written as '\''.
+fn quoted(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+/// Runs `command` in a child myinit that entered the namespace first:
+/// built-ins and programs alike, their output where ours goes.
+fn netns_exec(ctx: &mut Ctx<'_>, netns: &str, command: &[String]) -> anyhow::Result<i32> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let ns = netns::open(netns)?;
+    let line: Vec<String> = command.iter().map(|w| quoted(w)).collect();
+    let mut child = std::process::Command::new("/proc/self/exe");
+    child
+        .args(["-c", &line.join(" ")])
+        .stdin(ctx.input.child_stdio()?)
+        .stdout(ctx.out.child_stdio()?);
+    let fd = ns.as_raw_fd();
+    // SAFETY: only setns(2), async-signal-safe, between fork and exec.
+    unsafe {
+        child.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let state = ctx.state();
+    let pid = state
+        .reaper
+        .spawn(&mut child)
+        .map_err(|e| anyhow!("netns exec {netns}: {}", crate::util::io_error(&e)))?;
+    drop(ns);
+    let interrupts = ctx.interrupts();
+    Ok(state
+        .rt
+        .block_on(state.reaper.wait_interruptible(pid, interrupts)))
 }
 
 async fn names(nl: &Netlink) -> anyhow::Result<HashMap<u32, String>> {
@@ -156,6 +206,25 @@ async fn run_ip(cmd: IpCmd) -> anyhow::Result<String> {
                 .await
                 .map_err(|e| anyhow!("{dev}: {e}"))?;
         }
+        IpCmd::LinkSetNetns { dev, netns: name } => {
+            let index = ifindex(&dev)?;
+            let ns = netns::open(&name)?;
+            let nl = Netlink::open()?;
+            nl.set_link(
+                index,
+                &[LinkChange::NetnsFd(std::os::fd::AsRawFd::as_raw_fd(&ns))],
+            )
+            .await
+            .map_err(|e| anyhow!("{dev}: netns {name}: {e}"))?;
+        }
+        IpCmd::NetnsList => {
+            for name in netns::list() {
+                out.push_str(&format!("{name}\n"));
+            }
+        }
+        IpCmd::NetnsAdd(name) => netns::add(&name)?,
+        IpCmd::NetnsDel(name) => netns::delete(&name)?,
+        IpCmd::NetnsExec { .. } => unreachable!("run by netns_exec"),
         IpCmd::NeighShow { family, dev } => {
             let index = opt_index(&dev)?;
             let nl = Netlink::open()?;

@@ -105,6 +105,18 @@ pub enum IpCmd {
         family: Family,
         dev: String,
     },
+    LinkSetNetns {
+        dev: String,
+        netns: String,
+    },
+    NetnsList,
+    NetnsAdd(String),
+    NetnsDel(String),
+    /// `ip netns exec NAME CMD…`: run (by the command) in a child.
+    NetnsExec {
+        netns: String,
+        command: Vec<String>,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -171,8 +183,11 @@ pub fn parse_ip(args: &[String]) -> Result<IpCmd, String> {
     }
     let object = words
         .next()
-        .ok_or("missing object (route, addr, link or neigh)")?;
+        .ok_or("missing object (route, addr, link, neigh or netns)")?;
     let rest: Vec<&str> = words.collect();
+    if matches(object, "netns") {
+        return parse_ip_netns(&rest);
+    }
     let (verb, rest) = match rest.split_first() {
         None => (Verb::Show, &rest[..]),
         Some((first, tail)) => match parse_verb(first) {
@@ -190,7 +205,7 @@ pub fn parse_ip(args: &[String]) -> Result<IpCmd, String> {
         parse_ip_neigh(family, verb, rest)
     } else {
         Err(format!(
-            "{object}: unknown object (route, addr, link or neigh)"
+            "{object}: unknown object (route, addr, link, neigh or netns)"
         ))
     }
 }
@@ -368,6 +383,12 @@ pub fn parse_ip_link(verb: Verb, rest: &[&str]) -> Result<IpCmd, String> {
                         dev = Some(next_value(&mut it, "dev")?.to_string());
                         continue;
                     }
+                    // Alone: moving the interface is its own request.
+                    "netns" if changes.is_empty() && it.clone().count() == 1 => {
+                        let netns = next_value(&mut it, "netns")?.to_string();
+                        let dev = dev.ok_or("missing IF")?;
+                        return Ok(IpCmd::LinkSetNetns { dev, netns });
+                    }
                     _ => return Err(format!("{word}: unknown word")),
                 });
             }
@@ -378,6 +399,26 @@ pub fn parse_ip_link(verb: Verb, rest: &[&str]) -> Result<IpCmd, String> {
             Ok(IpCmd::LinkSet { dev, changes })
         }
         _ => Err("link: expected show or set".into()),
+    }
+}
+
+/// `ip netns [list] | add NAME | del NAME | exec NAME CMD…`.
+pub fn parse_ip_netns(rest: &[&str]) -> Result<IpCmd, String> {
+    match rest {
+        [] => Ok(IpCmd::NetnsList),
+        [verb] if matches(verb, "list") || matches(verb, "show") => Ok(IpCmd::NetnsList),
+        [verb, name] if matches(verb, "add") => Ok(IpCmd::NetnsAdd(name.to_string())),
+        [verb, name] if matches(verb, "delete") => Ok(IpCmd::NetnsDel(name.to_string())),
+        [verb, name, command @ ..] if matches(verb, "exec") => {
+            if command.is_empty() {
+                return Err("netns exec NAME needs a command".into());
+            }
+            Ok(IpCmd::NetnsExec {
+                netns: name.to_string(),
+                command: command.iter().map(|w| w.to_string()).collect(),
+            })
+        }
+        _ => Err("netns: expected list, add NAME, del NAME or exec NAME CMD…".into()),
     }
 }
 
