@@ -3,6 +3,7 @@
 mod bench;
 mod initrd;
 mod kernel;
+mod lab;
 mod readme;
 mod setup;
 mod vm;
@@ -38,6 +39,8 @@ enum Task {
     Bench(bench::BenchArgs),
     /// Rewrite README.md's command reference from `myinit -c help`.
     Readme,
+    /// Boot several VMs from one description (TOML), wired by their links.
+    Lab(lab::LabArgs),
 }
 
 fn main() {
@@ -57,6 +60,10 @@ fn main() {
         Task::Initrd(args) => initrd::run(&args),
         Task::Bench(args) => bench::run(&args),
         Task::Readme => readme::run(),
+        Task::Lab(args) => match lab::run(&args) {
+            Ok(status) => std::process::exit(status),
+            Err(e) => Err(e),
+        },
         Task::Vm(args) => match vm::run(&args) {
             Ok(status) => std::process::exit(status),
             Err(e) => Err(e),

@@ -57,10 +57,41 @@ pub enum ConsoleMode {
 pub enum NetMode {
     /// Two NICs back to back (as `vng --net loop`).
     Loop,
+    /// No user-network NIC.
+    None,
 }
 
 /// The MACs of `--net loop`'s two NICs, in PCI (and so eth) order.
 pub const LOOP_MACS: [&str; 2] = ["52:54:00:00:10:01", "52:54:00:00:10:02"];
+
+/// One `--nic`: a datagram wire (local and remote socket paths) or none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NicSpec {
+    pub wire: Option<(PathBuf, PathBuf)>,
+    pub mac: Option<String>,
+}
+
+impl NicSpec {
+    pub fn parse(text: &str) -> anyhow::Result<NicSpec> {
+        let (head, mac) = match text.split_once(",mac=") {
+            Some((head, mac)) => (head, Some(mac.to_string())),
+            None => (text, None),
+        };
+        let wire = match head {
+            "none" => None,
+            _ => {
+                let spec = head
+                    .strip_prefix("unix:")
+                    .with_context(|| format!("--nic {text}: expected unix:LOCAL=REMOTE or none"))?;
+                let (local, remote) = spec
+                    .split_once('=')
+                    .with_context(|| format!("--nic {text}: expected unix:LOCAL=REMOTE"))?;
+                Some((PathBuf::from(local), PathBuf::from(remote)))
+            }
+        };
+        Ok(NicSpec { wire, mac })
+    }
+}
 
 /// One `--share`: `[TAG=]DIR[:ro]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,8 +199,15 @@ pub struct VmArgs {
     pub mem: u32,
     /// `loop`: two more virtio-net NICs (eth1, eth2; MACs 52:54:00:00:10:01
     /// and :02) wired to each other through a qemu hub, inside this qemu.
+    /// `none`: no user-network NIC (eth0), so nothing leaves the host.
     #[arg(long, value_enum)]
     pub net: Option<NetMode>,
+    /// One more virtio-net NIC (repeatable, in order after the others):
+    /// `unix:LOCAL=REMOTE[,mac=MAC]` sends its frames to the datagram socket
+    /// REMOTE and receives on LOCAL (qemu's `-netdev dgram`: `cargo xtask
+    /// lab` wires nodes so), `none[,mac=MAC]` is a NIC on no wire.
+    #[arg(long, value_name = "SPEC")]
+    pub nic: Vec<String>,
     /// qemu's machine type (`-machine`), e.g. pc or q35.
     #[arg(long, value_name = "TYPE", default_value = DEFAULT_MACHINE)]
     pub machine: String,
@@ -310,6 +348,7 @@ fn qemu_command(
     kernel: &Kernel,
     initrd: &Path,
     shares: &[ShareSpec],
+    nics: &[NicSpec],
     cmdline: &str,
     kvm: bool,
     args: &VmArgs,
@@ -360,9 +399,11 @@ fn qemu_command(
                 &format!("virtio-9p-pci,fsdev=fs{i},mount_tag={}", share.tag),
             ]);
     }
-    qemu.args(["-netdev", "user,id=net0"])
-        // No option ROM: iPXE would only slow the boot down.
-        .args(["-device", "virtio-net-pci,netdev=net0,romfile="]);
+    if args.net != Some(NetMode::None) {
+        qemu.args(["-netdev", "user,id=net0"])
+            // No option ROM: iPXE would only slow the boot down.
+            .args(["-device", "virtio-net-pci,netdev=net0,romfile="]);
+    }
     if args.net == Some(NetMode::Loop) {
         // A hub with two ports: what one NIC sends, the other receives.
         for (i, mac) in LOOP_MACS.iter().enumerate() {
@@ -372,6 +413,26 @@ fn qemu_command(
                     &format!("virtio-net-pci,netdev=loop{i},mac={mac},romfile="),
                 ]);
         }
+    }
+    for (i, nic) in nics.iter().enumerate() {
+        let netdev = match &nic.wire {
+            Some((local, remote)) => format!(
+                "dgram,id=nic{i},local.type=unix,local.path={},remote.type=unix,remote.path={}",
+                local.display(),
+                remote.display()
+            ),
+            // A hub of its own: a NIC on no wire.
+            None => format!("hubport,id=nic{i},hubid={}", 100 + i),
+        };
+        let mac = nic
+            .mac
+            .as_deref()
+            .map(|m| format!(",mac={m}"))
+            .unwrap_or_default();
+        qemu.args(["-netdev", &netdev]).args([
+            "-device",
+            &format!("virtio-net-pci,netdev=nic{i}{mac},romfile="),
+        ]);
     }
     qemu
 }
@@ -401,7 +462,12 @@ fn boot(
     let started = Instant::now();
     // Raw like qemu would make it, so keys (Ctrl-C, Ctrl-A x) go to the VM.
     let raw = RawTerminal::enable();
-    let mut child = qemu_command(kernel, initrd, shares, cmdline, kvm, args)
+    let nics = args
+        .nic
+        .iter()
+        .map(|n| NicSpec::parse(n))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut child = qemu_command(kernel, initrd, shares, &nics, cmdline, kvm, args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -185,7 +185,8 @@ pub fn parse_ip(args: &[String]) -> Result<IpCmd, String> {
         .next()
         .ok_or("missing object (route, addr, link, neigh or netns)")?;
     let rest: Vec<&str> = words.collect();
-    if matches(object, "netns") {
+    // `ip n` is neigh, as in iproute2: netns takes at least "netn".
+    if object.starts_with("netn") && matches(object, "netns") {
         return parse_ip_netns(&rest);
     }
     let (verb, rest) = match rest.split_first() {
@@ -610,6 +611,26 @@ mod tests {
             }
         );
         assert!(parse_ip(&words("neigh flush")).is_err());
+        assert_eq!(parse_ip(&words("netns")).unwrap(), IpCmd::NetnsList);
+        assert_eq!(
+            parse_ip(&words("netns add peer")).unwrap(),
+            IpCmd::NetnsAdd("peer".into())
+        );
+        assert_eq!(
+            parse_ip(&words("netns exec peer ifconfig eth2 up")).unwrap(),
+            IpCmd::NetnsExec {
+                netns: "peer".into(),
+                command: words("ifconfig eth2 up")
+            }
+        );
+        assert!(parse_ip(&words("netns exec peer")).is_err());
+        assert_eq!(
+            parse_ip(&words("link set eth2 netns peer")).unwrap(),
+            IpCmd::LinkSetNetns {
+                dev: "eth2".into(),
+                netns: "peer".into()
+            }
+        );
         assert!(parse_ip(&words("neigh add 10.0.0.2 dev t0")).is_err());
         assert!(parse_ip(&words("bogus")).is_err());
         assert!(parse_ip(&words("-x route")).is_err());
