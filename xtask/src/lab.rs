@@ -16,6 +16,7 @@
 //! startup = "router-startup.run"    # paths relative to this file
 //! autoexec = "router.run"
 //! nics = ["left", "right"] # eth0, eth1 in the guest, in this order
+//! shares = ["out=results:ro"]  # more 9p shares, mounted by its scripts
 //! [[link]]
 //! a = "client.wan"
 //! b = "router.left"
@@ -62,6 +63,9 @@ struct NodeSpec {
     autoexec: Option<PathBuf>,
     #[serde(default)]
     nics: Vec<String>,
+    /// More 9p shares, `TAG=DIR[:ro]` (DIR relative to the lab file).
+    #[serde(default)]
+    shares: Vec<String>,
     /// More kernel command line.
     append: Option<String>,
     mem: Option<u32>,
@@ -89,6 +93,8 @@ struct Node {
     autoexec: Option<PathBuf>,
     /// Per NIC: (local socket, remote socket) of its link, or none.
     wires: Vec<Option<(PathBuf, PathBuf)>>,
+    /// `TAG=DIR[:ro]`, DIR made absolute.
+    shares: Vec<String>,
     append: String,
     mem: Option<u32>,
 }
@@ -203,7 +209,32 @@ fn load(path: &Path, sockets: &Path, timeout: Option<u64>) -> anyhow::Result<Lab
                 }
             }
         };
+        let mut shares = Vec::new();
+        for share in &spec.shares {
+            let (tag, dir) = share.split_once('=').with_context(|| {
+                format!("node {}: share {share}: expected TAG=DIR[:ro]", spec.name)
+            })?;
+            ensure!(
+                tag != crate::vm::HOST_CODE,
+                "node {}: share {share}: host-code is the node's own share (target/lab/{})",
+                spec.name,
+                spec.name
+            );
+            let (path, ro) = match dir.strip_suffix(":ro") {
+                Some(path) => (path, ":ro"),
+                None => (dir, ""),
+            };
+            let full = base.join(path);
+            ensure!(
+                full.is_dir(),
+                "node {}: share {share}: {} is not a directory",
+                spec.name,
+                full.display()
+            );
+            shares.push(format!("{tag}={}{ro}", full.display()));
+        }
         nodes.push(Node {
+            shares,
             startup: script(&spec.startup)?,
             autoexec: script(&spec.autoexec)?,
             series: spec
@@ -320,6 +351,9 @@ pub fn run(args: &LabArgs) -> anyhow::Result<i32> {
         .args(["--timeout", &lab.timeout.to_string()]);
         if let Some(mem) = node.mem {
             cmd.args(["--mem", &mem.to_string()]);
+        }
+        for share in &node.shares {
+            cmd.args(["--share", share]);
         }
         for (k, wire) in node.wires.iter().enumerate() {
             let spec = match wire {
