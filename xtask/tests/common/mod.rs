@@ -21,15 +21,27 @@ pub fn target_dir() -> PathBuf {
 /// `XTASK_VM_INIT=FILE` boots that static binary as /init instead of
 /// building myinit (e.g. one built elsewhere).
 pub fn build_initrd(output: &Path) {
+    build_initrd_of(output, None);
+}
+
+/// `build_initrd` for Debian's kernel of `series` (None: the default).
+fn build_initrd_of(output: &Path, series: Option<&str>) {
     let mut cmd = xtask();
-    cmd.args(["initrd", "--output"]).arg(output);
+    cmd.arg("initrd");
+    if let Some(series) = series {
+        cmd.args(["--kernel-version", series]);
+    }
+    cmd.arg("--output").arg(output);
     if let Some(init) = std::env::var_os("XTASK_VM_INIT") {
         cmd.arg("--init").arg(init);
     }
     let out = cmd.stdin(Stdio::null()).output().expect("run xtask initrd");
     assert!(
         out.status.success(),
-        "xtask initrd failed: {}",
+        "xtask initrd {} failed: {}",
+        series
+            .map(|s| format!("--kernel-version {s}"))
+            .unwrap_or_default(),
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -45,18 +57,7 @@ pub fn initrd_for(series: &'static str) -> &'static Path {
     let path = target_dir()
         .join("vm")
         .join(format!("test-initrd-{series}.img"));
-    let mut cmd = xtask();
-    cmd.args(["initrd", "--kernel-version", series, "--output"])
-        .arg(&path);
-    if let Some(init) = std::env::var_os("XTASK_VM_INIT") {
-        cmd.arg("--init").arg(init);
-    }
-    let out = cmd.stdin(Stdio::null()).output().expect("run xtask initrd");
-    assert!(
-        out.status.success(),
-        "xtask initrd --kernel-version {series} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    build_initrd_of(&path, Some(series));
     let path: &'static Path = Box::leak(path.into_boxed_path());
     built.push((series, path));
     path
