@@ -36,7 +36,7 @@ fn capture_fakehost_and_droptrace_run_on_6_12_with_tcx_and_the_rx_sk_tracepoint(
          tap add tap0\n\
          ifconfig tap0 10.0.9.1/24 up\n\
          ip neigh add 10.0.9.3 lladdr 02:00:00:00:09:03 dev tap0\n\
-         capture start tap0 /mnt/host/tap.pcap --backend ebpf --dir tx > /mnt/host/start.txt\n\
+         capture start tap0 /mnt/host/tap.pcap --backend ebpf --dir tx icmp > /mnt/host/start.txt\n\
          capture start tap0 /mnt/host/tap.jsonl --backend packet --dir tx >> /mnt/host/start.txt\n\
          set +e\n\
          ping -c 3 -i 0.2 -W 0.2 10.0.9.3 > /dev/null\n\
@@ -48,8 +48,10 @@ fn capture_fakehost_and_droptrace_run_on_6_12_with_tcx_and_the_rx_sk_tracepoint(
          echo k612 > /tmp/payload\n",
     );
     for (name, args) in [
-        ("btf", "--backend ebpf --hook tp-btf"),
-        ("tp", "--backend ebpf --hook tracepoint"),
+        // The filter in the kernel: the tail call from the tracer (tp_btf
+        // and the classic tracepoint) into the generated program.
+        ("btf", "--backend ebpf --hook tp-btf udp port 9"),
+        ("tp", "--backend ebpf --hook tracepoint udp port 9"),
         ("ftrace", "--backend ftrace"),
     ] {
         script.push_str(&format!(
@@ -83,6 +85,15 @@ fn capture_fakehost_and_droptrace_run_on_6_12_with_tcx_and_the_rx_sk_tracepoint(
             .unwrap_or_else(|| panic!("{target}: {stop}"));
         assert!(line.ends_with(", 0 lost"), "{line}");
     }
+    // The eBPF capture's filter (`icmp`) ran at TCX: echo requests only.
+    let pcap = std::process::Command::new("tcpdump")
+        .arg("-nr")
+        .arg(share.dir().join("tap.pcap"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&pcap.stdout);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    assert_eq!(text.matches("ICMP echo request").count(), 3, "{text}");
     let jsonl = share.read("tap.jsonl");
     assert_eq!(
         jsonl.lines().filter(|l| l.contains("\"typ\":8")).count(),
@@ -123,9 +134,13 @@ fn capture_fakehost_and_droptrace_run_on_6_12_with_tcx_and_the_rx_sk_tracepoint(
             .unwrap_or_else(|| panic!("{name}: no drop in __udp4_lib_rcv: {saved}"));
         assert_eq!(drop["reason"], "NO_SOCKET", "{name}: {drop}");
         assert_eq!(drop["reason_code"].to_string(), no_socket, "{name}: {drop}");
-        // ftrace's text has no packet.
+        // ftrace's text has no packet; the eBPF runs kept port 9 only.
         if name != "ftrace" {
             assert_eq!(drop["packet"]["dport"], 9, "{name}: {drop}");
+            assert!(
+                saved.lines().all(|l| l.contains("\"dport\":9")),
+                "{name}: {saved}"
+            );
         }
     }
 }
