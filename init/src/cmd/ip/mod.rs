@@ -27,14 +27,12 @@ pub const COMMANDS: &[CommandSpec] = &[
                 ip [-4|-6] addr [show] [[dev] IF]\n\
                 ip addr add|del ADDR[/LEN] dev IF\n\
                 ip link [show] [[dev] IF]\n\
-                ip link set [dev] IF [up|down] [mtu N] [address MAC] [promisc on|off]...\n\
+                ip link set [dev] IF [up|down] [mtu N] [address MAC] [promisc on|off]... | netns NAME\n\
                 ip [-4|-6] neigh [show] [dev IF]\n\
                 ip neigh add|replace IP lladdr MAC dev IF [nud STATE]\n\
                 ip neigh del IP dev IF\n\
                 ip [-4|-6] neigh flush dev IF\n\
-                ip link set [dev] IF netns NAME\n\
-                ip netns [list] | add NAME | del NAME\n\
-                ip netns exec NAME COMMAND...",
+                ip netns [list] | add NAME | del NAME | exec NAME COMMAND...",
         summary: "show and change routes, addresses, links and neighbours (iproute2 style)",
         help: "Objects and verbs may be abbreviated as in iproute2: ip r, ip a, ip l,\n\
                ip n, ip r d. The family comes from -4/-6 or from the addresses given.\n\
