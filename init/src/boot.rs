@@ -203,11 +203,15 @@ pub fn mount_base() {
 pub fn setup_console() {
     use std::os::fd::AsRawFd;
     let active = std::fs::read_to_string("/sys/class/tty/console/active").unwrap_or_default();
-    let device = active
-        .split_whitespace()
-        .last()
-        .map(|name| format!("/dev/{name}"))
-        .unwrap_or_else(|| "/dev/console".into());
+    let device = if wants_hvc0() && Path::new(HVC0).exists() {
+        HVC0.to_string()
+    } else {
+        active
+            .split_whitespace()
+            .last()
+            .map(|name| format!("/dev/{name}"))
+            .unwrap_or_else(|| "/dev/console".into())
+    };
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -230,6 +234,49 @@ pub fn setup_console() {
             libc::dup2(fd, target);
         }
     }
+}
+
+/// The virtio console a harness names with `console=hvc0`.
+const HVC0: &str = "/dev/hvc0";
+
+/// Whether the kernel command line asks for hvc0 (the nat46 harness's
+/// `console=hvc0 console=ttyS0`: qemu gives the keyboard to its
+/// virtconsole, so the shell must read hvc0, whatever /dev/console is).
+fn wants_hvc0() -> bool {
+    std::fs::read_to_string("/proc/cmdline")
+        .unwrap_or_default()
+        .split_whitespace()
+        .any(|w| w == "console=hvc0")
+}
+
+/// After stage 1 loaded `virtio_console`: moves the console (fds 0-2 and
+/// the controlling terminal) to hvc0 when the command line asks for it.
+fn move_console_to_hvc0() {
+    use std::os::fd::AsRawFd;
+    if !wants_hvc0() {
+        return;
+    }
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(HVC0)
+    else {
+        eprintln!("myinit: console=hvc0 but {HVC0} is not there (virtio_console?); staying on the serial console");
+        return;
+    };
+    let fd = file.as_raw_fd();
+    // SAFETY: signal disposition, ioctls and dup2 on descriptors we own.
+    // Giving up the old terminal sends SIGHUP to us, its session leader.
+    unsafe {
+        let old = libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::ioctl(0, libc::TIOCNOTTY);
+        libc::ioctl(fd, libc::TIOCSCTTY, 1);
+        for target in 0..3 {
+            libc::dup2(fd, target);
+        }
+        libc::signal(libc::SIGHUP, old);
+    }
+    println!("myinit: console on hvc0 (console=hvc0)");
 }
 
 /// Runs one script file as a boot stage, reporting how long it took.
@@ -282,6 +329,7 @@ pub fn run(shell: &mut Shell, boot_started: Instant) -> ! {
         "myinit: stage 1 done in {} ms",
         stage1.elapsed().as_millis()
     );
+    move_console_to_hvc0();
 
     match first_existing(&opts.startup_candidates(), Path::exists) {
         Some(path) => run_stage_file(shell, &mut out, "stage 2", &path),

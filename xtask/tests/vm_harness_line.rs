@@ -115,3 +115,70 @@ fn bad_shares_are_refused_before_qemu_starts() {
         assert!(!run.stderr.contains("xtask vm: kernel"), "{}", run.stderr);
     }
 }
+
+/// Keys typed on the harness line reach the shell: qemu hands the
+/// keyboard to the virtconsole, so myinit moves its console to hvc0 once
+/// stage 1 has loaded virtio_console.
+#[test]
+fn the_shell_reads_and_answers_on_hvc0() {
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let _slot = common::guest_slot();
+    let mut child = common::xtask()
+        .args(["vm", "--initrd"])
+        .arg(common::initrd())
+        .args([
+            "--console",
+            "hvc0",
+            "--no-debug-exit",
+            "--append",
+            "myinit.shell",
+            "--timeout",
+            "150",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut keys = child.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line.trim_end_matches('\r').to_string());
+        }
+    });
+    // A marker anywhere in a line, or (exact) a line that is only it.
+    let wait_for = |wanted: &str, exact: bool, seen: &mut Vec<String>| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
+            if let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(1)) {
+                let hit = if exact {
+                    line == wanted
+                } else {
+                    line.contains(wanted)
+                };
+                seen.push(line);
+                if hit {
+                    return;
+                }
+            }
+        }
+        panic!("no {wanted:?} on the console: {seen:#?}");
+    };
+    let mut seen = Vec::new();
+    wait_for("myinit: console on hvc0 (console=hvc0)", false, &mut seen);
+    wait_for("myinit: shell ready", false, &mut seen);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    keys.write_all(b"echo typed-on-hvc0\r").unwrap();
+    // The command's output line, not the echo of the typed line.
+    wait_for("typed-on-hvc0", true, &mut seen);
+    keys.write_all(b"poweroff\r").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{seen:#?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the guest powered off (no debug-exit"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
