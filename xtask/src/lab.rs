@@ -476,11 +476,11 @@ mod tests {
     use super::*;
 
     fn check(text: &str) -> anyhow::Result<Lab> {
-        let dir = std::env::temp_dir().join(format!("lab-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("lab.toml");
-        std::fs::write(&file, text).unwrap();
-        load(&file, Path::new("/tmp/sockets"), None)
+        // A directory of its own per call (the tests run in parallel),
+        // removed afterwards.
+        let dir = myinit_testkit::TempDir::new("labtest");
+        let file = dir.write("lab.toml", text);
+        load(Path::new(&file), Path::new("/tmp/sockets"), None)
     }
 
     const TWO: &str = "[[node]]\nname = \"a\"\nnics = [\"x\", \"y\"]\n[[node]]\nname = \"b\"\nkernel = \"6.12\"\nnics = [\"x\"]\n";
