@@ -63,6 +63,20 @@ static DROP_FILTER: ProgramArray = ProgramArray::with_max_entries(2, 0);
 #[unsafe(no_mangle)]
 static FILTERED: Global<u8> = Global::new(0);
 
+/// `--dev` and `--netns`, selected in the kernel before the filter and the
+/// ring, so that drops elsewhere neither fill the ring nor count as lost.
+/// The name as two native-endian words (`WANT_DEV` non-zero when set);
+/// `WANT_NETNS` 0 for any namespace. Constants to the verifier: unset, the
+/// check is pruned.
+#[unsafe(no_mangle)]
+static WANT_DEV: Global<u8> = Global::new(0);
+#[unsafe(no_mangle)]
+static WANT_DEV_NAME_LO: Global<u64> = Global::new(0);
+#[unsafe(no_mangle)]
+static WANT_DEV_NAME_HI: Global<u64> = Global::new(0);
+#[unsafe(no_mangle)]
+static WANT_NETNS: Global<u32> = Global::new(0);
+
 /// `MODE_EVENTS` or `MODE_SUMMARY`, set by userspace before load (a
 /// constant to the verifier, so the other path is pruned).
 #[unsafe(no_mangle)]
@@ -537,6 +551,35 @@ fn count<M: Members>(
     }
 }
 
+/// Whether the drop is on the `--dev`/`--netns` asked for (always, when
+/// neither is): a drop without a device or namespace is not.
+#[inline(always)]
+fn wanted<M: Members>(skb: u64) -> bool {
+    let want_dev = WANT_DEV.load() != 0;
+    let want_netns = WANT_NETNS.load();
+    if !want_dev && want_netns == 0 {
+        return true;
+    }
+    let Some(dev) = M::read::<u64>(skb, SKB_OFF_DEV.load()).filter(|d| *d != 0) else {
+        return false;
+    };
+    if want_netns != 0 && netns_of::<M>(dev) != want_netns {
+        return false;
+    }
+    if want_dev {
+        let off = NETDEV_OFF_NAME.load();
+        if off == ABSENT {
+            return false;
+        }
+        let lo = M::read::<u64>(dev, off);
+        let hi = M::read::<u64>(dev, off + 8);
+        if lo != Some(WANT_DEV_NAME_LO.load()) || hi != Some(WANT_DEV_NAME_HI.load()) {
+            return false;
+        }
+    }
+    true
+}
+
 /// The filter first, when there is one: it tail-calls the matched
 /// program or returns; if its slot is empty, nothing is traced.
 #[inline(always)]
@@ -597,6 +640,10 @@ fn trace_btf(ctx: &BtfTracePointContext) {
 /// Classic tracepoint `skb:kfree_skb`: available on every kernel with tracing.
 #[tracepoint(category = "skb", name = "kfree_skb")]
 pub fn kfree_skb(ctx: TracePointContext) -> u32 {
+    let skb = read_field::<u64>(&ctx, KFREE_SKB_OFF_SKBADDR.load());
+    if !wanted::<ProbeRead>(skb) {
+        return 0;
+    }
     if !filtered(&ctx) {
         trace_classic(&ctx);
     }
@@ -615,6 +662,9 @@ pub fn kfree_skb_matched(ctx: TracePointContext) -> u32 {
 /// is not used), so no format file is needed.
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn kfree_skb_btf(ctx: BtfTracePointContext) -> u32 {
+    if !wanted::<BtfLoad>(ctx.arg(0)) {
+        return 0;
+    }
     if !filtered(&ctx) {
         trace_btf(&ctx);
     }

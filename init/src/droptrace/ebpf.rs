@@ -147,6 +147,10 @@ pub struct TraceOptions {
     pub stack_entries: Option<u32>,
     /// Packet bytes per event (`--snaplen`), 0 for none.
     pub snaplen: u32,
+    /// `--dev` (as `net_device.name` holds it) and `--netns`, selected in
+    /// the kernel before the filter expression and the ring.
+    pub dev: Option<[u8; 16]>,
+    pub netns: Option<u32>,
 }
 
 /// The kernel stacks of a run, by id (the program's `DROP_STACKS` map,
@@ -285,8 +289,22 @@ impl DropTracer {
             ]
         });
         let filtered = u8::from(options.filter.is_some());
+        if (options.dev.is_some() || options.netns.is_some())
+            && (offsets.is_none() || (hook == DropHook::Tracepoint && tp_offsets[0] == u32::MAX))
+        {
+            bail!("--dev and --netns need the drop's sk_buff, which this kernel does not describe (BTF or the format file's skbaddr)");
+        }
+        let want_dev = u8::from(options.dev.is_some());
+        let name = options.dev.unwrap_or_default();
+        let name_lo = u64::from_ne_bytes(name[..8].try_into().unwrap_or_default());
+        let name_hi = u64::from_ne_bytes(name[8..].try_into().unwrap_or_default());
+        let want_netns = options.netns.unwrap_or(0);
         let mut object = Object::load(OBJECT, btf, |loader| {
             loader.override_global("FILTERED", &filtered, true);
+            loader.override_global("WANT_DEV", &want_dev, true);
+            loader.override_global("WANT_DEV_NAME_LO", &name_lo, true);
+            loader.override_global("WANT_DEV_NAME_HI", &name_hi, true);
+            loader.override_global("WANT_NETNS", &want_netns, true);
             for (name, value) in [
                 ("KFREE_SKB_OFF_SKBADDR", &tp_offsets[0]),
                 ("KFREE_SKB_OFF_LOCATION", &tp_offsets[1]),

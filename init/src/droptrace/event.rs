@@ -460,6 +460,14 @@ impl DropFilter {
     }
 }
 
+/// An interface name as `net_device.name` holds it: NUL-padded 16 bytes.
+pub fn dev_bytes(name: &str) -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    let n = name.len().min(15);
+    bytes[..n].copy_from_slice(&name.as_bytes()[..n]);
+    bytes
+}
+
 /// `--proto` in a raw record's terms.
 #[derive(Debug, Clone, Copy)]
 enum ProtoSel {
@@ -487,12 +495,7 @@ impl RawFilter {
             .reason
             .as_deref()
             .and_then(|r| decoder.and_then(|d| d.reasons.value(r)));
-        let dev = filter.dev.as_deref().map(|d| {
-            let mut bytes = [0u8; 16];
-            let n = d.len().min(15);
-            bytes[..n].copy_from_slice(&d.as_bytes()[..n]);
-            bytes
-        });
+        let dev = filter.dev.as_deref().map(dev_bytes);
         let dev_ifindex = filter
             .dev
             .as_deref()

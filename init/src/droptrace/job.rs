@@ -82,6 +82,8 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
         summary: opts.summary,
         stack_entries: opts.stack_entries,
         snaplen: opts.snaplen,
+        dev: opts.filter.dev.as_deref().map(super::event::dev_bytes),
+        netns: opts.filter.netns,
     };
     // What only the eBPF backend can do: no silent fallback to ftrace.
     let ebpf_only = [
