@@ -22,23 +22,6 @@ fn compat(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Debian's kernel image and modules directory (`xtask kernel`).
-fn kernel() -> (PathBuf, PathBuf) {
-    let out = xtask().arg("kernel").output().expect("xtask kernel");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix(name).map(|p| PathBuf::from(p.trim())))
-            .unwrap_or_else(|| panic!("no {name} in {text}"))
-    };
-    (field("image"), field("modules"))
-}
-
 fn copy(from: &Path, to: &Path) {
     std::fs::create_dir_all(to.parent().unwrap()).unwrap();
     std::fs::copy(from, to).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
@@ -79,7 +62,8 @@ fn layer<'a>(line: &'a serde_json::Value, layertype: &str) -> Option<&'a serde_j
 
 #[test]
 fn a_test_written_for_the_originals_harness_passes_unchanged_on_6_1() {
-    let (image, modules) = kernel();
+    let kernel = common::vm_kernel();
+    let (image, modules) = (&kernel.image, &kernel.modules);
     let dir = TempDir::new("compat");
     let (code, captured, coverage) = (
         dir.dir().join("code"),
@@ -169,7 +153,7 @@ fn a_test_written_for_the_originals_harness_passes_unchanged_on_6_1() {
         "tcg",
     ])
     .arg("-kernel")
-    .arg(&image)
+    .arg(image)
     .args(["-m", "512M", "-initrd"])
     .arg(&initrd)
     .args([

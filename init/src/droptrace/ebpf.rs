@@ -289,11 +289,8 @@ impl DropTracer {
             ]
         });
         let filtered = u8::from(options.filter.is_some());
-        if (options.dev.is_some() || options.netns.is_some())
-            && (offsets.is_none() || (hook == DropHook::Tracepoint && tp_offsets[0] == u32::MAX))
-        {
-            bail!("--dev and --netns need the drop's sk_buff, which this kernel does not describe (BTF or the format file's skbaddr)");
-        }
+        // Without sk_buff offsets the kernel can match no device: start
+        // refuses --dev and --netns then, after attach says why.
         let want_dev = u8::from(options.dev.is_some());
         let name = options.dev.unwrap_or_default();
         let name_lo = u64::from_ne_bytes(name[..8].try_into().unwrap_or_default());

@@ -173,11 +173,18 @@ fn boot(initrd: &Path, args: &[&str]) -> Run {
     run
 }
 
-/// The version of the kernel `xtask vm` boots (`uname -r` in the guest), as
-/// `xtask kernel` resolves it.
-pub fn vm_kernel_version() -> &'static str {
-    static VERSION: OnceLock<String> = OnceLock::new();
-    VERSION.get_or_init(|| {
+/// What `xtask kernel` resolves for `xtask vm`: the version (`uname -r` in
+/// the guest), the image and the modules directory.
+pub struct VmKernel {
+    pub version: String,
+    pub image: PathBuf,
+    pub modules: PathBuf,
+}
+
+/// The kernel `xtask vm` boots (read once per test binary).
+pub fn vm_kernel() -> &'static VmKernel {
+    static KERNEL: OnceLock<VmKernel> = OnceLock::new();
+    KERNEL.get_or_init(|| {
         let out = xtask()
             .arg("kernel")
             .stdin(Stdio::null())
@@ -189,10 +196,16 @@ pub fn vm_kernel_version() -> &'static str {
             "xtask kernel failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        text.lines()
-            .find_map(|l| l.strip_prefix("kernel "))
-            .map(|v| v.trim().to_string())
-            .unwrap_or_else(|| panic!("xtask kernel printed no version: {text}"))
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string()))
+                .unwrap_or_else(|| panic!("xtask kernel printed no {name}: {text}"))
+        };
+        VmKernel {
+            version: field("kernel "),
+            image: PathBuf::from(field("image")),
+            modules: PathBuf::from(field("modules")),
+        }
     })
 }
 
@@ -200,7 +213,7 @@ pub fn vm_kernel_version() -> &'static str {
 /// its sources) against the VM kernel's headers; the path of NAME.ko, kept
 /// under target/vm/modules/VERSION/ (the build's own files are removed).
 pub fn build_test_module(name: &str) -> PathBuf {
-    let version = vm_kernel_version();
+    let version = &vm_kernel().version;
     let headers = PathBuf::from(format!("/usr/src/linux-headers-{version}"));
     assert!(
         headers.join("Makefile").is_file(),
