@@ -1,7 +1,8 @@
 //! `cargo xtask lab`: two VMs on different kernels joined by one link. The
 //! client (6.12) pings across the router (6.1), which forwards to a fake
 //! host beyond its second NIC; both capture. A node that never powers off
-//! ends the lab at its timeout, and nothing is left running.
+//! ends the lab at its timeout, and nothing is left running: no qemu, no
+//! socket directory.
 
 mod common;
 
@@ -12,21 +13,57 @@ use common::{xtask, TempDir};
 /// One lab at a time: each boots several guests.
 static ONE_LAB: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn lab(file: &std::path::Path) -> (i32, String, String) {
+/// A lab's outcome: its status, stdout, stderr, and whether its socket
+/// directory (`$TMPDIR/myinit-lab-PID`, the wires) was seen while it ran.
+struct LabRun {
+    status: i32,
+    stdout: String,
+    stderr: String,
+    wires_seen: bool,
+}
+
+fn lab(file: &std::path::Path) -> LabRun {
     let _one = ONE_LAB.lock().unwrap_or_else(|e| e.into_inner());
     let _slot = common::guest_slot();
-    let out = xtask()
+    let mut child = xtask()
         .arg("lab")
         .arg(file)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run xtask lab");
-    let run = (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    let wires = std::env::temp_dir().join(format!("myinit-lab-{}", child.id()));
+    // Pipes drained by threads, so the lab never blocks on a full pipe.
+    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let mut wires_seen = false;
+    let status = loop {
+        wires_seen |= wires.exists();
+        if let Some(status) = child.try_wait().expect("wait for xtask lab") {
+            break status;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let run = LabRun {
+        status: status.code().unwrap_or(-1),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+        wires_seen,
+    };
+    eprintln!(
+        "--- lab stdout\n{}\n--- lab stderr\n{}",
+        run.stdout, run.stderr
     );
-    eprintln!("--- lab stdout\n{}\n--- lab stderr\n{}", run.1, run.2);
+    // Every way out removes the wires.
+    assert!(!wires.exists(), "{} left behind", wires.display());
     run
 }
 
@@ -58,8 +95,14 @@ fn a_client_pings_across_a_router_to_a_fake_host_and_both_sides_capture() {
          [[node]]\nname = \"router\"\nautoexec = \"router.run\"\nnics = [\"inside\", \"outside\"]\n\
          [[link]]\na = \"client.wan\"\nb = \"router.inside\"\n",
     );
-    let (status, stdout, stderr) = lab(std::path::Path::new(&file));
+    let LabRun {
+        status,
+        stdout,
+        stderr,
+        wires_seen,
+    } = lab(std::path::Path::new(&file));
     assert_eq!(status, 0, "{stderr}");
+    assert!(wires_seen, "the link's sockets were never made");
     // Every console line carries its node's name.
     assert!(
         stdout
@@ -118,8 +161,14 @@ fn a_node_that_never_powers_off_ends_the_lab_at_its_timeout_and_nothing_stays() 
          [[node]]\nname = \"neverends\"\nautoexec = \"hang.run\"\n\
          [[node]]\nname = \"quick\"\nautoexec = \"quick.run\"\n",
     );
-    let (status, _, stderr) = lab(std::path::Path::new(&file));
+    let LabRun {
+        status,
+        stderr,
+        wires_seen,
+        ..
+    } = lab(std::path::Path::new(&file));
     assert_eq!(status, 124, "{stderr}");
+    assert!(wires_seen, "the lab's socket directory was never made");
     assert!(
         stderr.contains("xtask lab: neverends: timed out (killed)")
             && stderr.contains("xtask lab: quick: powered off with status 0")
@@ -140,8 +189,14 @@ fn a_bad_lab_is_one_line_and_boots_nothing() {
         "lab.toml",
         "[[node]]\nname = \"a\"\nnics = [\"x\"]\n[[link]]\na = \"a.x\"\nb = \"b.x\"\n",
     );
-    let (status, stdout, stderr) = lab(std::path::Path::new(&file));
+    let LabRun {
+        status,
+        stdout,
+        stderr,
+        wires_seen,
+    } = lab(std::path::Path::new(&file));
     assert_eq!(status, 1);
+    assert!(!wires_seen, "a bad lab makes no wires");
     assert!(stdout.is_empty(), "{stdout}");
     assert!(
         stderr.contains("link 1: unknown node `b` in `b.x` (nodes: a)"),
