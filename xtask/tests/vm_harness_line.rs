@@ -173,6 +173,19 @@ fn the_shell_reads_and_answers_on_hvc0() {
     keys.write_all(b"echo typed-on-hvc0\r").unwrap();
     // The command's output line, not the echo of the typed line.
     wait_for("typed-on-hvc0", true, &mut seen);
+    // Ctrl-C on hvc0 reaches the foreground command, not qemu (signal=off)
+    // nor the shell: a long sleep ends, and the shell reads on.
+    keys.write_all(b"sleep 1000\r").unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let interrupted = std::time::Instant::now();
+    keys.write_all(b"\x03").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    keys.write_all(b"echo after-ctrl-c\r").unwrap();
+    wait_for("after-ctrl-c", true, &mut seen);
+    assert!(
+        interrupted.elapsed() < std::time::Duration::from_secs(30),
+        "the sleep was not interrupted: {seen:#?}"
+    );
     keys.write_all(b"poweroff\r").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{seen:#?}");
