@@ -1307,9 +1307,23 @@ fn the_stack_of_an_otherhost_drop_runs_from_netif_receive_skb_to_ip_rcv_core() {
         .stdout
         .split_once("droptrace: summary mode:")
         .unwrap_or_else(|| panic!("no summary-mode start: {}", r.stdout));
-    assert_eq!(on_stacks(events_part, "ip_rcv_core+"), 3, "{events_part}");
+    // A stack the kernel's map refused (`bpf_get_stackid` failing: seen
+    // rarely here under the parallel tests) is said on its drop's row and
+    // counted in `stacks lost`; it is not in the summary's stacks then.
+    let lost_under = |comm: &str| {
+        let lines: Vec<&str> = events_part.lines().collect();
+        lines
+            .windows(2)
+            .filter(|w| comm_of(w[0]) == Some(comm) && w[1].contains("(stack lost"))
+            .count() as u64
+    };
     assert_eq!(
-        on_stacks(events_part, "__udp4_lib_rcv+"),
+        on_stacks(events_part, "ip_rcv_core+") + lost_under("dtkstack"),
+        3,
+        "{events_part}"
+    );
+    assert_eq!(
+        on_stacks(events_part, "__udp4_lib_rcv+") + lost_under("dtkudp"),
         2,
         "{events_part}"
     );
@@ -1643,8 +1657,8 @@ fn a_kernel_filter_queues_only_the_drops_it_selects_under_a_flood() {
 /// TUN) is judged by the raw-IP variant, from its network header; an
 /// expression that means nothing on raw IP (`ether …`) never matches it.
 /// Meanwhile a flood of UDP drops on another device (which `udp` would
-/// select) is left out in the kernel by `--dev`: nothing of it is captured
-/// nor counted lost.
+/// select) is left out in the kernel by `--dev`, or by `--reason`: nothing
+/// of it is captured nor counted lost.
 #[test]
 fn a_kernel_filter_reads_a_packet_without_a_mac_header_as_raw_ip() {
     let _flood = FLOOD.lock().unwrap_or_else(|e| e.into_inner());
@@ -1670,10 +1684,30 @@ fn a_kernel_filter_reads_a_packet_without_a_mac_header_as_raw_ip() {
          time.sleep(2)",
         go = go.display()
     );
-    for (expr, want) in [
-        ("udp dst port 4001 and src host 10.81.0.2", 3),
-        ("ip[9] = 17 and greater 32 and less 32", 5),
-        ("ether src host 02:00:00:00:00:01 or udp", 0),
+    let on_tun = format!("--dev {tun}");
+    let on_tun_classic = format!("--hook tracepoint --dev {tun}");
+    // Without --dev, --reason keeps the flood (IP_CSUM) out in the kernel
+    // although the expression selects it.
+    let either = format!(
+        "(udp dst port 4001 and dst host 10.81.0.1) or dst host {}",
+        elsewhere.b_ip
+    );
+    for (options, expr, want) in [
+        (
+            on_tun.as_str(),
+            "udp dst port 4001 and src host 10.81.0.2",
+            3,
+        ),
+        (on_tun.as_str(), "ip[9] = 17 and greater 32 and less 32", 5),
+        (
+            on_tun.as_str(),
+            "ether src host 02:00:00:00:00:01 or udp",
+            0,
+        ),
+        ("--reason NO_SOCKET", either.as_str(), 3),
+        // The classic tracepoint reads its reason and skb from the record.
+        (on_tun_classic.as_str(), "udp", 5),
+        ("--hook tracepoint --reason NO_SOCKET", either.as_str(), 3),
     ] {
         let _ = std::fs::remove_file(&go);
         let _writer = ns.python_ready(&writer);
@@ -1681,7 +1715,7 @@ fn a_kernel_filter_reads_a_packet_without_a_mac_header_as_raw_ip() {
         ns.ip(&["link", "set", &tun, "up"]);
         let flood = elsewhere.frames(&unique("dtrflood"), &elsewhere.b_mac, 100_000, true, "0");
         let r = ns.myinit(&format!(
-            "droptrace start --dev {tun} {expr}; echo > {}; {flood}; sleep 0.8; droptrace stop; droptrace show",
+            "droptrace start {options} {expr}; echo > {}; {flood}; sleep 0.8; droptrace stop; droptrace show",
             go.display()
         ));
         r.assert_ok();

@@ -63,8 +63,9 @@ static DROP_FILTER: ProgramArray = ProgramArray::with_max_entries(2, 0);
 #[unsafe(no_mangle)]
 static FILTERED: Global<u8> = Global::new(0);
 
-/// `--dev` and `--netns`, selected in the kernel before the filter and the
-/// ring, so that drops elsewhere neither fill the ring nor count as lost.
+/// `--dev`, `--netns` and `--reason`, selected in the kernel before the
+/// filter and the ring, so that other drops neither fill the ring nor count
+/// as lost.
 /// The name as two native-endian words (`WANT_DEV` non-zero when set);
 /// `WANT_NETNS` 0 for any namespace. Constants to the verifier: unset, the
 /// check is pruned.
@@ -76,6 +77,10 @@ static WANT_DEV_NAME_LO: Global<u64> = Global::new(0);
 static WANT_DEV_NAME_HI: Global<u64> = Global::new(0);
 #[unsafe(no_mangle)]
 static WANT_NETNS: Global<u32> = Global::new(0);
+/// `--reason`'s number, `ABSENT` for any: checked first, from the hook's
+/// own argument, before anything is read of the skb.
+#[unsafe(no_mangle)]
+static WANT_REASON: Global<u32> = Global::new(ABSENT);
 
 /// `MODE_EVENTS` or `MODE_SUMMARY`, set by userspace before load (a
 /// constant to the verifier, so the other path is pruned).
@@ -640,6 +645,11 @@ fn trace_btf(ctx: &BtfTracePointContext) {
 /// Classic tracepoint `skb:kfree_skb`: available on every kernel with tracing.
 #[tracepoint(category = "skb", name = "kfree_skb")]
 pub fn kfree_skb(ctx: TracePointContext) -> u32 {
+    let want_reason = WANT_REASON.load();
+    if want_reason != ABSENT && read_field::<u32>(&ctx, KFREE_SKB_OFF_REASON.load()) != want_reason
+    {
+        return 0;
+    }
     let skb = read_field::<u64>(&ctx, KFREE_SKB_OFF_SKBADDR.load());
     if !wanted::<ProbeRead>(skb) {
         return 0;
@@ -662,6 +672,10 @@ pub fn kfree_skb_matched(ctx: TracePointContext) -> u32 {
 /// is not used), so no format file is needed.
 #[btf_tracepoint(function = "kfree_skb")]
 pub fn kfree_skb_btf(ctx: BtfTracePointContext) -> u32 {
+    let want_reason = WANT_REASON.load();
+    if want_reason != ABSENT && ctx.arg::<u64>(2) as u32 != want_reason {
+        return 0;
+    }
     if !wanted::<BtfLoad>(ctx.arg(0)) {
         return 0;
     }

@@ -151,6 +151,9 @@ pub struct TraceOptions {
     /// the kernel before the filter expression and the ring.
     pub dev: Option<[u8; 16]>,
     pub netns: Option<u32>,
+    /// `--reason`, selected in the kernel too when the running kernel's
+    /// reason names give its number (a subsystem's is matched in userspace).
+    pub reason: Option<String>,
 }
 
 /// The kernel stacks of a run, by id (the program's `DROP_STACKS` map,
@@ -236,6 +239,7 @@ impl DropTracer {
         offsets: Option<SkbOffsets>,
         tp_btf_id: Option<u32>,
         options: &TraceOptions,
+        want_reason: Option<u32>,
     ) -> anyhow::Result<Self> {
         let mode = if options.summary {
             MODE_SUMMARY
@@ -296,12 +300,14 @@ impl DropTracer {
         let name_lo = u64::from_ne_bytes(name[..8].try_into().unwrap_or_default());
         let name_hi = u64::from_ne_bytes(name[8..].try_into().unwrap_or_default());
         let want_netns = options.netns.unwrap_or(0);
+        let want_reason = want_reason.unwrap_or(u32::MAX);
         let mut object = Object::load(OBJECT, btf, |loader| {
             loader.override_global("FILTERED", &filtered, true);
             loader.override_global("WANT_DEV", &want_dev, true);
             loader.override_global("WANT_DEV_NAME_LO", &name_lo, true);
             loader.override_global("WANT_DEV_NAME_HI", &name_hi, true);
             loader.override_global("WANT_NETNS", &want_netns, true);
+            loader.override_global("WANT_REASON", &want_reason, true);
             for (name, value) in [
                 ("KFREE_SKB_OFF_SKBADDR", &tp_offsets[0]),
                 ("KFREE_SKB_OFF_LOCATION", &tp_offsets[1]),
@@ -454,6 +460,7 @@ pub fn attach(hook: Hook, options: TraceOptions) -> anyhow::Result<(DropTracer, 
             kernel.offsets,
             tp_btf_id,
             &options,
+            want_reason(&options, &kernel),
         ) {
             Ok(tracer) => return Ok((tracer, kernel)),
             Err(e) if hook == Hook::TpBtf => return Err(e),
@@ -474,8 +481,17 @@ pub fn attach(hook: Hook, options: TraceOptions) -> anyhow::Result<(DropTracer, 
         kernel.offsets,
         None,
         &options,
+        want_reason(&options, &kernel),
     )?;
     Ok((tracer, kernel))
+}
+
+/// `--reason` as this kernel numbers it, for the kernel-side selection.
+fn want_reason(options: &TraceOptions, kernel: &KernelInfo) -> Option<u32> {
+    options
+        .reason
+        .as_deref()
+        .and_then(|name| kernel.reasons.value(name))
 }
 
 /// Loads and attaches the drop tracer the way `droptrace start --backend

@@ -84,6 +84,7 @@ pub fn start(state: &State, opts: StartOptions) -> anyhow::Result<Vec<String>> {
         snaplen: opts.snaplen,
         dev: opts.filter.dev.as_deref().map(super::event::dev_bytes),
         netns: opts.filter.netns,
+        reason: opts.filter.reason.clone(),
     };
     // What only the eBPF backend can do: no silent fallback to ftrace.
     let ebpf_only = [

@@ -181,7 +181,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<Vec<Table>> {
         "produced = the receiving namespace's IpExt InCsumErrors; seen counts IP_CSUM drops on the receiving veth (bpftrace: a filter on the device name, reason number from the tracepoint's format file; myinit eBPF: --dev; summary mode: --netns of the receiving namespace)".into(),
     );
     table.notes.push(
-        "myinit eBPF (full events) filters in userspace: its lost counts every kfree_skb event of the machine the ring could not take, matching or not, so seen + lost = produced holds only while no other drops flood the machine".into(),
+        "myinit eBPF selects --dev, --netns and --reason in the kernel before the ring: its lost counts only IP_CSUM drops on the receiving veth the ring could not take".into(),
     );
     table.notes.push(
         "the ftrace backend cannot filter on the device: its seen and lost also count IP_CSUM drops of other traffic on this shared machine, and its lost counts ring overruns of every kfree_skb event".into(),

@@ -270,7 +270,7 @@ fn droptrace_table(bench: &Bench, pair: &VethPair) -> anyhow::Result<Table> {
         }
     }
     table.notes.push(format!(
-        "CPU per drop = (contender's user+sys + the flood's extra time against the generator alone) ÷ drops produced (IpExt InCsumErrors); bpftrace's predicate: the device's name and `{BPFTRACE_SOURCE}`; myinit: --reason IP_CSUM --dev (userspace) and the expression in the kernel"
+        "CPU per drop = (contender's user+sys + the flood's extra time against the generator alone) ÷ drops produced (IpExt InCsumErrors); bpftrace's predicate: the device's name and `{BPFTRACE_SOURCE}`; myinit: --reason IP_CSUM, --dev and the expression, all in the kernel"
     ));
     Ok(table)
 }
