@@ -189,17 +189,14 @@ fn a_bad_lab_is_one_line_and_boots_nothing() {
         "lab.toml",
         "[[node]]\nname = \"a\"\nnics = [\"x\"]\n[[link]]\na = \"a.x\"\nb = \"b.x\"\n",
     );
-    let LabRun {
-        status,
-        stdout,
-        stderr,
-        wires_seen,
-    } = lab(std::path::Path::new(&file));
-    assert_eq!(status, 1);
-    assert!(!wires_seen, "a bad lab makes no wires");
-    assert!(stdout.is_empty(), "{stdout}");
+    let run = lab(std::path::Path::new(&file));
+    assert_eq!(run.status, 1);
+    assert!(!run.wires_seen, "a bad lab makes no wires");
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
     assert!(
-        stderr.contains("link 1: unknown node `b` in `b.x` (nodes: a)"),
-        "{stderr}"
+        run.stderr
+            .contains("link 1: unknown node `b` in `b.x` (nodes: a)"),
+        "{}",
+        run.stderr
     );
 }
